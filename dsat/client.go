@@ -1,0 +1,259 @@
+package dsat
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Defaults of Config.
+const (
+	DefaultFirehoseMaxLen = 100000
+	DefaultRetention      = 7 * 24 * time.Hour
+	DefaultIdempotencyTTL = 24 * time.Hour
+)
+
+// Config tunes a Client. The zero value is usable.
+type Config struct {
+	// Prefix is the first segment of every key (default "dsat").
+	Prefix string
+	// FirehoseMaxLen caps each partition's event firehose (approximately,
+	// MAXLEN ~). Default 100000.
+	FirehoseMaxLen int64
+	// Retention is how long a finished task's state and events are kept.
+	// Default 7 days.
+	Retention time.Duration
+	// IdempotencyTTL is how long an idempotency key is remembered.
+	// Default 24 hours.
+	IdempotencyTTL time.Duration
+	// MaxPayload is the largest payload or output in bytes. Default 1 MiB.
+	MaxPayload int
+	// Now returns the current time; tests inject a clock. Default time.Now.
+	Now func() time.Time
+}
+
+func (c Config) withDefaults() Config {
+	if c.Prefix == "" {
+		c.Prefix = DefaultPrefix
+	}
+	if c.FirehoseMaxLen <= 0 {
+		c.FirehoseMaxLen = DefaultFirehoseMaxLen
+	}
+	if c.Retention <= 0 {
+		c.Retention = DefaultRetention
+	}
+	if c.IdempotencyTTL <= 0 {
+		c.IdempotencyTTL = DefaultIdempotencyTTL
+	}
+	if c.MaxPayload <= 0 {
+		c.MaxPayload = DefaultMaxPayload
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return c
+}
+
+func (c Config) validate() error {
+	if !ValidName(c.Prefix) {
+		return fmt.Errorf("dsat: config: prefix %q must be 1 to 64 characters of a-z, 0-9, '_' or '-'", c.Prefix)
+	}
+	return nil
+}
+
+// Client is the Go API of dsat: submit tasks, read their state and events,
+// cancel and retry them, list dead letters. The satellite runtime uses its
+// engine methods (Begin, Complete, Fail, Promote). It is safe for concurrent
+// use. It never closes the Redis client it was given.
+type Client struct {
+	rdb    redis.UniversalClient
+	cfg    Config
+	keys   Keys
+	latest map[string]*Pipeline // by name: the newest version, used by Submit
+	byAPI  map[string]*compiled // by "name@X.Y"
+	rr     atomic.Uint64
+}
+
+// compiled is a pipeline with what the scripts need precomputed.
+type compiled struct {
+	p        *Pipeline
+	joins    []string            // join steps, topological order
+	routing  map[string]string   // step -> routing spec JSON for complete.lua
+	streams  map[string][]string // step -> step names behind KEYS[5..] of complete.lua
+	allSteps []string            // every step, declaration order
+	ord      map[string]int      // step -> topological index
+}
+
+// NewClient returns a Client for the given pipelines. Several versions of a
+// pipeline may be given; Submit uses the newest, and tasks of every given
+// API version can be driven.
+func NewClient(rdb redis.UniversalClient, cfg Config, pipelines ...*Pipeline) (*Client, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	c := &Client{rdb: rdb, cfg: cfg, keys: NewKeys(cfg.Prefix), latest: map[string]*Pipeline{}, byAPI: map[string]*compiled{}}
+	for _, p := range pipelines {
+		api := p.Name + "@" + p.Version.API()
+		if _, dup := c.byAPI[api]; dup {
+			return nil, fmt.Errorf("dsat: pipeline %s version %s given twice", p.Name, p.Version.API())
+		}
+		c.byAPI[api] = compile(p)
+		if cur, ok := c.latest[p.Name]; !ok || p.Version.Compare(cur.Version) > 0 {
+			c.latest[p.Name] = p
+		}
+	}
+	return c, nil
+}
+
+// Keys returns the key builder the client uses.
+func (c *Client) Keys() Keys { return c.keys }
+
+// Redis returns the Redis client given to NewClient.
+func (c *Client) Redis() redis.UniversalClient { return c.rdb }
+
+// Config returns the client's configuration with defaults applied.
+func (c *Client) Config() Config { return c.cfg }
+
+// Pipeline returns the newest loaded version of the named pipeline.
+func (c *Client) Pipeline(name string) (*Pipeline, error) {
+	p, ok := c.latest[name]
+	if !ok {
+		return nil, fmt.Errorf("%w: %q", ErrPipelineNotFound, name)
+	}
+	return p, nil
+}
+
+// Pipelines returns every loaded pipeline version, sorted by name and
+// version.
+func (c *Client) Pipelines() []*Pipeline {
+	out := make([]*Pipeline, 0, len(c.byAPI))
+	for _, cp := range c.byAPI {
+		out = append(out, cp.p)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Name != out[j].Name {
+			return out[i].Name < out[j].Name
+		}
+		return out[i].Version.Compare(out[j].Version) < 0
+	})
+	return out
+}
+
+// pipelineFor returns the compiled pipeline of a partition.
+func (c *Client) pipelineFor(p Partition) (*compiled, error) {
+	cp, ok := c.byAPI[p.Pipeline+"@"+p.API]
+	if !ok {
+		return nil, fmt.Errorf("%w: %s version %s is not loaded", ErrPipelineNotFound, p.Pipeline, p.API)
+	}
+	return cp, nil
+}
+
+func compile(p *Pipeline) *compiled {
+	cp := &compiled{p: p, routing: map[string]string{}, streams: map[string][]string{}, allSteps: p.Order, ord: map[string]int{}}
+	for i, s := range topoOrder(p) {
+		cp.ord[s] = i
+		if p.Steps[s].Join {
+			cp.joins = append(cp.joins, s)
+		}
+	}
+	for _, name := range p.Order {
+		s := p.Steps[name]
+		streams := append([]string{}, s.Targets()...)
+		for _, j := range cp.joins {
+			streams = appendUnique(streams, j)
+		}
+		spec := map[string]any{"joins": orEmpty(cp.joins), "streams": orEmpty(streams)}
+		if s.IsSwitch() {
+			spec["by"] = s.RouteBy
+			spec["routes"] = s.Routes
+		} else {
+			spec["next"] = orEmpty(s.Next)
+		}
+		b, err := json.Marshal(spec)
+		if err != nil {
+			panic("dsat: routing spec: " + err.Error())
+		}
+		cp.routing[name] = string(b)
+		cp.streams[name] = streams
+	}
+	return cp
+}
+
+// orEmpty makes a nil list encode as [] (cjson decodes null as a value
+// that ipairs rejects).
+func orEmpty(l []string) []string {
+	if l == nil {
+		return []string{}
+	}
+	return l
+}
+
+// topoOrder returns the steps in a topological order (entry first,
+// declaration order among equals).
+func topoOrder(p *Pipeline) []string {
+	indeg := map[string]int{}
+	for _, n := range p.Order {
+		for _, t := range p.Steps[n].Targets() {
+			indeg[t]++
+		}
+	}
+	var out, ready []string
+	for _, n := range p.Order {
+		if indeg[n] == 0 {
+			ready = append(ready, n)
+		}
+	}
+	for len(ready) > 0 {
+		n := ready[0]
+		ready = ready[1:]
+		out = append(out, n)
+		for _, t := range p.Steps[n].Targets() {
+			if indeg[t]--; indeg[t] == 0 {
+				ready = append(ready, t)
+			}
+		}
+	}
+	return out
+}
+
+// runScript runs s and returns its reply as a list (an integer reply
+// becomes a one-element list).
+func (c *Client) runScript(ctx context.Context, s *redis.Script, keys []string, args ...any) ([]any, error) {
+	v, err := s.Run(ctx, c.rdb, keys, args...).Result()
+	if err != nil {
+		return nil, fmt.Errorf("dsat: script: %w", err)
+	}
+	switch r := v.(type) {
+	case int64:
+		return []any{r}, nil
+	case []any:
+		if len(r) == 0 {
+			return nil, errors.New("dsat: script returned an empty list")
+		}
+		return r, nil
+	}
+	return nil, fmt.Errorf("dsat: script returned %T", v)
+}
+
+// replyCode reads element 0 of a script reply as its return code.
+func replyCode(r []any) int64 {
+	n, _ := r[0].(int64)
+	return n
+}
+
+func replyString(r []any, i int) string {
+	if i >= len(r) {
+		return ""
+	}
+	s, _ := r[i].(string)
+	return s
+}
+
+func ms(t time.Time) string { return fmt.Sprint(t.UnixMilli()) }

@@ -1,0 +1,160 @@
+package dsat
+
+import (
+	"math/rand/v2"
+	"time"
+)
+
+// Limits and defaults of pipeline definitions (DESIGN §2).
+const (
+	MaxPartitions = 1024
+
+	DefaultTimeout        = 30 * time.Second
+	DefaultRetries        = 3
+	DefaultBackoffInitial = time.Second
+	DefaultBackoffMax     = 5 * time.Minute
+	DefaultConcurrencyMin = 1
+	DefaultConcurrencyMax = 8
+	DefaultRouteBy        = "route"
+	// DefaultRouteLabel is the switch case taken when no other case matches.
+	DefaultRouteLabel = "default"
+)
+
+// Pipeline is a validated pipeline definition: a named, versioned directed
+// acyclic graph of steps. Build one with ParsePipeline or LoadPipelines.
+type Pipeline struct {
+	Name       string
+	Version    Version
+	Partitions int
+	Entry      string
+	// Order lists the step names in declaration order.
+	Order []string
+	Steps map[string]*Step
+	// File is where the definition was read from (for messages).
+	File string
+}
+
+// Step is one moving part of a pipeline.
+type Step struct {
+	Name    string
+	Handler string
+	// With holds the handler's own settings, as written in YAML.
+	With map[string]any
+	// Next lists the steps that all receive the output (fan-out when more
+	// than one). Empty with no Routes: the step ends its branch.
+	Next []string
+	// RouteBy names the output field whose value picks a route.
+	RouteBy string
+	// Routes maps a route label to its next steps (a switch).
+	Routes map[string][]string
+	// Join makes the step a synchronizing merge: it runs once, when every
+	// live token of the task is parked at it.
+	Join        bool
+	Timeout     time.Duration
+	Retries     int
+	Backoff     Backoff
+	Concurrency Concurrency
+	// Preds lists the distinct predecessor steps (filled by validation).
+	Preds []string
+}
+
+// Backoff is the delay schedule between attempts of a step.
+type Backoff struct {
+	Initial time.Duration
+	Max     time.Duration
+}
+
+// Concurrency bounds a step's worker pool on each satellite.
+type Concurrency struct {
+	Min int
+	Max int
+}
+
+// IsSwitch reports whether the step routes by label.
+func (s *Step) IsSwitch() bool { return len(s.Routes) > 0 }
+
+// Targets lists every step the step may send to, without duplicates.
+func (s *Step) Targets() []string {
+	if !s.IsSwitch() {
+		return s.Next
+	}
+	seen := map[string]bool{}
+	var out []string
+	for _, label := range sortedKeys(s.Routes) {
+		for _, t := range s.Routes[label] {
+			if !seen[t] {
+				seen[t] = true
+				out = append(out, t)
+			}
+		}
+	}
+	return out
+}
+
+// Attempts is the number of runs a token gets at this step: 1 + Retries.
+func (s *Step) Attempts() int { return 1 + s.Retries }
+
+// Delay returns the backoff before attempt number next (2 for the first
+// retry): exponential from Initial, capped at Max, with "equal jitter"
+// (between half and all of the exponential delay), so retries of many tasks
+// that failed together spread out.
+func (b Backoff) Delay(next int, rnd *rand.Rand) time.Duration {
+	d := b.Initial
+	for i := 2; i < next && d < b.Max; i++ {
+		d *= 2
+	}
+	if d > b.Max {
+		d = b.Max
+	}
+	half := d / 2
+	if half <= 0 {
+		return d
+	}
+	var j int64
+	if rnd != nil {
+		j = rnd.Int64N(int64(half) + 1)
+	} else {
+		j = rand.Int64N(int64(half) + 1)
+	}
+	return half + time.Duration(j)
+}
+
+// Partition returns partition n of the pipeline's current API version.
+func (p *Pipeline) Partition(n int) Partition {
+	return Partition{Pipeline: p.Name, API: p.Version.API(), N: n}
+}
+
+// Joins lists the join steps in declaration order.
+func (p *Pipeline) Joins() []string {
+	var out []string
+	for _, name := range p.Order {
+		if p.Steps[name].Join {
+			out = append(out, name)
+		}
+	}
+	return out
+}
+
+// Edge is one arrow of the graph; Label is the switch case ("" for next).
+type Edge struct {
+	From  string `json:"from"`
+	To    string `json:"to"`
+	Label string `json:"label,omitempty"`
+}
+
+// Edges lists the graph's arrows in declaration order.
+func (p *Pipeline) Edges() []Edge {
+	var out []Edge
+	for _, name := range p.Order {
+		s := p.Steps[name]
+		for _, t := range s.Next {
+			out = append(out, Edge{From: name, To: t})
+		}
+		for _, label := range sortedKeys(s.Routes) {
+			for _, t := range s.Routes[label] {
+				out = append(out, Edge{From: name, To: t, Label: label})
+			}
+		}
+	}
+	return out
+}

@@ -1,0 +1,290 @@
+package dsat
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/dsat-dev/dsat/lua"
+)
+
+// The engine methods below are what a satellite calls around each handler
+// run: Begin, then Complete or Fail. Each is one atomic script call and is
+// idempotent per (task, token, attempt): a redelivered token or a call that
+// go-redis retried after a lost reply changes nothing the second time.
+
+// Delivery is a token as read from a step stream by one worker.
+type Delivery struct {
+	Envelope
+	// EntryID is the stream entry id ("" when not from a stream).
+	EntryID string
+	// Worker is the consumer name of the worker holding the token.
+	Worker string
+}
+
+// Outcome says what an engine call did.
+type Outcome int
+
+const (
+	// Applied: the task's state advanced.
+	Applied Outcome = iota + 1
+	// AlreadyApplied: this exact change was made before (a redelivery or a
+	// retried call); nothing changed now. For Begin: this worker already
+	// began the token, so the handler may run.
+	AlreadyApplied
+	// Dropped: the token is no longer wanted (task cancelled, finished,
+	// expired, or the token stale); its entry was acknowledged. Do not run
+	// the handler.
+	Dropped
+)
+
+func (o Outcome) String() string {
+	switch o {
+	case Applied:
+		return "applied"
+	case AlreadyApplied:
+		return "already applied"
+	case Dropped:
+		return "dropped"
+	}
+	return "unknown"
+}
+
+// maxErrorText bounds the error text stored in state, events and dead
+// letters.
+const maxErrorText = 2048
+
+func (c *Client) taskKeys(d Delivery) (Partition, []string, error) {
+	tid, err := ParseTaskID(d.Task)
+	if err != nil {
+		return Partition{}, nil, err
+	}
+	p := tid.Partition
+	return p, []string{c.keys.Task(p, d.Task), c.keys.TaskEvents(p, d.Task), c.keys.Firehose(p), c.keys.Step(p, d.Step)}, nil
+}
+
+// Begin records that worker took the token (event ACK). Run the handler
+// only on Applied or AlreadyApplied.
+func (c *Client) Begin(ctx context.Context, d Delivery) (Outcome, error) {
+	_, keys, err := c.taskKeys(d)
+	if err != nil {
+		return 0, err
+	}
+	r, err := c.runScript(ctx, lua.Begin, keys, c.beginArgs(d)...)
+	if err != nil {
+		return 0, err
+	}
+	return beginOutcome(replyCode(r)), nil
+}
+
+func (c *Client) beginArgs(d Delivery) []any {
+	return []any{d.Task, d.Token, d.Attempt, d.EntryID, d.Step, d.Worker, ms(c.cfg.Now()), c.cfg.FirehoseMaxLen}
+}
+
+func beginOutcome(code int64) Outcome {
+	switch code {
+	case 1:
+		return Applied
+	case 2:
+		return AlreadyApplied
+	}
+	return Dropped
+}
+
+// Complete stores the handler's output (JSON), runs the step's routers,
+// queues the next tokens and ends the task when nothing is left alive. A
+// switch whose label matches no route and that has no default returns an
+// error wrapping ErrNoRoute and writes nothing: fail the token then.
+func (c *Client) Complete(ctx context.Context, d Delivery, output []byte, label string) (Outcome, error) {
+	keys, args, err := c.completeCall(d, output, label)
+	if err != nil {
+		return 0, err
+	}
+	r, err := c.runScript(ctx, lua.Complete, keys, args...)
+	if err != nil {
+		return 0, err
+	}
+	return completeOutcome(r)
+}
+
+func (c *Client) completeCall(d Delivery, output []byte, label string) ([]string, []any, error) {
+	p, keys, err := c.taskKeys(d)
+	if err != nil {
+		return nil, nil, err
+	}
+	cp, err := c.pipelineFor(p)
+	if err != nil {
+		return nil, nil, err
+	}
+	spec, ok := cp.routing[d.Step]
+	if !ok {
+		return nil, nil, fmt.Errorf("dsat: pipeline %s %s has no step %q", p.Pipeline, p.API, d.Step)
+	}
+	if err := c.CheckPayload(output); err != nil {
+		return nil, nil, fmt.Errorf("output of step %s: %w", d.Step, err)
+	}
+	for _, s := range cp.streams[d.Step] {
+		keys = append(keys, c.keys.Step(p, s))
+	}
+	args := []any{d.Task, d.Token, d.Attempt, d.EntryID, d.Step, d.Worker, ms(c.cfg.Now()),
+		c.cfg.FirehoseMaxLen, c.cfg.Retention.Milliseconds(), EnvelopeVersion.API(), string(output), label, spec}
+	return keys, args, nil
+}
+
+func completeOutcome(r []any) (Outcome, error) {
+	switch replyCode(r) {
+	case 1:
+		return Applied, nil
+	case 0:
+		return AlreadyApplied, nil
+	case -1, -2:
+		return Dropped, nil
+	case -4:
+		return 0, fmt.Errorf("%w: label %q and no default route", ErrNoRoute, replyString(r, 1))
+	}
+	return 0, fmt.Errorf("dsat: complete: unexpected reply %v", r)
+}
+
+// Failure describes why a handler run did not complete.
+type Failure struct {
+	// Timeout reports TIMEOUT instead of ERROR.
+	Timeout bool
+	// Message is the error text shown in state, events and dead letters.
+	Message string
+	// Final sends the token straight to the dead letters (no retry).
+	Final bool
+	// Snooze, when positive, runs the token again after this delay without
+	// using up an attempt.
+	Snooze time.Duration
+}
+
+// FailMode is what Fail did with the token.
+type FailMode string
+
+// Fail modes.
+const (
+	FailRetry  FailMode = "retry"
+	FailSnooze FailMode = "snooze"
+	FailDead   FailMode = "dead"
+)
+
+// Fail records a failed run: a retry after backoff while attempts remain,
+// else the token goes to the dead letters (and the task ends DEAD when
+// nothing else is alive).
+func (c *Client) Fail(ctx context.Context, d Delivery, f Failure) (Outcome, FailMode, error) {
+	keys, args, mode, err := c.failCall(d, f)
+	if err != nil {
+		return 0, "", err
+	}
+	r, err := c.runScript(ctx, lua.Fail, keys, args...)
+	if err != nil {
+		return 0, "", err
+	}
+	o, err := failOutcome(r)
+	return o, mode, err
+}
+
+func (c *Client) failCall(d Delivery, f Failure) ([]string, []any, FailMode, error) {
+	p, keys, err := c.taskKeys(d)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	cp, err := c.pipelineFor(p)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	step, ok := cp.p.Steps[d.Step]
+	if !ok {
+		return nil, nil, "", fmt.Errorf("dsat: pipeline %s %s has no step %q", p.Pipeline, p.API, d.Step)
+	}
+	now := c.cfg.Now()
+	mode, due := FailRetry, now
+	switch {
+	case f.Snooze > 0:
+		mode, due = FailSnooze, now.Add(f.Snooze)
+	case f.Final || d.Attempt >= step.Attempts():
+		mode = FailDead
+	default:
+		due = now.Add(step.Backoff.Delay(d.Attempt+1, nil))
+	}
+	ev := EventError
+	if f.Timeout {
+		ev = EventTimeout
+	}
+	msg := f.Message
+	if len(msg) > maxErrorText {
+		msg = msg[:maxErrorText] + "..."
+	}
+	keys = append(keys, c.keys.Retry(p), c.keys.Dead(p))
+	args := []any{d.Task, d.Token, d.Attempt, d.EntryID, d.Step, d.Worker, ms(now),
+		c.cfg.FirehoseMaxLen, c.cfg.Retention.Milliseconds(), EnvelopeVersion.API(),
+		ev, msg, string(mode), ms(due), string(d.Payload)}
+	return keys, args, mode, nil
+}
+
+func failOutcome(r []any) (Outcome, error) {
+	switch replyCode(r) {
+	case 1:
+		return Applied, nil
+	case 0:
+		return AlreadyApplied, nil
+	case -1, -2:
+		return Dropped, nil
+	}
+	return 0, fmt.Errorf("dsat: fail: unexpected reply %v", r)
+}
+
+// Promote moves up to limit due retries of partition p back to their step
+// streams and returns how many moved. Running it from several satellites at
+// once is harmless.
+func (c *Client) Promote(ctx context.Context, p Partition, limit int) (int, error) {
+	cp, err := c.pipelineFor(p)
+	if err != nil {
+		return 0, err
+	}
+	keys := []string{c.keys.Retry(p), c.keys.Dead(p)}
+	args := []any{ms(c.cfg.Now()), limit}
+	for _, s := range cp.allSteps {
+		keys = append(keys, c.keys.Step(p, s))
+		args = append(args, s)
+	}
+	r, err := c.runScript(ctx, lua.Promote, keys, args...)
+	if err != nil {
+		return 0, err
+	}
+	return int(replyCode(r)), nil
+}
+
+// DeadLetterEntry moves a stream entry that is not a valid token (or whose
+// payload was lost) to the dead letters with the reason, and acknowledges
+// and deletes it, in one transaction. Nothing is dropped silently.
+func (c *Client) DeadLetterEntry(ctx context.Context, p Partition, step, entryID string, values map[string]any, reason string) error {
+	raw, _ := json.Marshal(values)
+	if len(raw) > maxErrorText {
+		raw = append(raw[:maxErrorText], "..."...)
+	}
+	task, _ := values["task"].(string)
+	if _, err := ParseTaskID(task); err != nil {
+		task = ""
+	}
+	if len(reason) > maxErrorText {
+		reason = reason[:maxErrorText] + "..."
+	}
+	stream := c.keys.Step(p, step)
+	_, err := c.rdb.TxPipelined(ctx, func(pipe redis.Pipeliner) error {
+		pipe.XAdd(ctx, &redis.XAddArgs{Stream: c.keys.Dead(p), Values: []any{
+			"task", task, "pipeline", p.Pipeline, "step", step, "entry", entryID,
+			"reason", reason, "raw", string(raw), "at", ms(c.cfg.Now()),
+		}})
+		pipe.XAck(ctx, stream, step, entryID)
+		pipe.XDel(ctx, stream, entryID)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("dsat: dead-letter entry %s: %w", entryID, err)
+	}
+	return nil
+}

@@ -1,0 +1,272 @@
+package dsat_test
+
+import (
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/dsat-dev/dsat/dsat"
+	"github.com/dsat-dev/dsat/internal/redistest"
+)
+
+func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
+
+func TestCancel(t *testing.T) {
+	redistest.ForEachBackend(t, func(t *testing.T, b redistest.Backend) {
+		t.Run("queued", func(t *testing.T) {
+			h := newHarness(t, b, linearYAML)
+			id := h.submit(`{}`)
+			if err := h.c.Cancel(h.ctx, id, "user asked"); err != nil {
+				t.Fatal(err)
+			}
+			h.drain(nil)
+			eq(t, "events", names(h.events(id)), []string{"INIT", "CANCELLED"})
+			eq(t, "runs", h.runs["a"], 0)
+			eq(t, "status", h.state(id).Status, dsat.StatusCancelled)
+			if err := h.c.Cancel(h.ctx, id, ""); !errors.Is(err, dsat.ErrTaskFinal) {
+				t.Fatalf("second cancel: %v", err)
+			}
+			h.checkInvariants(id)
+			h.streamsEmpty()
+		})
+		t.Run("running", func(t *testing.T) {
+			h := newHarness(t, b, linearYAML)
+			id := h.submit(`{}`)
+			d := h.read("a")[0]
+			mustOutcome(t, "begin", dsat.Applied)(h.c.Begin(h.ctx, d))
+			if err := h.c.Cancel(h.ctx, id, ""); err != nil {
+				t.Fatal(err)
+			}
+			mustOutcome(t, "complete after cancel", dsat.Dropped)(h.c.Complete(h.ctx, d, []byte(`1`), ""))
+			h.drain(nil)
+			eq(t, "events", names(h.events(id)), []string{"INIT", "ACK:a", "CANCELLED"})
+			h.checkInvariants(id)
+			h.streamsEmpty()
+		})
+	})
+}
+
+func TestIdempotentSubmit(t *testing.T) {
+	redistest.ForEachBackend(t, func(t *testing.T, b redistest.Backend) {
+		h := newHarness(t, b, linearYAML)
+		opts := dsat.SubmitOptions{IdempotencyKey: "order-42 {weird} key"}
+		s1, err := h.c.Submit(h.ctx, "linear", []byte(`{"n":1}`), opts)
+		if err != nil || !s1.Created {
+			t.Fatalf("first submit: %+v %v", s1, err)
+		}
+		s2, err := h.c.Submit(h.ctx, "linear", []byte(`{"n":1}`), opts)
+		if err != nil || s2.Created || s2.ID != s1.ID {
+			t.Fatalf("same key, same payload: %+v %v (first %s)", s2, err, s1.ID)
+		}
+		_, err = h.c.Submit(h.ctx, "linear", []byte(`{"n":2}`), opts)
+		if !errors.Is(err, dsat.ErrIdempotencyConflict) {
+			t.Fatalf("same key, other payload: %v, want ErrIdempotencyConflict", err)
+		}
+		h.drain(nil)
+		eq(t, "runs of a", h.runs["a"], 1)
+		h.checkInvariants(s1.ID)
+	})
+}
+
+func TestSubmitRejects(t *testing.T) {
+	h := newHarness(t, redistest.Backends()[0], linearYAML)
+	for _, tc := range []struct {
+		name, pipeline, payload string
+		want                    error
+	}{
+		{"unknown pipeline", "nope", `{}`, dsat.ErrPipelineNotFound},
+		{"bad JSON", "linear", `{`, dsat.ErrInvalidPayload},
+		{"trailing garbage", "linear", `{} x`, dsat.ErrInvalidPayload},
+		{"too big", "linear", `"` + strings.Repeat("x", dsat.DefaultMaxPayload) + `"`, dsat.ErrInvalidPayload},
+	} {
+		if _, err := h.c.Submit(h.ctx, tc.pipeline, []byte(tc.payload), dsat.SubmitOptions{}); !errors.Is(err, tc.want) {
+			t.Errorf("%s: %v, want %v", tc.name, err, tc.want)
+		}
+	}
+	if n := len(h.mini.Keys()); n != len(h.p.Order) {
+		t.Fatalf("rejected submissions wrote keys: %v", h.mini.Keys())
+	}
+}
+
+func TestSubmitBatch(t *testing.T) {
+	redistest.ForEachBackend(t, func(t *testing.T, b redistest.Backend) {
+		h := newHarness(t, b, linearYAML)
+		if err := h.rdb.ScriptFlush(h.ctx).Err(); err != nil {
+			t.Fatal(err)
+		}
+		ids, err := h.c.SubmitBatch(h.ctx, "linear", [][]byte{[]byte(`1`), []byte(`2`), []byte(`3`)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		eq(t, "ids", len(ids), 3)
+		if _, err := h.c.SubmitBatch(h.ctx, "linear", [][]byte{[]byte(`1`), []byte(`{`)}); !errors.Is(err, dsat.ErrInvalidPayload) {
+			t.Fatalf("bad item: %v", err)
+		}
+		h.drain(nil)
+		for i, id := range ids {
+			st := h.state(id)
+			eq(t, "status", st.Status, dsat.StatusSucceeded)
+			jsonEq(t, "result", st.Result, `{"step":"c","in":{"step":"b","in":{"step":"a","in":`+string(rune('1'+i))+`}}}`)
+			h.checkInvariants(id)
+		}
+	})
+}
+
+func TestMalformedEntryGoesToDeadLetters(t *testing.T) {
+	redistest.ForEachBackend(t, func(t *testing.T, b redistest.Backend) {
+		h := newHarness(t, b, linearYAML)
+		key := h.c.Keys().Step(h.p.Partition(0), "a")
+		if err := h.rdb.XAdd(h.ctx, &redis.XAddArgs{Stream: key, Values: []any{"task", "x", "junk", "1"}}).Err(); err != nil {
+			t.Fatal(err)
+		}
+		id := h.submit(`{}`)
+		h.drain(nil)
+		eq(t, "good task", h.state(id).Status, dsat.StatusSucceeded)
+		dead, _, err := h.c.Dead(h.ctx, "linear", "", 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(dead) != 1 || dead[0].Step != "a" || !strings.Contains(dead[0].Reason, "invalid envelope") || dead[0].Raw == "" {
+			t.Fatalf("dead letters: %+v", dead)
+		}
+		h.streamsEmpty()
+	})
+}
+
+func TestNoRoute(t *testing.T) {
+	redistest.ForEachBackend(t, func(t *testing.T, b redistest.Backend) {
+		h := newHarness(t, b, `
+name: sw
+version: 1.0.0
+steps:
+  pick: {handler: echo, routes: {a: [x], b: [y]}}
+  x: {handler: echo}
+  y: {handler: echo}
+`)
+		ok := h.submit(`{}`)
+		bad := h.submit(`{}`)
+		h.drain(map[string]handlerFunc{"pick": func(d dsat.Delivery) ([]byte, string, *dsat.Failure) {
+			if d.Task == ok {
+				return []byte(`{"route":"b"}`), "", nil // route_by defaults to "route"
+			}
+			return []byte(`{"route":"zzz"}`), "", nil
+		}})
+		eq(t, "routed task", h.state(ok).Status, dsat.StatusSucceeded)
+		eq(t, "routed to y", names(h.events(ok))[4], "ACK:y")
+		st := h.state(bad)
+		eq(t, "unrouted task", st.Status, dsat.StatusFailed)
+		if !strings.Contains(st.Error, `no route matches: label "zzz"`) {
+			t.Fatalf("error %q does not say which label had no route", st.Error)
+		}
+		eq(t, "runs of pick", h.runs["pick"], 2) // no retry for a routing error
+		h.checkInvariants(ok)
+		h.checkInvariants(bad)
+		h.streamsEmpty()
+	})
+}
+
+func TestSnooze(t *testing.T) {
+	redistest.ForEachBackend(t, func(t *testing.T, b redistest.Backend) {
+		h := newHarness(t, b, linearYAML)
+		id := h.submit(`{}`)
+		h.drain(map[string]handlerFunc{"a": func(d dsat.Delivery) ([]byte, string, *dsat.Failure) {
+			if h.runs["a"] < 3 {
+				return nil, "", &dsat.Failure{Snooze: time.Minute}
+			}
+			return echo(d)
+		}})
+		st := h.state(id)
+		eq(t, "status", st.Status, dsat.StatusSucceeded)
+		eq(t, "attempts of a (snoozes do not count)", st.Steps["a"].Attempts, 1)
+		eq(t, "runs of a", h.runs["a"], 3)
+		h.checkInvariants(id)
+	})
+}
+
+// TestDeadBranchHoldsJoin: a branch that dies keeps the join from firing;
+// the task ends DEAD with the other branch parked, and a retry of the dead
+// branch fires the join with both inputs.
+func TestDeadBranchHoldsJoin(t *testing.T) {
+	redistest.ForEachBackend(t, func(t *testing.T, b redistest.Backend) {
+		h := newHarness(t, b, textstatsYAML)
+		id := h.submit(`{"lang":"en"}`)
+		broken := true
+		handlers := map[string]handlerFunc{
+			"lang": func(d dsat.Delivery) ([]byte, string, *dsat.Failure) { return []byte(`{"lang":"en"}`), "", nil },
+			"count": func(d dsat.Delivery) ([]byte, string, *dsat.Failure) {
+				if broken {
+					return nil, "", &dsat.Failure{Message: "cannot count", Final: true}
+				}
+				return echo(d)
+			},
+		}
+		h.drain(handlers)
+		st := h.state(id)
+		eq(t, "status", st.Status, dsat.StatusFailed)
+		eq(t, "report", st.Steps["report"].State, "waiting")
+		eq(t, "report runs", h.runs["report"], 0)
+		h.checkInvariants(id)
+		broken = false
+		if _, err := h.c.Retry(h.ctx, id); err != nil {
+			t.Fatal(err)
+		}
+		h.drain(handlers)
+		st = h.state(id)
+		eq(t, "status", st.Status, dsat.StatusSucceeded)
+		eq(t, "report runs", h.runs["report"], 1)
+		var res struct {
+			In map[string]any `json:"in"`
+		}
+		_ = json.Unmarshal(st.Result, &res)
+		eq(t, "join inputs", len(res.In), 2)
+		h.checkInvariants(id)
+		h.streamsEmpty()
+	})
+}
+
+func TestEventsFollow(t *testing.T) {
+	redistest.ForEachBackend(t, func(t *testing.T, b redistest.Backend) {
+		h := newHarness(t, b, linearYAML)
+		id := h.submit(`{}`)
+		done := make(chan []string)
+		go func() {
+			var got []string
+			for e, err := range h.c.Events(h.ctx, id, "") {
+				if err != nil {
+					got = append(got, "error: "+err.Error())
+					break
+				}
+				got = append(got, e.Event)
+			}
+			done <- got
+		}()
+		time.Sleep(50 * time.Millisecond)
+		h.drain(nil)
+		select {
+		case got := <-done:
+			eq(t, "followed events", len(got), 10)
+			eq(t, "last", got[len(got)-1], "HAPPY_END")
+		case <-time.After(5 * time.Second):
+			t.Fatal("Events did not end after HAPPY_END")
+		}
+		// Resume after the 4th event: the rest, no duplicates.
+		all := h.events(id)
+		var rest []dsat.Event
+		for e, err := range h.c.Events(h.ctx, id, all[3].ID) {
+			if err != nil {
+				t.Fatal(err)
+			}
+			rest = append(rest, e)
+		}
+		eq(t, "resumed", names(rest), names(all[4:]))
+		for _, err := range h.c.Events(h.ctx, dsat.NewTaskID(h.p.Partition(0), time.Now()).String(), "") {
+			if !errors.Is(err, dsat.ErrTaskNotFound) {
+				t.Fatalf("unknown task: %v", err)
+			}
+		}
+	})
+}

@@ -1,0 +1,124 @@
+package dsat
+
+import (
+	"fmt"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// graph checks the edges of p: targets exist, every step is reachable from
+// the entry, there is no cycle, and each join has two or more predecessors.
+func (l *loader) graph(p *Pipeline, lines map[string]int, entryNode *yaml.Node) {
+	if p.Entry != "" {
+		if _, ok := p.Steps[p.Entry]; !ok {
+			line := 0
+			if entryNode != nil {
+				line = entryNode.Line
+			}
+			l.add(line, "", "entry", fmt.Sprintf("names %q, which is not a step", p.Entry))
+			return
+		}
+	}
+	ok := true
+	for _, name := range p.Order {
+		s := p.Steps[name]
+		check := func(field string, targets []string) {
+			for _, t := range targets {
+				switch _, exists := p.Steps[t]; {
+				case t == name:
+					l.add(lines[name], name, field, "a step cannot send to itself (cycle)")
+					ok = false
+				case !exists:
+					l.add(lines[name], name, field, fmt.Sprintf("unknown target step %q", t))
+					ok = false
+				}
+			}
+		}
+		check("next", s.Next)
+		for _, label := range sortedKeys(s.Routes) {
+			check("routes."+label, s.Routes[label])
+		}
+	}
+	if !ok || p.Entry == "" {
+		return
+	}
+	for _, name := range p.Order {
+		for _, t := range p.Steps[name].Targets() {
+			p.Steps[t].Preds = appendUnique(p.Steps[t].Preds, name)
+		}
+	}
+	if cycle := findCycle(p); cycle != nil {
+		l.add(lines[cycle[0]], cycle[0], "next", "cycle: "+strings.Join(cycle, " -> "))
+		return
+	}
+	reach := map[string]bool{}
+	var walk func(string)
+	walk = func(n string) {
+		if reach[n] {
+			return
+		}
+		reach[n] = true
+		for _, t := range p.Steps[n].Targets() {
+			walk(t)
+		}
+	}
+	walk(p.Entry)
+	for _, name := range p.Order {
+		s := p.Steps[name]
+		if !reach[name] {
+			l.add(lines[name], name, "", fmt.Sprintf("unreachable from the entry step %q", p.Entry))
+		}
+		if s.Join && len(s.Preds) < 2 {
+			l.add(lines[name], name, "join", fmt.Sprintf("a join needs two or more predecessor steps, has %d", len(s.Preds)))
+		}
+	}
+}
+
+func appendUnique(list []string, s string) []string {
+	if contains(list, s) {
+		return list
+	}
+	return append(list, s)
+}
+
+// findCycle returns the steps of one cycle, or nil.
+func findCycle(p *Pipeline) []string {
+	const (
+		white = iota
+		grey
+		black
+	)
+	color := map[string]int{}
+	var stack []string
+	var found []string
+	var visit func(string) bool
+	visit = func(n string) bool {
+		color[n] = grey
+		stack = append(stack, n)
+		for _, t := range p.Steps[n].Targets() {
+			switch color[t] {
+			case grey:
+				i := len(stack) - 1
+				for stack[i] != t {
+					i--
+				}
+				found = append(append([]string{}, stack[i:]...), t)
+				return true
+			case white:
+				if visit(t) {
+					return true
+				}
+			}
+		}
+		stack = stack[:len(stack)-1]
+		color[n] = black
+		return false
+	}
+	for _, n := range p.Order {
+		if color[n] == white && visit(n) {
+			return found
+		}
+	}
+	return nil
+}

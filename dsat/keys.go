@@ -1,0 +1,78 @@
+package dsat
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"strconv"
+)
+
+// DefaultPrefix is the first segment of every key dsat writes.
+const DefaultPrefix = "dsat"
+
+// Partition names one shard of one pipeline API version. All keys of a
+// partition share the hash tag {pipeline@X.Y#N}, so every script runs in a
+// single slot of a Redis Cluster.
+type Partition struct {
+	Pipeline string
+	API      string // "X.Y" of the pipeline version
+	N        int
+}
+
+// Tag returns the hash tag "{pipeline@X.Y#N}".
+func (p Partition) Tag() string {
+	return "{" + p.Pipeline + "@" + p.API + "#" + strconv.Itoa(p.N) + "}"
+}
+
+// Keys builds every Redis key dsat uses. It is the only place that does.
+// Names must already be valid (see ValidName); the constructors of Pipeline,
+// TaskID and Partition guarantee it.
+type Keys struct {
+	prefix string
+}
+
+// NewKeys returns a key builder for prefix ("" means DefaultPrefix).
+func NewKeys(prefix string) Keys {
+	if prefix == "" {
+		prefix = DefaultPrefix
+	}
+	return Keys{prefix: prefix}
+}
+
+// Prefix returns the configured key prefix.
+func (k Keys) Prefix() string { return k.prefix }
+
+func (k Keys) base(p Partition) string { return k.prefix + ":" + p.Tag() + ":" }
+
+// Step is a stream (consumer group named after the step): tokens waiting
+// for the step.
+func (k Keys) Step(p Partition, step string) string { return k.base(p) + "s:" + step }
+
+// Task is a hash: the task's state.
+func (k Keys) Task(p Partition, task string) string { return k.base(p) + "t:" + task }
+
+// TaskEvents is a stream: the task's events, with the same ids as in the
+// partition firehose.
+func (k Keys) TaskEvents(p Partition, task string) string { return k.base(p) + "t:" + task + ":ev" }
+
+// Firehose is a capped stream: every event of the partition.
+func (k Keys) Firehose(p Partition) string { return k.base(p) + "ev" }
+
+// Retry is a sorted set: delayed retries, score = due time in ms.
+func (k Keys) Retry(p Partition) string { return k.base(p) + "retry" }
+
+// Dead is a stream: dead letters with their reason.
+func (k Keys) Dead(p Partition) string { return k.base(p) + "dead" }
+
+// Idempotency is a string with a TTL: idempotency key -> task id. The user's
+// key is hashed, so any bytes are safe and the key length is bounded.
+func (k Keys) Idempotency(p Partition, key string) string {
+	sum := sha256.Sum256([]byte(key))
+	return k.base(p) + "idem:" + hex.EncodeToString(sum[:16])
+}
+
+// Satellite is a string with a TTL: one satellite's heartbeat record
+// (JSON). It lives outside every hash tag.
+func (k Keys) Satellite(id string) string { return k.prefix + ":sat:" + id }
+
+// Satellites is a sorted set of satellite ids scored by last heartbeat (ms).
+func (k Keys) Satellites() string { return k.prefix + ":sats" }

@@ -1,0 +1,174 @@
+package dsat
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"hash/fnv"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/dsat-dev/dsat/lua"
+)
+
+// SubmitOptions are optional settings of a submission.
+type SubmitOptions struct {
+	// IdempotencyKey makes the submission idempotent: the same key and
+	// payload return the same task id; the same key with another payload is
+	// ErrIdempotencyConflict. Any bytes up to 255 long.
+	IdempotencyKey string
+	// Trace is a W3C traceparent carried by every token of the task.
+	Trace string
+}
+
+// Submitted is the outcome of one submission.
+type Submitted struct {
+	ID string
+	// Created is false when an idempotency key matched an existing task.
+	Created bool
+}
+
+// Submit creates a task of the newest version of the named pipeline with
+// payload (JSON) as the entry step's input.
+func (c *Client) Submit(ctx context.Context, pipeline string, payload []byte, opts SubmitOptions) (Submitted, error) {
+	call, err := c.submitCall(pipeline, payload, opts)
+	if err != nil {
+		return Submitted{}, err
+	}
+	r, err := c.runScript(ctx, lua.Submit, call.keys, call.args...)
+	if err != nil {
+		return Submitted{}, err
+	}
+	return submitted(r)
+}
+
+// SubmitBatch submits many payloads to one pipeline in a single round trip
+// and returns the ids in order. Payloads are all checked before anything is
+// written; a Redis error may leave a prefix of the batch submitted.
+func (c *Client) SubmitBatch(ctx context.Context, pipeline string, payloads [][]byte) ([]string, error) {
+	calls := make([]submitCall, len(payloads))
+	for i, p := range payloads {
+		call, err := c.submitCall(pipeline, p, SubmitOptions{})
+		if err != nil {
+			return nil, fmt.Errorf("item %d: %w", i, err)
+		}
+		calls[i] = call
+	}
+	replies, err := c.pipelineScripts(ctx, lua.Submit, len(calls), func(i int) ([]string, []any) {
+		return calls[i].keys, calls[i].args
+	})
+	if err != nil {
+		return nil, err
+	}
+	ids := make([]string, len(calls))
+	for i, r := range replies {
+		s, err := submitted(r)
+		if err != nil {
+			return nil, err
+		}
+		ids[i] = s.ID
+	}
+	return ids, nil
+}
+
+func submitted(r []any) (Submitted, error) {
+	id := replyString(r, 1)
+	switch replyCode(r) {
+	case 1:
+		return Submitted{ID: id, Created: true}, nil
+	case 0:
+		return Submitted{ID: id}, nil
+	case -5:
+		return Submitted{ID: id}, fmt.Errorf("%w (task %s)", ErrIdempotencyConflict, id)
+	}
+	return Submitted{}, fmt.Errorf("dsat: submit: unexpected reply %v", r)
+}
+
+type submitCall struct {
+	keys []string
+	args []any
+}
+
+func (c *Client) submitCall(pipeline string, payload []byte, opts SubmitOptions) (submitCall, error) {
+	p, err := c.Pipeline(pipeline)
+	if err != nil {
+		return submitCall{}, err
+	}
+	if err := c.CheckPayload(payload); err != nil {
+		return submitCall{}, err
+	}
+	if len(opts.IdempotencyKey) > 255 {
+		return submitCall{}, fmt.Errorf("%w: idempotency key longer than 255 bytes", ErrInvalidPayload)
+	}
+	var part Partition
+	if opts.IdempotencyKey != "" {
+		h := fnv.New32a()
+		h.Write([]byte(opts.IdempotencyKey))
+		part = p.Partition(int(h.Sum32() % uint32(p.Partitions)))
+	} else {
+		part = p.Partition(int(c.rr.Add(1) % uint64(p.Partitions)))
+	}
+	now := c.cfg.Now()
+	id := NewTaskID(part, now).String()
+	keys := []string{c.keys.Task(part, id), c.keys.TaskEvents(part, id), c.keys.Firehose(part), c.keys.Step(part, p.Entry)}
+	if opts.IdempotencyKey != "" {
+		keys = append(keys, c.keys.Idempotency(part, opts.IdempotencyKey))
+	}
+	sum := sha256.Sum256(payload)
+	args := []any{id, ms(now), c.cfg.FirehoseMaxLen, EnvelopeVersion.API(), p.Version.String(),
+		DefaultContentType, string(payload), p.Entry, opts.Trace, p.Name,
+		c.cfg.IdempotencyTTL.Milliseconds(), hex.EncodeToString(sum[:16])}
+	return submitCall{keys: keys, args: args}, nil
+}
+
+// CheckPayload returns an error wrapping ErrInvalidPayload unless b is
+// valid JSON of at most MaxPayload bytes.
+func (c *Client) CheckPayload(b []byte) error {
+	if len(b) > c.cfg.MaxPayload {
+		return fmt.Errorf("%w: %d bytes is larger than the limit of %d", ErrInvalidPayload, len(b), c.cfg.MaxPayload)
+	}
+	if !json.Valid(b) {
+		return fmt.Errorf("%w: not valid JSON", ErrInvalidPayload)
+	}
+	return nil
+}
+
+// pipelineScripts runs n calls of one script in a single pipeline. It loads
+// the script first (EVALSHA inside a pipeline has no EVAL fallback) and
+// retries the whole batch once after NOSCRIPT (a restart or failover lost
+// the script cache); every dsat script is idempotent, so that is safe.
+func (c *Client) pipelineScripts(ctx context.Context, s *redis.Script, n int, call func(i int) ([]string, []any)) ([][]any, error) {
+	for try := 0; ; try++ {
+		cmds := make([]*redis.Cmd, n)
+		_, err := c.rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
+			for i := 0; i < n; i++ {
+				keys, args := call(i)
+				cmds[i] = s.EvalSha(ctx, pipe, keys, args...)
+			}
+			return nil
+		})
+		if err != nil && try == 0 && redis.HasErrorPrefix(err, "NOSCRIPT") {
+			if lerr := s.Load(ctx, c.rdb).Err(); lerr != nil {
+				return nil, fmt.Errorf("dsat: load script: %w", lerr)
+			}
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("dsat: pipelined script: %w", err)
+		}
+		out := make([][]any, n)
+		for i, cmd := range cmds {
+			switch r := cmd.Val().(type) {
+			case int64:
+				out[i] = []any{r}
+			case []any:
+				out[i] = r
+			default:
+				return nil, fmt.Errorf("dsat: pipelined script returned %T", r)
+			}
+		}
+		return out, nil
+	}
+}

@@ -1,0 +1,21 @@
+-- cancel.lua: cancel a task. Final at once: queued tokens are dropped by
+-- begin.lua, running handlers see their context cancelled by the satellite.
+-- KEYS[1] -> task state hash              dsat:{T}:t:<task>
+-- KEYS[2] -> task event stream            dsat:{T}:t:<task>:ev
+-- KEYS[3] -> partition firehose           dsat:{T}:ev
+-- ARGV[1] -> task id
+-- ARGV[2] -> now (ms)
+-- ARGV[3] -> firehose MAXLEN (approximate)
+-- ARGV[4] -> retention of finished tasks (ms)
+-- ARGV[5] -> reason ("" for none)
+-- Returns: 1 cancelled; -1 task not found; -3 already final (nothing written).
+local c = {task = ARGV[1], now = ARGV[2], maxlen = ARGV[3], retention = ARGV[4]}
+if not load(c) then return -1 end
+if is_final(c.status) then return -3 end
+redis.call('HSET', H, 'status', 'cancelled', 'live', '0')
+local detail = '{}'
+if ARGV[5] ~= '' then detail = cjson.encode({reason = ARGV[5]}) end
+emit(c, 'CANCELLED', '', 0, '', detail)
+redis.call('PEXPIRE', H, c.retention)
+redis.call('PEXPIRE', EV, c.retention)
+return 1

@@ -1,0 +1,59 @@
+// Package lua holds dsat's Redis Lua scripts, the only writers of task
+// state. Each script checks the task's state hash, advances its state
+// machine and emits events and tokens in one atomic call. Every key a script
+// touches arrives in KEYS and shares one hash tag, so each call runs in one
+// slot of a Redis Cluster; every script does all its checks before its first
+// write, because Redis has no rollback.
+//
+// The task scripts (submit, begin, complete, fail, cancel, retry) are
+// prepended with lib.lua, the helpers they share; promote stands alone.
+// Each file opens with a header naming every KEYS and ARGV entry and the
+// return values.
+package lua
+
+import (
+	"embed"
+
+	"github.com/redis/go-redis/v9"
+)
+
+//go:embed *.lua
+var files embed.FS
+
+func mustRead(name string) string {
+	b, err := files.ReadFile(name)
+	if err != nil {
+		panic("lua: missing embedded script " + name + ": " + err.Error())
+	}
+	return string(b)
+}
+
+// withLib prepends the shared helpers to a task script.
+func withLib(name string) string { return mustRead("lib.lua") + "\n" + mustRead(name) }
+
+// The scripts. Run them with Script.Run (EVALSHA, falling back to EVAL on
+// NOSCRIPT); inside a pipeline, load them first with Script.Load.
+var (
+	Submit   = redis.NewScript(withLib("submit.lua"))
+	Begin    = redis.NewScript(withLib("begin.lua"))
+	Complete = redis.NewScript(withLib("complete.lua"))
+	Fail     = redis.NewScript(withLib("fail.lua"))
+	Cancel   = redis.NewScript(withLib("cancel.lua"))
+	Retry    = redis.NewScript(withLib("retry.lua"))
+	Promote  = redis.NewScript(mustRead("promote.lua"))
+)
+
+// All lists every script, for loading them up front (readiness checks,
+// pipelines, after a failover).
+var All = map[string]*redis.Script{
+	"submit": Submit, "begin": Begin, "complete": Complete, "fail": Fail,
+	"cancel": Cancel, "retry": Retry, "promote": Promote,
+}
+
+// Source returns the full source of a script as sent to Redis.
+func Source(name string) string {
+	if name == "promote" {
+		return mustRead("promote.lua")
+	}
+	return withLib(name + ".lua")
+}

@@ -1,0 +1,74 @@
+-- fail.lua: a handler failed (error, panic, timeout), asked to be snoozed,
+-- or its token is poison. Schedules a retry, or dead-letters the token and
+-- ends the task (DEAD) when nothing is left alive.
+-- KEYS[1] -> task state hash              dsat:{T}:t:<task>
+-- KEYS[2] -> task event stream            dsat:{T}:t:<task>:ev
+-- KEYS[3] -> partition firehose           dsat:{T}:ev
+-- KEYS[4] -> the step's stream            dsat:{T}:s:<step>
+-- KEYS[5] -> retry set                    dsat:{T}:retry
+-- KEYS[6] -> dead-letter stream           dsat:{T}:dead
+-- ARGV[1] -> task id
+-- ARGV[2] -> token id
+-- ARGV[3] -> attempt
+-- ARGV[4] -> stream entry id of the token ("" when not from a stream)
+-- ARGV[5] -> step name (also the consumer group)
+-- ARGV[6] -> worker name
+-- ARGV[7] -> now (ms)
+-- ARGV[8] -> firehose MAXLEN (approximate)
+-- ARGV[9] -> retention of finished tasks (ms)
+-- ARGV[10] -> envelope format version (X.Y)
+-- ARGV[11] -> event: ERROR or TIMEOUT
+-- ARGV[12] -> error message
+-- ARGV[13] -> mode: retry | snooze | dead
+-- ARGV[14] -> due time of the retry (ms; ignored for dead)
+-- ARGV[15] -> the token's input payload (kept for a retry or a re-drive)
+-- Returns: {1, mode} applied; {0} already applied (entry acknowledged);
+-- {-1} task not found; {-2} task cancelled (entry acknowledged).
+local c = {task = ARGV[1], now = ARGV[7], maxlen = ARGV[8], retention = ARGV[9], v = ARGV[10]}
+local tok, att, id, step, worker = ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5], ARGV[6]
+local ev, msg, mode, due, payload = ARGV[11], ARGV[12], ARGV[13], ARGV[14], ARGV[15]
+if not load(c) then
+  ack(KEYS[4], step, id)
+  return {-1}
+end
+if c.status == 'cancelled' then
+  ack(KEYS[4], step, id)
+  return {-2}
+end
+local t = tok_get(tok)
+if not t or t.step ~= step or t.att ~= att or (t.st ~= 'r' and t.st ~= 'q') then
+  ack(KEYS[4], step, id)
+  return {0}
+end
+
+-- All checks done: write.
+local sk = 's:' .. step
+if mode == 'snooze' then
+  tok_set(tok, 'w', att, step, worker)
+  redis.call('HSET', H, sk .. ':st', 'snoozed')
+  redis.call('ZADD', KEYS[5], due, cjson.encode(token_fields(c, step, tok, att, payload, due)))
+  emit(c, 'RETRY', step, att, worker, cjson.encode({snooze = true, due = due}))
+elseif mode == 'retry' then
+  tok_set(tok, 'w', att + 1, step, worker)
+  redis.call('HSET', H, sk .. ':st', 'retrying', sk .. ':err', msg, sk .. ':at', tostring(att))
+  emit(c, ev, step, att, worker, cjson.encode({error = msg}))
+  redis.call('ZADD', KEYS[5], due, cjson.encode(token_fields(c, step, tok, att + 1, payload, due)))
+  emit(c, 'RETRY', step, att, worker, cjson.encode({attempt = att + 1, due = due}))
+else
+  tok_set(tok, 'x', att, step, worker)
+  redis.call('HSET', H, sk .. ':st', 'dead', sk .. ':err', msg, sk .. ':at', tostring(att), 'error',
+    step .. ': ' .. msg)
+  emit(c, ev, step, att, worker, cjson.encode({error = msg, final = true}))
+  local did = redis.call('XADD', KEYS[6], '*', 'task', c.task, 'pipeline', c.pipeline, 'step', step,
+    'token', tok, 'attempts', tostring(att), 'reason', msg, 'at', c.now)
+  redis.call('HSET', H, 'x:' .. tok, cjson.encode({did, step, payload}))
+  local xl = redis.call('HGET', H, 'xl') or ''
+  if xl ~= '' then xl = xl .. ',' end
+  redis.call('HSET', H, 'xl', xl .. tok)
+  redis.call('HINCRBY', H, 'dead', 1)
+  -- A dead token keeps every join from firing until a re-drive (retry.lua),
+  -- so the task ends DEAD once the other tokens are done or parked.
+  finish(c, hnum('live') - 1)
+end
+ack(KEYS[4], step, id)
+return {1, mode}

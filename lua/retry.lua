@@ -1,0 +1,43 @@
+-- retry.lua: re-drive a failed task: every dead token is queued again at the
+-- step where it died, with fresh attempts (a new token id each).
+-- KEYS[1] -> task state hash              dsat:{T}:t:<task>
+-- KEYS[2] -> task event stream            dsat:{T}:t:<task>:ev
+-- KEYS[3] -> partition firehose           dsat:{T}:ev
+-- KEYS[4] -> dead-letter stream           dsat:{T}:dead
+-- KEYS[5..] -> streams of the steps named in ARGV[5..], in that order
+-- ARGV[1] -> task id
+-- ARGV[2] -> now (ms)
+-- ARGV[3] -> firehose MAXLEN (approximate)
+-- ARGV[4] -> envelope format version (X.Y)
+-- ARGV[5..] -> step names of the pipeline
+-- Returns: {1, n} re-driven n tokens; {-1} task not found; {-3} not failed
+-- (nothing written); {-6, step} a dead token's step is not in this
+-- pipeline version (nothing written).
+local c = {task = ARGV[1], now = ARGV[2], maxlen = ARGV[3], v = ARGV[4]}
+if not load(c) then return {-1} end
+if c.status ~= 'failed' then return {-3} end
+local streams = {}
+for i = 5, #ARGV do streams[ARGV[i]] = KEYS[i] end
+local toks = split(redis.call('HGET', H, 'xl'))
+local dead = {}
+for i, t in ipairs(toks) do
+  dead[i] = cjson.decode(redis.call('HGET', H, 'x:' .. t))
+  if not streams[dead[i][2]] then return {-6, dead[i][2]} end
+end
+
+-- All checks done: write.
+local steps = {}
+for i, t in ipairs(toks) do
+  local did, step, payload = dead[i][1], dead[i][2], dead[i][3]
+  local nt = new_token(c, streams[step], step, payload)
+  redis.call('HSET', H, 's:' .. step .. ':err', '')
+  redis.call('HDEL', H, 'x:' .. t)
+  redis.call('XDEL', KEYS[4], did)
+  steps[i] = step
+end
+redis.call('HSET', H, 'status', 'running', 'dead', '0', 'live', tostring(hnum('live') + #toks), 'error', '')
+redis.call('HDEL', H, 'xl')
+redis.call('PERSIST', H)
+redis.call('PERSIST', EV)
+emit(c, 'RETRY', '', 0, '', cjson.encode({steps = steps}))
+return {1, #toks}

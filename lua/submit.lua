@@ -1,0 +1,44 @@
+-- submit.lua: create a task and queue its entry token.
+-- KEYS[1] -> task state hash              dsat:{T}:t:<task>
+-- KEYS[2] -> task event stream            dsat:{T}:t:<task>:ev
+-- KEYS[3] -> partition firehose           dsat:{T}:ev
+-- KEYS[4] -> entry step stream            dsat:{T}:s:<entry>
+-- KEYS[5] -> idempotency key (optional)   dsat:{T}:idem:<hash>
+-- ARGV[1] -> task id
+-- ARGV[2] -> now (ms)
+-- ARGV[3] -> firehose MAXLEN (approximate)
+-- ARGV[4] -> envelope format version (X.Y)
+-- ARGV[5] -> pipeline version (X.Y.Z)
+-- ARGV[6] -> content type
+-- ARGV[7] -> payload
+-- ARGV[8] -> entry step name
+-- ARGV[9] -> traceparent ("" for none)
+-- ARGV[10] -> pipeline name
+-- ARGV[11] -> idempotency TTL (ms)
+-- ARGV[12] -> payload digest (for idempotency conflicts)
+-- Returns: {1, id} created; {0, id} already exists (same idempotency key and
+-- payload, or this very call retried); {-5, id} idempotency key used with a
+-- different payload (nothing written).
+local c = {task = ARGV[1], now = ARGV[2], maxlen = ARGV[3], v = ARGV[4], pv = ARGV[5],
+           ct = ARGV[6], trace = ARGV[9]}
+local idem = KEYS[5]
+if idem then
+  local prev = redis.call('GET', idem)
+  if prev then
+    local id, digest = string.match(prev, '^(%S+) (%S+)$')
+    if digest == ARGV[12] then return {0, id} end
+    return {-5, id}
+  end
+end
+if redis.call('EXISTS', H) == 1 then return {0, c.task} end
+
+local entry = ARGV[8]
+redis.call('HSET', H, 'pipeline', ARGV[10], 'pv', c.pv, 'ct', c.ct, 'trace', c.trace,
+  'status', 'pending', 'created', c.now, 'updated', c.now, 'seq', '0', 'live', '1',
+  'dead', '0', 'ntok', '0')
+local tok = new_token(c, KEYS[4], entry, ARGV[7])
+emit(c, 'INIT', '', 0, '', cjson.encode({entry = entry, token = tok}))
+if idem then
+  redis.call('SET', idem, c.task .. ' ' .. ARGV[12], 'PX', ARGV[11])
+end
+return {1, c.task}
