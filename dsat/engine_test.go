@@ -6,7 +6,6 @@ import (
 	"strings"
 	"testing"
 
-
 	"github.com/dsat-dev/dsat/dsat"
 	"github.com/dsat-dev/dsat/internal/redistest"
 	"github.com/dsat-dev/dsat/lua"

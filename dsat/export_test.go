@@ -9,3 +9,5 @@ func CompleteCallForTest(c *Client, d Delivery, output []byte, label string) ([]
 	}
 	return keys, args
 }
+
+func topoOrderForTest(p *Pipeline) []string { return topoOrder(p) }

@@ -306,4 +306,3 @@ func jsonEq(t *testing.T, what string, got []byte, want string) {
 		t.Fatalf("%s:\n got  %s\n want %s", what, got, want)
 	}
 }
-

@@ -31,6 +31,7 @@ func ParsePipeline(file string, data []byte) (*Pipeline, error) {
 	}
 	p := l.pipeline(&doc)
 	if len(l.errs) > 0 {
+		sort.SliceStable(l.errs, func(i, j int) bool { return l.errs[i].Line < l.errs[j].Line })
 		return nil, l.errs
 	}
 	return p, nil
