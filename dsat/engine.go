@@ -288,3 +288,18 @@ func (c *Client) DeadLetterEntry(ctx context.Context, p Partition, step, entryID
 	}
 	return nil
 }
+
+// Renew extends the claim of a running token (resets its idle time) while
+// d.Worker still owns it. It returns false once the token was reclaimed by
+// another consumer or acknowledged; stop renewing then.
+func (c *Client) Renew(ctx context.Context, d Delivery) (bool, error) {
+	tid, err := ParseTaskID(d.Task)
+	if err != nil {
+		return false, err
+	}
+	n, err := lua.Renew.Run(ctx, c.rdb, []string{c.keys.Step(tid.Partition, d.Step)}, d.Step, d.Worker, d.EntryID).Int()
+	if err != nil {
+		return false, fmt.Errorf("dsat: renew: %w", err)
+	}
+	return n == 1, nil
+}

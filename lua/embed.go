@@ -6,7 +6,8 @@
 // write, because Redis has no rollback.
 //
 // The task scripts (submit, begin, complete, fail, cancel, retry) are
-// prepended with lib.lua, the helpers they share; promote stands alone.
+// prepended with lib.lua, the helpers they share; promote and renew
+// (which touch no task state) stand alone.
 // Each file opens with a header naming every KEYS and ARGV entry and the
 // return values.
 package lua
@@ -41,19 +42,20 @@ var (
 	Cancel   = redis.NewScript(withLib("cancel.lua"))
 	Retry    = redis.NewScript(withLib("retry.lua"))
 	Promote  = redis.NewScript(mustRead("promote.lua"))
+	Renew    = redis.NewScript(mustRead("renew.lua"))
 )
 
 // All lists every script, for loading them up front (readiness checks,
 // pipelines, after a failover).
 var All = map[string]*redis.Script{
 	"submit": Submit, "begin": Begin, "complete": Complete, "fail": Fail,
-	"cancel": Cancel, "retry": Retry, "promote": Promote,
+	"cancel": Cancel, "retry": Retry, "promote": Promote, "renew": Renew,
 }
 
 // Source returns the full source of a script as sent to Redis.
 func Source(name string) string {
-	if name == "promote" {
-		return mustRead("promote.lua")
+	if name == "promote" || name == "renew" {
+		return mustRead(name + ".lua")
 	}
 	return withLib(name + ".lua")
 }

@@ -1,0 +1,145 @@
+package workers
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"syscall"
+	"time"
+
+	"github.com/dsat-dev/dsat/dsat"
+)
+
+// ExecHandler runs one process per token, so steps can be written in any
+// language. Settings: with: {command: [argv...], env: {K: V}, dir: D}.
+// The payload arrives on stdin; stdout is the output (used as is when it is
+// JSON, else as a JSON string). A non-zero exit is an error carrying the
+// tail of stderr. When the step's timeout passes (or the task is
+// cancelled), the whole process group is killed.
+type ExecHandler struct {
+	// MaxOutput bounds stdout; more is an error.
+	MaxOutput int
+}
+
+// stderrTail is how much of stderr an error carries.
+const stderrTail = 1024
+
+type execSettings struct {
+	argv []string
+	env  []string
+	dir  string
+}
+
+// ValidateSettings checks command, env and dir.
+func (h *ExecHandler) ValidateSettings(with map[string]any) error {
+	_, err := parseExecSettings(with)
+	return err
+}
+
+func parseExecSettings(with map[string]any) (execSettings, error) {
+	var s execSettings
+	raw, ok := with["command"].([]any)
+	if !ok || len(raw) == 0 {
+		return s, errors.New(`with.command must be a non-empty list such as [python3, step.py]`)
+	}
+	for _, a := range raw {
+		str, ok := a.(string)
+		if !ok {
+			return s, fmt.Errorf("with.command: %v is not a string", a)
+		}
+		s.argv = append(s.argv, str)
+	}
+	if env, ok := with["env"]; ok {
+		m, ok := env.(map[string]any)
+		if !ok {
+			return s, errors.New("with.env must be a mapping of NAME: value")
+		}
+		for k, v := range m {
+			s.env = append(s.env, fmt.Sprintf("%s=%v", k, v))
+		}
+	}
+	if d, ok := with["dir"]; ok {
+		if s.dir, ok = d.(string); !ok {
+			return s, errors.New("with.dir must be a string")
+		}
+	}
+	for k := range with {
+		if k != "command" && k != "env" && k != "dir" {
+			return s, fmt.Errorf("with.%s is not an exec setting (command, env, dir)", k)
+		}
+	}
+	return s, nil
+}
+
+// Handle runs the command.
+func (h *ExecHandler) Handle(ctx context.Context, t *dsat.Task) (dsat.Result, error) {
+	s, err := parseExecSettings(t.With)
+	if err != nil {
+		return dsat.Result{}, fmt.Errorf("%w: %v", SkipRetry, err)
+	}
+	cmd := exec.CommandContext(ctx, s.argv[0], s.argv[1:]...)
+	cmd.Dir = s.dir
+	cmd.Env = append(os.Environ(), "DSAT_TASK="+t.ID, "DSAT_STEP="+t.Step, fmt.Sprintf("DSAT_ATTEMPT=%d", t.Attempt))
+	cmd.Env = append(cmd.Env, s.env...)
+	cmd.Stdin = bytes.NewReader(t.Payload)
+	stdout := &limitedBuffer{max: h.MaxOutput}
+	stderr := &tailBuffer{max: stderrTail}
+	cmd.Stdout, cmd.Stderr = stdout, stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = 2 * time.Second
+	err = cmd.Run()
+	if ctx.Err() != nil {
+		return dsat.Result{}, ctx.Err()
+	}
+	if stdout.overflow {
+		return dsat.Result{}, fmt.Errorf("output larger than %d bytes", h.MaxOutput)
+	}
+	if err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return dsat.Result{}, fmt.Errorf("%s exited with code %d: %s", s.argv[0], ee.ExitCode(), bytes.TrimSpace(stderr.Bytes()))
+		}
+		return dsat.Result{}, fmt.Errorf("exec %s: %w", s.argv[0], err)
+	}
+	out := bytes.TrimSpace(stdout.buf.Bytes())
+	if !json.Valid(out) {
+		out, _ = json.Marshal(string(out))
+	}
+	return dsat.Result{Output: out}, nil
+}
+
+// limitedBuffer keeps up to max bytes and notes an overflow.
+type limitedBuffer struct {
+	buf      bytes.Buffer
+	max      int
+	overflow bool
+}
+
+func (b *limitedBuffer) Write(p []byte) (int, error) {
+	if b.buf.Len()+len(p) > b.max {
+		b.overflow = true
+		return 0, errors.New("output too large")
+	}
+	return b.buf.Write(p)
+}
+
+// tailBuffer keeps the last max bytes written.
+type tailBuffer struct {
+	buf []byte
+	max int
+}
+
+func (b *tailBuffer) Write(p []byte) (int, error) {
+	b.buf = append(b.buf, p...)
+	if len(b.buf) > b.max {
+		b.buf = append(b.buf[:0], b.buf[len(b.buf)-b.max:]...)
+	}
+	return len(p), nil
+}
+
+func (b *tailBuffer) Bytes() []byte { return b.buf }

@@ -1,0 +1,71 @@
+package workers
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/dsat-dev/dsat/dsat"
+)
+
+// job is one token being run on this satellite.
+type job struct {
+	r         *stepRunner
+	m         msgRef
+	d         dsat.Delivery
+	reclaimed bool
+	ctx       context.Context // cancelled on shutdown or when the task is cancelled
+	cancel    context.CancelFunc
+	cancelled atomic.Bool // the task was cancelled
+	lost      atomic.Bool // another consumer took the token over
+	renewedAt atomic.Int64
+}
+
+func newJob(r *stepRunner, m msgRef, env dsat.Envelope, reclaimed bool) *job {
+	j := &job{r: r, m: m, reclaimed: reclaimed,
+		d: dsat.Delivery{Envelope: env, EntryID: m.msg.ID, Worker: r.s.cfg.ID}}
+	j.ctx, j.cancel = context.WithCancel(r.s.workCtx)
+	j.renewedAt.Store(time.Now().UnixNano())
+	return j
+}
+
+func (j *job) key() string { return j.m.stream + " " + j.m.msg.ID }
+
+// jobTable tracks the jobs running on this satellite, for the cancel
+// watcher, claim renewal and to skip own pending entries re-read.
+type jobTable struct {
+	mu   sync.Mutex
+	jobs map[string]*job
+}
+
+func newJobTable() *jobTable { return &jobTable{jobs: map[string]*job{}} }
+
+func (t *jobTable) add(j *job) {
+	t.mu.Lock()
+	t.jobs[j.key()] = j
+	t.mu.Unlock()
+}
+
+func (t *jobTable) remove(j *job) {
+	t.mu.Lock()
+	delete(t.jobs, j.key())
+	t.mu.Unlock()
+}
+
+func (t *jobTable) running(stream, id string) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	_, ok := t.jobs[stream+" "+id]
+	return ok
+}
+
+func (t *jobTable) snapshot() []*job {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make([]*job, 0, len(t.jobs))
+	for _, j := range t.jobs {
+		out = append(out, j)
+	}
+	return out
+}

@@ -1,0 +1,92 @@
+package workers
+
+import (
+	"context"
+	"sync"
+)
+
+// pool bounds how many tokens of one step run at once on this satellite.
+// The limit moves between the step's concurrency min and max (autoscale);
+// busy counts slots held by jobs. A reader takes slots before it reads, so a
+// satellite never holds more tokens than it can run, and tokens it cannot
+// run stay in the stream for other satellites.
+type pool struct {
+	mu    sync.Mutex
+	limit int
+	busy  int
+	// freed gets a signal whenever a slot is released or the limit grows.
+	freed chan struct{}
+}
+
+func newPool(limit int) *pool {
+	return &pool{limit: limit, freed: make(chan struct{}, 1)}
+}
+
+// acquire waits until at least one slot is free and takes up to max slots.
+func (p *pool) acquire(ctx context.Context, max int) (int, error) {
+	for {
+		p.mu.Lock()
+		free := p.limit - p.busy
+		if free > 0 {
+			n := min(free, max)
+			p.busy += n
+			p.mu.Unlock()
+			return n, nil
+		}
+		p.mu.Unlock()
+		select {
+		case <-p.freed:
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		}
+	}
+}
+
+// tryAcquire takes up to max free slots without waiting.
+func (p *pool) tryAcquire(max int) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := min(p.limit-p.busy, max)
+	if n < 0 {
+		n = 0
+	}
+	p.busy += n
+	return n
+}
+
+// release gives n slots back.
+func (p *pool) release(n int) {
+	if n <= 0 {
+		return
+	}
+	p.mu.Lock()
+	p.busy -= n
+	p.mu.Unlock()
+	p.signal()
+}
+
+func (p *pool) signal() {
+	select {
+	case p.freed <- struct{}{}:
+	default:
+	}
+}
+
+// setLimit changes the concurrency limit. Running jobs above a lowered
+// limit finish; no new ones start until busy is under the limit.
+func (p *pool) setLimit(n int) {
+	p.mu.Lock()
+	grew := n > p.limit
+	p.limit = n
+	p.mu.Unlock()
+	if grew {
+		p.signal()
+	}
+}
+
+// load returns the current limit and busy slots.
+func (p *pool) load() (limit, busy int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.limit, p.busy
+}

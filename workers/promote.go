@@ -1,0 +1,38 @@
+package workers
+
+import (
+	"context"
+	"time"
+)
+
+// promoteBatch is the most retries moved per script call.
+const promoteBatch = 100
+
+// promoteLoop moves due retries of every served partition back to their
+// step streams. Every satellite runs it; the script makes concurrent runs
+// harmless.
+func (s *Satellite) promoteLoop(ctx context.Context) {
+	t := time.NewTicker(s.cfg.PromoteInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		for _, pr := range s.parts {
+			for ctx.Err() == nil {
+				n, err := s.c.Promote(ctx, pr.part, promoteBatch)
+				if err != nil {
+					if ctx.Err() == nil {
+						s.logLimited("promote", s.log.Warn().Err(err).Str("partition", pr.part.Tag()), "promote retries failed")
+					}
+					break
+				}
+				if n < promoteBatch {
+					break
+				}
+			}
+		}
+	}
+}

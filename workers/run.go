@@ -1,0 +1,144 @@
+package workers
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/dsat-dev/dsat/dsat"
+)
+
+// run is the state-machine wrapper around one handler call: begin, run
+// the handler under the step timeout, then complete or fail. A token whose
+// run is interrupted by shutdown is left un-acknowledged for the reclaimer.
+func (r *stepRunner) run(j *job) {
+	defer r.s.work.Done()
+	defer r.pool.release(1)
+	defer r.s.jobs.remove(j)
+	defer j.cancel()
+	d := j.d
+	log := r.log.With().Str("task", d.Task).Str("token", d.Token).Int("attempt", d.Attempt).Logger()
+
+	var o dsat.Outcome
+	err := r.s.engine(func(ctx context.Context) (err error) { o, err = r.s.c.Begin(ctx, d); return err })
+	if err != nil {
+		log.Error().Err(err).Msg("begin failed; the token stays pending for the reclaimer")
+		return
+	}
+	if o == dsat.Dropped {
+		log.Debug().Msg("token dropped (task cancelled, finished or token stale)")
+		return
+	}
+	task := &dsat.Task{ID: d.Task, Pipeline: r.p.Name, Version: r.p.Version, Step: r.step.Name, With: r.step.With,
+		Token: d.Token, Attempt: d.Attempt, Payload: d.Payload, ContentType: d.CT, Trace: d.Trace}
+	started := time.Now()
+	hctx, cancel := context.WithTimeout(j.ctx, r.step.Timeout)
+	res, herr := r.call(log.WithContext(hctx), task, &log)
+	timedOut := errors.Is(hctx.Err(), context.DeadlineExceeded) && j.ctx.Err() == nil
+	cancel()
+	if herr != nil && j.ctx.Err() != nil && !j.cancelled.Load() {
+		log.Warn().Err(herr).Msg("handler interrupted by shutdown; the token stays pending for the reclaimer")
+		return
+	}
+	if herr == nil && !json.Valid(res.Output) {
+		herr = fmt.Errorf("handler output is not valid JSON (%d bytes)", len(res.Output))
+	}
+	if herr == nil && r.s.cfg.BeforeComplete != nil {
+		r.s.cfg.BeforeComplete(task)
+	}
+	outcome := r.finish(j, res, herr, timedOut, log)
+	if r.s.cfg.OnResult != nil {
+		r.s.cfg.OnResult(r.p.Name, r.step.Name, outcome, time.Since(started))
+	}
+}
+
+// finish records the handler's result with Complete or Fail and returns the
+// outcome label.
+func (r *stepRunner) finish(j *job, res dsat.Result, herr error, timedOut bool, log zerolog.Logger) string {
+	d := j.d
+	if herr == nil {
+		err := r.s.engine(func(ctx context.Context) error { _, err := r.s.c.Complete(ctx, d, res.Output, res.Route); return err })
+		if err == nil {
+			r.processed.Add(1)
+			return "ok"
+		}
+		if !errors.Is(err, dsat.ErrNoRoute) {
+			log.Error().Err(err).Msg("complete failed; the token stays pending for the reclaimer")
+			return "error"
+		}
+		herr = fmt.Errorf("%w: %w", SkipRetry, err)
+	}
+	f := dsat.Failure{Message: herr.Error(), Timeout: timedOut}
+	label := "error"
+	var snooze *SnoozeError
+	switch {
+	case j.cancelled.Load():
+		f.Message, label = "task cancelled", "cancelled"
+	case timedOut:
+		f.Message, label = fmt.Sprintf("handler passed its timeout of %s", r.step.Timeout), "timeout"
+	case errors.As(herr, &snooze):
+		f.Snooze, label = snooze.Delay, "snooze"
+	case errors.Is(herr, SkipRetry):
+		f.Final = true
+	case errors.Is(herr, errPanic):
+		label = "panic"
+	}
+	var mode dsat.FailMode
+	err := r.s.engine(func(ctx context.Context) (err error) { _, mode, err = r.s.c.Fail(ctx, d, f); return err })
+	if err != nil {
+		log.Error().Err(err).Msg("fail failed; the token stays pending for the reclaimer")
+		return label
+	}
+	if label != "snooze" && label != "cancelled" {
+		r.failed.Add(1)
+	}
+	log.Info().Str("outcome", label).Str("mode", string(mode)).Str("error", f.Message).Msg("handler failed")
+	return label
+}
+
+var errPanic = errors.New("panic")
+
+// call runs the handler, turning a panic into an error; the stack goes to
+// the log only, never into the task's state or events.
+func (r *stepRunner) call(ctx context.Context, t *dsat.Task, log *zerolog.Logger) (res dsat.Result, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			log.Error().Str("panic", fmt.Sprint(p)).Str("stack", string(debug.Stack())).Msg("handler panicked")
+			err = fmt.Errorf("%w: %v", errPanic, p)
+		}
+	}()
+	return r.h.Handle(ctx, t)
+}
+
+// engine runs an engine call (Begin, Complete, Fail) with a few retries:
+// each is idempotent, so repeating one after an unknown outcome is safe.
+// It uses the engine context, which outlives shutdown's handler
+// cancellation, so a finished handler's result is still recorded.
+func (s *Satellite) engine(call func(ctx context.Context) error) error {
+	backoff := 50 * time.Millisecond
+	var err error
+	for try := 0; try < 5; try++ {
+		ctx, cancel := context.WithTimeout(s.engineCtxOr(), 5*time.Second)
+		err = call(ctx)
+		cancel()
+		if err == nil || errors.Is(err, dsat.ErrNoRoute) || errors.Is(err, dsat.ErrInvalidPayload) || s.engineCtxOr().Err() != nil {
+			return err
+		}
+		sleep(s.engineCtxOr(), backoff)
+		backoff *= 2
+	}
+	return err
+}
+
+// engineCtxOr is the engine context, or Background before Start.
+func (s *Satellite) engineCtxOr() context.Context {
+	if s.engineCtx == nil {
+		return context.Background()
+	}
+	return s.engineCtx
+}

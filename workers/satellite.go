@@ -1,0 +1,284 @@
+package workers
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/rs/zerolog"
+
+	"github.com/dsat-dev/dsat/dsat"
+)
+
+// Config tunes a Satellite. The zero value is usable: every step of the
+// client's pipelines, default timings, no logs.
+type Config struct {
+	// ID names this satellite (its consumer name in every group). Default:
+	// host-pid-random, unique per process start.
+	ID string
+	// Version is the binary's version, shown in the heartbeat record.
+	Version string
+	// Steps limits the steps served: "pipeline/step" or "pipeline" (all its
+	// steps). Empty: every step of every pipeline of the client.
+	Steps []string
+	// Logger receives the satellite's logs; the zero value logs nothing.
+	Logger zerolog.Logger
+	// VisibilityTimeout is how long a token may sit un-acknowledged before
+	// another satellite reclaims it. Default: the step's timeout + 30s. A
+	// running handler renews its claim every third of it.
+	VisibilityTimeout time.Duration
+	// ShutdownTimeout is how long Stop lets running handlers finish before
+	// cancelling them (their tokens stay pending for the reclaimer).
+	// Default 30s.
+	ShutdownTimeout time.Duration
+	// Block is how long one XREADGROUP waits for new tokens. Default 2s.
+	Block time.Duration
+	// ReadBatch is the most tokens one read takes. Default 64.
+	ReadBatch int
+	// ReclaimInterval is how often dead satellites' tokens are looked for.
+	// Default: a quarter of the smallest visibility timeout, at most 15s.
+	ReclaimInterval time.Duration
+	// PromoteInterval is how often due retries are moved back. Default 1s.
+	PromoteInterval time.Duration
+	// HeartbeatInterval is how often the satellite reports itself; its
+	// record expires after three intervals. Default 5s.
+	HeartbeatInterval time.Duration
+	// ScaleInterval is how often pools are resized. Default 1s.
+	ScaleInterval time.Duration
+	// QuietPeriod is how long a pool stays idle before it shrinks.
+	// Default 30s.
+	QuietPeriod time.Duration
+	// WatchInterval is how often running tokens are checked for a cancelled
+	// task (and renewed when due). Default 500ms.
+	WatchInterval time.Duration
+	// MaxPayload bounds a token's payload (0: the client's MaxPayload).
+	MaxPayload int
+	// OnResult, when set, is called after each handler run with its outcome
+	// ("ok", "error", "timeout", "panic", "snooze", "cancelled") and
+	// duration, e.g. for metrics.
+	OnResult func(pipeline, step, outcome string, d time.Duration)
+	// BeforeComplete is a fault-injection hook for tests only: it runs after
+	// a handler returned and before Complete. Leave nil.
+	BeforeComplete func(t *dsat.Task)
+}
+
+func (c Config) withDefaults() Config {
+	if c.ID == "" {
+		c.ID = defaultID()
+	}
+	if c.ShutdownTimeout <= 0 {
+		c.ShutdownTimeout = 30 * time.Second
+	}
+	if c.Block <= 0 {
+		c.Block = 2 * time.Second
+	}
+	if c.ReadBatch <= 0 {
+		c.ReadBatch = 64
+	}
+	if c.PromoteInterval <= 0 {
+		c.PromoteInterval = time.Second
+	}
+	if c.HeartbeatInterval <= 0 {
+		c.HeartbeatInterval = 5 * time.Second
+	}
+	if c.ScaleInterval <= 0 {
+		c.ScaleInterval = time.Second
+	}
+	if c.QuietPeriod <= 0 {
+		c.QuietPeriod = 30 * time.Second
+	}
+	if c.WatchInterval <= 0 {
+		c.WatchInterval = 500 * time.Millisecond
+	}
+	return c
+}
+
+func defaultID() string {
+	host, _ := os.Hostname()
+	var b [3]byte
+	_, _ = rand.Read(b[:])
+	return sanitizeID(fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(b[:])))
+}
+
+// sanitizeID keeps ids to characters that are safe in keys, logs and the
+// task hash's token records.
+func sanitizeID(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.' {
+			return r
+		}
+		return '_'
+	}, s)
+}
+
+// Satellite is one worker process's runtime: for each step it serves it
+// runs a pool of workers reading the step's streams through the step's
+// consumer group, the state-machine wrapper around each handler call, and
+// the background loops that keep the system healthy: reclaiming tokens of
+// dead satellites, promoting due retries, heartbeats and autoscaling.
+type Satellite struct {
+	c     *dsat.Client
+	rdb   redis.UniversalClient
+	mux   *Mux
+	cfg   Config
+	log   zerolog.Logger
+	steps []*stepRunner
+	parts []partitionRef // every served partition, for the promoter
+	start time.Time
+	jobs  *jobTable
+	// logTimes: key -> time.Time of the last rate-limited log line.
+	logTimes                        sync.Map
+	mu                              sync.Mutex
+	state                           int // 0 new, 1 running, 2 stopped
+	loops                           sync.WaitGroup
+	work                            sync.WaitGroup // handler runs
+	stopLoops, stopWork, stopEngine context.CancelFunc
+	loopCtx, workCtx, engineCtx     context.Context
+}
+
+type partitionRef struct {
+	p    *dsat.Pipeline
+	part dsat.Partition
+}
+
+// New checks that every served step has a registered handler (and valid
+// settings) and returns a satellite ready to Start.
+func New(c *dsat.Client, mux *Mux, cfg Config) (*Satellite, error) {
+	cfg = cfg.withDefaults()
+	s := &Satellite{c: c, rdb: c.Redis(), mux: mux, cfg: cfg, jobs: newJobTable()}
+	s.cfg.ID = sanitizeID(cfg.ID)
+	s.log = cfg.Logger.With().Str("satellite", s.cfg.ID).Logger()
+	if s.cfg.MaxPayload <= 0 {
+		s.cfg.MaxPayload = c.Config().MaxPayload
+	}
+	var errs []error
+	served := 0
+	for _, p := range c.Pipelines() {
+		hosted := false
+		for _, name := range p.Order {
+			if !s.serves(p.Name, name) {
+				continue
+			}
+			st := p.Steps[name]
+			h, ok := mux.Lookup(st.Handler)
+			if !ok {
+				errs = append(errs, &UnknownHandlerError{File: p.File, Pipeline: p.Name, Step: name, Handler: st.Handler, Known: mux.Names()})
+				continue
+			}
+			if raw, ok := mux.raw(st.Handler).(SettingsValidator); ok {
+				if err := raw.ValidateSettings(st.With); err != nil {
+					errs = append(errs, fmt.Errorf("%s: pipeline %s: step %q: field \"with\": %w", p.File, p.Name, name, err))
+					continue
+				}
+			}
+			s.steps = append(s.steps, newStepRunner(s, p, st, h))
+			hosted = true
+			served++
+		}
+		if hosted {
+			for n := 0; n < p.Partitions; n++ {
+				s.parts = append(s.parts, partitionRef{p: p, part: p.Partition(n)})
+			}
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	if served == 0 {
+		return nil, fmt.Errorf("workers: no step to serve (steps filter %v matches none of the loaded pipelines)", cfg.Steps)
+	}
+	return s, nil
+}
+
+func (s *Satellite) serves(pipeline, step string) bool {
+	if len(s.cfg.Steps) == 0 {
+		return true
+	}
+	for _, f := range s.cfg.Steps {
+		if f == pipeline || f == pipeline+"/"+step {
+			return true
+		}
+	}
+	return false
+}
+
+// ID returns the satellite's id (its consumer name).
+func (s *Satellite) ID() string { return s.cfg.ID }
+
+// Start creates the consumer groups it needs and starts every loop. It
+// returns once running; the loops run until Stop.
+func (s *Satellite) Start(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.state != 0 {
+		return errors.New("workers: satellite already started")
+	}
+	for _, r := range s.steps {
+		if err := r.ensureGroups(ctx); err != nil {
+			return err
+		}
+	}
+	s.state = 1
+	s.start = time.Now()
+	s.loopCtx, s.stopLoops = context.WithCancel(context.Background())
+	s.workCtx, s.stopWork = context.WithCancel(context.Background())
+	s.engineCtx, s.stopEngine = context.WithCancel(context.Background())
+	for _, r := range s.steps {
+		s.goLoop(r.readLoop)
+	}
+	s.goLoop(s.promoteLoop)
+	s.goLoop(s.heartbeatLoop)
+	s.goLoop(s.scaleLoop)
+	s.goLoop(s.watchLoop)
+	s.log.Info().Int("steps", len(s.steps)).Msg("satellite started")
+	return nil
+}
+
+func (s *Satellite) goLoop(f func(ctx context.Context)) {
+	s.loops.Add(1)
+	go func() {
+		defer s.loops.Done()
+		f(s.loopCtx)
+	}()
+}
+
+// Stop shuts down gracefully: it stops reading, lets running handlers
+// finish until the shutdown timeout (or ctx) ends, then cancels them and
+// leaves their tokens un-acknowledged for the reclaimer. It returns once
+// every goroutine of the satellite has exited.
+func (s *Satellite) Stop(ctx context.Context) error {
+	s.mu.Lock()
+	if s.state != 1 {
+		s.mu.Unlock()
+		return nil
+	}
+	s.state = 2
+	s.mu.Unlock()
+	s.stopLoops()
+	s.loops.Wait() // readers and background loops have returned
+	done := make(chan struct{})
+	go func() { s.work.Wait(); close(done) }()
+	timer := time.NewTimer(s.cfg.ShutdownTimeout)
+	defer timer.Stop()
+	var err error
+	select {
+	case <-done:
+	case <-timer.C:
+		err = errors.New("workers: shutdown timeout: running handlers cancelled, their tokens stay pending for the reclaimer")
+	case <-ctx.Done():
+		err = fmt.Errorf("workers: stop: %w; running handlers cancelled", ctx.Err())
+	}
+	s.stopWork()
+	<-done
+	s.stopEngine()
+	s.removeHeartbeat()
+	s.log.Info().Msg("satellite stopped")
+	return err
+}

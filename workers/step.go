@@ -1,0 +1,300 @@
+package workers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/rs/zerolog"
+
+	"github.com/dsat-dev/dsat/dsat"
+)
+
+// stepRunner serves one step of one pipeline version on this satellite:
+// its reader, its pool, its reclaimer and its counters.
+type stepRunner struct {
+	s       *Satellite
+	p       *dsat.Pipeline
+	step    *dsat.Step
+	h       Handler
+	parts   []dsat.Partition
+	streams []string
+	vis     time.Duration
+	pool    *pool
+	scaler  scaler
+	log     zerolog.Logger
+	cluster bool
+
+	processed atomic.Int64
+	failed    atomic.Int64
+	backlog   atomic.Int64
+	pending   atomic.Int64
+
+	groupBackoff time.Duration // reader-owned
+	rot          int           // reader-owned: cluster round-robin position
+}
+
+func newStepRunner(s *Satellite, p *dsat.Pipeline, st *dsat.Step, h Handler) *stepRunner {
+	r := &stepRunner{s: s, p: p, step: st, h: h, pool: newPool(st.Concurrency.Min),
+		scaler: scaler{QuietPeriod: s.cfg.QuietPeriod}}
+	r.vis = s.cfg.VisibilityTimeout
+	if r.vis <= 0 {
+		r.vis = st.Timeout + 30*time.Second
+	}
+	for n := 0; n < p.Partitions; n++ {
+		part := p.Partition(n)
+		r.parts = append(r.parts, part)
+		r.streams = append(r.streams, s.c.Keys().Step(part, st.Name))
+	}
+	_, r.cluster = s.rdb.(*redis.ClusterClient)
+	r.log = s.log.With().Str("pipeline", p.Name).Str("step", st.Name).Logger()
+	return r
+}
+
+// name is "pipeline/step".
+func (r *stepRunner) name() string { return r.p.Name + "/" + r.step.Name }
+
+// ensureGroups creates the step's consumer group on every partition's
+// stream (MKSTREAM; an existing group is fine).
+func (r *stepRunner) ensureGroups(ctx context.Context) error {
+	for _, key := range r.streams {
+		err := r.s.rdb.XGroupCreateMkStream(ctx, key, r.step.Name, "0").Err()
+		if err != nil && !redis.HasErrorPrefix(err, "BUSYGROUP") {
+			return fmt.Errorf("workers: create consumer group %s on %s: %w", r.step.Name, key, err)
+		}
+	}
+	return nil
+}
+
+// msgRef is one stream entry read for this step.
+type msgRef struct {
+	part   dsat.Partition
+	stream string
+	msg    redis.XMessage
+}
+
+// readLoop is the step's reader. It takes pool slots before reading, so it
+// never holds more tokens than it can run. After start and after any read
+// error it first re-reads its own pending entries (id 0): a reply to a
+// blocking read can arrive after the client gave up. When a reclaim scan is
+// due it claims abandoned tokens with the same slots (see reclaim).
+func (r *stepRunner) readLoop(ctx context.Context) {
+	own := newOwnCursor(len(r.parts))
+	rec := &reclaimState{due: time.Now().Add(r.reclaimInterval())}
+	for ctx.Err() == nil {
+		n, err := r.pool.acquire(ctx, r.s.cfg.ReadBatch)
+		if err != nil {
+			return
+		}
+		var msgs []msgRef
+		reclaimed := false
+		switch {
+		case own.active:
+			msgs, err = r.readOwn(ctx, n, own)
+		case !rec.due.After(time.Now()):
+			msgs, reclaimed = r.reclaim(ctx, n, rec), true
+		}
+		if err == nil && len(msgs) == 0 && !own.active {
+			msgs, err = r.readNew(ctx, n)
+			reclaimed = false
+		}
+		if err != nil {
+			r.pool.release(n)
+			if ctx.Err() != nil {
+				return
+			}
+			own.reset()
+			r.readFailed(ctx, err)
+			continue
+		}
+		r.groupBackoff = 0
+		used := r.dispatch(msgs, reclaimed)
+		r.pool.release(n - used)
+	}
+}
+
+// readFailed handles a read error: NOGROUP (the stream was flushed,
+// evicted or deleted) recreates the groups; any error waits with an
+// exponential backoff, so a broken Redis never causes a hot loop.
+func (r *stepRunner) readFailed(ctx context.Context, err error) {
+	r.groupBackoff = min(max(2*r.groupBackoff, 100*time.Millisecond), 5*time.Second)
+	if redis.HasErrorPrefix(err, "NOGROUP") {
+		r.log.Warn().Err(err).Dur("backoff", r.groupBackoff).Msg("consumer group missing; recreating it")
+		if gerr := r.ensureGroups(ctx); gerr != nil {
+			r.log.Warn().Err(gerr).Msg("recreate consumer group")
+		}
+	} else {
+		r.s.logLimited(r.name()+"/read", r.log.Warn().Err(err).Dur("backoff", r.groupBackoff), "read failed")
+	}
+	sleep(ctx, r.groupBackoff)
+}
+
+// ownCursor walks this consumer's pending entries, partition by partition.
+type ownCursor struct {
+	active bool
+	ids    []string
+	done   []bool
+}
+
+func newOwnCursor(n int) *ownCursor {
+	c := &ownCursor{ids: make([]string, n), done: make([]bool, n)}
+	c.reset()
+	return c
+}
+
+func (c *ownCursor) reset() {
+	c.active = true
+	for i := range c.ids {
+		c.ids[i], c.done[i] = "0", false
+	}
+}
+
+func (r *stepRunner) readOwn(ctx context.Context, n int, c *ownCursor) ([]msgRef, error) {
+	var out []msgRef
+	for i, key := range r.streams {
+		if c.done[i] {
+			continue
+		}
+		res, err := r.s.rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: r.step.Name, Consumer: r.s.cfg.ID,
+			Streams: []string{key, c.ids[i]}, Count: int64(n), Block: -1}).Result()
+		if err != nil && !errors.Is(err, redis.Nil) {
+			return nil, err
+		}
+		if len(res) == 0 || len(res[0].Messages) == 0 {
+			c.done[i] = true
+			continue
+		}
+		for _, m := range res[0].Messages {
+			out = append(out, msgRef{part: r.parts[i], stream: key, msg: m})
+			c.ids[i] = m.ID
+		}
+		return out, nil
+	}
+	c.active = false
+	return out, nil
+}
+
+// readNew reads new tokens. On one Redis, one XREADGROUP covers every
+// partition's stream, so a step holds one blocked connection. On a cluster
+// a command reaches one slot only: partitions are read round-robin without
+// blocking, and a short blocking read waits on one when all were empty.
+func (r *stepRunner) readNew(ctx context.Context, n int) ([]msgRef, error) {
+	if !r.cluster || len(r.streams) == 1 {
+		args := make([]string, 0, 2*len(r.streams))
+		args = append(args, r.streams...)
+		for range r.streams {
+			args = append(args, ">")
+		}
+		res, err := r.s.rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: r.step.Name, Consumer: r.s.cfg.ID,
+			Streams: args, Count: int64(n), Block: r.s.cfg.Block}).Result()
+		if errors.Is(err, redis.Nil) {
+			return nil, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		return r.refs(res), nil
+	}
+	for i := 0; i < len(r.streams); i++ {
+		k := (r.rot + i) % len(r.streams)
+		res, err := r.readOne(ctx, k, n, -1)
+		if err != nil || len(res) > 0 {
+			r.rot = k + 1
+			return res, err
+		}
+	}
+	r.rot++
+	return r.readOne(ctx, r.rot%len(r.streams), n, min(r.s.cfg.Block, 250*time.Millisecond))
+}
+
+func (r *stepRunner) readOne(ctx context.Context, k, n int, block time.Duration) ([]msgRef, error) {
+	res, err := r.s.rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: r.step.Name, Consumer: r.s.cfg.ID,
+		Streams: []string{r.streams[k], ">"}, Count: int64(n), Block: block}).Result()
+	if errors.Is(err, redis.Nil) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return r.refs(res), nil
+}
+
+func (r *stepRunner) refs(res []redis.XStream) []msgRef {
+	var out []msgRef
+	for _, st := range res {
+		for i, key := range r.streams {
+			if key != st.Stream {
+				continue
+			}
+			for _, m := range st.Messages {
+				out = append(out, msgRef{part: r.parts[i], stream: key, msg: m})
+			}
+		}
+	}
+	return out
+}
+
+// dispatch parses each entry and starts a job for each valid token; an
+// entry that is not a valid token of this step goes to the dead letters
+// with the reason. It returns how many pool slots the jobs took.
+func (r *stepRunner) dispatch(msgs []msgRef, reclaimed bool) int {
+	used := 0
+	for _, m := range msgs {
+		if r.s.jobs.running(m.stream, m.msg.ID) {
+			continue // our own pending entry, still being run
+		}
+		env, err := r.parse(m)
+		if err != nil {
+			r.deadLetter(m, err.Error())
+			continue
+		}
+		j := newJob(r, m, env, reclaimed)
+		r.s.jobs.add(j)
+		r.s.work.Add(1)
+		used++
+		go r.run(j)
+	}
+	return used
+}
+
+func (r *stepRunner) parse(m msgRef) (dsat.Envelope, error) {
+	env, err := dsat.ParseEnvelope(m.msg.Values, r.s.cfg.MaxPayload)
+	if err != nil {
+		return env, err
+	}
+	tid, _ := dsat.ParseTaskID(env.Task)
+	switch {
+	case env.Step != r.step.Name:
+		return env, fmt.Errorf("invalid envelope: token for step %q found in the stream of step %q", env.Step, r.step.Name)
+	case tid.Partition != m.part:
+		return env, fmt.Errorf("invalid envelope: task %s belongs to another partition than %s", env.Task, m.part.Tag())
+	case !env.PV.Compatible(r.p.Version):
+		return env, fmt.Errorf("invalid envelope: pipeline version %s is not compatible with the loaded %s", env.PV, r.p.Version)
+	}
+	return env, nil
+}
+
+func (r *stepRunner) deadLetter(m msgRef, reason string) {
+	r.failed.Add(1)
+	ctx, cancel := context.WithTimeout(r.s.engineCtxOr(), 5*time.Second)
+	defer cancel()
+	err := r.s.c.DeadLetterEntry(ctx, m.part, r.step.Name, m.msg.ID, m.msg.Values, reason)
+	ev := r.log.Warn().Str("entry", m.msg.ID).Str("reason", reason)
+	if err != nil {
+		ev = r.log.Error().Err(err).Str("entry", m.msg.ID).Str("reason", reason)
+	}
+	ev.Msg("stream entry moved to dead letters")
+}
+
+// sleep waits d or until ctx ends.
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}
