@@ -29,6 +29,8 @@ type Middleware func(Handler) Handler
 
 // SkipRetry, returned (or wrapped) by a handler, sends the token straight to
 // the dead letters without using its remaining attempts.
+//
+//lint:ignore ST1012 the name users of asynq know; it reads as an instruction.
 var SkipRetry = errors.New("skip retry")
 
 // SnoozeError asks for the token to run again after Delay without using up

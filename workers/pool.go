@@ -7,13 +7,15 @@ import (
 
 // pool bounds how many tokens of one step run at once on this satellite.
 // The limit moves between the step's concurrency min and max (autoscale);
-// busy counts slots held by jobs. A reader takes slots before it reads, so a
-// satellite never holds more tokens than it can run, and tokens it cannot
-// run stay in the stream for other satellites.
+// busy counts slots held by running jobs. A reader reserves slots before it
+// reads, so a satellite never holds more tokens than it can run, and tokens
+// it cannot run stay in the stream for other satellites. Slots reserved by a
+// reader waiting for tokens are not busy.
 type pool struct {
-	mu    sync.Mutex
-	limit int
-	busy  int
+	mu       sync.Mutex
+	limit    int
+	reserved int
+	busy     int
 	// freed gets a signal whenever a slot is released or the limit grows.
 	freed chan struct{}
 }
@@ -22,14 +24,14 @@ func newPool(limit int) *pool {
 	return &pool{limit: limit, freed: make(chan struct{}, 1)}
 }
 
-// acquire waits until at least one slot is free and takes up to max slots.
+// acquire waits until at least one slot is free and reserves up to max.
 func (p *pool) acquire(ctx context.Context, max int) (int, error) {
 	for {
 		p.mu.Lock()
-		free := p.limit - p.busy
+		free := p.limit - p.busy - p.reserved
 		if free > 0 {
 			n := min(free, max)
-			p.busy += n
+			p.reserved += n
 			p.mu.Unlock()
 			return n, nil
 		}
@@ -42,25 +44,29 @@ func (p *pool) acquire(ctx context.Context, max int) (int, error) {
 	}
 }
 
-// tryAcquire takes up to max free slots without waiting.
-func (p *pool) tryAcquire(max int) int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	n := min(p.limit-p.busy, max)
-	if n < 0 {
-		n = 0
-	}
-	p.busy += n
-	return n
-}
-
-// release gives n slots back.
-func (p *pool) release(n int) {
+// unreserve gives n reserved slots back.
+func (p *pool) unreserve(n int) {
 	if n <= 0 {
 		return
 	}
 	p.mu.Lock()
-	p.busy -= n
+	p.reserved -= n
+	p.mu.Unlock()
+	p.signal()
+}
+
+// begin turns one reserved slot into a busy one (a job starts).
+func (p *pool) begin() {
+	p.mu.Lock()
+	p.reserved--
+	p.busy++
+	p.mu.Unlock()
+}
+
+// end frees a busy slot (a job ended).
+func (p *pool) end() {
+	p.mu.Lock()
+	p.busy--
 	p.mu.Unlock()
 	p.signal()
 }

@@ -18,7 +18,7 @@ import (
 // run is interrupted by shutdown is left un-acknowledged for the reclaimer.
 func (r *stepRunner) run(j *job) {
 	defer r.s.work.Done()
-	defer r.pool.release(1)
+	defer r.pool.end()
 	defer r.s.jobs.remove(j)
 	defer j.cancel()
 	d := j.d

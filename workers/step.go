@@ -102,7 +102,7 @@ func (r *stepRunner) readLoop(ctx context.Context) {
 			reclaimed = false
 		}
 		if err != nil {
-			r.pool.release(n)
+			r.pool.unreserve(n)
 			if ctx.Err() != nil {
 				return
 			}
@@ -112,7 +112,7 @@ func (r *stepRunner) readLoop(ctx context.Context) {
 		}
 		r.groupBackoff = 0
 		used := r.dispatch(msgs, reclaimed)
-		r.pool.release(n - used)
+		r.pool.unreserve(n - used)
 	}
 }
 
@@ -254,6 +254,7 @@ func (r *stepRunner) dispatch(msgs []msgRef, reclaimed bool) int {
 		j := newJob(r, m, env, reclaimed)
 		r.s.jobs.add(j)
 		r.s.work.Add(1)
+		r.pool.begin()
 		used++
 		go r.run(j)
 	}

@@ -1,0 +1,49 @@
+// Package workers is the satellite runtime of dsat: the process side that
+// runs handlers for pipeline steps.
+//
+// # Handlers
+//
+// A handler is registered by name on a Mux, like a route on an
+// http.ServeMux; a step's handler: field names it and its with: map arrives
+// as Task.With. RegisterBuiltins adds echo, sleep, fail and exec (one
+// process per token, any language).
+//
+//	mux := workers.NewMux()
+//	workers.RegisterBuiltins(mux, 0)
+//	mux.HandleFunc("wordcount", func(ctx context.Context, t *dsat.Task) (dsat.Result, error) {
+//		zerolog.Ctx(ctx).Info().Msg("counting") // task, step and satellite on every line
+//		return dsat.Result{Output: []byte(`{"words": 3}`)}, nil
+//	})
+//
+// An error retries the token with backoff while attempts remain; SkipRetry
+// sends it straight to the dead letters; Snooze(d) runs it again later
+// without using an attempt; a panic is an error (the stack goes to the log).
+//
+// # Satellites
+//
+// A Satellite hosts a pool of workers for each step it serves. Per step, one
+// reader takes free pool slots and reads that many tokens with XREADGROUP
+// (one blocking read covers every partition on a single Redis), so a
+// satellite never holds tokens it cannot run. Each token runs in the
+// state-machine wrapper: Begin, the handler under the step timeout,
+// Complete or Fail. Around that:
+//
+//   - reclaim: tokens idle past the visibility timeout (default step
+//     timeout + 30s) are claimed with XAUTOCLAIM and run; entries delivered
+//     more often than the step's attempts are poison and go to the dead
+//     letters; deleted entries become "payload lost" dead letters;
+//   - renewal: a handler running long renews its claim every third of the
+//     visibility timeout, only while it still owns the token;
+//   - cancellation: running handlers of a cancelled task see their context
+//     cancelled within WatchInterval (500ms);
+//   - promote: due retries move back to their streams;
+//   - heartbeat: the satellite's record with per-step load, expiring by
+//     itself when the process dies;
+//   - autoscale: each pool moves between the step's concurrency min and
+//     max, growing while there is backlog and every worker is busy,
+//     shrinking after a quiet period.
+//
+// Stop stops reading, lets running handlers finish until the shutdown
+// timeout, then cancels them; their tokens stay pending for the reclaimer,
+// so a shutdown, like a crash, loses nothing.
+package workers
