@@ -123,7 +123,7 @@ func (c *Client) Dead(ctx context.Context, pipeline, before string, limit int) (
 			all = append(all, deadLetter(m, pipeline))
 		}
 	}
-	sort.Slice(all, func(i, j int) bool { return idLess(all[j].ID, all[i].ID) })
+	sort.Slice(all, func(i, j int) bool { return StreamIDLess(all[j].ID, all[i].ID) })
 	next := ""
 	if len(all) > limit {
 		all = all[:limit]
@@ -165,8 +165,8 @@ func splitID(id string) (uint64, uint64) {
 	return a, 0
 }
 
-// idLess orders stream ids.
-func idLess(x, y string) bool {
+// StreamIDLess orders stream ids "ms-seq" numerically.
+func StreamIDLess(x, y string) bool {
 	xa, xb := splitID(x)
 	ya, yb := splitID(y)
 	return xa < ya || xa == ya && xb < yb

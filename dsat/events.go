@@ -80,9 +80,9 @@ func ValidStreamID(s string) bool {
 	return e1 == nil && e2 == nil
 }
 
-// nextID is the smallest stream id after id (for exclusive ranges that
-// work on every Redis and on miniredis).
-func nextID(id string) string {
+// NextStreamID is the smallest stream id after id (for exclusive ranges
+// that work on every Redis and on miniredis).
+func NextStreamID(id string) string {
 	a, b, _ := strings.Cut(id, "-")
 	n, _ := strconv.ParseUint(b, 10, 64)
 	return a + "-" + strconv.FormatUint(n+1, 10)
@@ -104,7 +104,7 @@ func (c *Client) readRange(ctx context.Context, key, afterID string, count int64
 		if !ValidStreamID(afterID) {
 			return nil, fmt.Errorf("dsat: bad event id %q: want <ms>-<seq>", afterID)
 		}
-		start = nextID(afterID)
+		start = NextStreamID(afterID)
 	}
 	var msgs []redis.XMessage
 	var err error

@@ -86,3 +86,44 @@ func (c *Client) Satellites(ctx context.Context) ([]SatelliteInfo, error) {
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out, nil
 }
+
+// StepLoads measures each step's backlog (entries not yet delivered) and
+// pending tokens (delivered, not acknowledged) over every partition, in one
+// round trip. Acknowledged entries are deleted, so a stream's length is
+// exactly backlog + pending. With no steps named, it measures them all.
+func (c *Client) StepLoads(ctx context.Context, p *Pipeline, steps ...string) (map[string]StepLoad, error) {
+	if len(steps) == 0 {
+		steps = p.Order
+	}
+	type cmds struct {
+		xlen *redis.IntCmd
+		pend *redis.XPendingCmd
+	}
+	all := map[string][]cmds{}
+	_, err := c.rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
+		for _, s := range steps {
+			for n := 0; n < p.Partitions; n++ {
+				key := c.keys.Step(p.Partition(n), s)
+				all[s] = append(all[s], cmds{pipe.XLen(ctx, key), pipe.XPending(ctx, key, s)})
+			}
+		}
+		return nil
+	})
+	if err != nil && !redis.HasErrorPrefix(err, "NOGROUP") {
+		return nil, fmt.Errorf("dsat: step load: %w", err)
+	}
+	out := map[string]StepLoad{}
+	for s, cs := range all {
+		var l StepLoad
+		var total int64
+		for _, cm := range cs {
+			total += cm.xlen.Val()
+			if pi, err := cm.pend.Result(); err == nil {
+				l.Pending += pi.Count
+			}
+		}
+		l.Backlog = max(0, total-l.Pending)
+		out[s] = l
+	}
+	return out, nil
+}

@@ -3,8 +3,6 @@ package workers
 import (
 	"context"
 	"time"
-
-	"github.com/redis/go-redis/v9"
 )
 
 // scaleLoop measures each pool's load every ScaleInterval and resizes it.
@@ -35,31 +33,14 @@ func (s *Satellite) scaleLoop(ctx context.Context) {
 	}
 }
 
-// measure reads the step's backlog (entries not yet delivered to any
-// consumer) and pending count (delivered, not acknowledged) over all
-// partitions in one round trip. Acknowledged entries are deleted, so the
-// stream length is exactly backlog + pending.
+// measure reads the step's backlog and pending count over all partitions
+// in one round trip (see dsat.Client.StepLoads).
 func (r *stepRunner) measure(ctx context.Context) error {
-	lens := make([]*redis.IntCmd, len(r.streams))
-	pends := make([]*redis.XPendingCmd, len(r.streams))
-	_, err := r.s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for i, key := range r.streams {
-			lens[i] = p.XLen(ctx, key)
-			pends[i] = p.XPending(ctx, key, r.step.Name)
-		}
-		return nil
-	})
-	if err != nil && !redis.HasErrorPrefix(err, "NOGROUP") {
+	loads, err := r.s.c.StepLoads(ctx, r.p, r.step.Name)
+	if err != nil {
 		return err
 	}
-	var total, pending int64
-	for i := range r.streams {
-		total += lens[i].Val()
-		if pi, err := pends[i].Result(); err == nil {
-			pending += pi.Count
-		}
-	}
-	r.pending.Store(pending)
-	r.backlog.Store(max(0, total-pending))
+	r.pending.Store(loads[r.step.Name].Pending)
+	r.backlog.Store(loads[r.step.Name].Backlog)
 	return nil
 }

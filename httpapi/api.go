@@ -1,0 +1,202 @@
+package httpapi
+
+import (
+	"context"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/go-chi/chi/v5/middleware"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/rs/zerolog"
+	"github.com/rs/zerolog/hlog"
+
+	"github.com/dsat-dev/dsat/dsat"
+)
+
+// Config configures the API. Client is required; everything else has a
+// default.
+type Config struct {
+	Client *dsat.Client
+	// Logger receives the access log and errors; the zero value logs nothing.
+	Logger zerolog.Logger
+	// Tokens, when not empty, are the accepted bearer tokens for /v1 (several
+	// allow rotation). SSE routes also accept ?access_token= because a
+	// browser's EventSource cannot set headers.
+	Tokens []string
+	// MetricsAuth puts /metrics behind the tokens too.
+	MetricsAuth bool
+	// MaxPayload is the largest payload per task (default: the client's,
+	// 1 MiB). A request body past it is a 413.
+	MaxPayload int
+	// MaxBatch is the most payloads one batch may hold (default 1000).
+	MaxBatch int
+	// Heartbeat is the interval of SSE comment heartbeats (default 15s).
+	Heartbeat time.Duration
+	// WriteTimeout bounds each write to a client; a client that stops
+	// reading is cut (default 10s). No whole-response timeout applies to
+	// streams.
+	WriteTimeout time.Duration
+	// MaxStreams caps open SSE streams in total (503 past it, default
+	// 1000); MaxStreamsPerClient per client address (429, default 20).
+	MaxStreams          int
+	MaxStreamsPerClient int
+	// RequestTimeout bounds non-streaming requests (default 30s).
+	RequestTimeout time.Duration
+	// Metrics, when nil, are created.
+	Metrics *Metrics
+	// Static, when set, is served at / (the dashboard).
+	Static http.Handler
+	// TrustProxy takes the client address from X-Forwarded-For / X-Real-IP
+	// (only behind a proxy that sets them: clients could forge them).
+	TrustProxy bool
+}
+
+func (c Config) withDefaults() Config {
+	if c.MaxPayload <= 0 {
+		c.MaxPayload = c.Client.Config().MaxPayload
+	}
+	if c.MaxBatch <= 0 {
+		c.MaxBatch = 1000
+	}
+	if c.Heartbeat <= 0 {
+		c.Heartbeat = 15 * time.Second
+	}
+	if c.WriteTimeout <= 0 {
+		c.WriteTimeout = 10 * time.Second
+	}
+	if c.MaxStreams <= 0 {
+		c.MaxStreams = 1000
+	}
+	if c.MaxStreamsPerClient <= 0 {
+		c.MaxStreamsPerClient = 20
+	}
+	if c.RequestTimeout <= 0 {
+		c.RequestTimeout = 30 * time.Second
+	}
+	if c.Metrics == nil {
+		c.Metrics = NewMetrics(c.Client)
+	}
+	return c
+}
+
+// API is dsat's HTTP API: an http.Handler on chi. Close ends its open
+// event streams (call it before http.Server.Shutdown).
+type API struct {
+	cfg     Config
+	c       *dsat.Client
+	log     zerolog.Logger
+	router  chi.Router
+	hubs    *hubs
+	limiter *streamLimiter
+	closing chan struct{}
+	once    sync.Once
+}
+
+// NewRouter returns the API for cfg.
+func NewRouter(cfg Config) *API {
+	cfg = cfg.withDefaults()
+	a := &API{cfg: cfg, c: cfg.Client, log: cfg.Logger, closing: make(chan struct{}),
+		limiter: newStreamLimiter(cfg.MaxStreams, cfg.MaxStreamsPerClient)}
+	a.hubs = newHubs(cfg.Client, cfg.Logger, cfg.Metrics)
+	a.router = a.routes()
+	return a
+}
+
+// ServeHTTP implements http.Handler.
+func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.router.ServeHTTP(w, r) }
+
+// Metrics returns the API's metrics.
+func (a *API) Metrics() *Metrics { return a.cfg.Metrics }
+
+// Close ends every open event stream cleanly (each client gets the end of
+// its response and may reconnect elsewhere with Last-Event-ID).
+func (a *API) Close() { a.once.Do(func() { close(a.closing) }) }
+
+func (a *API) routes() chi.Router {
+	r := chi.NewRouter()
+	if a.cfg.TrustProxy {
+		r.Use(middleware.RealIP)
+	}
+	r.Use(hlog.NewHandler(a.log))
+	r.Use(hlog.RequestIDHandler("request_id", "X-Request-Id"))
+	r.Use(a.accessLog)
+	r.Use(a.recoverer)
+
+	r.Get("/healthz", a.healthz)
+	r.Get("/readyz", a.readyz)
+	metrics := promhttp.HandlerFor(a.cfg.Metrics.Registry, promhttp.HandlerOpts{})
+	if a.cfg.MetricsAuth {
+		r.With(a.auth(false)).Handle("/metrics", metrics)
+	} else {
+		r.Handle("/metrics", metrics)
+	}
+
+	r.Route("/v1", func(r chi.Router) {
+		// Streams: no request timeout and no compression (PITFALLS.md).
+		r.With(a.auth(true)).Get("/tasks/{id}/events", a.taskEvents)
+		r.With(a.auth(true)).Get("/events", a.firehose)
+
+		r.Group(func(r chi.Router) {
+			r.Use(a.auth(false))
+			r.Use(middleware.Timeout(a.cfg.RequestTimeout))
+			r.Post("/pipelines/{name}/tasks", a.submit)
+			r.Post("/pipelines/{name}/batch", a.submitBatch)
+			r.Get("/pipelines", a.listPipelines)
+			r.Get("/pipelines/{name}", a.getPipeline)
+			r.Get("/tasks/{id}", a.getTask)
+			r.Post("/tasks/{id}/cancel", a.cancel)
+			r.Post("/tasks/{id}/retry", a.retry)
+			r.Get("/dead", a.dead)
+			r.Get("/satellites", a.satellites)
+		})
+	})
+	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
+		writeProblem(w, r, http.StatusNotFound, "not-found", "no route "+r.Method+" "+r.URL.Path+"; see the API table in the README")
+	})
+	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
+		writeProblem(w, r, http.StatusMethodNotAllowed, "method-not-allowed", r.Method+" is not allowed on "+r.URL.Path)
+	})
+	if a.cfg.Static != nil {
+		r.Handle("/*", a.cfg.Static)
+	}
+	return r
+}
+
+// accessLog logs one line per request (request id, route pattern, status,
+// duration, task id where known) and counts it; payloads are never logged.
+func (a *API) accessLog(next http.Handler) http.Handler {
+	return hlog.AccessHandler(func(r *http.Request, status, size int, d time.Duration) {
+		route := chi.RouteContext(r.Context()).RoutePattern()
+		if route == "" {
+			route = "unmatched"
+		}
+		a.cfg.Metrics.requests.WithLabelValues(route, r.Method, strconv.Itoa(status)).Inc()
+		ev := hlog.FromRequest(r).Info()
+		if id := chi.URLParam(r, "id"); id != "" {
+			ev = ev.Str("task", id)
+		}
+		ev.Str("method", r.Method).Str("route", route).Int("status", status).Int("size", size).Dur("duration", d).Msg("request")
+	})(next)
+}
+
+// recoverer turns a panic into a 500 problem without the stack (which
+// goes to the log).
+func (a *API) recoverer(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			if p := recover(); p != nil {
+				if p == http.ErrAbortHandler {
+					panic(p)
+				}
+				hlog.FromRequest(r).Error().Interface("panic", p).Bytes("stack", stack()).Msg("handler panic")
+				writeProblem(w, r, http.StatusInternalServerError, "internal", "internal error; it was logged")
+			}
+		}()
+		next.ServeHTTP(w, r)
+	})
+}
+
+func (a *API) ctx(r *http.Request) context.Context { return r.Context() }

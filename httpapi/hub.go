@@ -1,0 +1,163 @@
+package httpapi
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/rs/zerolog"
+
+	"github.com/dsat-dev/dsat/dsat"
+)
+
+// hubs fans each partition's firehose out to every open event stream of
+// this process: one Redis reader per partition, started by the first
+// subscriber and stopped with the last, never one blocking read per HTTP
+// client.
+type hubs struct {
+	c   *dsat.Client
+	log zerolog.Logger
+	m   *Metrics
+	mu  sync.Mutex
+	all map[dsat.Partition]*hub
+}
+
+func newHubs(c *dsat.Client, log zerolog.Logger, m *Metrics) *hubs {
+	return &hubs{c: c, log: log, m: m, all: map[dsat.Partition]*hub{}}
+}
+
+// hub is one partition's reader and its subscribers.
+type hub struct {
+	part   dsat.Partition
+	key    string
+	start  string // the firehose's last id when the reader started
+	mu     sync.Mutex
+	last   string // id of the last entry broadcast (guarded by mu)
+	subs   map[*subscriber]struct{}
+	cancel context.CancelFunc
+}
+
+// subscriber receives the events of some partitions (optionally of one
+// task only). When it falls behind by more than its buffer, overflow is
+// closed and the stream ends; the client resumes with Last-Event-ID.
+type subscriber struct {
+	task     string
+	ch       chan dsat.Event
+	overflow chan struct{}
+	once     sync.Once
+}
+
+const subscriberBuffer = 1024
+
+func newSubscriber(task string) *subscriber {
+	return &subscriber{task: task, ch: make(chan dsat.Event, subscriberBuffer), overflow: make(chan struct{})}
+}
+
+// subscribe adds s to the partition's hub and returns the position from
+// which the hub delivers (every later event reaches s).
+func (hs *hubs) subscribe(ctx context.Context, p dsat.Partition, s *subscriber) (string, error) {
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	h, ok := hs.all[p]
+	if !ok {
+		key := hs.c.Keys().Firehose(p)
+		last, err := hs.c.Redis().XRevRangeN(ctx, key, "+", "-", 1).Result()
+		if err != nil {
+			return "", err
+		}
+		h = &hub{part: p, key: key, start: "0-0", subs: map[*subscriber]struct{}{}}
+		if len(last) == 1 {
+			h.start = last[0].ID
+		}
+		h.last = h.start
+		var rctx context.Context
+		rctx, h.cancel = context.WithCancel(context.Background())
+		hs.all[p] = h
+		go hs.read(rctx, h)
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.subs[s] = struct{}{}
+	return h.last, nil
+}
+
+// unsubscribe removes s; the last one out stops the reader.
+func (hs *hubs) unsubscribe(p dsat.Partition, s *subscriber) {
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	h, ok := hs.all[p]
+	if !ok {
+		return
+	}
+	h.mu.Lock()
+	delete(h.subs, s)
+	empty := len(h.subs) == 0
+	h.mu.Unlock()
+	if empty {
+		h.cancel()
+		delete(hs.all, p)
+	}
+}
+
+// read follows the partition's firehose until ctx ends. Each read blocks
+// at most a second, so a stopped hub's goroutine exits within a second.
+func (hs *hubs) read(ctx context.Context, h *hub) {
+	last := h.start
+	backoff := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		res, err := hs.c.Redis().XRead(ctx, &redis.XReadArgs{Streams: []string{h.key, last}, Count: 500, Block: time.Second}).Result()
+		if errors.Is(err, redis.Nil) {
+			continue
+		}
+		if err != nil {
+			if ctx.Err() == nil {
+				hs.log.Warn().Err(err).Str("stream", h.key).Msg("firehose read failed")
+			}
+			sleepCtx(ctx, backoff)
+			backoff = min(2*backoff, 5*time.Second)
+			continue
+		}
+		backoff = 100 * time.Millisecond
+		for _, m := range res[0].Messages {
+			last = m.ID
+			ev, err := dsat.ParseEvent(m)
+			if err == nil {
+				hs.m.events.WithLabelValues(ev.Pipeline, ev.Event).Inc()
+			}
+			h.broadcast(m.ID, ev, err == nil)
+		}
+	}
+}
+
+// broadcast hands an event to every subscriber and moves the hub's
+// position, under one lock, so a new subscriber misses nothing after the
+// position subscribe returned.
+func (h *hub) broadcast(id string, ev dsat.Event, ok bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.last = id
+	if !ok {
+		return
+	}
+	for s := range h.subs {
+		if s.task != "" && s.task != ev.Task {
+			continue
+		}
+		select {
+		case s.ch <- ev:
+		default:
+			s.once.Do(func() { close(s.overflow) })
+		}
+	}
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}

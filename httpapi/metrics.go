@@ -1,0 +1,70 @@
+package httpapi
+
+import (
+	"context"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/dsat-dev/dsat/dsat"
+)
+
+// Metrics are dsat's Prometheus metrics. One value serves the API and, in
+// processes that run satellites, their handler outcomes (ObserveStep).
+type Metrics struct {
+	Registry    *prometheus.Registry
+	requests    *prometheus.CounterVec
+	submissions *prometheus.CounterVec
+	events      *prometheus.CounterVec
+	steps       *prometheus.HistogramVec
+	streams     prometheus.Gauge
+}
+
+// NewMetrics registers dsat's metrics, the Go runtime's and the process's,
+// on a fresh registry. backlog, when set, is called at each scrape to
+// report each step's backlog.
+func NewMetrics(c *dsat.Client) *Metrics {
+	m := &Metrics{Registry: prometheus.NewRegistry()}
+	m.requests = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "dsat_http_requests_total", Help: "HTTP requests by route pattern, method and status code."}, []string{"route", "method", "code"})
+	m.submissions = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "dsat_submissions_total", Help: "Tasks submitted, by pipeline."}, []string{"pipeline"})
+	m.events = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "dsat_events_total", Help: "Task events seen by this process's live feeds, by pipeline and event."}, []string{"pipeline", "event"})
+	m.steps = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "dsat_step_duration_seconds", Help: "Handler run time by pipeline, step and outcome (ok, error, timeout, panic, snooze, cancelled).",
+		Buckets: []float64{.001, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60}}, []string{"pipeline", "step", "outcome"})
+	m.streams = prometheus.NewGauge(prometheus.GaugeOpts{Name: "dsat_sse_streams", Help: "Open server-sent-event streams."})
+	m.Registry.MustRegister(m.requests, m.submissions, m.events, m.steps, m.streams,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if c != nil {
+		m.Registry.MustRegister(&backlogCollector{c: c, desc: prometheus.NewDesc("dsat_step_backlog", "Tokens waiting in a step's streams, not yet delivered.", []string{"pipeline", "step"}, nil),
+			pendDesc: prometheus.NewDesc("dsat_step_pending", "Tokens delivered to a worker and not yet acknowledged.", []string{"pipeline", "step"}, nil)})
+	}
+	return m
+}
+
+// ObserveStep records one handler run; pass it as workers.Config.OnResult.
+func (m *Metrics) ObserveStep(pipeline, step, outcome string, d time.Duration) {
+	m.steps.WithLabelValues(pipeline, step, outcome).Observe(d.Seconds())
+}
+
+// backlogCollector reads each step's backlog from Redis at scrape time.
+type backlogCollector struct {
+	c              *dsat.Client
+	desc, pendDesc *prometheus.Desc
+}
+
+func (b *backlogCollector) Describe(ch chan<- *prometheus.Desc) { ch <- b.desc; ch <- b.pendDesc }
+
+func (b *backlogCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	for _, p := range b.c.Pipelines() {
+		loads, err := b.c.StepLoads(ctx, p)
+		if err != nil {
+			return
+		}
+		for _, s := range p.Order {
+			ch <- prometheus.MustNewConstMetric(b.desc, prometheus.GaugeValue, float64(loads[s].Backlog), p.Name, s)
+			ch <- prometheus.MustNewConstMetric(b.pendDesc, prometheus.GaugeValue, float64(loads[s].Pending), p.Name, s)
+		}
+	}
+}

@@ -1,0 +1,66 @@
+package httpapi
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+
+	"github.com/rs/zerolog/hlog"
+
+	"github.com/dsat-dev/dsat/dsat"
+)
+
+// Problem is an RFC 9457 problem detail, the body of every error response
+// (Content-Type application/problem+json).
+type Problem struct {
+	Type   string `json:"type"`
+	Title  string `json:"title"`
+	Status int    `json:"status"`
+	Detail string `json:"detail"`
+}
+
+// problemBase prefixes the problem type URIs (documented in the README).
+const problemBase = "https://dsat.dev/problems/"
+
+func writeProblem(w http.ResponseWriter, r *http.Request, status int, kind, detail string) {
+	p := Problem{Type: problemBase + kind, Title: http.StatusText(status), Status: status, Detail: detail}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(p)
+	if status >= 500 {
+		hlog.FromRequest(r).Warn().Int("status", status).Str("problem", kind).Msg(detail)
+	}
+}
+
+// writeError maps an error from the engine to a problem. Sentinels become
+// 4xx; anything else comes from talking to Redis and is a 503 (never a 500
+// with a stack): the request may be retried.
+func writeError(w http.ResponseWriter, r *http.Request, err error) {
+	switch {
+	case errors.Is(err, dsat.ErrInvalidTaskID):
+		writeProblem(w, r, http.StatusBadRequest, "invalid-task-id", err.Error()+"; task ids look like 06fa1bqk0c8m3pz4tq2hn6v1a8.pipeline.1.0.0")
+	case errors.Is(err, dsat.ErrTaskNotFound):
+		writeProblem(w, r, http.StatusNotFound, "task-not-found", err.Error()+"; it was never submitted or expired after its retention period")
+	case errors.Is(err, dsat.ErrPipelineNotFound):
+		writeProblem(w, r, http.StatusNotFound, "pipeline-not-found", err.Error()+"; GET /v1/pipelines lists the loaded pipelines")
+	case errors.Is(err, dsat.ErrInvalidPayload):
+		writeProblem(w, r, http.StatusBadRequest, "invalid-payload", err.Error())
+	case errors.Is(err, dsat.ErrIdempotencyConflict):
+		writeProblem(w, r, http.StatusConflict, "idempotency-conflict", err.Error()+"; use a new Idempotency-Key for a different payload")
+	case errors.Is(err, dsat.ErrTaskFinal):
+		writeProblem(w, r, http.StatusConflict, "task-final", err.Error()+"; only a pending or running task can be cancelled")
+	case errors.Is(err, dsat.ErrTaskNotFailed):
+		writeProblem(w, r, http.StatusConflict, "task-not-failed", err.Error()+"; only a failed task can be retried")
+	default:
+		hlog.FromRequest(r).Error().Err(err).Msg("storage error")
+		writeProblem(w, r, http.StatusServiceUnavailable, "unavailable", "Redis is unavailable or too slow right now; retry later")
+	}
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}

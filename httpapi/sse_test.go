@@ -1,0 +1,189 @@
+package httpapi
+
+import (
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dsat-dev/dsat/internal/redistest"
+)
+
+var wantEvents = "INIT,ACK,END,SEND,ACK,END,SEND,ACK,END,HAPPY_END"
+
+func TestTaskFeedReplayFollowAndClose(t *testing.T) {
+	redistest.ForEachBackend(t, func(t *testing.T, b redistest.Backend) {
+		e := newEnv(t, b)
+		e.satellite(false) // step b holds until release
+		id := e.submit(`{"text":"line1\r\nline2","evil":"\ndata: x\n\nevent: HAPPY_END"}`)
+		start := time.Now()
+		res, evs, comments, cancel := e.stream("/v1/tasks/" + id + "/events")
+		defer cancel()
+		if ct := res.Header.Get("Content-Type"); ct != "text/event-stream" || res.Header.Get("Content-Encoding") != "" {
+			t.Fatalf("headers %v", res.Header)
+		}
+		first := <-evs
+		if d := time.Since(start); d > 100*time.Millisecond {
+			t.Fatalf("first event after %s", d)
+		}
+		if first.Event != "INIT" || first.ID == "" {
+			t.Fatalf("first %+v", first)
+		}
+		// Live part: wait for b's ACK, see a heartbeat, then release.
+		var got []sseEvent
+		got = append(got, first)
+		for len(got) < 5 {
+			got = append(got, <-evs)
+		}
+		select {
+		case <-comments:
+		case <-time.After(2 * time.Second):
+		}
+		hb := false
+		deadline := time.After(2 * time.Second)
+		for !hb {
+			select {
+			case c := <-comments:
+				hb = strings.Contains(c, "heartbeat")
+			case <-deadline:
+				t.Fatal("no heartbeat comment")
+			}
+		}
+		close(e.release)
+		got = append(got, collect(t, evs, 10*time.Second)...)
+		if names(got) != wantEvents {
+			t.Fatalf("events %s", names(got))
+		}
+		for i, ev := range got {
+			var d map[string]any
+			if err := json.Unmarshal([]byte(ev.Data), &d); err != nil || strings.Contains(ev.Data, "\n") {
+				t.Fatalf("event %d data is not one line of JSON: %q", i, ev.Data)
+			}
+			if d["task"] != id || d["seq"] != float64(i+1) || d["event"] != ev.Event {
+				t.Fatalf("event %d data %v", i, d)
+			}
+			for _, k := range []string{"pipeline", "step", "attempt", "worker", "at", "detail"} {
+				if _, ok := d[k]; !ok {
+					t.Fatalf("event %d lacks %q", i, k)
+				}
+			}
+		}
+		// The payload with CR/LF and a fake "data:" reached the result as
+		// data, inside JSON.
+		g := e.do("GET", "/v1/tasks/"+id, "", "")
+		if g.body["result"].(map[string]any)["evil"] != "\ndata: x\n\nevent: HAPPY_END" {
+			t.Fatalf("result %s", g.raw)
+		}
+
+		// Reconnect after the 4th event: the rest, no gap, no duplicate.
+		_, evs2, _, cancel2 := e.stream("/v1/tasks/"+id+"/events", "Last-Event-ID", got[3].ID)
+		defer cancel2()
+		rest := collect(t, evs2, 5*time.Second)
+		if names(rest) != names(got[4:]) || rest[0].ID != got[4].ID {
+			t.Fatalf("resumed %s", names(rest))
+		}
+		// 0-0 is older than anything kept: reset with the state, then all.
+		_, evs3, _, cancel3 := e.stream("/v1/tasks/"+id+"/events", "Last-Event-ID", "0-0")
+		defer cancel3()
+		all := collect(t, evs3, 5*time.Second)
+		if names(all) != "reset,"+wantEvents || !strings.Contains(all[0].Data, `"status":"succeeded"`) {
+			t.Fatalf("from 0-0: %s %s", names(all), all[0].Data)
+		}
+	})
+}
+
+func TestBadLastEventID(t *testing.T) {
+	e := newEnv(t, redistest.Backends()[0])
+	id := e.submit(`{}`)
+	for _, bad := range []string{"$", "+", "-", ">", "abc", "12", "1-x", "-1-0", strings.Repeat("9", 10000)} {
+		r := e.do("GET", "/v1/tasks/"+id+"/events", "", "", "Last-Event-ID", bad)
+		if r.status != 400 || !strings.Contains(r.raw, "Last-Event-ID") {
+			t.Errorf("Last-Event-ID %.20q: %d %s", bad, r.status, r.raw)
+		}
+		r = e.do("GET", "/v1/events?pipeline=demo", "", "", "Last-Event-ID", bad)
+		if r.status != 400 {
+			t.Errorf("firehose Last-Event-ID %.20q: %d", bad, r.status)
+		}
+	}
+}
+
+func TestFirehoseResumes(t *testing.T) {
+	redistest.ForEachBackend(t, func(t *testing.T, b redistest.Backend) {
+		e := newEnv(t, b)
+		_, evs, _, cancel := e.stream("/v1/events?pipeline=demo")
+		id1 := e.submit(`{}`)
+		ev := <-evs
+		if ev.Event != "INIT" || !strings.Contains(ev.Data, id1) {
+			t.Fatalf("first firehose event %+v", ev)
+		}
+		cancel()
+		// While disconnected: more events.
+		id2 := e.submit(`{}`)
+		e.satellite(true)
+		close(e.release)
+		deadline := time.Now().Add(10 * time.Second)
+		for e.do("GET", "/v1/tasks/"+id2, "", "").body["status"] != "succeeded" {
+			if time.Now().After(deadline) {
+				t.Fatal("tasks did not finish")
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		_, evs2, _, cancel2 := e.stream("/v1/events?pipeline=demo", "Last-Event-ID", ev.ID)
+		defer cancel2()
+		var got []sseEvent
+		timeout := time.After(5 * time.Second)
+		for len(got) < 19 { // the rest of task 1 (9) and all of task 2 (10)
+			select {
+			case x := <-evs2:
+				got = append(got, x)
+			case <-timeout:
+				t.Fatalf("firehose resume got %d events: %s", len(got), names(got))
+			}
+		}
+		seen := map[string]bool{}
+		for _, x := range got {
+			var d map[string]any
+			_ = json.Unmarshal([]byte(x.Data), &d)
+			k := d["task"].(string) + "/" + x.ID
+			if seen[k] || (d["task"] == id1 && d["seq"] == 1.0) {
+				t.Fatalf("duplicate event %s", k)
+			}
+			seen[k] = true
+		}
+	})
+}
+
+func TestStreamCapsAndClose(t *testing.T) {
+	e := newEnv(t, redistest.Backends()[0], func(c *Config) { c.MaxStreamsPerClient = 2; c.MaxStreams = 3; c.TrustProxy = true })
+	id := e.submit(`{}`)
+	var cancels []func()
+	for i := 0; i < 2; i++ {
+		res, _, _, cancel := e.stream("/v1/tasks/" + id + "/events")
+		cancels = append(cancels, cancel)
+		if res.StatusCode != 200 {
+			t.Fatalf("stream %d: %d", i, res.StatusCode)
+		}
+	}
+	if r := e.do("GET", "/v1/tasks/"+id+"/events", "", ""); r.status != http.StatusTooManyRequests {
+		t.Fatalf("third stream from one address: %d", r.status)
+	}
+	// Close ends open streams cleanly.
+	_, evs, _, cancel := e.stream("/v1/events?pipeline=demo", "X-Real-IP", "10.0.0.9")
+	defer cancel()
+	e.api.Close()
+	done := make(chan struct{})
+	go func() {
+		for range evs {
+		}
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(3 * time.Second):
+		t.Fatal("Close did not end the stream")
+	}
+	for _, c := range cancels {
+		c()
+	}
+}
