@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"syscall"
 	"time"
 
@@ -143,3 +144,33 @@ func (b *tailBuffer) Write(p []byte) (int, error) {
 }
 
 func (b *tailBuffer) Bytes() []byte { return b.buf }
+
+// ResolveExecDirs makes exec steps run next to their pipeline file: a step
+// without with.dir gets the file's folder, and a relative dir is taken
+// from that folder. Call it on pipelines loaded from files.
+func ResolveExecDirs(pipelines []*dsat.Pipeline, handlerName string) {
+	for _, p := range pipelines {
+		if p.File == "" {
+			continue
+		}
+		base, err := filepath.Abs(filepath.Dir(p.File))
+		if err != nil {
+			continue
+		}
+		for _, s := range p.Steps {
+			if s.Handler != handlerName {
+				continue
+			}
+			if s.With == nil {
+				s.With = map[string]any{}
+			}
+			d, _ := s.With["dir"].(string)
+			switch {
+			case d == "":
+				s.With["dir"] = base
+			case !filepath.IsAbs(d):
+				s.With["dir"] = filepath.Join(base, d)
+			}
+		}
+	}
+}

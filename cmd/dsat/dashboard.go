@@ -1,0 +1,6 @@
+package main
+
+import "net/http"
+
+// dashboard returns the handler of the web dashboard served at /, or nil.
+func dashboard() http.Handler { return nil }

@@ -1,0 +1,120 @@
+package main
+
+import (
+	"flag"
+	"io"
+	"os"
+	"time"
+
+	"github.com/rs/zerolog"
+	"golang.org/x/term"
+)
+
+func newFlagSet(name string, env *cliEnv) *flag.FlagSet {
+	fs := flag.NewFlagSet("dsat "+name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	return fs
+}
+
+// parse parses flags; -h prints the command's help.
+func parse(fs *flag.FlagSet, env *cliEnv, c string, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if err == flag.ErrHelp {
+			printHelp(env.stdout, lookup(c))
+			return err
+		}
+		return usagef("%v", err)
+	}
+	return nil
+}
+
+// envString is a string flag whose default comes from an environment
+// variable.
+func envString(fs *flag.FlagSet, env *cliEnv, name, envVar, def, usage string) *string {
+	if v := env.getenv(envVar); v != "" {
+		def = v
+	}
+	return fs.String(name, def, usage+" (env "+envVar+")")
+}
+
+// serverOpts are the flags of the commands that talk to Redis.
+type serverOpts struct {
+	redis, pipelines, logLevel, logFormat, prefix *string
+}
+
+func addServerFlags(fs *flag.FlagSet, env *cliEnv, redisRequired bool) *serverOpts {
+	o := &serverOpts{}
+	usage := "Redis URL: redis://[user:pass@]host:port[/db], rediss:// for TLS, comma-separated addresses for a Redis Cluster"
+	if !redisRequired {
+		usage += "; empty: an embedded in-memory Redis"
+	}
+	o.redis = envString(fs, env, "redis", "DSAT_REDIS_URL", "", usage)
+	o.pipelines = envString(fs, env, "pipelines", "DSAT_PIPELINES", "", "folder of pipeline YAML files")
+	o.prefix = envString(fs, env, "prefix", "DSAT_PREFIX", "dsat", "prefix of every Redis key")
+	addLogFlags(fs, env, &o.logLevel, &o.logFormat)
+	return o
+}
+
+func addLogFlags(fs *flag.FlagSet, env *cliEnv, level, format **string) {
+	*level = envString(fs, env, "log-level", "DSAT_LOG_LEVEL", "info", "log level: debug, info, warn, error")
+	*format = envString(fs, env, "log-format", "DSAT_LOG_FORMAT", "", "log format: console or json (default: console on a terminal, json otherwise)")
+}
+
+// apiOpts are the flags of the API clients.
+type apiOpts struct {
+	api, token *string
+	timeout    *time.Duration
+}
+
+func addAPIFlags(fs *flag.FlagSet, env *cliEnv) *apiOpts {
+	return &apiOpts{
+		api:     envString(fs, env, "api", "DSAT_API", "http://127.0.0.1:8080", "base URL of the dsat API"),
+		token:   envString(fs, env, "token", "DSAT_API_TOKEN", "", "API token (sent as Authorization: Bearer)"),
+		timeout: fs.Duration("timeout", 30*time.Second, "timeout of each request"),
+	}
+}
+
+// newLogger builds the process logger: console on a terminal, else JSON.
+func newLogger(w io.Writer, level, format string) (zerolog.Logger, error) {
+	lvl, err := zerolog.ParseLevel(level)
+	if err != nil || level == "" {
+		return zerolog.Nop(), usagef("--log-level %q: use debug, info, warn or error", level)
+	}
+	if format == "" {
+		format = "json"
+		if f, ok := w.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+			format = "console"
+		}
+	}
+	switch format {
+	case "json":
+	case "console":
+		w = zerolog.ConsoleWriter{Out: w, TimeFormat: "15:04:05.000"}
+	default:
+		return zerolog.Nop(), usagef("--log-format %q: use console or json", format)
+	}
+	return zerolog.New(w).Level(lvl).With().Timestamp().Logger(), nil
+}
+
+// flagsFor registers a command's flags on fs (for help output).
+func flagsFor(name string, fs *flag.FlagSet) {
+	env := &cliEnv{getenv: func(string) string { return "" }}
+	switch name {
+	case "dev":
+		devFlags(fs, env)
+	case "serve":
+		serveFlags(fs, env)
+	case "worker":
+		workerFlags(fs, env)
+	case "submit", "status", "cancel", "retry":
+		addAPIFlags(fs, env)
+		if name == "submit" {
+			fs.String("idempotency-key", "", "Idempotency-Key header")
+		}
+	case "tail":
+		addAPIFlags(fs, env)
+		fs.String("after", "", "start after this event id")
+	case "bench":
+		benchFlags(fs, env)
+	}
+}

@@ -1,0 +1,108 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/rs/zerolog"
+
+	"github.com/dsat-dev/dsat/dsat"
+	"github.com/dsat-dev/dsat/httpapi"
+	"github.com/dsat-dev/dsat/workers"
+)
+
+// crashHookEnv is a fault-injection switch for the integration tests only:
+// set to a probability (0..1), the worker kills itself with SIGKILL after a
+// handler returned and before its Complete, that share of the time. Off by
+// default; never set it in production.
+const crashHookEnv = "DSAT_TEST_CRASH_BEFORE_COMPLETE"
+
+// startSatellite runs a satellite for the pipelines' steps (or a subset).
+func startSatellite(ctx context.Context, env *cliEnv, c *dsat.Client, log zerolog.Logger, cfg workers.Config, m *httpapi.Metrics) (*workers.Satellite, error) {
+	mux := workers.NewMux()
+	workers.RegisterBuiltins(mux, c.Config().MaxPayload)
+	cfg.Logger = log
+	cfg.Version = Version
+	if m != nil {
+		cfg.OnResult = m.ObserveStep
+	}
+	if p, err := strconv.ParseFloat(env.getenv(crashHookEnv), 64); err == nil && p > 0 {
+		log.Warn().Float64("probability", p).Msg(crashHookEnv + " is set: this worker will crash on purpose (tests only)")
+		cfg.BeforeComplete = func(*dsat.Task) {
+			if rand.Float64() < p {
+				_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+			}
+		}
+	}
+	s, err := workers.New(c, mux, cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.Start(ctx); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// listen opens addr; ":0" style ports pick a free one.
+func listen(addr string) (net.Listener, error) {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %v; pick another --addr", addr, err)
+	}
+	return l, nil
+}
+
+// baseURL is the http:// URL of a listener, for messages.
+func baseURL(l net.Listener) string {
+	host, port, _ := net.SplitHostPort(l.Addr().String())
+	if host == "" || host == "::" || host == "0.0.0.0" {
+		host = "127.0.0.1"
+	}
+	return "http://" + net.JoinHostPort(host, port)
+}
+
+// newAPI builds the HTTP API.
+func newAPI(c *dsat.Client, log zerolog.Logger, tokens string, metricsAuth bool, m *httpapi.Metrics) *httpapi.API {
+	var ts []string
+	for _, t := range strings.Split(tokens, ",") {
+		if t = strings.TrimSpace(t); t != "" {
+			ts = append(ts, t)
+		}
+	}
+	return httpapi.NewRouter(httpapi.Config{Client: c, Logger: log, Tokens: ts, MetricsAuth: metricsAuth, Metrics: m, Static: dashboard()})
+}
+
+// serveHTTP serves h on l until ctx ends.
+func serveHTTP(ctx context.Context, l net.Listener, h http.Handler, api *httpapi.API) error {
+	srv := httpapi.NewServer(l.Addr().String(), h)
+	err := httpapi.Serve(ctx, srv, l, api, 10*time.Second)
+	if err == http.ErrServerClosed {
+		return nil
+	}
+	return err
+}
+
+func newClient(rdb redis.UniversalClient, prefix string, ps []*dsat.Pipeline) (*dsat.Client, error) {
+	return dsat.NewClient(rdb, dsat.Config{Prefix: prefix}, ps...)
+}
+
+// stopSatellite stops a satellite with a fresh context (the run context is
+// already cancelled at shutdown).
+func stopSatellite(s *workers.Satellite, log zerolog.Logger) {
+	if s == nil {
+		return
+	}
+	if err := s.Stop(context.Background()); err != nil {
+		log.Warn().Err(err).Msg("satellite stop")
+	}
+}

@@ -1,0 +1,75 @@
+package main
+
+import (
+	"context"
+	"flag"
+
+	"github.com/dsat-dev/dsat/httpapi"
+)
+
+func init() {
+	register(&command{name: "serve", summary: "run the HTTP API (and the dashboard)",
+		usage: "--redis URL --pipelines DIR [--addr :8080] [--token T]",
+		help: `Serves the HTTP API on --addr for the pipelines in --pipelines. At start-up
+it checks that Redis does not evict keys (maxmemory-policy must not be
+allkeys-* or volatile-*: an evicted stream loses work).
+
+Examples:
+  dsat serve --redis redis://127.0.0.1:6379 --pipelines ./pipelines
+  DSAT_REDIS_URL=rediss://user:secret@redis.internal:6380 DSAT_PIPELINES=/etc/dsat dsat serve
+  dsat serve --redis 10.0.0.1:7000,10.0.0.2:7000,10.0.0.3:7000 --pipelines ./pipelines   # a Redis Cluster`,
+		run: runServe})
+}
+
+type serveOpts struct {
+	*serverOpts
+	addr, token *string
+	metricsAuth *bool
+}
+
+func serveFlags(fs *flag.FlagSet, env *cliEnv) *serveOpts {
+	return &serveOpts{serverOpts: addServerFlags(fs, env, true),
+		addr:        envString(fs, env, "addr", "DSAT_ADDR", ":8080", "address to listen on"),
+		token:       envString(fs, env, "token", "DSAT_API_TOKEN", "", "comma-separated API tokens (empty: no auth)"),
+		metricsAuth: fs.Bool("metrics-auth", false, "require the API token on /metrics too")}
+}
+
+func runServe(ctx context.Context, env *cliEnv, args []string) error {
+	fs := newFlagSet("serve", env)
+	o := serveFlags(fs, env)
+	if err := parse(fs, env, "serve", args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usagef("unexpected argument %q", fs.Arg(0))
+	}
+	log, err := newLogger(env.stderr, *o.logLevel, *o.logFormat)
+	if err != nil {
+		return err
+	}
+	ps, err := loadPipelines(*o.pipelines, nil)
+	if err != nil {
+		return err
+	}
+	rdb, err := connectRedis(ctx, *o.redis, 0)
+	if err != nil {
+		return err
+	}
+	defer rdb.Close()
+	if warn, err := checkEviction(ctx, rdb); err != nil {
+		return err
+	} else if warn != "" {
+		log.Warn().Msg(warn)
+	}
+	c, err := newClient(rdb, *o.prefix, ps)
+	if err != nil {
+		return err
+	}
+	l, err := listen(*o.addr)
+	if err != nil {
+		return err
+	}
+	api := newAPI(c, log, *o.token, *o.metricsAuth, httpapi.NewMetrics(c))
+	log.Info().Str("url", baseURL(l)).Int("pipelines", len(ps)).Msg("dsat serve listening")
+	return serveHTTP(ctx, l, api, api)
+}

@@ -1,0 +1,136 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/dsat-dev/dsat/dsat"
+)
+
+func init() {
+	register(&command{name: "tail", summary: "follow a task's events live until it ends", usage: "TASK_ID",
+		help: `Prints each event of the task as a readable line as it happens (time,
+seq, event, step, worker, detail), from its first event. It reconnects by
+itself (resuming after the last event it printed) and exits 0 when the
+task succeeds (HAPPY_END), 1 when it fails (DEAD) or is cancelled.
+
+Example:
+  dsat tail 06h1ki9ia4001ttg3m6qbao188.textstats.1.0.0`,
+		run: runTail})
+}
+
+func runTail(ctx context.Context, env *cliEnv, args []string) error {
+	var after *string
+	c, id, err := oneTaskID(env, "tail", args, func(fs *flag.FlagSet) { after = fs.String("after", "", "start after this event id") })
+	if err != nil {
+		return err
+	}
+	c.hc.Timeout = 0 // a stream lasts as long as the task
+	last := *after
+	backoff := 200 * time.Millisecond
+	for attempt := 0; ; attempt++ {
+		final, err := tailOnce(ctx, c, id, &last, env.stdout)
+		switch {
+		case final == dsat.EventHappyEnd:
+			return nil
+		case final != "":
+			return &exitError{code: 1, msg: "task ended with " + final}
+		case ctx.Err() != nil:
+			return &exitError{code: 1, msg: "interrupted"}
+		case err != nil && errors.Is(err, errFatal):
+			return err
+		}
+		if attempt >= 30 {
+			return fmt.Errorf("the event stream keeps failing: %v", err)
+		}
+		select {
+		case <-time.After(backoff):
+		case <-ctx.Done():
+			return &exitError{code: 1, msg: "interrupted"}
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+var errFatal = errors.New("fatal")
+
+// tailOnce reads the stream until it ends; it returns the final event's
+// name when one was seen.
+func tailOnce(ctx context.Context, c *apiClient, id string, last *string, w io.Writer) (string, error) {
+	req, err := http.NewRequestWithContext(ctx, "GET", c.base+"/v1/tasks/"+url.PathEscape(id)+"/events", nil)
+	if err != nil {
+		return "", err
+	}
+	if *last != "" {
+		req.Header.Set("Last-Event-ID", *last)
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	res, err := c.hc.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		var p struct{ Detail string }
+		b, _ := io.ReadAll(res.Body)
+		_ = json.Unmarshal(b, &p)
+		if res.StatusCode >= 500 {
+			return "", fmt.Errorf("HTTP %d", res.StatusCode)
+		}
+		return "", fmt.Errorf("%w: %s (HTTP %d)", errFatal, p.Detail, res.StatusCode)
+	}
+	sc := bufio.NewScanner(res.Body)
+	sc.Buffer(make([]byte, 64<<10), 16<<20)
+	var evID, name, data string
+	for sc.Scan() {
+		line := sc.Text()
+		switch {
+		case strings.HasPrefix(line, "id: "):
+			evID = line[4:]
+		case strings.HasPrefix(line, "event: "):
+			name = line[7:]
+		case strings.HasPrefix(line, "data: "):
+			data = line[6:]
+		case line == "" && name != "":
+			if evID != "" {
+				*last = evID
+			}
+			printEvent(w, name, data)
+			if dsat.FinalEvent(name) {
+				return name, nil
+			}
+			evID, name, data = "", "", ""
+		}
+	}
+	return "", sc.Err()
+}
+
+// printEvent writes one event as a line: time, seq, event, step, worker,
+// detail.
+func printEvent(w io.Writer, name, data string) {
+	var e dsat.Event
+	if name == "reset" || json.Unmarshal([]byte(data), &e) != nil {
+		fmt.Fprintf(w, "%-12s %4s  %-9s %s\n", "", "", name, data)
+		return
+	}
+	detail := string(e.Detail)
+	if detail == "{}" {
+		detail = ""
+	}
+	step := e.Step
+	if step != "" && e.Attempt > 1 {
+		step = fmt.Sprintf("%s#%d", step, e.Attempt)
+	}
+	fmt.Fprintf(w, "%s %4d  %-9s %-12s %-14s %s\n", e.At.Local().Format("15:04:05.000"), e.Seq, e.Event, step, e.Worker, detail)
+}

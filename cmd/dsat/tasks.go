@@ -1,0 +1,134 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"strings"
+)
+
+func init() {
+	register(&command{name: "submit", summary: "submit a task to a pipeline; prints its id",
+		usage: "PIPELINE [JSON | @FILE | -]",
+		help: `Submits a payload (JSON, from the argument, a file with @, or stdin with -;
+{} when none) to the newest version of PIPELINE. Prints the task id on
+stdout.
+
+Examples:
+  dsat submit textstats '{"kind":"urgent","text":"disk full"}'
+  dsat submit wordcount @payload.json
+  echo '{"text":"hi"}' | dsat submit wordcount -
+  id=$(dsat submit flaky) && dsat tail $id`,
+		run: runSubmit})
+	register(&command{name: "status", summary: "print a task's state (JSON)", usage: "TASK_ID",
+		help: "Prints the task's state as JSON: status, per-step state, result, error.\n\nExample:\n  dsat status 06h1ki9ia4001ttg3m6qbao188.textstats.1.0.0", run: runStatus})
+	register(&command{name: "cancel", summary: "cancel a task", usage: "TASK_ID",
+		help: "Cancels a pending or running task; its running handlers are cancelled.\n\nExample:\n  dsat cancel $id", run: runControl("cancel")})
+	register(&command{name: "retry", summary: "re-drive a failed task from where it died", usage: "TASK_ID",
+		help: "Queues a failed task's dead tokens again, with fresh attempts.\n\nExample:\n  dsat retry $id && dsat tail $id", run: runControl("retry")})
+}
+
+func runSubmit(ctx context.Context, env *cliEnv, args []string) error {
+	fs := newFlagSet("submit", env)
+	o := addAPIFlags(fs, env)
+	key := fs.String("idempotency-key", "", "Idempotency-Key header")
+	if err := parse(fs, env, "submit", args); err != nil {
+		return err
+	}
+	if fs.NArg() < 1 || fs.NArg() > 2 {
+		return usagef("want a pipeline name and at most one payload")
+	}
+	payload := []byte("{}")
+	if fs.NArg() == 2 {
+		var err error
+		if payload, err = readPayload(fs.Arg(1), env.stdin); err != nil {
+			return err
+		}
+	}
+	c, err := newAPIClient(o)
+	if err != nil {
+		return err
+	}
+	var out struct{ ID string }
+	hdr := map[string]string{}
+	if *key != "" {
+		hdr["Idempotency-Key"] = *key
+	}
+	if _, err := c.do(ctx, "POST", "/v1/pipelines/"+url.PathEscape(fs.Arg(0))+"/tasks", payload, hdr, &out); err != nil {
+		return err
+	}
+	fmt.Fprintln(env.stdout, out.ID)
+	return nil
+}
+
+func readPayload(arg string, stdin io.Reader) ([]byte, error) {
+	var b []byte
+	var err error
+	switch {
+	case arg == "-":
+		b, err = io.ReadAll(stdin)
+	case strings.HasPrefix(arg, "@"):
+		b, err = os.ReadFile(arg[1:])
+	default:
+		b = []byte(arg)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read payload: %v", err)
+	}
+	if !json.Valid(bytes.TrimSpace(b)) {
+		return nil, usagef("the payload is not valid JSON; quote it for the shell, e.g. '{\"text\":\"hi\"}'")
+	}
+	return bytes.TrimSpace(b), nil
+}
+
+// oneTaskID parses the flags and the single TASK_ID argument.
+func oneTaskID(env *cliEnv, name string, args []string, extra func(*flag.FlagSet)) (*apiClient, string, error) {
+	fs := newFlagSet(name, env)
+	o := addAPIFlags(fs, env)
+	if extra != nil {
+		extra(fs)
+	}
+	if err := parse(fs, env, name, args); err != nil {
+		return nil, "", err
+	}
+	if fs.NArg() != 1 {
+		return nil, "", usagef("want one task id")
+	}
+	c, err := newAPIClient(o)
+	return c, fs.Arg(0), err
+}
+
+func runStatus(ctx context.Context, env *cliEnv, args []string) error {
+	c, id, err := oneTaskID(env, "status", args, nil)
+	if err != nil {
+		return err
+	}
+	var st json.RawMessage
+	if _, err := c.do(ctx, "GET", "/v1/tasks/"+url.PathEscape(id), nil, nil, &st); err != nil {
+		return err
+	}
+	var pretty bytes.Buffer
+	_ = json.Indent(&pretty, st, "", "  ")
+	fmt.Fprintln(env.stdout, pretty.String())
+	return nil
+}
+
+func runControl(action string) func(context.Context, *cliEnv, []string) error {
+	return func(ctx context.Context, env *cliEnv, args []string) error {
+		c, id, err := oneTaskID(env, action, args, nil)
+		if err != nil {
+			return err
+		}
+		var out map[string]any
+		if _, err := c.do(ctx, "POST", "/v1/tasks/"+url.PathEscape(id)+"/"+action, []byte("{}"), nil, &out); err != nil {
+			return err
+		}
+		fmt.Fprintf(env.stdout, "%s: %v\n", id, out["status"])
+		return nil
+	}
+}

@@ -1,0 +1,121 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/dsat-dev/dsat/dsat"
+)
+
+func init() {
+	register(&command{name: "validate", summary: "check pipeline files; prints every error", usage: "FILE...",
+		help: `Checks each pipeline file and prints every problem (file:line, step,
+field, what to fix). Exits 1 if any file has a problem.
+
+Examples:
+  dsat validate pipelines/*.yaml`,
+		run: runValidate})
+	register(&command{name: "graph", summary: "print a pipeline as Graphviz DOT", usage: "FILE",
+		help: `Prints the pipeline's graph in Graphviz DOT: steps as boxes, the switch
+cases as edge labels, joins as double boxes.
+
+Example:
+  dsat graph examples/textstats.yaml | dot -Tsvg > textstats.svg`,
+		run: runGraph})
+	register(&command{name: "version", summary: "print dsat's version and the envelope format version", usage: "",
+		help: "Example:\n  dsat version", run: runVersion})
+}
+
+func runValidate(ctx context.Context, env *cliEnv, args []string) error {
+	fs := newFlagSet("validate", env)
+	if err := parse(fs, env, "validate", args); err != nil {
+		return err
+	}
+	if fs.NArg() == 0 {
+		return usagef("name at least one pipeline file")
+	}
+	bad := 0
+	for _, f := range fs.Args() {
+		p, err := dsat.LoadPipelineFile(f)
+		if err != nil {
+			bad++
+			fmt.Fprintln(env.stderr, err)
+			continue
+		}
+		fmt.Fprintf(env.stdout, "%s: ok (pipeline %s %s, %d steps)\n", f, p.Name, p.Version, len(p.Order))
+	}
+	if bad > 0 {
+		return &exitError{code: 1, msg: fmt.Sprintf("%d of %d files have problems", bad, fs.NArg())}
+	}
+	return nil
+}
+
+func runGraph(ctx context.Context, env *cliEnv, args []string) error {
+	fs := newFlagSet("graph", env)
+	if err := parse(fs, env, "graph", args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return usagef("name one pipeline file")
+	}
+	p, err := dsat.LoadPipelineFile(fs.Arg(0))
+	if err != nil {
+		return err
+	}
+	fmt.Fprint(env.stdout, dot(p))
+	return nil
+}
+
+// dot renders a pipeline in Graphviz DOT.
+func dot(p *dsat.Pipeline) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "digraph %q {\n  rankdir=LR;\n  label=%q;\n  node [shape=box, style=rounded];\n", p.Name, p.Name+" "+p.Version.String())
+	for _, name := range p.Order {
+		s := p.Steps[name]
+		attrs := []string{`label="` + dotEscape(name) + `\n(` + dotEscape(s.Handler) + `)"`}
+		switch {
+		case s.Join:
+			attrs = append(attrs, "peripheries=2", `xlabel="join"`)
+		case s.IsSwitch():
+			attrs = append(attrs, "shape=diamond", "style=solid")
+		}
+		if name == p.Entry {
+			attrs = append(attrs, "penwidth=2")
+		}
+		fmt.Fprintf(&b, "  %q [%s];\n", name, strings.Join(attrs, ", "))
+	}
+	for _, name := range p.Order {
+		s := p.Steps[name]
+		for _, t := range s.Next {
+			style := ""
+			if len(s.Next) > 1 {
+				style = ` [label="fan-out"]`
+			}
+			fmt.Fprintf(&b, "  %q -> %q%s;\n", name, t, style)
+		}
+		labels := make([]string, 0, len(s.Routes))
+		for l := range s.Routes {
+			labels = append(labels, l)
+		}
+		sort.Strings(labels)
+		for _, l := range labels {
+			for _, t := range s.Routes[l] {
+				fmt.Fprintf(&b, "  %q -> %q [label=%q];\n", name, t, l)
+			}
+		}
+	}
+	b.WriteString("}\n")
+	return b.String()
+}
+
+// dotEscape escapes text for a quoted DOT string.
+func dotEscape(s string) string {
+	return strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", " ").Replace(s)
+}
+
+func runVersion(ctx context.Context, env *cliEnv, args []string) error {
+	fmt.Fprintf(env.stdout, "dsat %s (envelope format %s)\n", Version, dsat.EnvelopeVersion.API())
+	return nil
+}

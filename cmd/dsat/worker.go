@@ -1,0 +1,105 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/dsat-dev/dsat/httpapi"
+	"github.com/dsat-dev/dsat/workers"
+)
+
+func init() {
+	register(&command{name: "worker", summary: "run a satellite: worker pools for the pipelines' steps",
+		usage: "--redis URL --pipelines DIR [--steps p/s,...] [--addr :9090]",
+		help: `Runs a satellite: a pool of workers for each step of the pipelines in
+--pipelines (or only --steps), sharing each step's stream with the other
+satellites through its consumer group. It reclaims tokens of dead
+satellites, promotes due retries, scales its pools and reports itself.
+SIGINT/SIGTERM stop it gracefully: running handlers get --shutdown-timeout
+to finish; unfinished tokens stay pending for other satellites.
+
+With --addr it also serves /healthz and /metrics.
+
+Examples:
+  dsat worker --redis redis://127.0.0.1:6379 --pipelines ./pipelines
+  dsat worker --redis redis://127.0.0.1:6379 --pipelines ./pipelines --steps textstats/enrich,wordcount`,
+		run: runWorker})
+}
+
+type workerOpts struct {
+	*serverOpts
+	steps, addr, id *string
+	shutdown, vis   *time.Duration
+}
+
+func workerFlags(fs *flag.FlagSet, env *cliEnv) *workerOpts {
+	return &workerOpts{serverOpts: addServerFlags(fs, env, true),
+		steps:    envString(fs, env, "steps", "DSAT_STEPS", "", "serve only these steps: pipeline/step or pipeline, comma-separated (default: all)"),
+		addr:     envString(fs, env, "addr", "DSAT_ADDR", "", "serve /healthz and /metrics on this address (default: none)"),
+		id:       envString(fs, env, "id", "DSAT_SATELLITE_ID", "", "satellite id (default: host-pid-random)"),
+		shutdown: fs.Duration("shutdown-timeout", 30*time.Second, "how long running handlers may finish at shutdown"),
+		vis:      fs.Duration("visibility-timeout", 0, "reclaim tokens idle this long (default: each step's timeout + 30s)")}
+}
+
+func runWorker(ctx context.Context, env *cliEnv, args []string) error {
+	fs := newFlagSet("worker", env)
+	o := workerFlags(fs, env)
+	if err := parse(fs, env, "worker", args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usagef("unexpected argument %q", fs.Arg(0))
+	}
+	log, err := newLogger(env.stderr, *o.logLevel, *o.logFormat)
+	if err != nil {
+		return err
+	}
+	ps, err := loadPipelines(*o.pipelines, nil)
+	if err != nil {
+		return err
+	}
+	rdb, err := connectRedis(ctx, *o.redis, 4*len(ps))
+	if err != nil {
+		return err
+	}
+	defer rdb.Close()
+	if warn, err := checkEviction(ctx, rdb); err != nil {
+		return err
+	} else if warn != "" {
+		log.Warn().Msg(warn)
+	}
+	c, err := newClient(rdb, *o.prefix, ps)
+	if err != nil {
+		return err
+	}
+	var steps []string
+	for _, s := range strings.Split(*o.steps, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			steps = append(steps, s)
+		}
+	}
+	metrics := httpapi.NewMetrics(c)
+	sat, err := startSatellite(ctx, env, c, log, workers.Config{ID: *o.id, Steps: steps, ShutdownTimeout: *o.shutdown, VisibilityTimeout: *o.vis}, metrics)
+	if err != nil {
+		return err
+	}
+	defer stopSatellite(sat, log)
+	if *o.addr == "" {
+		<-ctx.Done()
+		return nil
+	}
+	l, err := listen(*o.addr)
+	if err != nil {
+		return err
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte(`{"status":"ok"}`)) })
+	mux.Handle("GET /metrics", promhttp.HandlerFor(metrics.Registry, promhttp.HandlerOpts{}))
+	log.Info().Str("url", baseURL(l)).Msg("worker health and metrics listening")
+	return serveHTTP(ctx, l, mux, nil)
+}
