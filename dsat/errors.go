@@ -35,6 +35,8 @@ var (
 	// ErrNoRoute means a switch step's output matched no route and the
 	// step has no default route.
 	ErrNoRoute = errors.New("dsat: no route matches")
+	// ErrNoPipelines means a pipelines folder holds no *.yaml or *.yml file.
+	ErrNoPipelines = errors.New("dsat: no pipeline files (*.yaml, *.yml) found")
 	// ErrTokenNotRunning means a begin/complete/fail call did not match the
 	// token's state (it is not queued or running at that attempt).
 	ErrTokenNotRunning = errors.New("dsat: token not in a runnable state")

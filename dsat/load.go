@@ -60,7 +60,7 @@ func LoadPipelines(fsys fs.FS) ([]*Pipeline, error) {
 	}
 	sort.Strings(names)
 	if len(names) == 0 {
-		return nil, fmt.Errorf("dsat: no pipeline files (*.yaml, *.yml) found")
+		return nil, ErrNoPipelines
 	}
 	var out []*Pipeline
 	var errs []error

@@ -15,7 +15,15 @@ import (
 	"sort"
 	"strings"
 	"syscall"
+
+	"github.com/redis/go-redis/v9"
 )
+
+// quietRedisLogger drops go-redis's internal log lines (dial retries):
+// dsat reports connection problems itself, once, with what to fix.
+type quietRedisLogger struct{}
+
+func (quietRedisLogger) Printf(context.Context, string, ...interface{}) {}
 
 // Version is dsat's own version, in the dsat version scheme.
 const Version = "0.1.0"
@@ -65,6 +73,7 @@ func lookup(name string) *command {
 }
 
 func main() {
+	redis.SetLogger(quietRedisLogger{}) // go-redis's own retries log through zerolog instead
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := run(ctx, &cliEnv{stdout: os.Stdout, stderr: os.Stderr, stdin: os.Stdin, getenv: os.Getenv}, os.Args[1:])
 	stop()

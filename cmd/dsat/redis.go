@@ -13,7 +13,6 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/dsat-dev/dsat/dsat"
-	"github.com/dsat-dev/dsat/examples"
 	"github.com/dsat-dev/dsat/workers"
 )
 
@@ -110,15 +109,15 @@ func loadPipelines(dir string, examplesDir func() (string, error)) ([]*dsat.Pipe
 		dir = d
 	}
 	ps, err := dsat.LoadPipelineDir(dir)
-	if err != nil {
-		var ve dsat.ValidationErrors
-		if errors.As(err, &ve) || strings.Contains(err.Error(), ".y") {
-			return nil, fmt.Errorf("invalid pipeline files in %s:\n%w", dir, err)
-		}
+	var ve dsat.ValidationErrors
+	switch {
+	case errors.As(err, &ve):
+		return nil, fmt.Errorf("invalid pipeline files in %s:\n%w", dir, err)
+	case errors.Is(err, dsat.ErrNoPipelines):
+		return nil, fmt.Errorf("pipelines folder %s holds no *.yaml or *.yml file; point --pipelines at a folder of pipeline definitions", dir)
+	case err != nil:
 		return nil, fmt.Errorf("pipelines folder %s: %w", dir, err)
 	}
 	workers.ResolveExecDirs(ps, "exec")
 	return ps, nil
 }
-
-var _ = examples.FS

@@ -1,0 +1,113 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/dsat-dev/dsat/internal/redistest"
+)
+
+func TestValidate(t *testing.T) {
+	code, out, errs := runCLI(t, nil, "", "validate", "../../examples/textstats.yaml", "../../examples/wordcount.yaml", "../../examples/flaky.yaml")
+	if code != 0 || strings.Count(out, ": ok") != 3 {
+		t.Fatalf("examples: %d %s %s", code, out, errs)
+	}
+	bad := filepath.Join(t.TempDir(), "bad.yaml")
+	os.WriteFile(bad, []byte("name: Bad\nversion: 1.2.10\nsteps:\n  a: {handler: echo, next: [ghost], retries: many}\n"), 0o644)
+	code, _, errs = runCLI(t, nil, "", "validate", bad, "../../examples/flaky.yaml")
+	if code != 1 {
+		t.Fatalf("broken file: exit %d", code)
+	}
+	for _, want := range []string{
+		bad + `:1: field "name": "Bad" must be`,
+		bad + `:2: field "version": dsat: invalid version "1.2.10": Z must be one character`,
+		bad + `:4: step "a": field "retries": must be a whole number from 0 to 100, got "many"`,
+		bad + `:4: step "a": field "next": unknown target step "ghost"`,
+		"1 of 2 files have problems",
+	} {
+		if !strings.Contains(errs, want) {
+			t.Errorf("missing %q in:\n%s", want, errs)
+		}
+	}
+	if code, _, _ := runCLI(t, nil, "", "validate"); code != 2 {
+		t.Fatalf("no files: exit %d", code)
+	}
+}
+
+func TestGraph(t *testing.T) {
+	code, out, _ := runCLI(t, nil, "", "graph", "../../examples/textstats.yaml")
+	if code != 0 || !strings.HasPrefix(out, `digraph "textstats" {`) || !strings.HasSuffix(out, "}\n") {
+		t.Fatalf("graph: %d\n%s", code, out)
+	}
+	nodes := regexp.MustCompile(`(?m)^  "([a-z]+)" \[`).FindAllStringSubmatch(out, -1)
+	edges := regexp.MustCompile(`(?m)^  "([a-z]+)" -> "([a-z]+)"(?: \[label="([a-z-]+)"\])?;$`).FindAllStringSubmatch(out, -1)
+	if len(nodes) != 6 || len(edges) != 7 {
+		t.Fatalf("%d nodes, %d edges:\n%s", len(nodes), len(edges), out)
+	}
+	labels := map[string]string{}
+	for _, e := range edges {
+		labels[e[1]+">"+e[2]] = e[3]
+	}
+	if labels["classify>page"] != "urgent" || labels["classify>queue"] != "default" || labels["intake>enrich"] != "fan-out" {
+		t.Fatalf("edge labels %v", labels)
+	}
+	if !strings.Contains(out, `"report" [label="report\n(echo)", peripheries=2, xlabel="join"]`) {
+		t.Fatalf("join not drawn:\n%s", out)
+	}
+}
+
+func TestCLIErrors(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		name string
+		args []string
+		code int
+		want string
+	}{
+		{"unknown subcommand", []string{"fly"}, 2, `unknown command "fly"`},
+		{"no redis", []string{"serve", "--pipelines", "../../examples"}, 2, "--redis is required"},
+		{"bad url", []string{"serve", "--redis", "http://x:1", "--pipelines", "../../examples"}, 1, "bad Redis URL"},
+		{"unreachable", []string{"worker", "--redis", "redis://127.0.0.1:1", "--pipelines", "../../examples"}, 1, "cannot reach Redis at redis://127.0.0.1:1"},
+		{"missing folder", []string{"serve", "--redis", "redis://127.0.0.1:1", "--pipelines", filepath.Join(dir, "nope")}, 1, "pipelines folder"},
+		{"empty folder", []string{"serve", "--redis", "redis://127.0.0.1:1", "--pipelines", dir}, 1, "holds no *.yaml or *.yml file"},
+		{"bad flag", []string{"serve", "--nope"}, 2, "flag provided but not defined: -nope"},
+		{"bad log level", []string{"dev", "--log-level", "loud"}, 2, "--log-level"},
+		{"submit no args", []string{"submit"}, 2, "want a pipeline name"},
+		{"submit bad json", []string{"submit", "p", "{"}, 2, "not valid JSON"},
+		{"api down", []string{"status", "--api", "http://127.0.0.1:1", "x"}, 1, "cannot reach the dsat API"},
+		{"bad api", []string{"status", "--api", "ftp://x", "x"}, 2, "must be an http://"},
+	} {
+		code, _, errs := runCLI(t, nil, "", tc.args...)
+		if code != tc.code || !strings.Contains(errs, tc.want) {
+			t.Errorf("%s: exit %d, stderr %q; want exit %d and %q", tc.name, code, errs, tc.code, tc.want)
+		}
+		if tc.code == 1 && strings.Count(strings.TrimSpace(errs), "\n") > 0 {
+			t.Errorf("%s: error is not one line: %q", tc.name, errs)
+		}
+	}
+	code, out, _ := runCLI(t, nil, "", "help", "worker")
+	if code != 0 || !strings.Contains(out, "-steps") || !strings.Contains(out, "DSAT_REDIS_URL") || !strings.Contains(out, "Examples:") {
+		t.Fatalf("help worker: %d %s", code, out)
+	}
+	if code, out, _ := runCLI(t, nil, "", "version"); code != 0 || out != "dsat 0.1.0 (envelope format 1.0)\n" {
+		t.Fatalf("version %q", out)
+	}
+}
+
+func TestRefusesEvictingRedis(t *testing.T) {
+	srv := redistest.Start(t, "maxmemory-policy allkeys-lru")
+	code, _, errs := runCLI(t, nil, "", "serve", "--redis", "redis://"+srv.Addr, "--pipelines", "../../examples")
+	if code != 1 || !strings.Contains(errs, "maxmemory-policy is allkeys-lru") || !strings.Contains(errs, "noeviction") {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+}
+
+func TestEnvironmentVariables(t *testing.T) {
+	code, _, errs := runCLI(t, map[string]string{"DSAT_REDIS_URL": "redis://127.0.0.1:1", "DSAT_PIPELINES": "../../examples"}, "", "serve")
+	if code != 1 || !strings.Contains(errs, "cannot reach Redis at redis://127.0.0.1:1") {
+		t.Fatalf("env vars not used: %d %s", code, errs)
+	}
+}

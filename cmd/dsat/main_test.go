@@ -1,0 +1,143 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+// binPath is the dsat binary built once for the end-to-end tests, with the
+// race detector for the long-running processes (dev, serve, worker);
+// cliPath is a plain build for the short CLI calls (a race-enabled binary
+// takes about a second to start here).
+var binPath, cliPath string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "dsat-bin-")
+	if err != nil {
+		panic(err)
+	}
+	binPath, cliPath = filepath.Join(dir, "dsat-race"), filepath.Join(dir, "dsat")
+	if out, err := exec.Command("go", "build", "-o", cliPath, ".").CombinedOutput(); err != nil {
+		panic(string(out))
+	}
+	if out, err := exec.Command("go", "build", "-race", "-o", binPath, ".").CombinedOutput(); err != nil {
+		// -race needs cgo; use the plain build then.
+		fmt.Fprintf(os.Stderr, "race build failed, using the plain binary: %s\n", out)
+		binPath = cliPath
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// runCLI runs the command in-process and returns exit code, stdout, stderr.
+func runCLI(t *testing.T, env map[string]string, stdin string, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	e := &cliEnv{stdout: &out, stderr: &errb, stdin: strings.NewReader(stdin), getenv: func(k string) string { return env[k] }}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	code := run(ctx, e, args)
+	return code, out.String(), errb.String()
+}
+
+// proc is a dsat child process.
+type proc struct {
+	cmd    *exec.Cmd
+	stdout *lineBuffer
+	stderr *lineBuffer
+}
+
+type lineBuffer struct {
+	lines chan string
+	all   bytes.Buffer
+}
+
+func (l *lineBuffer) pump(r io.Reader) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 1<<16), 1<<20)
+	for sc.Scan() {
+		select {
+		case l.lines <- sc.Text():
+		default:
+		}
+	}
+	close(l.lines)
+}
+
+// start runs the binary; it is killed when the test ends.
+func start(t *testing.T, env []string, args ...string) *proc {
+	t.Helper()
+	cmd := exec.Command(binPath, args...)
+	cmd.Env = append(os.Environ(), env...)
+	so, _ := cmd.StdoutPipe()
+	se, _ := cmd.StderrPipe()
+	p := &proc{cmd: cmd, stdout: &lineBuffer{lines: make(chan string, 10000)}, stderr: &lineBuffer{lines: make(chan string, 10000)}}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go p.stdout.pump(so)
+	go p.stderr.pump(se)
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(os.Interrupt)
+		done := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+	})
+	return p
+}
+
+// waitLine returns the first captured group of re in the process output.
+func waitLine(t *testing.T, lines <-chan string, re string, limit time.Duration) string {
+	t.Helper()
+	rx := regexp.MustCompile(re)
+	deadline := time.After(limit)
+	for {
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				t.Fatalf("process output ended before a line matching %s", re)
+			}
+			if m := rx.FindStringSubmatch(l); m != nil {
+				if len(m) > 1 {
+					return m[1]
+				}
+				return l
+			}
+		case <-deadline:
+			t.Fatalf("no line matching %s within %s", re, limit)
+		}
+	}
+}
+
+// cli runs the binary to completion.
+func cli(t *testing.T, env []string, args ...string) (int, string, string) {
+	t.Helper()
+	cmd := exec.Command(cliPath, args...)
+	cmd.Env = append(os.Environ(), env...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return code, out.String(), errb.String()
+}
