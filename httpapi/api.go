@@ -1,7 +1,6 @@
 package httpapi
 
 import (
-	"context"
 	"net/http"
 	"strconv"
 	"sync"
@@ -49,9 +48,11 @@ type Config struct {
 	Metrics *Metrics
 	// Static, when set, is served at / (the dashboard).
 	Static http.Handler
-	// TrustProxy takes the client address from X-Forwarded-For / X-Real-IP
-	// (only behind a proxy that sets them: clients could forge them).
-	TrustProxy bool
+	// TrustedProxies is the number of reverse proxies in front of the API
+	// that append to X-Forwarded-For; the client address (for the
+	// per-client stream cap and logs) is then read from that header. 0 (the
+	// default) uses the connection's address: clients could forge the header.
+	TrustedProxies int
 }
 
 func (c Config) withDefaults() Config {
@@ -117,8 +118,10 @@ func (a *API) Close() { a.once.Do(func() { close(a.closing) }) }
 
 func (a *API) routes() chi.Router {
 	r := chi.NewRouter()
-	if a.cfg.TrustProxy {
-		r.Use(middleware.RealIP)
+	if a.cfg.TrustedProxies > 0 {
+		r.Use(middleware.ClientIPFromXFFTrustedProxies(a.cfg.TrustedProxies))
+	} else {
+		r.Use(middleware.ClientIPFromRemoteAddr)
 	}
 	r.Use(hlog.NewHandler(a.log))
 	r.Use(hlog.RequestIDHandler("request_id", "X-Request-Id"))
@@ -198,5 +201,3 @@ func (a *API) recoverer(next http.Handler) http.Handler {
 		next.ServeHTTP(w, r)
 	})
 }
-
-func (a *API) ctx(r *http.Request) context.Context { return r.Context() }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/go-chi/chi/v5"
+	"github.com/go-chi/chi/v5/middleware"
 
 	"github.com/dsat-dev/dsat/dsat"
 )
@@ -32,10 +33,7 @@ func badLastEventID(w http.ResponseWriter, r *http.Request, v string) {
 // openStream applies the stream caps and starts the SSE response. It
 // returns a release func, or nil after writing the problem.
 func (a *API) openStream(w http.ResponseWriter, r *http.Request) (*sseWriter, func()) {
-	client := r.RemoteAddr
-	if i := strings.LastIndexByte(client, ':'); i > 0 {
-		client = client[:i]
-	}
+	client := middleware.GetClientIP(r.Context())
 	switch a.limiter.acquire(client) {
 	case http.StatusTooManyRequests:
 		w.Header().Set("Retry-After", "5")

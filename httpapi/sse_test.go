@@ -155,7 +155,7 @@ func TestFirehoseResumes(t *testing.T) {
 }
 
 func TestStreamCapsAndClose(t *testing.T) {
-	e := newEnv(t, redistest.Backends()[0], func(c *Config) { c.MaxStreamsPerClient = 2; c.MaxStreams = 3; c.TrustProxy = true })
+	e := newEnv(t, redistest.Backends()[0], func(c *Config) { c.MaxStreamsPerClient = 2; c.MaxStreams = 3; c.TrustedProxies = 1 })
 	id := e.submit(`{}`)
 	var cancels []func()
 	for i := 0; i < 2; i++ {
@@ -169,7 +169,7 @@ func TestStreamCapsAndClose(t *testing.T) {
 		t.Fatalf("third stream from one address: %d", r.status)
 	}
 	// Close ends open streams cleanly.
-	_, evs, _, cancel := e.stream("/v1/events?pipeline=demo", "X-Real-IP", "10.0.0.9")
+	_, evs, _, cancel := e.stream("/v1/events?pipeline=demo", "X-Forwarded-For", "10.0.0.9")
 	defer cancel()
 	e.api.Close()
 	done := make(chan struct{})

@@ -60,7 +60,6 @@ type proc struct {
 
 type lineBuffer struct {
 	lines chan string
-	all   bytes.Buffer
 }
 
 func (l *lineBuffer) pump(r io.Reader) {

@@ -90,7 +90,7 @@ func checkEviction(ctx context.Context, rdb redis.UniversalClient) (string, erro
 	}
 	policy := res["maxmemory-policy"]
 	if strings.HasPrefix(policy, "allkeys-") || strings.HasPrefix(policy, "volatile-") {
-		return "", fmt.Errorf("Redis maxmemory-policy is %s: evicted stream keys lose work; set it to noeviction (CONFIG SET maxmemory-policy noeviction, or maxmemory-policy noeviction in redis.conf)", policy)
+		return "", fmt.Errorf("this Redis evicts keys (maxmemory-policy is %s): evicted stream keys lose work; set it to noeviction (CONFIG SET maxmemory-policy noeviction, or maxmemory-policy noeviction in redis.conf)", policy)
 	}
 	return "", nil
 }
