@@ -84,10 +84,9 @@ type Client struct {
 type compiled struct {
 	p        *Pipeline
 	joins    []string            // join steps, topological order
-	routing  map[string]string   // step -> routing spec JSON for complete.lua
-	streams  map[string][]string // step -> step names behind KEYS[5..] of complete.lua
+	routeArg map[string][]any    // step -> complete.lua's ARGV[7..]
+	streams  map[string][]string // step -> step names behind complete.lua's KEYS[3..]
 	allSteps []string            // every step, declaration order
-	ord      map[string]int      // step -> topological index
 }
 
 // NewClient returns a Client for the given pipelines. Several versions of a
@@ -156,43 +155,35 @@ func (c *Client) pipelineFor(p Partition) (*compiled, error) {
 }
 
 func compile(p *Pipeline) *compiled {
-	cp := &compiled{p: p, routing: map[string]string{}, streams: map[string][]string{}, allSteps: p.Order, ord: map[string]int{}}
-	for i, s := range topoOrder(p) {
-		cp.ord[s] = i
+	cp := &compiled{p: p, routeArg: map[string][]any{}, streams: map[string][]string{}, allSteps: p.Order}
+	for _, s := range topoOrder(p) {
 		if p.Steps[s].Join {
 			cp.joins = append(cp.joins, s)
 		}
 	}
 	for _, name := range p.Order {
 		s := p.Steps[name]
-		streams := append([]string{}, s.Targets()...)
-		for _, j := range cp.joins {
-			streams = appendUnique(streams, j)
-		}
-		spec := map[string]any{"joins": orEmpty(cp.joins), "streams": orEmpty(streams)}
+		kind, by, routes := "next", "", ""
 		if s.IsSwitch() {
-			spec["by"] = s.RouteBy
-			spec["routes"] = s.Routes
-		} else {
-			spec["next"] = orEmpty(s.Next)
+			b, err := json.Marshal(s.Routes)
+			if err != nil {
+				panic("dsat: routes: " + err.Error())
+			}
+			kind, by, routes = "switch", s.RouteBy, string(b)
 		}
-		b, err := json.Marshal(spec)
-		if err != nil {
-			panic("dsat: routing spec: " + err.Error())
+		args := []any{kind, by, routes, len(cp.joins), len(s.Targets())}
+		streams := append([]string{}, cp.joins...)
+		for _, j := range cp.joins {
+			args = append(args, j)
 		}
-		cp.routing[name] = string(b)
+		for _, t := range s.Targets() {
+			args = append(args, t)
+			streams = append(streams, t)
+		}
+		cp.routeArg[name] = args
 		cp.streams[name] = streams
 	}
 	return cp
-}
-
-// orEmpty makes a nil list encode as [] (cjson decodes null as a value
-// that ipairs rejects).
-func orEmpty(l []string) []string {
-	if l == nil {
-		return []string{}
-	}
-	return l
 }
 
 // topoOrder returns the steps in a topological order (entry first,

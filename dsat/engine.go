@@ -69,19 +69,17 @@ func (c *Client) taskKeys(d Delivery) (Partition, []string, error) {
 // Begin records that worker took the token (event ACK). Run the handler
 // only on Applied or AlreadyApplied.
 func (c *Client) Begin(ctx context.Context, d Delivery) (Outcome, error) {
-	_, keys, err := c.taskKeys(d)
-	if err != nil {
-		return 0, err
-	}
-	r, err := c.runScript(ctx, lua.Begin, keys, c.beginArgs(d)...)
-	if err != nil {
-		return 0, err
-	}
-	return beginOutcome(replyCode(r)), nil
+	outs, errs := c.BeginBatch(ctx, []Delivery{d})
+	return outs[0], errs[0]
 }
 
-func (c *Client) beginArgs(d Delivery) []any {
-	return []any{d.Task, d.Token, d.Attempt, d.EntryID, d.Step, d.Worker, ms(c.cfg.Now()), c.cfg.FirehoseMaxLen}
+// Complete stores the handler's output (JSON), runs the step's routers,
+// queues the next tokens and ends the task when nothing is left alive. A
+// switch whose label matches no route and that has no default returns an
+// error wrapping ErrNoRoute and writes nothing: fail the token then.
+func (c *Client) Complete(ctx context.Context, d Delivery, output []byte, label string) (Outcome, error) {
+	outs, errs := c.CompleteBatch(ctx, []Completion{{Delivery: d, Output: output, Label: label}})
+	return outs[0], errs[0]
 }
 
 func beginOutcome(code int64) Outcome {
@@ -94,48 +92,8 @@ func beginOutcome(code int64) Outcome {
 	return Dropped
 }
 
-// Complete stores the handler's output (JSON), runs the step's routers,
-// queues the next tokens and ends the task when nothing is left alive. A
-// switch whose label matches no route and that has no default returns an
-// error wrapping ErrNoRoute and writes nothing: fail the token then.
-func (c *Client) Complete(ctx context.Context, d Delivery, output []byte, label string) (Outcome, error) {
-	keys, args, err := c.completeCall(d, output, label)
-	if err != nil {
-		return 0, err
-	}
-	r, err := c.runScript(ctx, lua.Complete, keys, args...)
-	if err != nil {
-		return 0, err
-	}
-	return completeOutcome(r)
-}
-
-func (c *Client) completeCall(d Delivery, output []byte, label string) ([]string, []any, error) {
-	p, keys, err := c.taskKeys(d)
-	if err != nil {
-		return nil, nil, err
-	}
-	cp, err := c.pipelineFor(p)
-	if err != nil {
-		return nil, nil, err
-	}
-	spec, ok := cp.routing[d.Step]
-	if !ok {
-		return nil, nil, fmt.Errorf("dsat: pipeline %s %s has no step %q", p.Pipeline, p.API, d.Step)
-	}
-	if err := c.CheckPayload(output); err != nil {
-		return nil, nil, fmt.Errorf("output of step %s: %w", d.Step, err)
-	}
-	for _, s := range cp.streams[d.Step] {
-		keys = append(keys, c.keys.Step(p, s))
-	}
-	args := []any{d.Task, d.Token, d.Attempt, d.EntryID, d.Step, d.Worker, ms(c.cfg.Now()),
-		c.cfg.FirehoseMaxLen, c.cfg.Retention.Milliseconds(), EnvelopeVersion.API(), string(output), label, spec}
-	return keys, args, nil
-}
-
-func completeOutcome(r []any) (Outcome, error) {
-	switch replyCode(r) {
+func completeOutcome(code int64, label string) (Outcome, error) {
+	switch code {
 	case 1:
 		return Applied, nil
 	case 0:
@@ -143,9 +101,9 @@ func completeOutcome(r []any) (Outcome, error) {
 	case -1, -2:
 		return Dropped, nil
 	case -4:
-		return 0, fmt.Errorf("%w: label %q and no default route", ErrNoRoute, replyString(r, 1))
+		return 0, fmt.Errorf("%w: label %q and no default route", ErrNoRoute, label)
 	}
-	return 0, fmt.Errorf("dsat: complete: unexpected reply %v", r)
+	return 0, fmt.Errorf("dsat: complete: unexpected reply %d", code)
 }
 
 // Failure describes why a handler run did not complete.
@@ -302,4 +260,142 @@ func (c *Client) Renew(ctx context.Context, d Delivery) (bool, error) {
 		return false, fmt.Errorf("dsat: renew: %w", err)
 	}
 	return n == 1, nil
+}
+
+// batchGroup is one script call of a batch: tokens of one partition, step
+// and worker.
+type batchGroup struct {
+	keys  []string
+	args  []any
+	items []int // indexes into the caller's slice
+}
+
+// groupKey is what the tokens of one script call share.
+type groupKey struct {
+	part         Partition
+	step, worker string
+}
+
+// BeginBatch is Begin for many tokens: one script call per partition and
+// step (begin.lua takes a batch), all sent in one round trip. It returns
+// each token's outcome or error.
+func (c *Client) BeginBatch(ctx context.Context, ds []Delivery) ([]Outcome, []error) {
+	outs, errs := make([]Outcome, len(ds)), make([]error, len(ds))
+	groups := c.beginCalls(ds, errs)
+	replies, rerrs := c.pipelineScripts(ctx, lua.Begin, len(groups), func(g int) ([]string, []any) {
+		return groups[g].keys, groups[g].args
+	})
+	for g, grp := range groups {
+		for k, i := range grp.items {
+			if errs[i] = rerrs[g]; errs[i] == nil {
+				code, _ := replies[g][k].(int64)
+				outs[i] = beginOutcome(code)
+			}
+		}
+	}
+	return outs, errs
+}
+
+// beginCalls groups deliveries into begin.lua calls; a delivery with a bad
+// task id gets its error in errs.
+func (c *Client) beginCalls(ds []Delivery, errs []error) []*batchGroup {
+	var groups []*batchGroup
+	index := map[groupKey]*batchGroup{}
+	now := ms(c.cfg.Now())
+	for i, d := range ds {
+		tid, err := ParseTaskID(d.Task)
+		if err != nil {
+			errs[i] = err
+			continue
+		}
+		p := tid.Partition
+		gk := groupKey{p, d.Step, d.Worker}
+		g, ok := index[gk]
+		if !ok {
+			g = &batchGroup{keys: []string{c.keys.Firehose(p), c.keys.Step(p, d.Step)},
+				args: []any{now, c.cfg.FirehoseMaxLen, d.Step, d.Worker}}
+			index[gk] = g
+			groups = append(groups, g)
+		}
+		g.keys = append(g.keys, c.keys.Task(p, d.Task), c.keys.TaskEvents(p, d.Task))
+		g.args = append(g.args, d.Task, d.Token, d.Attempt, d.EntryID)
+		g.items = append(g.items, i)
+	}
+	return groups
+}
+
+// Completion is one handler result for CompleteBatch.
+type Completion struct {
+	Delivery Delivery
+	Output   []byte
+	Label    string
+}
+
+// CompleteBatch is Complete for many tokens: one script call per
+// partition and step (complete.lua takes a batch), all sent in one round
+// trip. A switch without a matching route returns an error wrapping
+// ErrNoRoute for that token, as Complete does.
+func (c *Client) CompleteBatch(ctx context.Context, cs []Completion) ([]Outcome, []error) {
+	outs, errs := make([]Outcome, len(cs)), make([]error, len(cs))
+	groups := c.completeCalls(cs, errs)
+	replies, rerrs := c.pipelineScripts(ctx, lua.Complete, len(groups), func(g int) ([]string, []any) {
+		return groups[g].keys, groups[g].args
+	})
+	for g, grp := range groups {
+		for k, i := range grp.items {
+			if errs[i] = rerrs[g]; errs[i] == nil {
+				code, _ := replies[g][2*k].(int64)
+				label, _ := replies[g][2*k+1].(string)
+				outs[i], errs[i] = completeOutcome(code, label)
+			}
+		}
+	}
+	return outs, errs
+}
+
+// completeCalls groups completions into complete.lua calls; a completion
+// that cannot be sent (bad id, unknown step, invalid output) gets its
+// error in errs.
+func (c *Client) completeCalls(cs []Completion, errs []error) []*batchGroup {
+	var groups []*batchGroup
+	index := map[groupKey]*batchGroup{}
+	now := ms(c.cfg.Now())
+	for i, x := range cs {
+		d := x.Delivery
+		tid, err := ParseTaskID(d.Task)
+		if err != nil {
+			errs[i] = err
+			continue
+		}
+		p := tid.Partition
+		cp, err := c.pipelineFor(p)
+		if err != nil {
+			errs[i] = err
+			continue
+		}
+		route, ok := cp.routeArg[d.Step]
+		if !ok {
+			errs[i] = fmt.Errorf("dsat: pipeline %s %s has no step %q", p.Pipeline, p.API, d.Step)
+			continue
+		}
+		if err := c.CheckPayload(x.Output); err != nil {
+			errs[i] = fmt.Errorf("output of step %s: %w", d.Step, err)
+			continue
+		}
+		gk := groupKey{p, d.Step, d.Worker}
+		g, ok := index[gk]
+		if !ok {
+			g = &batchGroup{keys: []string{c.keys.Firehose(p), c.keys.Step(p, d.Step)},
+				args: append([]any{now, c.cfg.FirehoseMaxLen, c.cfg.Retention.Milliseconds(), EnvelopeVersion.API(), d.Step, d.Worker}, route...)}
+			for _, s := range cp.streams[d.Step] {
+				g.keys = append(g.keys, c.keys.Step(p, s))
+			}
+			index[gk] = g
+			groups = append(groups, g)
+		}
+		g.keys = append(g.keys, c.keys.Task(p, d.Task), c.keys.TaskEvents(p, d.Task))
+		g.args = append(g.args, d.Task, d.Token, d.Attempt, d.EntryID, string(x.Output), x.Label)
+		g.items = append(g.items, i)
+	}
+	return groups
 }

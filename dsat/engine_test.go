@@ -200,8 +200,8 @@ func TestScriptRetriedCall(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		eq(t, "first reply", r1, []any{int64(1), int64(1)})
-		eq(t, "second reply", r2, []any{int64(0)})
+		eq(t, "first reply", r1, []any{int64(1), ""})
+		eq(t, "second reply", r2, []any{int64(0), ""})
 		eq(t, "seq", h.state(id).Seq, seq)
 		eq(t, "tokens for b", h.rdb.XLen(h.ctx, h.c.Keys().Step(mustID(t, id).Partition, "b")).Val(), 1)
 		h.drain(nil)

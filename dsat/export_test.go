@@ -3,11 +3,12 @@ package dsat
 // CompleteCallForTest exposes the keys and arguments of a complete call so
 // tests can run the script directly, twice, as a retried call would.
 func CompleteCallForTest(c *Client, d Delivery, output []byte, label string) ([]string, []any) {
-	keys, args, err := c.completeCall(d, output, label)
-	if err != nil {
-		panic(err)
+	errs := make([]error, 1)
+	g := c.completeCalls([]Completion{{Delivery: d, Output: output, Label: label}}, errs)
+	if errs[0] != nil {
+		panic(errs[0])
 	}
-	return keys, args
+	return g[0].keys, g[0].args
 }
 
 func topoOrderForTest(p *Pipeline) []string { return topoOrder(p) }

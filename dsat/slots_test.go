@@ -65,14 +65,17 @@ func TestEveryScriptCallUsesOneSlot(t *testing.T) {
 		}
 		calls["submit"] = sc.keys
 		for _, step := range p.Order {
+			id2 := NewTaskID(part, time.Now()).String()
 			d := Delivery{Envelope: Envelope{Task: id, Step: step, Token: "1", Attempt: 1}, EntryID: "1-0", Worker: "w"}
-			_, keys, _ := c.taskKeys(d)
-			calls["begin/"+step] = keys
-			ck, _, err := c.completeCall(d, []byte(`{}`), "")
-			if err != nil {
-				t.Fatal(err)
+			d2 := Delivery{Envelope: Envelope{Task: id2, Step: step, Token: "2", Attempt: 1}, EntryID: "2-0", Worker: "w"}
+			errs := make([]error, 2)
+			bg := c.beginCalls([]Delivery{d, d2}, errs)
+			cg := c.completeCalls([]Completion{{Delivery: d, Output: []byte(`{}`)}, {Delivery: d2, Output: []byte(`{}`)}}, errs)
+			if len(bg) != 1 || len(cg) != 1 || errs[0] != nil || errs[1] != nil {
+				t.Fatalf("a batch of one partition and step should be one call: %d, %d, %v", len(bg), len(cg), errs)
 			}
-			calls["complete/"+step] = ck
+			calls["begin/"+step] = bg[0].keys
+			calls["complete/"+step] = cg[0].keys
 			fk, _, _, err := c.failCall(d, Failure{Message: "x"})
 			if err != nil {
 				t.Fatal(err)

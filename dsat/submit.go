@@ -56,14 +56,14 @@ func (c *Client) SubmitBatch(ctx context.Context, pipeline string, payloads [][]
 		}
 		calls[i] = call
 	}
-	replies, err := c.pipelineScripts(ctx, lua.Submit, len(calls), func(i int) ([]string, []any) {
+	replies, errs := c.pipelineScripts(ctx, lua.Submit, len(calls), func(i int) ([]string, []any) {
 		return calls[i].keys, calls[i].args
 	})
-	if err != nil {
-		return nil, err
-	}
 	ids := make([]string, len(calls))
 	for i, r := range replies {
+		if errs[i] != nil {
+			return nil, errs[i]
+		}
 		s, err := submitted(r)
 		if err != nil {
 			return nil, err
@@ -135,40 +135,48 @@ func (c *Client) CheckPayload(b []byte) error {
 	return nil
 }
 
-// pipelineScripts runs n calls of one script in a single pipeline. It loads
-// the script first (EVALSHA inside a pipeline has no EVAL fallback) and
-// retries the whole batch once after NOSCRIPT (a restart or failover lost
-// the script cache); every dsat script is idempotent, so that is safe.
-func (c *Client) pipelineScripts(ctx context.Context, s *redis.Script, n int, call func(i int) ([]string, []any)) ([][]any, error) {
+// pipelineScripts runs n calls of one script in a single pipeline and
+// returns each call's reply or error. It uses EVALSHA (there is no EVAL
+// fallback inside a pipeline) and, after NOSCRIPT (a restart or failover
+// lost the script cache), loads the script and runs the whole batch once
+// more; every dsat script is idempotent, so that is safe.
+func (c *Client) pipelineScripts(ctx context.Context, s *redis.Script, n int, call func(i int) ([]string, []any)) ([][]any, []error) {
+	replies, errs := make([][]any, n), make([]error, n)
 	for try := 0; ; try++ {
 		cmds := make([]*redis.Cmd, n)
-		_, err := c.rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
+		_, _ = c.rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
 			for i := 0; i < n; i++ {
 				keys, args := call(i)
 				cmds[i] = s.EvalSha(ctx, pipe, keys, args...)
 			}
 			return nil
 		})
-		if err != nil && try == 0 && redis.HasErrorPrefix(err, "NOSCRIPT") {
-			if lerr := s.Load(ctx, c.rdb).Err(); lerr != nil {
-				return nil, fmt.Errorf("dsat: load script: %w", lerr)
-			}
-			continue
-		}
-		if err != nil {
-			return nil, fmt.Errorf("dsat: pipelined script: %w", err)
-		}
-		out := make([][]any, n)
+		noscript := false
 		for i, cmd := range cmds {
-			switch r := cmd.Val().(type) {
+			replies[i], errs[i] = nil, nil
+			v, err := cmd.Result()
+			if err != nil {
+				noscript = noscript || redis.HasErrorPrefix(err, "NOSCRIPT")
+				errs[i] = fmt.Errorf("dsat: pipelined script: %w", err)
+				continue
+			}
+			switch r := v.(type) {
 			case int64:
-				out[i] = []any{r}
+				replies[i] = []any{r}
 			case []any:
-				out[i] = r
+				replies[i] = r
 			default:
-				return nil, fmt.Errorf("dsat: pipelined script returned %T", r)
+				errs[i] = fmt.Errorf("dsat: pipelined script returned %T", v)
 			}
 		}
-		return out, nil
+		if !noscript || try > 0 {
+			return replies, errs
+		}
+		if err := s.Load(ctx, c.rdb).Err(); err != nil {
+			for i := range errs {
+				errs[i] = fmt.Errorf("dsat: load script: %w", err)
+			}
+			return replies, errs
+		}
 	}
 }

@@ -9,13 +9,16 @@
 -- ARGV[4] -> retention of finished tasks (ms)
 -- ARGV[5] -> reason ("" for none)
 -- Returns: 1 cancelled; -1 task not found; -3 already final (nothing written).
-local c = {task = ARGV[1], now = ARGV[2], maxlen = ARGV[3], retention = ARGV[4]}
+local c = {H = KEYS[1], EV = KEYS[2], FH = KEYS[3], task = ARGV[1], now = ARGV[2], maxlen = ARGV[3],
+           retention = ARGV[4]}
 if not load(c) then return -1 end
 if is_final(c.status) then return -3 end
-redis.call('HSET', H, 'status', 'cancelled', 'live', '0')
+set(c, 'status', 'cancelled')
+c.live = 0
 local detail = '{}'
 if ARGV[5] ~= '' then detail = cjson.encode({reason = ARGV[5]}) end
 emit(c, 'CANCELLED', '', 0, '', detail)
-redis.call('PEXPIRE', H, c.retention)
-redis.call('PEXPIRE', EV, c.retention)
+save(c)
+c.expire = true
+expire(c)
 return 1

@@ -1,95 +1,115 @@
--- complete.lua: a handler returned; store its output, run the routers
--- (fan-out, switch, join), queue the next tokens and end the task when no
--- token is left.
--- KEYS[1] -> task state hash              dsat:{T}:t:<task>
--- KEYS[2] -> task event stream            dsat:{T}:t:<task>:ev
--- KEYS[3] -> partition firehose           dsat:{T}:ev
--- KEYS[4] -> the step's stream            dsat:{T}:s:<step>
--- KEYS[5..] -> streams of the steps listed in the routing spec's "streams",
---              in that order (the step's targets and every join)
--- ARGV[1] -> task id
--- ARGV[2] -> token id
--- ARGV[3] -> attempt
--- ARGV[4] -> stream entry id of the token
+-- complete.lua: handlers of one step and partition returned; for each
+-- token store its output, run the routers (fan-out, switch, join), queue the
+-- next tokens and end the task when no token is left. One call takes a
+-- batch of tokens.
+-- KEYS[1] -> partition firehose           dsat:{T}:ev
+-- KEYS[2] -> the step's stream            dsat:{T}:s:<step>
+-- KEYS[3..2+J] -> streams of the pipeline's joins named in ARGV[12..11+J]
+-- KEYS[3+J..2+J+T] -> streams of the step's targets named in ARGV[12+J..]
+-- KEYS[1+J+T+2i] -> token i's task state hash  (i = 1..n)
+-- KEYS[2+J+T+2i] -> token i's task events
+-- ARGV[1] -> now (ms)
+-- ARGV[2] -> firehose MAXLEN (approximate)
+-- ARGV[3] -> retention of finished tasks (ms)
+-- ARGV[4] -> envelope format version (X.Y)
 -- ARGV[5] -> step name (also the consumer group)
 -- ARGV[6] -> worker name
--- ARGV[7] -> now (ms)
--- ARGV[8] -> firehose MAXLEN (approximate)
--- ARGV[9] -> retention of finished tasks (ms)
--- ARGV[10] -> envelope format version (X.Y)
--- ARGV[11] -> output (JSON)
--- ARGV[12] -> route label returned by the handler ("" for none)
--- ARGV[13] -> routing spec (JSON): {"next": [..]} or {"by": field,
---             "routes": {label: [..]}}, plus "joins": [..] in topological
---             order and "streams": [..] naming KEYS[5..]
--- Returns: {1, n} applied, n next tokens queued; {0} already applied (a
--- redelivery or a retried call; entry acknowledged); {-1} task not found;
--- {-2} task cancelled (entry acknowledged, token dropped); {-4, label} no
--- route for the label and no default: nothing written, the caller fails
--- the token instead.
-local c = {task = ARGV[1], now = ARGV[7], maxlen = ARGV[8], retention = ARGV[9], v = ARGV[10]}
-local tok, att, id, step, worker = ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5], ARGV[6]
-local output, label = ARGV[11], ARGV[12]
-if not load(c) then
-  ack(KEYS[4], step, id)
-  return {-1}
+-- ARGV[7] -> router: "next" (fan-out, one next step, or none) or "switch"
+-- ARGV[8] -> switch: the output field that gives the label
+-- ARGV[9] -> switch: routes as JSON {label: [steps]}
+-- ARGV[10] -> J, the number of joins in the pipeline
+-- ARGV[11] -> T, the number of targets
+-- ARGV[12..11+J] -> join names, topological order
+-- ARGV[12+J..11+J+T] -> targets: next steps in order, or every switch target
+-- ARGV[6i+6+J+T .. 11+J+T+6i] -> token i: task id, token id, attempt,
+--             stream entry id, output (JSON), route label ("" for none)
+-- Returns: a flat list, two entries per token: code, label. Codes: 1
+-- applied; 0 already applied (a redelivery or a retried call; entry
+-- acknowledged); -1 task not found; -2 task cancelled (entry acknowledged,
+-- token dropped); -4 no route for the label and no default: nothing
+-- written for that token, the caller fails it instead.
+local step, worker = ARGV[5], ARGV[6]
+local nj, nt = tonumber(ARGV[10]), tonumber(ARGV[11])
+local joins, isjoin, streams, next_steps = {}, {}, {}, {}
+for i = 1, nj do
+  joins[i] = {ARGV[11 + i], KEYS[2 + i]}
+  isjoin[ARGV[11 + i]] = true
 end
-if c.status == 'cancelled' then
-  ack(KEYS[4], step, id)
-  return {-2}
+for i = 1, nt do
+  next_steps[i] = ARGV[11 + nj + i]
+  streams[next_steps[i]] = KEYS[2 + nj + i]
 end
-local t = tok_get(tok)
-if not t or t.step ~= step or t.att ~= att or (t.st ~= 'r' and t.st ~= 'q') then
-  ack(KEYS[4], step, id)
-  return {0}
-end
+local routes = nil
+if ARGV[7] == 'switch' then routes = cjson.decode(ARGV[9]) end
 
-local spec = cjson.decode(ARGV[13])
-local targets = spec.next or {}
-if spec.routes then
-  if label == '' then
-    local ok, out = pcall(cjson.decode, output)
-    if ok and type(out) == 'table' then
-      local v = out[spec.by]
-      if type(v) == 'string' or type(v) == 'number' or type(v) == 'boolean' then
-        label = tostring(v)
+local function complete1(c, tok, att, id, output, label)
+  if not load(c, tok) then
+    ack(KEYS[2], step, id)
+    return -1
+  end
+  if c.status == 'cancelled' then
+    ack(KEYS[2], step, id)
+    return -2
+  end
+  local t = tok_parse(c.tokv)
+  if not t or t.step ~= step or t.att ~= att or (t.st ~= 'r' and t.st ~= 'q') then
+    ack(KEYS[2], step, id)
+    return 0
+  end
+  local targets, route = next_steps, nil
+  if routes then
+    if label == '' then
+      local ok, out = pcall(cjson.decode, output)
+      if ok and type(out) == 'table' then
+        local v = out[ARGV[8]]
+        if type(v) == 'string' or type(v) == 'number' or type(v) == 'boolean' then
+          label = tostring(v)
+        end
       end
     end
+    targets = routes[label] or routes['default']
+    if not targets then return -4, label end
+    route = label
   end
-  targets = spec.routes[label] or spec.routes['default']
-  if not targets then return {-4, label} end
-end
-local streams = stream_map(spec.streams, 5)
-local joins = {}
-for _, j in ipairs(spec.joins or {}) do joins[j] = true end
 
--- All checks done: write.
-tok_set(tok, 'd', att, step, worker)
-redis.call('HSET', H, 's:' .. step .. ':st', 'done', 's:' .. step .. ':w', worker,
-  's:' .. step .. ':at', tostring(att))
-emit(c, 'END', step, att, worker, '{}')
-local live = hnum('live') - 1
-if #targets == 0 then
-  redis.call('HSET', H, 'o:' .. step, output)
-  local ends = redis.call('HGET', H, 'ol') or ''
-  if not string.find(',' .. ends .. ',', ',' .. step .. ',', 1, true) then
-    if ends ~= '' then ends = ends .. ',' end
-    redis.call('HSET', H, 'ol', ends .. step)
+  -- All checks done: write.
+  tok_set(c, tok, 'd', att, step, worker)
+  set(c, 's:' .. step .. ':st', 'done'); set(c, 's:' .. step .. ':w', worker); set(c, 's:' .. step .. ':at', tostring(att))
+  emit(c, 'END', step, att, worker, '{}')
+  c.live = c.live - 1
+  if #targets == 0 then
+    redis.call('HSET', c.H, 'o:' .. step, output)
+    local ends = redis.call('HGET', c.H, 'ol') or ''
+    if not string.find(',' .. ends .. ',', ',' .. step .. ',', 1, true) then
+      if ends ~= '' then ends = ends .. ',' end
+      redis.call('HSET', c.H, 'ol', ends .. step)
+    end
   end
-end
-local route = nil
-if spec.routes then route = label end
-for _, to in ipairs(targets) do
-  if joins[to] then
-    park(to, step, output)
-    emit(c, 'SEND', step, att, worker, cjson.encode({to = to, parked = true, route = route}))
-  else
-    local nt = new_token(c, streams[to], to, output)
-    live = live + 1
-    emit(c, 'SEND', step, att, worker, cjson.encode({to = to, token = nt, route = route}))
+  for _, to in ipairs(targets) do
+    if isjoin[to] then
+      park(c, to, step, output)
+      emit(c, 'SEND', step, att, worker, cjson.encode({to = to, parked = true, route = route}))
+    else
+      local tk = new_token(c, streams[to], to, output)
+      emit(c, 'SEND', step, att, worker, cjson.encode({to = to, token = tk, route = route}))
+    end
   end
+  fire_joins(c, joins)
+  finish(c)
+  save(c)
+  expire(c)
+  ack(KEYS[2], step, id)
+  return 1, ''
 end
-live = fire_joins(c, join_list(spec.joins or {}, streams), live)
-finish(c, live)
-ack(KEYS[4], step, id)
-return {1, #targets}
+
+local out = {}
+local kb, ab = 2 + nj + nt, 11 + nj + nt
+for i = 1, (#KEYS - kb) / 2 do
+  local a = ab + 6 * (i - 1)
+  local c = {H = KEYS[kb + 2 * i - 1], EV = KEYS[kb + 2 * i], FH = KEYS[1], task = ARGV[a + 1], now = ARGV[1],
+             maxlen = ARGV[2], retention = ARGV[3], v = ARGV[4]}
+  local code, label = complete1(c, ARGV[a + 2], tonumber(ARGV[a + 3]), ARGV[a + 4], ARGV[a + 5], ARGV[a + 6])
+  out[2 * i - 1] = code
+  out[2 * i] = label or ''
+end
+return out

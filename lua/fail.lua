@@ -24,10 +24,11 @@
 -- ARGV[15] -> the token's input payload (kept for a retry or a re-drive)
 -- Returns: {1, mode} applied; {0} already applied (entry acknowledged);
 -- {-1} task not found; {-2} task cancelled (entry acknowledged).
-local c = {task = ARGV[1], now = ARGV[7], maxlen = ARGV[8], retention = ARGV[9], v = ARGV[10]}
+local c = {H = KEYS[1], EV = KEYS[2], FH = KEYS[3], task = ARGV[1], now = ARGV[7], maxlen = ARGV[8],
+           retention = ARGV[9], v = ARGV[10]}
 local tok, att, id, step, worker = ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5], ARGV[6]
 local ev, msg, mode, due, payload = ARGV[11], ARGV[12], ARGV[13], ARGV[14], ARGV[15]
-if not load(c) then
+if not load(c, tok) then
   ack(KEYS[4], step, id)
   return {-1}
 end
@@ -35,7 +36,7 @@ if c.status == 'cancelled' then
   ack(KEYS[4], step, id)
   return {-2}
 end
-local t = tok_get(tok)
+local t = tok_parse(c.tokv)
 if not t or t.step ~= step or t.att ~= att or (t.st ~= 'r' and t.st ~= 'q') then
   ack(KEYS[4], step, id)
   return {0}
@@ -44,31 +45,34 @@ end
 -- All checks done: write.
 local sk = 's:' .. step
 if mode == 'snooze' then
-  tok_set(tok, 'w', att, step, worker)
-  redis.call('HSET', H, sk .. ':st', 'snoozed')
+  tok_set(c, tok, 'w', att, step, worker)
+  set(c, sk .. ':st', 'snoozed')
   redis.call('ZADD', KEYS[5], due, cjson.encode(token_fields(c, step, tok, att, payload, due)))
   emit(c, 'RETRY', step, att, worker, cjson.encode({snooze = true, due = due}))
 elseif mode == 'retry' then
-  tok_set(tok, 'w', att + 1, step, worker)
-  redis.call('HSET', H, sk .. ':st', 'retrying', sk .. ':err', msg, sk .. ':at', tostring(att))
+  tok_set(c, tok, 'w', att + 1, step, worker)
+  set(c, sk .. ':st', 'retrying'); set(c, sk .. ':err', msg); set(c, sk .. ':at', tostring(att))
   emit(c, ev, step, att, worker, cjson.encode({error = msg}))
   redis.call('ZADD', KEYS[5], due, cjson.encode(token_fields(c, step, tok, att + 1, payload, due)))
   emit(c, 'RETRY', step, att, worker, cjson.encode({attempt = att + 1, due = due}))
 else
-  tok_set(tok, 'x', att, step, worker)
-  redis.call('HSET', H, sk .. ':st', 'dead', sk .. ':err', msg, sk .. ':at', tostring(att), 'error',
-    step .. ': ' .. msg)
+  tok_set(c, tok, 'x', att, step, worker)
+  c.error = step .. ': ' .. msg
+  set(c, sk .. ':st', 'dead'); set(c, sk .. ':err', msg); set(c, sk .. ':at', tostring(att)); set(c, 'error', c.error)
   emit(c, ev, step, att, worker, cjson.encode({error = msg, final = true}))
   local did = redis.call('XADD', KEYS[6], '*', 'task', c.task, 'pipeline', c.pipeline, 'step', step,
     'token', tok, 'attempts', tostring(att), 'reason', msg, 'at', c.now)
-  redis.call('HSET', H, 'x:' .. tok, cjson.encode({did, step, payload}))
-  local xl = redis.call('HGET', H, 'xl') or ''
+  set(c, 'x:' .. tok, cjson.encode({did, step, payload}))
+  local xl = redis.call('HGET', c.H, 'xl') or ''
   if xl ~= '' then xl = xl .. ',' end
-  redis.call('HSET', H, 'xl', xl .. tok)
-  redis.call('HINCRBY', H, 'dead', 1)
+  set(c, 'xl', xl .. tok)
+  c.live = c.live - 1
+  c.dead = c.dead + 1
   -- A dead token keeps every join from firing until a re-drive (retry.lua),
   -- so the task ends DEAD once the other tokens are done or parked.
-  finish(c, hnum('live') - 1)
+  finish(c)
 end
+save(c)
+expire(c)
 ack(KEYS[4], step, id)
 return {1, mode}

@@ -1,8 +1,9 @@
 -- lib.lua: helpers shared by the task scripts. lua/embed.go prepends this
 -- file to submit, begin, complete, fail, cancel and retry, so each script is
--- still one self-contained EVAL. The helpers only touch keys the calling
--- script received in KEYS:
---   KEYS[1] task state hash, KEYS[2] task event stream, KEYS[3] firehose.
+-- still one self-contained EVAL. The helpers work on a task context c that
+-- names the keys the calling script received in KEYS: c.H the task state
+-- hash, c.EV the task event stream, c.FH the partition firehose. begin and
+-- complete take a batch of tokens, one context per token.
 --
 -- Task hash fields (all values strings):
 --   pipeline pv ct trace status created updated seq error result
@@ -16,8 +17,18 @@
 --   j:<join>:<pred>        a parked predecessor's output
 --   o:<step> / ol outputs of end steps, composed into the result
 --   x:<tok> / xl  a dead token's [dead letter id, step, payload] / the list
+--
+-- Cost model: a script reads the hash once (load), keeps seq, ntok, live and
+-- dead in locals, queues its plain field writes (set) and writes them in one
+-- HSET at the end (save). Join and result fields, which a script may read
+-- back, are written at once.
 
-local H, EV, FH = KEYS[1], KEYS[2], KEYS[3]
+-- set queues a hash field write for save.
+local function set(c, f, v)
+  local W = c.W
+  W[#W + 1] = f
+  W[#W + 1] = v
+end
 
 local function split(s)
   local out = {}
@@ -26,19 +37,38 @@ local function split(s)
   return out
 end
 
-local function hnum(field)
-  return tonumber(redis.call('HGET', H, field) or '0') or 0
+-- load reads what every task script needs (and the token's record when
+-- tok is given); nil when the task is unknown.
+local function load(c, tok)
+  c.W = {}
+  local v = redis.call('HMGET', c.H, 'status', 'pv', 'ct', 'trace', 'pipeline', 'seq', 'ntok', 'live', 'dead',
+    'k:' .. (tok or ''))
+  if not v[1] then return nil end
+  c.status, c.pv, c.ct, c.trace, c.pipeline = v[1], v[2], v[3], v[4] or '', v[5]
+  c.seq, c.ntok = tonumber(v[6]) or 0, tonumber(v[7]) or 0
+  c.live, c.dead = tonumber(v[8]) or 0, tonumber(v[9]) or 0
+  c.tokv = v[10]
+  return c
+end
+
+-- save writes the counters and every queued field in one HSET.
+local function save(c)
+  set(c, 'seq', tostring(c.seq))
+  set(c, 'ntok', tostring(c.ntok))
+  set(c, 'live', tostring(c.live))
+  set(c, 'dead', tostring(c.dead))
+  set(c, 'updated', c.now)
+  redis.call('HSET', c.H, unpack(c.W))
 end
 
 -- emit records one event: the id is made by the firehose XADD and reused
 -- for the task's own stream, so both carry the same id.
 local function emit(c, ev, step, attempt, worker, detail)
-  local seq = redis.call('HINCRBY', H, 'seq', 1)
-  local f = {'task', c.task, 'seq', tostring(seq), 'ev', ev, 'step', step or '',
+  c.seq = c.seq + 1
+  local f = {'task', c.task, 'seq', tostring(c.seq), 'ev', ev, 'step', step or '',
              'att', tostring(attempt or 0), 'w', worker or '', 'at', c.now, 'd', detail or '{}'}
-  local id = redis.call('XADD', FH, 'MAXLEN', '~', c.maxlen, '*', unpack(f))
-  redis.call('XADD', EV, id, unpack(f))
-  redis.call('HSET', H, 'updated', c.now)
+  local id = redis.call('XADD', c.FH, 'MAXLEN', '~', c.maxlen, '*', unpack(f))
+  redis.call('XADD', c.EV, id, unpack(f))
   return id
 end
 
@@ -52,32 +82,26 @@ local function token_fields(c, step, tok, attempt, payload, ts)
   return f
 end
 
-local function tok_get(tok)
-  local v = redis.call('HGET', H, 'k:' .. tok)
+-- tok_parse decodes a token record.
+local function tok_parse(v)
   if not v then return nil end
   local st, att, step, w = string.match(v, '^(%a)|(%d+)|([^|]*)|(.*)$')
   return {st = st, att = tonumber(att), step = step, w = w}
 end
 
-local function tok_set(tok, st, att, step, w)
-  redis.call('HSET', H, 'k:' .. tok, st .. '|' .. tostring(att) .. '|' .. step .. '|' .. (w or ''))
+local function tok_set(c, tok, st, att, step, w)
+  set(c, 'k:' .. tok, st .. '|' .. tostring(att) .. '|' .. step .. '|' .. (w or ''))
 end
 
 -- new_token queues a fresh token for step on stream and records it.
 local function new_token(c, stream, step, payload)
-  local tok = tostring(redis.call('HINCRBY', H, 'ntok', 1))
+  c.ntok = c.ntok + 1
+  local tok = tostring(c.ntok)
   redis.call('XADD', stream, '*', unpack(token_fields(c, step, tok, 1, payload)))
-  tok_set(tok, 'q', 1, step, '')
-  redis.call('HSET', H, 's:' .. step .. ':st', 'queued')
+  tok_set(c, tok, 'q', 1, step, '')
+  set(c, 's:' .. step .. ':st', 'queued')
+  c.live = c.live + 1
   return tok
-end
-
--- load reads what every task script needs; nil when the task is unknown.
-local function load(c)
-  local v = redis.call('HMGET', H, 'status', 'pv', 'ct', 'trace', 'pipeline')
-  if not v[1] then return nil end
-  c.status, c.pv, c.ct, c.trace, c.pipeline = v[1], v[2], v[3], v[4] or '', v[5]
-  return c
 end
 
 local function is_final(status)
@@ -92,24 +116,28 @@ local function ack(stream, group, id)
   end
 end
 
--- park records a token from pred arriving at join j.
-local function park(j, pred, output)
+-- park records a token from pred arriving at join j (written at once:
+-- fire_joins reads it back).
+local function park(c, j, pred, output)
+  local H = c.H
   redis.call('HINCRBY', H, 'pk:' .. j, 1)
   local list = redis.call('HGET', H, 'jl:' .. j) or ''
   if not string.find(',' .. list .. ',', ',' .. pred .. ',', 1, true) then
     if list ~= '' then list = list .. ',' end
     redis.call('HSET', H, 'jl:' .. j, list .. pred)
   end
-  redis.call('HSET', H, 'j:' .. j .. ':' .. pred, output, 's:' .. j .. ':st', 'waiting')
+  redis.call('HSET', H, 'j:' .. j .. ':' .. pred, output)
+  set(c, 's:' .. j .. ':st', 'waiting')
 end
 
 -- fire_joins: once no token is active (and none died), the first join (in
 -- topological order) holding parked tokens fires once, with the input
 -- {predecessor: output}. joins is a list of {name, stream key}.
-local function fire_joins(c, joins, live)
-  if live ~= 0 or hnum('dead') ~= 0 then return live end
+local function fire_joins(c, joins)
+  if c.live ~= 0 or c.dead ~= 0 then return end
+  local H = c.H
   for _, j in ipairs(joins) do
-    local pk = hnum('pk:' .. j[1])
+    local pk = tonumber(redis.call('HGET', H, 'pk:' .. j[1]) or '0') or 0
     if pk > 0 then
       local preds = split(redis.call('HGET', H, 'jl:' .. j[1]))
       local parts = {}
@@ -120,21 +148,18 @@ local function fire_joins(c, joins, live)
       redis.call('HDEL', H, 'pk:' .. j[1], 'jl:' .. j[1])
       local tok = new_token(c, j[2], j[1], '{' .. table.concat(parts, ',') .. '}')
       emit(c, 'SEND', '', 0, '', cjson.encode({to = j[1], token = tok, join = preds}))
-      return 1
+      return
     end
   end
-  return live
 end
 
 -- finish ends the task when no token is left alive.
-local function finish(c, live)
-  redis.call('HSET', H, 'live', tostring(live))
-  if live ~= 0 then return end
-  local dead = hnum('dead')
-  if dead > 0 then
-    redis.call('HSET', H, 'status', 'failed')
-    local err = redis.call('HGET', H, 'error') or ''
-    emit(c, 'DEAD', '', 0, '', cjson.encode({dead = dead, error = err}))
+local function finish(c)
+  if c.live ~= 0 then return end
+  local H = c.H
+  if c.dead > 0 then
+    set(c, 'status', 'failed')
+    emit(c, 'DEAD', '', 0, '', cjson.encode({dead = c.dead, error = c.error or ''}))
   else
     local ends = split(redis.call('HGET', H, 'ol'))
     local result
@@ -149,11 +174,19 @@ local function finish(c, live)
     end
     for _, s in ipairs(ends) do redis.call('HDEL', H, 'o:' .. s) end
     redis.call('HDEL', H, 'ol')
-    redis.call('HSET', H, 'status', 'succeeded', 'result', result)
+    set(c, 'status', 'succeeded')
+    set(c, 'result', result)
     emit(c, 'HAPPY_END', '', 0, '', '{}')
   end
-  redis.call('PEXPIRE', H, c.retention)
-  redis.call('PEXPIRE', EV, c.retention)
+  c.expire = true
+end
+
+-- expire sets the retention TTL on a finished task's keys (after save).
+local function expire(c)
+  if c.expire then
+    redis.call('PEXPIRE', c.H, c.retention)
+    redis.call('PEXPIRE', c.EV, c.retention)
+  end
 end
 
 -- stream_map maps the step names of a list to KEYS[first], KEYS[first+1]...
@@ -161,13 +194,6 @@ local function stream_map(names, first)
   local m = {}
   for i, n in ipairs(names) do m[n] = KEYS[first + i - 1] end
   return m
-end
-
--- join_list pairs join names (topological order) with their stream keys.
-local function join_list(names, streams)
-  local out = {}
-  for i, n in ipairs(names) do out[i] = {n, streams[n]} end
-  return out
 end
 
 -- End of lib.lua.

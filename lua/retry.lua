@@ -13,15 +13,16 @@
 -- Returns: {1, n} re-driven n tokens; {-1} task not found; {-3} not failed
 -- (nothing written); {-6, step} a dead token's step is not in this
 -- pipeline version (nothing written).
-local c = {task = ARGV[1], now = ARGV[2], maxlen = ARGV[3], v = ARGV[4]}
+local c = {H = KEYS[1], EV = KEYS[2], FH = KEYS[3], task = ARGV[1], now = ARGV[2], maxlen = ARGV[3],
+           v = ARGV[4]}
 if not load(c) then return {-1} end
 if c.status ~= 'failed' then return {-3} end
 local streams = {}
 for i = 5, #ARGV do streams[ARGV[i]] = KEYS[i] end
-local toks = split(redis.call('HGET', H, 'xl'))
+local toks = split(redis.call('HGET', c.H, 'xl'))
 local dead = {}
 for i, t in ipairs(toks) do
-  dead[i] = cjson.decode(redis.call('HGET', H, 'x:' .. t))
+  dead[i] = cjson.decode(redis.call('HGET', c.H, 'x:' .. t))
   if not streams[dead[i][2]] then return {-6, dead[i][2]} end
 end
 
@@ -29,15 +30,17 @@ end
 local steps = {}
 for i, t in ipairs(toks) do
   local did, step, payload = dead[i][1], dead[i][2], dead[i][3]
-  local nt = new_token(c, streams[step], step, payload)
-  redis.call('HSET', H, 's:' .. step .. ':err', '')
-  redis.call('HDEL', H, 'x:' .. t)
+  new_token(c, streams[step], step, payload)
+  set(c, 's:' .. step .. ':err', '')
+  redis.call('HDEL', c.H, 'x:' .. t)
   redis.call('XDEL', KEYS[4], did)
   steps[i] = step
 end
-redis.call('HSET', H, 'status', 'running', 'dead', '0', 'live', tostring(hnum('live') + #toks), 'error', '')
-redis.call('HDEL', H, 'xl')
-redis.call('PERSIST', H)
-redis.call('PERSIST', EV)
+redis.call('HDEL', c.H, 'xl')
+c.dead = 0
+set(c, 'status', 'running'); set(c, 'error', '')
 emit(c, 'RETRY', '', 0, '', cjson.encode({steps = steps}))
+save(c)
+redis.call('PERSIST', c.H)
+redis.call('PERSIST', c.EV)
 return {1, #toks}

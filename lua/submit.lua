@@ -19,8 +19,8 @@
 -- Returns: {1, id} created; {0, id} already exists (same idempotency key and
 -- payload, or this very call retried); {-5, id} idempotency key used with a
 -- different payload (nothing written).
-local c = {task = ARGV[1], now = ARGV[2], maxlen = ARGV[3], v = ARGV[4], pv = ARGV[5],
-           ct = ARGV[6], trace = ARGV[9]}
+local c = {H = KEYS[1], EV = KEYS[2], FH = KEYS[3], task = ARGV[1], now = ARGV[2], maxlen = ARGV[3],
+           v = ARGV[4], pv = ARGV[5], ct = ARGV[6], trace = ARGV[9], seq = 0, ntok = 0, live = 0, dead = 0, W = {}}
 local idem = KEYS[5]
 if idem then
   local prev = redis.call('GET', idem)
@@ -30,14 +30,14 @@ if idem then
     return {-5, id}
   end
 end
-if redis.call('EXISTS', H) == 1 then return {0, c.task} end
+if redis.call('EXISTS', c.H) == 1 then return {0, c.task} end
 
 local entry = ARGV[8]
-redis.call('HSET', H, 'pipeline', ARGV[10], 'pv', c.pv, 'ct', c.ct, 'trace', c.trace,
-  'status', 'pending', 'created', c.now, 'updated', c.now, 'seq', '0', 'live', '1',
-  'dead', '0', 'ntok', '0')
+set(c, 'pipeline', ARGV[10]); set(c, 'pv', c.pv); set(c, 'ct', c.ct); set(c, 'trace', c.trace)
+set(c, 'status', 'pending'); set(c, 'created', c.now)
 local tok = new_token(c, KEYS[4], entry, ARGV[7])
 emit(c, 'INIT', '', 0, '', cjson.encode({entry = entry, token = tok}))
+save(c)
 if idem then
   redis.call('SET', idem, c.task .. ' ' .. ARGV[12], 'PX', ARGV[11])
 end

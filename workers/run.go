@@ -23,17 +23,6 @@ func (r *stepRunner) run(j *job) {
 	defer j.cancel()
 	d := j.d
 	log := r.log.With().Str("task", d.Task).Str("token", d.Token).Int("attempt", d.Attempt).Logger()
-
-	var o dsat.Outcome
-	err := r.s.engine(func(ctx context.Context) (err error) { o, err = r.s.c.Begin(ctx, d); return err })
-	if err != nil {
-		log.Error().Err(err).Msg("begin failed; the token stays pending for the reclaimer")
-		return
-	}
-	if o == dsat.Dropped {
-		log.Debug().Msg("token dropped (task cancelled, finished or token stale)")
-		return
-	}
 	task := &dsat.Task{ID: d.Task, Pipeline: r.p.Name, Version: r.p.Version, Step: r.step.Name, With: r.step.With,
 		Token: d.Token, Attempt: d.Attempt, Payload: d.Payload, ContentType: d.CT, Trace: d.Trace}
 	started := time.Now()
@@ -62,7 +51,7 @@ func (r *stepRunner) run(j *job) {
 func (r *stepRunner) finish(j *job, res dsat.Result, herr error, timedOut bool, log zerolog.Logger) string {
 	d := j.d
 	if herr == nil {
-		err := r.s.engine(func(ctx context.Context) error { _, err := r.s.c.Complete(ctx, d, res.Output, res.Route); return err })
+		_, err := r.completer.complete(dsat.Completion{Delivery: d, Output: res.Output, Label: res.Route})
 		if err == nil {
 			r.processed.Add(1)
 			return "ok"
@@ -126,13 +115,20 @@ func (s *Satellite) engine(call func(ctx context.Context) error) error {
 		ctx, cancel := context.WithTimeout(s.engineCtxOr(), 5*time.Second)
 		err = call(ctx)
 		cancel()
-		if err == nil || errors.Is(err, dsat.ErrNoRoute) || errors.Is(err, dsat.ErrInvalidPayload) || s.engineCtxOr().Err() != nil {
+		if !retryable(err) || s.engineCtxOr().Err() != nil {
 			return err
 		}
 		sleep(s.engineCtxOr(), backoff)
 		backoff *= 2
 	}
 	return err
+}
+
+// retryable reports whether an engine call may be repeated after err:
+// Redis errors may be; answers about the input may not.
+func retryable(err error) bool {
+	return err != nil && !errors.Is(err, dsat.ErrNoRoute) && !errors.Is(err, dsat.ErrInvalidPayload) &&
+		!errors.Is(err, dsat.ErrInvalidTaskID) && !errors.Is(err, dsat.ErrPipelineNotFound)
 }
 
 // engineCtxOr is the engine context, or Background before Start.

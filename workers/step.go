@@ -33,6 +33,8 @@ type stepRunner struct {
 	backlog   atomic.Int64
 	pending   atomic.Int64
 
+	completer completer
+
 	groupBackoff time.Duration // reader-owned
 	rot          int           // reader-owned: cluster round-robin position
 }
@@ -51,6 +53,7 @@ func newStepRunner(s *Satellite, p *dsat.Pipeline, st *dsat.Step, h Handler) *st
 	}
 	_, r.cluster = s.rdb.(*redis.ClusterClient)
 	r.log = s.log.With().Str("pipeline", p.Name).Str("step", st.Name).Logger()
+	r.completer.s = s
 	return r
 }
 
@@ -237,11 +240,12 @@ func (r *stepRunner) refs(res []redis.XStream) []msgRef {
 	return out
 }
 
-// dispatch parses each entry and starts a job for each valid token; an
-// entry that is not a valid token of this step goes to the dead letters
-// with the reason. It returns how many pool slots the jobs took.
+// dispatch parses each entry, begins every valid token in one round trip
+// (BeginBatch) and starts a job for each one begun; an entry that is not a
+// valid token of this step goes to the dead letters with the reason. It
+// returns how many pool slots the jobs took.
 func (r *stepRunner) dispatch(msgs []msgRef, reclaimed bool) int {
-	used := 0
+	jobs := make([]*job, 0, len(msgs))
 	for _, m := range msgs {
 		if r.s.jobs.running(m.stream, m.msg.ID) {
 			continue // our own pending entry, still being run
@@ -251,7 +255,18 @@ func (r *stepRunner) dispatch(msgs []msgRef, reclaimed bool) int {
 			r.deadLetter(m, err.Error())
 			continue
 		}
-		j := newJob(r, m, env, reclaimed)
+		jobs = append(jobs, newJob(r, m, env, reclaimed))
+	}
+	if len(jobs) == 0 {
+		return 0
+	}
+	outs := r.begin(jobs)
+	used := 0
+	for i, j := range jobs {
+		if outs[i] != dsat.Applied && outs[i] != dsat.AlreadyApplied {
+			j.cancel()
+			continue
+		}
 		r.s.jobs.add(j)
 		r.s.work.Add(1)
 		r.pool.begin()
@@ -259,6 +274,44 @@ func (r *stepRunner) dispatch(msgs []msgRef, reclaimed bool) int {
 		go r.run(j)
 	}
 	return used
+}
+
+// begin records ACK for a batch of tokens, retrying failed calls a few
+// times. A token whose begin failed is not run: it stays pending for the
+// reclaimer.
+func (r *stepRunner) begin(jobs []*job) []dsat.Outcome {
+	outs := make([]dsat.Outcome, len(jobs))
+	todo := make([]int, len(jobs))
+	for i := range todo {
+		todo[i] = i
+	}
+	backoff := 50 * time.Millisecond
+	for try := 0; try < 5 && len(todo) > 0; try++ {
+		if try > 0 {
+			sleep(r.s.engineCtxOr(), backoff)
+			backoff *= 2
+		}
+		ds := make([]dsat.Delivery, len(todo))
+		for k, i := range todo {
+			ds[k] = jobs[i].d
+		}
+		ctx, cancel := context.WithTimeout(r.s.engineCtxOr(), 10*time.Second)
+		o, errs := r.s.c.BeginBatch(ctx, ds)
+		cancel()
+		var again []int
+		for k, i := range todo {
+			outs[i] = o[k]
+			if errs[k] != nil {
+				outs[i] = 0
+				if retryable(errs[k]) {
+					again = append(again, i)
+				}
+				r.s.logLimited(r.name()+"/begin", r.log.Warn().Err(errs[k]).Str("task", jobs[i].d.Task), "begin failed")
+			}
+		}
+		todo = again
+	}
+	return outs
 }
 
 func (r *stepRunner) parse(m msgRef) (dsat.Envelope, error) {

@@ -1,6 +1,395 @@
 package main
 
-import "flag"
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
 
-// benchFlags is filled in by the bench command.
-func benchFlags(fs *flag.FlagSet, env *cliEnv) {}
+	"github.com/alicebob/miniredis/v2"
+	"github.com/redis/go-redis/v9"
+	"github.com/rs/zerolog"
+
+	"github.com/dsat-dev/dsat/dsat"
+	"github.com/dsat-dev/dsat/workers"
+)
+
+func init() {
+	register(&command{name: "bench", summary: "measure throughput and latency on a synthetic pipeline",
+		usage: "--redis URL [--mode drain|steady] [--tasks N | --rate R --duration D] [--steps N] [--payload BYTES]",
+		help: `Runs a synthetic pipeline of --steps echo steps (optionally a --fanout to
+N parallel steps joined again) with in-process satellites against --redis,
+and prints a table (or, with --json, one JSON line). Every task is checked
+to have succeeded before a number is reported; lost or failed tasks make
+the run an error.
+
+  --mode drain   submits --tasks first, then times the satellites draining them
+  --mode steady  submits --rate tasks per second for --duration and reports the
+                 latency from submit to HAPPY_END
+
+Without --redis it uses the embedded in-memory Redis: not representative.
+
+Examples:
+  dsat bench --redis redis://127.0.0.1:6379 --mode drain --tasks 20000 --steps 3
+  dsat bench --redis redis://127.0.0.1:6379 --mode steady --rate 200 --duration 10s --json`,
+		run: runBench})
+}
+
+type benchOpts struct {
+	redis, mode, logLevel         *string
+	tasks, steps, payload, fanout *int
+	concurrency, rate             *int
+	duration                      *time.Duration
+	jsonOut                       *bool
+}
+
+func benchFlags(fs *flag.FlagSet, env *cliEnv) *benchOpts {
+	return &benchOpts{
+		redis:       envString(fs, env, "redis", "DSAT_REDIS_URL", "", "Redis URL (empty: embedded, not representative)"),
+		mode:        fs.String("mode", "drain", "drain or steady"),
+		tasks:       fs.Int("tasks", 20000, "tasks to drain (drain mode)"),
+		steps:       fs.Int("steps", 3, "echo steps in a chain"),
+		payload:     fs.Int("payload", 100, "payload size in bytes"),
+		fanout:      fs.Int("fanout", 0, "fan the first step out to N parallel steps joined again (0: none)"),
+		concurrency: fs.Int("concurrency", 16, "workers per step"),
+		rate:        fs.Int("rate", 200, "tasks per second (steady mode)"),
+		duration:    fs.Duration("duration", 10*time.Second, "how long to submit (steady mode)"),
+		jsonOut:     fs.Bool("json", false, "print one JSON line"),
+		logLevel:    fs.String("log-level", "warn", "log level of the satellites"),
+	}
+}
+
+// benchResult is the --json line.
+type benchResult struct {
+	Mode       string  `json:"mode"`
+	Tasks      int     `json:"tasks"`
+	Steps      int     `json:"steps"`
+	Seconds    float64 `json:"seconds"`
+	TasksPerS  float64 `json:"tasks_per_s"`
+	StepsPerS  float64 `json:"steps_per_s"`
+	P50        float64 `json:"p50_ms"`
+	P95        float64 `json:"p95_ms"`
+	P99        float64 `json:"p99_ms"`
+	RedisCPU   float64 `json:"redis_cpu_s"`
+	Errors     int     `json:"errors"`
+	Embedded   bool    `json:"embedded,omitempty"`
+	SubmitPerS float64 `json:"submit_per_s,omitempty"`
+}
+
+func runBench(ctx context.Context, env *cliEnv, args []string) error {
+	fs := newFlagSet("bench", env)
+	o := benchFlags(fs, env)
+	if err := parse(fs, env, "bench", args); err != nil {
+		return err
+	}
+	if *o.mode != "drain" && *o.mode != "steady" {
+		return usagef("--mode %q: use drain or steady", *o.mode)
+	}
+	if *o.steps < 1 || *o.tasks < 1 || *o.payload < 2 || *o.concurrency < 1 || *o.rate < 1 || *o.fanout < 0 || *o.fanout == 1 {
+		return usagef("--steps, --tasks, --concurrency and --rate must be positive, --payload at least 2, --fanout 0 or 2+")
+	}
+	log, err := newLogger(env.stderr, *o.logLevel, "")
+	if err != nil {
+		return err
+	}
+	url, embedded := *o.redis, false
+	if url == "" {
+		mr := miniredis.NewMiniRedis()
+		if err := mr.StartAddr("127.0.0.1:0"); err != nil {
+			return err
+		}
+		defer mr.Close()
+		url, embedded = "redis://"+mr.Addr(), true
+		fmt.Fprintln(env.stderr, "dsat bench: using the embedded in-memory Redis; the numbers are not representative (use --redis)")
+	}
+	rdb, err := connectRedis(ctx, url, 4*(*o.steps+*o.fanout))
+	if err != nil {
+		return err
+	}
+	defer rdb.Close()
+	p, err := dsat.ParsePipeline("bench.yaml", []byte(benchYAML(*o.steps, *o.fanout, *o.concurrency)))
+	if err != nil {
+		return err
+	}
+	c, err := dsat.NewClient(rdb, dsat.Config{Prefix: "dsatbench"}, p)
+	if err != nil {
+		return err
+	}
+	b := &bench{c: c, rdb: rdb, p: p, o: o, log: log, payload: benchPayload(*o.payload)}
+	defer b.cleanup()
+	var res benchResult
+	if *o.mode == "drain" {
+		res, err = b.drain(ctx)
+	} else {
+		res, err = b.steady(ctx)
+	}
+	if err != nil {
+		return err
+	}
+	res.Embedded = embedded
+	if *o.jsonOut {
+		line, _ := json.Marshal(res)
+		fmt.Fprintln(env.stdout, string(line))
+	} else {
+		printBench(env, res)
+	}
+	if res.Errors > 0 {
+		return &exitError{code: 1, msg: fmt.Sprintf("%d tasks did not succeed: the numbers above are not valid", res.Errors)}
+	}
+	return nil
+}
+
+func benchYAML(steps, fanout, conc int) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "name: bench%d\nversion: 1.0.0\nsteps:\n", rand.IntN(1e9))
+	step := func(name, extra string) {
+		fmt.Fprintf(&b, "  %s: {handler: echo, concurrency: {min: %d, max: %d}%s}\n", name, conc, conc, extra)
+	}
+	for i := 1; i <= steps; i++ {
+		next := ""
+		switch {
+		case i == 1 && fanout > 0:
+			var fs []string
+			for j := 1; j <= fanout; j++ {
+				fs = append(fs, fmt.Sprintf("f%d", j))
+			}
+			next = ", next: [" + strings.Join(fs, ", ") + "]"
+		case i < steps:
+			next = fmt.Sprintf(", next: [s%d]", i+1)
+		}
+		if i == 2 && fanout > 0 {
+			next += ", join: true"
+		}
+		step(fmt.Sprintf("s%d", i), next)
+	}
+	for j := 1; j <= fanout; j++ {
+		next := ", next: [s2]"
+		if steps < 2 {
+			next = ""
+		}
+		step(fmt.Sprintf("f%d", j), next)
+	}
+	return b.String()
+}
+
+func benchPayload(n int) []byte {
+	return []byte(`"` + strings.Repeat("x", n-2) + `"`)
+}
+
+type bench struct {
+	c       *dsat.Client
+	rdb     redis.UniversalClient
+	p       *dsat.Pipeline
+	o       *benchOpts
+	log     zerolog.Logger
+	payload []byte
+	ids     []string
+}
+
+// taskSteps is the number of handler runs per task.
+func (b *bench) taskSteps() int { return len(b.p.Order) }
+
+func (b *bench) satellite(ctx context.Context) (*workers.Satellite, error) {
+	mux := workers.NewMux()
+	workers.RegisterBuiltins(mux, 0)
+	s, err := workers.New(b.c, mux, workers.Config{ID: "bench", Logger: b.log, Block: time.Second, ReadBatch: 256})
+	if err != nil {
+		return nil, err
+	}
+	return s, s.Start(ctx)
+}
+
+func redisCPU(ctx context.Context, rdb redis.UniversalClient) float64 {
+	info, err := rdb.Info(ctx, "cpu").Result()
+	if err != nil {
+		return 0
+	}
+	var total float64
+	for _, line := range strings.Split(info, "\n") {
+		k, v, ok := strings.Cut(strings.TrimSpace(line), ":")
+		if ok && (k == "used_cpu_sys" || k == "used_cpu_user") {
+			f, _ := strconv.ParseFloat(v, 64)
+			total += f
+		}
+	}
+	return total
+}
+
+func (b *bench) submitAll(ctx context.Context, n int) error {
+	payloads := make([][]byte, 0, 1000)
+	for len(b.ids) < n {
+		payloads = payloads[:0]
+		for i := 0; i < min(1000, n-len(b.ids)); i++ {
+			payloads = append(payloads, b.payload)
+		}
+		ids, err := b.c.SubmitBatch(ctx, b.p.Name, payloads)
+		if err != nil {
+			return err
+		}
+		b.ids = append(b.ids, ids...)
+	}
+	return nil
+}
+
+func (b *bench) drain(ctx context.Context) (benchResult, error) {
+	t0 := time.Now()
+	if err := b.submitAll(ctx, *b.o.tasks); err != nil {
+		return benchResult{}, err
+	}
+	submitRate := float64(len(b.ids)) / time.Since(t0).Seconds()
+	cpu0 := redisCPU(ctx, b.rdb)
+	start := time.Now()
+	s, err := b.satellite(ctx)
+	if err != nil {
+		return benchResult{}, err
+	}
+	defer s.Stop(context.Background())
+	last := b.p.Order[len(b.p.Order)-1]
+	if err := b.waitProcessed(ctx, s, last, int64(len(b.ids))); err != nil {
+		return benchResult{}, err
+	}
+	secs := time.Since(start).Seconds()
+	cpu := redisCPU(ctx, b.rdb) - cpu0
+	res, err := b.verify(ctx)
+	res.Mode, res.Seconds, res.RedisCPU, res.SubmitPerS = "drain", secs, cpu, submitRate
+	res.TasksPerS = float64(res.Tasks) / secs
+	res.StepsPerS = res.TasksPerS * float64(b.taskSteps())
+	return res, err
+}
+
+func (b *bench) steady(ctx context.Context) (benchResult, error) {
+	s, err := b.satellite(ctx)
+	if err != nil {
+		return benchResult{}, err
+	}
+	defer s.Stop(context.Background())
+	time.Sleep(200 * time.Millisecond) // readers blocked and ready
+	cpu0 := redisCPU(ctx, b.rdb)
+	interval := time.Second / time.Duration(*b.o.rate)
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	start := time.Now()
+	for time.Since(start) < *b.o.duration {
+		select {
+		case <-ctx.Done():
+			return benchResult{}, ctx.Err()
+		case <-tick.C:
+		}
+		sub, err := b.c.Submit(ctx, b.p.Name, b.payload, dsat.SubmitOptions{})
+		if err != nil {
+			return benchResult{}, err
+		}
+		b.ids = append(b.ids, sub.ID)
+	}
+	last := b.p.Order[len(b.p.Order)-1]
+	if err := b.waitProcessed(ctx, s, last, int64(len(b.ids))); err != nil {
+		return benchResult{}, err
+	}
+	secs := time.Since(start).Seconds()
+	cpu := redisCPU(ctx, b.rdb) - cpu0
+	res, err := b.verify(ctx)
+	res.Mode, res.Seconds, res.RedisCPU = "steady", secs, cpu
+	res.TasksPerS = float64(res.Tasks) / secs
+	res.StepsPerS = res.TasksPerS * float64(b.taskSteps())
+	return res, err
+}
+
+// waitProcessed waits until the last step has run n times (or stalls).
+func (b *bench) waitProcessed(ctx context.Context, s *workers.Satellite, last string, n int64) error {
+	key := b.p.Name + "/" + last
+	prev, stalled := int64(-1), time.Now()
+	for {
+		got := s.Info().Steps[key].Processed
+		if got >= n {
+			return nil
+		}
+		if got != prev {
+			prev, stalled = got, time.Now()
+		} else if time.Since(stalled) > 30*time.Second {
+			return fmt.Errorf("no progress for 30s: %d of %d tasks finished", got, n)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}
+
+// verify reads every task's status and latency (created -> last event).
+func (b *bench) verify(ctx context.Context) (benchResult, error) {
+	res := benchResult{Tasks: len(b.ids), Steps: b.taskSteps()}
+	lat := make([]float64, 0, len(b.ids))
+	for i := 0; i < len(b.ids); i += 1000 {
+		chunk := b.ids[i:min(i+1000, len(b.ids))]
+		cmds := make([]*redis.SliceCmd, len(chunk))
+		_, err := b.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for j, id := range chunk {
+				tid, _ := dsat.ParseTaskID(id)
+				cmds[j] = p.HMGet(ctx, b.c.Keys().Task(tid.Partition, id), "status", "created", "updated")
+			}
+			return nil
+		})
+		if err != nil {
+			return res, err
+		}
+		for _, cmd := range cmds {
+			v := cmd.Val()
+			if len(v) != 3 || v[0] != dsat.StatusSucceeded {
+				res.Errors++
+				continue
+			}
+			c, _ := strconv.ParseFloat(fmt.Sprint(v[1]), 64)
+			u, _ := strconv.ParseFloat(fmt.Sprint(v[2]), 64)
+			lat = append(lat, u-c)
+		}
+	}
+	sort.Float64s(lat)
+	pct := func(q float64) float64 {
+		if len(lat) == 0 {
+			return 0
+		}
+		return lat[min(len(lat)-1, int(q*float64(len(lat))))]
+	}
+	res.P50, res.P95, res.P99 = pct(0.50), pct(0.95), pct(0.99)
+	return res, nil
+}
+
+// cleanup deletes the bench pipeline's keys.
+func (b *bench) cleanup() {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var keys []string
+	iter := b.rdb.Scan(ctx, 0, "dsatbench:{"+b.p.Name+"@*", 1000).Iterator()
+	for iter.Next(ctx) {
+		keys = append(keys, iter.Val())
+		if len(keys) == 500 {
+			b.rdb.Unlink(ctx, keys...)
+			keys = keys[:0]
+		}
+	}
+	if len(keys) > 0 {
+		b.rdb.Unlink(ctx, keys...)
+	}
+	b.rdb.Del(ctx, "dsatbench:sat:bench")
+}
+
+func printBench(env *cliEnv, r benchResult) {
+	w := env.stdout
+	fmt.Fprintf(w, "mode            %s\n", r.Mode)
+	fmt.Fprintf(w, "tasks           %d (%d steps each)\n", r.Tasks, r.Steps)
+	fmt.Fprintf(w, "seconds         %.2f\n", r.Seconds)
+	fmt.Fprintf(w, "tasks/s         %.0f\n", r.TasksPerS)
+	fmt.Fprintf(w, "task-steps/s    %.0f\n", r.StepsPerS)
+	fmt.Fprintf(w, "latency ms      p50 %.1f  p95 %.1f  p99 %.1f  (submit to HAPPY_END)\n", r.P50, r.P95, r.P99)
+	fmt.Fprintf(w, "redis cpu s     %.2f\n", r.RedisCPU)
+	if r.SubmitPerS > 0 {
+		fmt.Fprintf(w, "submit/s        %.0f (batches of 1000, before the drain)\n", r.SubmitPerS)
+	}
+	fmt.Fprintf(w, "errors          %d\n", r.Errors)
+}
