@@ -91,7 +91,13 @@ local function complete1(c, tok, att, id, output, label)
       emit(c, 'SEND', step, att, worker, cjson.encode({to = to, parked = true, route = route}))
     else
       local tk = new_token(c, streams[to], to, output)
-      emit(c, 'SEND', step, att, worker, cjson.encode({to = to, token = tk, route = route}))
+      local d
+      if route then
+        d = cjson.encode({to = to, token = tk, route = route})
+      else
+        d = '{"to":"' .. to .. '","token":"' .. tk .. '"}' -- step names need no escaping
+      end
+      emit(c, 'SEND', step, att, worker, d)
     end
   end
   fire_joins(c, joins)

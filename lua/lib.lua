@@ -65,10 +65,12 @@ end
 -- for the task's own stream, so both carry the same id.
 local function emit(c, ev, step, attempt, worker, detail)
   c.seq = c.seq + 1
-  local f = {'task', c.task, 'seq', tostring(c.seq), 'ev', ev, 'step', step or '',
-             'att', tostring(attempt or 0), 'w', worker or '', 'at', c.now, 'd', detail or '{}'}
-  local id = redis.call('XADD', c.FH, 'MAXLEN', '~', c.maxlen, '*', unpack(f))
-  redis.call('XADD', c.EV, id, unpack(f))
+  local seq, att = tostring(c.seq), tostring(attempt or 0)
+  step, worker, detail = step or '', worker or '', detail or '{}'
+  local id = redis.call('XADD', c.FH, 'MAXLEN', '~', c.maxlen, '*', 'task', c.task, 'seq', seq, 'ev', ev,
+    'step', step, 'att', att, 'w', worker, 'at', c.now, 'd', detail)
+  redis.call('XADD', c.EV, id, 'task', c.task, 'seq', seq, 'ev', ev, 'step', step, 'att', att, 'w', worker,
+    'at', c.now, 'd', detail)
   return id
 end
 
@@ -97,7 +99,12 @@ end
 local function new_token(c, stream, step, payload)
   c.ntok = c.ntok + 1
   local tok = tostring(c.ntok)
-  redis.call('XADD', stream, '*', unpack(token_fields(c, step, tok, 1, payload)))
+  if c.trace == '' then
+    redis.call('XADD', stream, '*', 'task', c.task, 'step', step, 'token', tok, 'attempt', '1', 'v', c.v,
+      'pv', c.pv, 'ct', c.ct, 'payload', payload, 'ts', c.now)
+  else
+    redis.call('XADD', stream, '*', unpack(token_fields(c, step, tok, 1, payload)))
+  end
   tok_set(c, tok, 'q', 1, step, '')
   set(c, 's:' .. step .. ':st', 'queued')
   c.live = c.live + 1

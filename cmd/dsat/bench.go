@@ -31,6 +31,9 @@ the run an error.
   --mode drain   submits --tasks first, then times the satellites draining them
   --mode steady  submits --rate tasks per second for --duration and reports the
                  latency from submit to HAPPY_END
+  --mode http    submits over HTTP to an in-process API on loopback for
+                 --duration, from --clients keep-alive clients, single tasks or
+                 --batch N per request (no satellites: it measures submission)
 
 Without --redis it uses the embedded in-memory Redis: not representative.
 
@@ -44,6 +47,7 @@ type benchOpts struct {
 	redis, mode, logLevel         *string
 	tasks, steps, payload, fanout *int
 	concurrency, rate             *int
+	clients, batch                *int
 	duration                      *time.Duration
 	jsonOut                       *bool
 }
@@ -56,7 +60,9 @@ func benchFlags(fs *flag.FlagSet, env *cliEnv) *benchOpts {
 		steps:       fs.Int("steps", 3, "echo steps in a chain"),
 		payload:     fs.Int("payload", 100, "payload size in bytes"),
 		fanout:      fs.Int("fanout", 0, "fan the first step out to N parallel steps joined again (0: none)"),
-		concurrency: fs.Int("concurrency", 16, "workers per step"),
+		concurrency: fs.Int("concurrency", 64, "workers per step"),
+		clients:     fs.Int("clients", 16, "HTTP clients (http mode)"),
+		batch:       fs.Int("batch", 0, "payloads per request: 0 posts single tasks, N uses the batch endpoint (http mode)"),
 		rate:        fs.Int("rate", 200, "tasks per second (steady mode)"),
 		duration:    fs.Duration("duration", 10*time.Second, "how long to submit (steady mode)"),
 		jsonOut:     fs.Bool("json", false, "print one JSON line"),
@@ -79,6 +85,12 @@ type benchResult struct {
 	Errors     int     `json:"errors"`
 	Embedded   bool    `json:"embedded,omitempty"`
 	SubmitPerS float64 `json:"submit_per_s,omitempty"`
+	// MemPerTask is the growth of Redis used_memory per finished task
+	// (its state hash, its event stream and its share of the capped
+	// firehose), measured after a drain.
+	MemPerTask float64 `json:"mem_per_task_b,omitempty"`
+	// TaskKeyBytes is MEMORY USAGE of one finished task's hash + events.
+	TaskKeyBytes int64 `json:"task_keys_b,omitempty"`
 }
 
 func runBench(ctx context.Context, env *cliEnv, args []string) error {
@@ -87,8 +99,8 @@ func runBench(ctx context.Context, env *cliEnv, args []string) error {
 	if err := parse(fs, env, "bench", args); err != nil {
 		return err
 	}
-	if *o.mode != "drain" && *o.mode != "steady" {
-		return usagef("--mode %q: use drain or steady", *o.mode)
+	if *o.mode != "drain" && *o.mode != "steady" && *o.mode != "http" {
+		return usagef("--mode %q: use drain, steady or http", *o.mode)
 	}
 	if *o.steps < 1 || *o.tasks < 1 || *o.payload < 2 || *o.concurrency < 1 || *o.rate < 1 || *o.fanout < 0 || *o.fanout == 1 {
 		return usagef("--steps, --tasks, --concurrency and --rate must be positive, --payload at least 2, --fanout 0 or 2+")
@@ -123,10 +135,13 @@ func runBench(ctx context.Context, env *cliEnv, args []string) error {
 	b := &bench{c: c, rdb: rdb, p: p, o: o, log: log, payload: benchPayload(*o.payload)}
 	defer b.cleanup()
 	var res benchResult
-	if *o.mode == "drain" {
+	switch *o.mode {
+	case "drain":
 		res, err = b.drain(ctx)
-	} else {
+	case "steady":
 		res, err = b.steady(ctx)
+	default:
+		res, err = b.http(ctx)
 	}
 	if err != nil {
 		return err
@@ -236,7 +251,19 @@ func (b *bench) submitAll(ctx context.Context, n int) error {
 	return nil
 }
 
+func usedMemory(ctx context.Context, rdb redis.UniversalClient) float64 {
+	info, _ := rdb.Info(ctx, "memory").Result()
+	for _, line := range strings.Split(info, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "used_memory:"); ok {
+			f, _ := strconv.ParseFloat(v, 64)
+			return f
+		}
+	}
+	return 0
+}
+
 func (b *bench) drain(ctx context.Context) (benchResult, error) {
+	mem0 := usedMemory(ctx, b.rdb)
 	t0 := time.Now()
 	if err := b.submitAll(ctx, *b.o.tasks); err != nil {
 		return benchResult{}, err
@@ -258,6 +285,13 @@ func (b *bench) drain(ctx context.Context) (benchResult, error) {
 	res, err := b.verify(ctx)
 	res.Mode, res.Seconds, res.RedisCPU, res.SubmitPerS = "drain", secs, cpu, submitRate
 	res.TasksPerS = float64(res.Tasks) / secs
+	s.Stop(context.Background()) // idle satellites hold no memory worth measuring
+	res.MemPerTask = (usedMemory(ctx, b.rdb) - mem0) / float64(len(b.ids))
+	if tid, err := dsat.ParseTaskID(b.ids[0]); err == nil {
+		for _, k := range []string{b.c.Keys().Task(tid.Partition, b.ids[0]), b.c.Keys().TaskEvents(tid.Partition, b.ids[0])} {
+			res.TaskKeyBytes += b.rdb.MemoryUsage(ctx, k).Val()
+		}
+	}
 	res.StepsPerS = res.TasksPerS * float64(b.taskSteps())
 	return res, err
 }
@@ -390,6 +424,9 @@ func printBench(env *cliEnv, r benchResult) {
 	fmt.Fprintf(w, "redis cpu s     %.2f\n", r.RedisCPU)
 	if r.SubmitPerS > 0 {
 		fmt.Fprintf(w, "submit/s        %.0f (batches of 1000, before the drain)\n", r.SubmitPerS)
+	}
+	if r.MemPerTask > 0 {
+		fmt.Fprintf(w, "redis bytes     %.0f per finished task (used_memory growth); one task's hash + events: %d\n", r.MemPerTask, r.TaskKeyBytes)
 	}
 	fmt.Fprintf(w, "errors          %d\n", r.Errors)
 }
