@@ -88,4 +88,3 @@ func masterOf(ctx context.Context, rc *redis.ClusterClient, key string) (string,
 	}
 	return c.Options().Addr, nil
 }
-

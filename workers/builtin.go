@@ -59,8 +59,8 @@ func (sleepHandler) Handle(ctx context.Context, t *dsat.Task) (dsat.Result, erro
 
 // failHandler fails a share of attempts, for demos and tests:
 // with: {rate: 0..1} fails that share at random; {attempts: N} fails the
-// first N attempts of each token; {message: text} sets the error. Otherwise
-// it echoes.
+// first N attempts of each token; {message: text} sets the error;
+// {panic: true} panics instead of returning the error. Otherwise it echoes.
 type failHandler struct{}
 
 func (failHandler) ValidateSettings(with map[string]any) error {
@@ -86,6 +86,9 @@ func (failHandler) Handle(_ context.Context, t *dsat.Task) (dsat.Result, error) 
 		fails = rand.Float64() < rate
 	}
 	if fails {
+		if p, _ := t.With["panic"].(bool); p {
+			panic(msg)
+		}
 		return dsat.Result{}, fmt.Errorf("%s", msg)
 	}
 	return dsat.Result{Output: t.Payload}, nil
