@@ -101,3 +101,8 @@ func (p *dsatProc) alive() bool {
 		return true
 	}
 }
+
+func readFile(path string) string {
+	b, _ := os.ReadFile(path)
+	return string(b)
+}
