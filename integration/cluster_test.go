@@ -65,10 +65,12 @@ func (c *cluster) client(t *testing.T) *redis.ClusterClient {
 	// Wait until the client sees every slot covered.
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		slots, err := rc.ClusterSlots(context.Background()).Result()
+		shards, err := rc.ClusterShards(context.Background()).Result()
 		covered := 0
-		for _, s := range slots {
-			covered += s.End - s.Start + 1
+		for _, s := range shards {
+			for _, r := range s.Slots {
+				covered += int(r.End - r.Start + 1)
+			}
 		}
 		if err == nil && covered == 16384 {
 			return rc

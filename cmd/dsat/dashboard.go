@@ -1,6 +1,10 @@
 package main
 
-import "net/http"
+import (
+	"net/http"
 
-// dashboard returns the handler of the web dashboard served at /, or nil.
-func dashboard() http.Handler { return nil }
+	"github.com/dsat-dev/dsat/web"
+)
+
+// dashboard returns the handler of the web dashboard served at /.
+func dashboard() http.Handler { return web.Handler() }

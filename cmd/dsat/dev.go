@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
@@ -86,7 +87,8 @@ func runDev(ctx context.Context, env *cliEnv, args []string) error {
 	}
 	metrics := httpapi.NewMetrics(c)
 	api := newAPI(c, log, *o.token, false, metrics)
-	sat, err := startSatellite(ctx, env, c, log, workers.Config{}, metrics)
+	// Short heartbeats so the dashboard's load figures follow quickly.
+	sat, err := startSatellite(ctx, env, c, log, workers.Config{HeartbeatInterval: time.Second}, metrics)
 	if err != nil {
 		l.Close()
 		return err

@@ -1,0 +1,324 @@
+// dsat dashboard: plain JavaScript on the public HTTP API. User data only
+// ever reaches the page as text (textContent), never as HTML.
+"use strict";
+
+const state = { token: sessionStorage.getItem("dsat-token") || "", timers: [], source: null };
+
+// h builds an element: h("div", {class: "x", onclick: f}, child, "text").
+function h(tag, attrs, ...children) {
+  const svg = ["svg", "g", "rect", "path", "text", "line", "polygon", "marker", "defs"].includes(tag);
+  const el = svg ? document.createElementNS("http://www.w3.org/2000/svg", tag) : document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
+    else if (v !== undefined && v !== null && v !== false) el.setAttribute(k, v);
+  }
+  for (const c of children.flat()) {
+    if (c === null || c === undefined) continue;
+    el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return el;
+}
+
+function banner(msg) {
+  const b = document.getElementById("banner");
+  b.hidden = !msg;
+  b.textContent = msg || "";
+}
+
+// api calls the dsat API; errors become exceptions with the problem detail.
+async function api(method, path, body) {
+  const headers = {};
+  if (state.token) headers["Authorization"] = "Bearer " + state.token;
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  let res;
+  try {
+    res = await fetch(path, { method, headers, body });
+  } catch (e) {
+    banner("The dsat API does not answer: " + e.message);
+    throw e;
+  }
+  const text = await res.text();
+  let data = null;
+  try { data = text ? JSON.parse(text) : null; } catch (_) { data = null; }
+  if (!res.ok) {
+    const detail = (data && data.detail) || text || res.statusText;
+    if (res.status === 503) banner("Redis is unavailable: " + detail);
+    else if (res.status === 401) banner("The API needs a token: enter it at the top right.");
+    const err = new Error(detail);
+    err.status = res.status;
+    throw err;
+  }
+  banner("");
+  return data;
+}
+
+function every(ms, f) {
+  f();
+  state.timers.push(setInterval(f, ms));
+}
+
+function clearView() {
+  state.timers.forEach(clearInterval);
+  state.timers = [];
+  if (state.source) { state.source.close(); state.source = null; }
+  const v = document.getElementById("view");
+  v.replaceChildren();
+  return v;
+}
+
+function statusEl(s) { return h("span", { class: "status " + s, "data-status": s }, s); }
+
+function fmtTime(t) { return t ? new Date(t).toLocaleTimeString([], { hour12: false }) + "." + String(new Date(t).getMilliseconds()).padStart(3, "0") : ""; }
+
+// ---- Pipelines -------------------------------------------------------
+
+async function viewPipelines(v) {
+  const list = await api("GET", "/v1/pipelines");
+  if (!list.length) v.append(h("p", {}, "No pipeline is loaded."));
+  for (const p of list) v.append(pipelineCard(p));
+}
+
+function pipelineCard(p) {
+  const graph = h("div", { class: "graph" });
+  const msg = h("div", { class: "error", "data-role": "submit-error" });
+  const ta = h("textarea", { "data-role": "payload", "aria-label": "payload for " + p.name }, examplePayload(p.name));
+  const form = h("form", { "data-pipeline": p.name, onsubmit: (e) => { e.preventDefault(); submitTask(p.name, ta, msg); } },
+    h("h3", {}, "Submit a task"), ta,
+    h("div", { class: "row" }, h("button", { class: "primary", type: "submit" }, "Submit"), msg));
+  const card = h("section", { class: "card", "data-pipeline": p.name },
+    h("h2", {}, p.name, " ", h("span", { class: "muted" }, p.version + " · " + p.partitions + " partition" + (p.partitions > 1 ? "s" : ""))),
+    graph, form);
+  let drawn = null;
+  every(1000, async () => {
+    try {
+      const d = await api("GET", "/v1/pipelines/" + encodeURIComponent(p.name));
+      if (!drawn) drawn = drawGraph(graph, d.pipeline);
+      updateLoad(drawn, d.pipeline);
+    } catch (_) { /* the banner says why */ }
+  });
+  return card;
+}
+
+function examplePayload(name) {
+  return { textstats: '{"kind": "urgent", "text": "disk full"}', wordcount: '{"text": "the quick brown fox"}' }[name] || "{}";
+}
+
+async function submitTask(name, ta, msg) {
+  msg.textContent = "";
+  let body;
+  try { body = JSON.stringify(JSON.parse(ta.value)); } catch (e) {
+    msg.textContent = "Not valid JSON: " + e.message;
+    return;
+  }
+  try {
+    const r = await api("POST", "/v1/pipelines/" + encodeURIComponent(name) + "/tasks", body);
+    location.hash = "#/task/" + encodeURIComponent(r.id);
+  } catch (e) { msg.textContent = e.message; }
+}
+
+// drawGraph lays the steps out left to right by depth (longest path from
+// the entry), orders each column by its predecessors' positions, and draws
+// edges as curves with the switch cases as labels.
+function drawGraph(container, p) {
+  const steps = new Map(p.steps.map((s) => [s.name, s]));
+  const preds = new Map(p.steps.map((s) => [s.name, []]));
+  for (const e of p.edges) preds.get(e.to).push(e.from);
+  const depth = new Map();
+  const visit = (n) => {
+    if (depth.has(n)) return depth.get(n);
+    const d = preds.get(n).length ? Math.max(...preds.get(n).map(visit)) + 1 : 0;
+    depth.set(n, d);
+    return d;
+  };
+  p.steps.forEach((s) => visit(s.name));
+  const cols = [];
+  for (const s of p.steps) (cols[depth.get(s.name)] = cols[depth.get(s.name)] || []).push(s.name);
+  // Each node sits at the mean height of its predecessors; a column's
+  // nodes are then pushed apart, in that order, so edges do not cross the
+  // examples' boxes.
+  const row = new Map();
+  cols.forEach((col, ci) => {
+    const want = (n) => (ci === 0 ? col.indexOf(n) : preds.get(n).reduce((a, x) => a + row.get(x), 0) / preds.get(n).length);
+    const order = col.map((n, i) => [n, want(n), i]).sort((a, b) => a[1] - b[1] || a[2] - b[2]);
+    let next = -Infinity;
+    for (const [n, y] of order) {
+      const at = Math.max(y, next);
+      row.set(n, at);
+      next = at + 1;
+    }
+  });
+  const minRow = Math.min(...row.values());
+  for (const [n, y] of row) row.set(n, y - minRow);
+  const maxRows = Math.max(...row.values()) + 1;
+  const W = 172, H = 62, GX = 80, GY = 34;
+  const width = cols.length * (W + GX) - GX + 40, height = maxRows * (H + GY) - GY + 40;
+  const pos = (n) => ({ x: 20 + depth.get(n) * (W + GX), y: 20 + row.get(n) * (H + GY) });
+  const svg = h("svg", { width, height, viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": "graph of " + p.name },
+    h("defs", {}, h("marker", { id: "arrow-" + p.name, viewBox: "0 0 10 10", refX: 9, refY: 5, markerWidth: 7, markerHeight: 7, orient: "auto" },
+      h("path", { d: "M0,0 L10,5 L0,10 z", fill: "#8c959f" }))));
+  const fanout = new Map();
+  for (const e of p.edges) if (!e.label) fanout.set(e.from, (fanout.get(e.from) || 0) + 1);
+  for (const e of p.edges) {
+    const a = pos(e.from), b = pos(e.to);
+    // An edge that skips columns runs straight at its source's height to
+    // the last gap, then curves in, so it does not cut through the boxes
+    // of the columns in between.
+    const x0 = a.x + W, y1 = a.y + H / 2, x2 = b.x - 2, y2 = b.y + H / 2;
+    const x1 = depth.get(e.to) - depth.get(e.from) > 1 ? b.x - GX : x0, mx = (x1 + x2) / 2;
+    svg.append(h("path", { class: "edge", d: `M${x0},${y1} L${x1},${y1} C${mx},${y1} ${mx},${y2} ${x2},${y2}`, "marker-end": `url(#arrow-${p.name})`, "data-edge": e.from + ">" + e.to }));
+    const label = e.label || (fanout.get(e.from) > 1 ? "fan-out" : "");
+    const lx = (x0 + b.x - GX / 2) / 2 > x0 + GX / 2 ? x0 + GX / 2 : mx;
+    if (label) svg.append(h("text", { class: "edge-label", x: lx, y: (x1 === x0 ? (y1 + y2) / 2 : y1) - 4, "text-anchor": "middle" }, label));
+  }
+  const nodes = new Map();
+  for (const s of p.steps) {
+    const { x, y } = pos(s.name);
+    const kind = s.join ? "join" : s.routes ? "switch" : "";
+    const load = h("text", { class: "load", x: x + 8, y: y + 38 }, "");
+    const fail = h("text", { class: "load fail", x: x + 8, y: y + 53 }, "");
+    const g = h("g", { class: "node " + kind, "data-step": s.name },
+      s.join ? h("rect", { class: "outer", x: x - 4, y: y - 4, width: W + 8, height: H + 8, rx: 9 }) : null,
+      h("rect", { x, y, width: W, height: H, rx: 6 }),
+      h("text", { class: "name", x: x + 8, y: y + 18 }, s.name, h("tspan", { class: "muted" }, " " + s.handler + (s.join ? " · join" : s.routes ? " · switch" : ""))),
+      load, fail);
+    svg.append(g);
+    nodes.set(s.name, { g, load, fail });
+  }
+  container.replaceChildren(svg);
+  return { nodes, last: new Map(), at: Date.now() };
+}
+
+function updateLoad(drawn, p) {
+  const now = Date.now();
+  for (const s of p.steps) {
+    const n = drawn.nodes.get(s.name), l = s.load || {};
+    if (!n) continue;
+    const prev = drawn.last.get(s.name);
+    const rate = prev !== undefined ? Math.max(0, (l.processed - prev) * 1000 / Math.max(1, now - drawn.at)) : 0;
+    drawn.last.set(s.name, l.processed);
+    n.load.textContent = `backlog ${l.backlog} · busy ${l.busy}/${l.concurrency} · ${rate.toFixed(1)}/s`;
+    n.fail.textContent = `done ${l.processed} · failed ${l.failed}`;
+    n.g.classList.toggle("busy", l.busy > 0);
+    n.g.classList.toggle("failing", l.failed > 0);
+  }
+  drawn.at = now;
+}
+
+// ---- Task ------------------------------------------------------------
+
+async function viewTask(v, id) {
+  const head = h("div", {});
+  const steps = h("div", { class: "table-wrap" });
+  const result = h("pre", { "data-role": "result" });
+  const tbody = h("tbody", {});
+  const actions = h("div", { class: "row" });
+  v.append(h("section", { class: "card" }, h("h2", {}, "Task ", h("code", {}, id)), head, actions,
+    h("h3", {}, "Steps"), steps, h("h3", {}, "Result"), result,
+    h("h3", {}, "Timeline ", h("span", { class: "muted" }, "(live)")),
+    h("div", { class: "table-wrap" }, h("table", { class: "timeline", "data-role": "timeline" },
+      h("thead", {}, h("tr", {}, ["time", "seq", "event", "step", "attempt", "worker", "detail"].map((c) => h("th", {}, c)))), tbody))));
+  const refresh = async () => {
+    try {
+      const st = await api("GET", "/v1/tasks/" + encodeURIComponent(id));
+      head.replaceChildren(h("p", {}, "Pipeline ", h("b", {}, st.pipeline + " " + st.version), " · status ", statusEl(st.status),
+        " · created " + fmtTime(st.created_at) + " · updated " + fmtTime(st.updated_at)),
+        st.error ? h("p", { class: "error" }, st.error) : "");
+      steps.replaceChildren(h("table", {}, h("thead", {}, h("tr", {}, ["step", "state", "attempts", "worker", "error"].map((c) => h("th", {}, c)))),
+        h("tbody", {}, Object.entries(st.steps || {}).map(([n, s]) => h("tr", {}, h("td", {}, n), h("td", {}, s.state), h("td", {}, s.attempts), h("td", {}, s.worker), h("td", { class: "error" }, s.error))))));
+      result.textContent = st.result === null || st.result === undefined ? "—" : JSON.stringify(st.result, null, 2);
+      actions.replaceChildren(
+        ["pending", "running"].includes(st.status) ? h("button", { class: "danger", "data-action": "cancel", onclick: () => control(id, "cancel", refresh) }, "Cancel") : "",
+        st.status === "failed" ? h("button", { class: "primary", "data-action": "retry", onclick: () => control(id, "retry", refresh) }, "Retry") : "");
+    } catch (_) { /* banner */ }
+  };
+  await refresh();
+  let q = "";
+  if (state.token) q = "?access_token=" + encodeURIComponent(state.token);
+  const src = new EventSource("/v1/tasks/" + encodeURIComponent(id) + "/events" + q);
+  state.source = src;
+  const onEvent = (e) => {
+    let d = {};
+    try { d = JSON.parse(e.data); } catch (_) { return; }
+    if (e.type === "reset") { tbody.replaceChildren(); refresh(); return; }
+    const detail = d.detail && Object.keys(d.detail).length ? JSON.stringify(d.detail) : "";
+    tbody.append(h("tr", { "data-event": d.event }, h("td", {}, fmtTime(d.at)), h("td", {}, d.seq), h("td", { class: "ev-" + d.event }, d.event),
+      h("td", {}, d.step), h("td", {}, d.attempt || ""), h("td", {}, d.worker), h("td", { class: "detail" }, detail)));
+    if (["END", "HAPPY_END", "DEAD", "CANCELLED", "ERROR", "RETRY"].includes(d.event)) refresh();
+    if (["HAPPY_END", "DEAD", "CANCELLED"].includes(d.event)) src.close();
+  };
+  for (const name of ["INIT", "ACK", "END", "ERROR", "TIMEOUT", "RETRY", "SEND", "HAPPY_END", "DEAD", "CANCELLED", "reset"]) src.addEventListener(name, onEvent);
+  src.onerror = () => { if (src.readyState === EventSource.CLOSED) refresh(); };
+}
+
+async function control(id, action, done) {
+  try { await api("POST", "/v1/tasks/" + encodeURIComponent(id) + "/" + action, "{}"); } catch (e) { alert(e.message); }
+  if (action === "retry") { location.hash = "#/task/" + encodeURIComponent(id) + "?r=" + Date.now(); return; }
+  done();
+}
+
+// ---- Dead letters ----------------------------------------------------
+
+async function viewDead(v) {
+  const list = await api("GET", "/v1/pipelines");
+  for (const p of list) {
+    const body = h("tbody", {});
+    v.append(h("section", { class: "card", "data-dead": p.name }, h("h2", {}, "Dead letters of " + p.name),
+      h("div", { class: "table-wrap" }, h("table", {}, h("thead", {}, h("tr", {}, ["time", "task", "step", "attempts", "reason", ""].map((c) => h("th", {}, c)))), body))));
+    every(2000, async () => {
+      try {
+        const d = await api("GET", "/v1/dead?pipeline=" + encodeURIComponent(p.name) + "&limit=50");
+        body.replaceChildren(...(d.items.length ? d.items.map((x) => h("tr", { "data-task": x.task },
+          h("td", {}, fmtTime(x.at)), h("td", {}, x.task ? h("a", { href: "#/task/" + encodeURIComponent(x.task) }, x.task) : "—"),
+          h("td", {}, x.step), h("td", {}, x.attempts), h("td", { class: "error" }, x.reason),
+          h("td", {}, x.task ? h("button", { "data-action": "retry", onclick: () => control(x.task, "retry", () => {}) }, "Retry") : ""))) :
+          [h("tr", {}, h("td", { colspan: 6, class: "muted" }, "No dead letters."))]));
+      } catch (_) { /* banner */ }
+    });
+  }
+}
+
+// ---- Satellites ------------------------------------------------------
+
+async function viewSatellites(v) {
+  const body = h("tbody", {});
+  v.append(h("section", { class: "card" }, h("h2", {}, "Satellites"), h("div", { class: "table-wrap" },
+    h("table", { "data-role": "satellites" }, h("thead", {}, h("tr", {}, ["id", "host", "pid", "step", "concurrency", "busy", "processed", "failed", "last heartbeat"].map((c) => h("th", {}, c)))), body))));
+  every(2000, async () => {
+    try {
+      const sats = await api("GET", "/v1/satellites");
+      const rows = [];
+      for (const s of sats) {
+        for (const [name, l] of Object.entries(s.steps)) {
+          rows.push(h("tr", {}, h("td", {}, s.id), h("td", {}, s.host), h("td", {}, s.pid), h("td", {}, name), h("td", {}, l.concurrency),
+            h("td", {}, l.busy), h("td", {}, l.processed), h("td", {}, l.failed), h("td", {}, fmtTime(s.last_seen))));
+        }
+      }
+      body.replaceChildren(...(rows.length ? rows : [h("tr", {}, h("td", { colspan: 9, class: "muted" }, "No live satellite."))]));
+    } catch (_) { /* banner */ }
+  });
+}
+
+// ---- Routing ---------------------------------------------------------
+
+async function route() {
+  const v = clearView();
+  const hash = location.hash.replace(/^#/, "") || "/";
+  try {
+    if (hash.startsWith("/task/")) await viewTask(v, decodeURIComponent(hash.slice(6).split("?")[0]));
+    else if (hash === "/dead") await viewDead(v);
+    else if (hash === "/satellites") await viewSatellites(v);
+    else await viewPipelines(v);
+  } catch (e) {
+    v.append(h("p", { class: "error" }, "Could not load this page: " + e.message));
+  }
+}
+
+document.getElementById("token").value = state.token;
+document.getElementById("auth").addEventListener("submit", (e) => {
+  e.preventDefault();
+  state.token = document.getElementById("token").value.trim();
+  sessionStorage.setItem("dsat-token", state.token);
+  route();
+});
+window.addEventListener("hashchange", route);
+route();

@@ -1,0 +1,29 @@
+// Package web holds dsat's dashboard: plain HTML, CSS and JavaScript,
+// embedded in the binary and served at / by dsat serve and dsat dev. It
+// uses only the public HTTP API: pipelines drawn as graphs with live step
+// load, a submit form, a task page with a live timeline (EventSource), dead
+// letters and satellites. No asset comes from the internet.
+package web
+
+import (
+	"embed"
+	"io/fs"
+	"net/http"
+)
+
+//go:embed static
+var static embed.FS
+
+// Handler serves the dashboard.
+func Handler() http.Handler {
+	sub, err := fs.Sub(static, "static")
+	if err != nil {
+		panic("web: " + err.Error())
+	}
+	files := http.FileServer(http.FS(sub))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Security-Policy", "default-src 'self'; style-src 'self'; img-src 'self' data:")
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		files.ServeHTTP(w, r)
+	})
+}
