@@ -123,19 +123,19 @@ func (a *API) taskEvents(w http.ResponseWriter, r *http.Request) {
 			break
 		}
 	}
-	a.follow(r, sse, sub, func(e dsat.Event) (bool, error) {
+	a.follow(r, sse, sub, func(e *dsat.Event) (bool, error) {
 		if !dsat.StreamIDLess(last, e.ID) {
 			return false, nil
 		}
 		last = e.ID
-		err := sse.event(e.ID, e.Event, eventData(e))
+		err := sse.event(e.ID, e.Event, eventData(*e))
 		return dsat.FinalEvent(e.Event), err
 	})
 }
 
 // follow sends live events until the client leaves, the API closes, the
 // subscriber overflows, or send reports the end.
-func (a *API) follow(r *http.Request, sse *sseWriter, sub *subscriber, send func(dsat.Event) (bool, error)) {
+func (a *API) follow(r *http.Request, sse *sseWriter, sub *subscriber, send func(*dsat.Event) (bool, error)) {
 	hb := time.NewTicker(a.cfg.Heartbeat)
 	defer hb.Stop()
 	for {
@@ -221,7 +221,7 @@ func (a *API) firehose(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
-	a.follow(r, sse, sub, func(e dsat.Event) (bool, error) {
+	a.follow(r, sse, sub, func(e *dsat.Event) (bool, error) {
 		tid, err := dsat.ParseTaskID(e.Task)
 		if err != nil {
 			return false, nil
@@ -230,7 +230,7 @@ func (a *API) firehose(w http.ResponseWriter, r *http.Request) {
 		if !ok || !dsat.StreamIDLess(pos[n], e.ID) {
 			return false, nil
 		}
-		return false, send(n, e)
+		return false, send(n, *e)
 	})
 }
 

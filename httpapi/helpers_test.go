@@ -155,7 +155,7 @@ func (e *env) stream(path string, hdr ...string) (*http.Response, <-chan sseEven
 		defer close(comments)
 		defer res.Body.Close()
 		sc := bufio.NewScanner(res.Body)
-		sc.Buffer(make([]byte, 1<<20), 1<<22)
+		sc.Buffer(make([]byte, 4096), 1<<22)
 		var cur sseEvent
 		for sc.Scan() {
 			line := sc.Text()

@@ -40,11 +40,11 @@ type hub struct {
 }
 
 // subscriber receives the events of some partitions (optionally of one
-// task only). When it falls behind by more than its buffer, overflow is
+// task only); every subscriber gets the same *Event, which nobody changes. When it falls behind by more than its buffer, overflow is
 // closed and the stream ends; the client resumes with Last-Event-ID.
 type subscriber struct {
 	task     string
-	ch       chan dsat.Event
+	ch       chan *dsat.Event
 	overflow chan struct{}
 	once     sync.Once
 }
@@ -52,7 +52,7 @@ type subscriber struct {
 const subscriberBuffer = 1024
 
 func newSubscriber(task string) *subscriber {
-	return &subscriber{task: task, ch: make(chan dsat.Event, subscriberBuffer), overflow: make(chan struct{})}
+	return &subscriber{task: task, ch: make(chan *dsat.Event, subscriberBuffer), overflow: make(chan struct{})}
 }
 
 // subscribe adds s to the partition's hub and returns the position from
@@ -126,7 +126,7 @@ func (hs *hubs) read(ctx context.Context, h *hub) {
 			if err == nil {
 				hs.m.events.WithLabelValues(ev.Pipeline, ev.Event).Inc()
 			}
-			h.broadcast(m.ID, ev, err == nil)
+			h.broadcast(m.ID, &ev, err == nil)
 		}
 	}
 }
@@ -134,7 +134,7 @@ func (hs *hubs) read(ctx context.Context, h *hub) {
 // broadcast hands an event to every subscriber and moves the hub's
 // position, under one lock, so a new subscriber misses nothing after the
 // position subscribe returned.
-func (h *hub) broadcast(id string, ev dsat.Event, ok bool) {
+func (h *hub) broadcast(id string, ev *dsat.Event, ok bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.last = id
