@@ -3,8 +3,8 @@ package httpapi
 import (
 	"fmt"
 	"net"
-	"strings"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
