@@ -393,7 +393,7 @@ func (c *Client) completeCalls(cs []Completion, errs []error) []*batchGroup {
 			index[gk] = g
 			groups = append(groups, g)
 		}
-		g.keys = append(g.keys, c.keys.Task(p, d.Task), c.keys.TaskEvents(p, d.Task))
+		g.keys = append(g.keys, c.keys.Task(p, d.Task), c.keys.TaskEvents(p, d.Task), c.keys.TaskResult(p, d.Task))
 		g.args = append(g.args, d.Task, d.Token, d.Attempt, d.EntryID, string(x.Output), x.Label)
 		g.items = append(g.items, i)
 	}

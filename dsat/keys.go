@@ -54,6 +54,11 @@ func (k Keys) Task(p Partition, task string) string { return k.base(p) + "t:" + 
 // partition firehose.
 func (k Keys) TaskEvents(p Partition, task string) string { return k.base(p) + "t:" + task + ":ev" }
 
+// TaskResult is a string: a succeeded task's result. It lives outside the
+// state hash so the hash keeps Redis's compact encoding (a value longer
+// than hash-max-listpack-value would turn the whole hash into a hash table).
+func (k Keys) TaskResult(p Partition, task string) string { return k.base(p) + "t:" + task + ":res" }
+
 // Firehose is a capped stream: every event of the partition.
 func (k Keys) Firehose(p Partition) string { return k.base(p) + "ev" }
 

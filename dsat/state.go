@@ -3,9 +3,12 @@ package dsat
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // Task statuses.
@@ -53,14 +56,25 @@ func (c *Client) Get(ctx context.Context, id string) (*TaskState, error) {
 	if err != nil {
 		return nil, err
 	}
-	h, err := c.rdb.HGetAll(ctx, c.keys.Task(tid.Partition, id)).Result()
-	if err != nil {
+	var hcmd *redis.MapStringStringCmd
+	var rcmd *redis.StringCmd
+	_, err = c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		hcmd = p.HGetAll(ctx, c.keys.Task(tid.Partition, id))
+		rcmd = p.Get(ctx, c.keys.TaskResult(tid.Partition, id))
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
 		return nil, fmt.Errorf("dsat: get task: %w", err)
 	}
+	h := hcmd.Val()
 	if len(h) == 0 {
 		return nil, fmt.Errorf("%w: %s", ErrTaskNotFound, id)
 	}
-	return stateFromHash(id, h), nil
+	st := stateFromHash(id, h)
+	if r, err := rcmd.Result(); err == nil && r != "" {
+		st.Result = json.RawMessage(r)
+	}
+	return st, nil
 }
 
 func stateFromHash(id string, h map[string]string) *TaskState {
@@ -70,9 +84,6 @@ func stateFromHash(id string, h map[string]string) *TaskState {
 		Steps: map[string]StepState{}, Error: h["error"],
 	}
 	st.Seq, _ = strconv.ParseInt(h["seq"], 10, 64)
-	if r, ok := h["result"]; ok && r != "" {
-		st.Result = json.RawMessage(r)
-	}
 	for f, v := range h {
 		rest, ok := strings.CutPrefix(f, "s:")
 		if !ok {

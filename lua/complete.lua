@@ -6,8 +6,9 @@
 -- KEYS[2] -> the step's stream            dsat:{T}:s:<step>
 -- KEYS[3..2+J] -> streams of the pipeline's joins named in ARGV[12..11+J]
 -- KEYS[3+J..2+J+T] -> streams of the step's targets named in ARGV[12+J..]
--- KEYS[1+J+T+2i] -> token i's task state hash  (i = 1..n)
--- KEYS[2+J+T+2i] -> token i's task events
+-- KEYS[3i+J+T] -> token i's task state hash  (i = 1..n)
+-- KEYS[3i+J+T+1] -> token i's task events
+-- KEYS[3i+J+T+2] -> token i's task result key
 -- ARGV[1] -> now (ms)
 -- ARGV[2] -> firehose MAXLEN (approximate)
 -- ARGV[3] -> retention of finished tasks (ms)
@@ -110,9 +111,10 @@ end
 
 local out = {}
 local kb, ab = 2 + nj + nt, 11 + nj + nt
-for i = 1, (#KEYS - kb) / 2 do
+for i = 1, (#KEYS - kb) / 3 do
   local a = ab + 6 * (i - 1)
-  local c = {H = KEYS[kb + 2 * i - 1], EV = KEYS[kb + 2 * i], FH = KEYS[1], task = ARGV[a + 1], now = ARGV[1],
+  local k = kb + 3 * (i - 1)
+  local c = {H = KEYS[k + 1], EV = KEYS[k + 2], RES = KEYS[k + 3], FH = KEYS[1], task = ARGV[a + 1], now = ARGV[1],
              maxlen = ARGV[2], retention = ARGV[3], v = ARGV[4]}
   local code, label = complete1(c, ARGV[a + 2], tonumber(ARGV[a + 3]), ARGV[a + 4], ARGV[a + 5], ARGV[a + 6])
   out[2 * i - 1] = code

@@ -15,7 +15,8 @@
 --   s:<step>:st|at|w|err   per-step state, attempts, worker, last error
 --   pk:<join>     tokens parked at a join;  jl:<join> its predecessors
 --   j:<join>:<pred>        a parked predecessor's output
---   o:<step> / ol outputs of end steps, composed into the result
+--   o:<step> / ol outputs of end steps, composed into the result (stored
+--                 in the result key c.RES, not in the hash)
 --   x:<tok> / xl  a dead token's [dead letter id, step, payload] / the list
 --
 -- Cost model: a script reads the hash once (load), keeps seq, ntok, live and
@@ -182,17 +183,32 @@ local function finish(c)
     for _, s in ipairs(ends) do redis.call('HDEL', H, 'o:' .. s) end
     redis.call('HDEL', H, 'ol')
     set(c, 'status', 'succeeded')
-    set(c, 'result', result)
+    redis.call('SET', c.RES, result, 'PX', c.retention)
     emit(c, 'HAPPY_END', '', 0, '', '{}')
   end
   c.expire = true
 end
 
--- expire sets the retention TTL on a finished task's keys (after save).
+-- compact rewrites a finished task's key at its exact size with the
+-- retention TTL: DUMP + RESTORE drops the room Redis preallocated (4 KB per
+-- stream node in Redis 7.0) and re-encodes a hash compactly once its large
+-- transient fields are gone. Where DUMP is not available for the type
+-- (miniredis) it only sets the TTL.
+local function compact(key, ttl)
+  local d = redis.pcall('DUMP', key)
+  if type(d) == 'string' then
+    redis.call('DEL', key)
+    redis.call('RESTORE', key, ttl, d)
+  else
+    redis.call('PEXPIRE', key, ttl)
+  end
+end
+
+-- expire gives a finished task's keys the retention TTL (after save).
 local function expire(c)
   if c.expire then
-    redis.call('PEXPIRE', c.H, c.retention)
-    redis.call('PEXPIRE', c.EV, c.retention)
+    compact(c.H, c.retention)
+    compact(c.EV, c.retention)
   end
 end
 
