@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/dsat-dev/dsat/internal/redistest"
 )
 
 // TestCluster runs the load on a 3-master Redis Cluster (one replica each)
@@ -94,4 +96,36 @@ func findReplica(t *testing.T, ctx context.Context, cl *cluster) string {
 	}
 	t.Fatal("no replica found")
 	return ""
+}
+
+// TestClusterMasterCrash (fault 4 on the cluster): SIGKILL the master that
+// serves partition 0 under load and restart it on its AOF (appendfsync
+// always) before its replica takes over: every accepted task completes.
+func TestClusterMasterCrash(t *testing.T) {
+	cl := startCluster(t)
+	rc := cl.client(t)
+	r := newRig(t, rc, cl.url(), loadYAML(12))
+	r.worker("w1")
+	r.worker("w2")
+	r.submit(2000)
+	addr, err := masterOf(r.ctx, rc, r.c.Keys().Firehose(r.p.Partition(0)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var victim *redistest.Server
+	for _, n := range cl.nodes {
+		if n.Addr == addr {
+			victim = n
+		}
+	}
+	if err := redis.NewClient(&redis.Options{Addr: addr}).ConfigSet(r.ctx, "appendfsync", "always").Err(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	victim.Stop() // SIGKILL
+	time.Sleep(500 * time.Millisecond)
+	victim.Restart(t)
+	t.Logf("master %s killed and restarted on its AOF under load", addr)
+	r.waitFinal(180 * time.Second)
+	r.check(nil)
 }
