@@ -12,18 +12,11 @@ import (
 // with its pools' load that expires after three intervals, so a dead
 // satellite disappears by itself.
 func (s *Satellite) heartbeatLoop(ctx context.Context) {
-	t := time.NewTicker(s.cfg.HeartbeatInterval)
-	defer t.Stop()
-	for {
+	every(ctx, s.cfg.HeartbeatInterval, func(ctx context.Context) {
 		if err := s.c.PutSatellite(ctx, s.info(), 3*s.cfg.HeartbeatInterval); err != nil && ctx.Err() == nil {
 			s.logLimited("heartbeat", s.log.Warn().Err(err), "heartbeat failed")
 		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
+	})
 }
 
 // Info returns the satellite's current record: identity and, per step

@@ -7,28 +7,24 @@ import (
 
 // scaleLoop measures each pool's load every ScaleInterval and resizes it.
 func (s *Satellite) scaleLoop(ctx context.Context) {
-	t := time.NewTicker(s.cfg.ScaleInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
+	every(ctx, s.cfg.ScaleInterval, s.scale)
+}
+
+// scale resizes every pool once.
+func (s *Satellite) scale(ctx context.Context) {
+	for _, r := range s.steps {
+		if err := r.measure(ctx); err != nil {
+			if ctx.Err() == nil {
+				s.logLimited(r.name()+"/measure", r.log.Warn().Err(err), "measure load failed")
+			}
+			continue
 		}
-		for _, r := range s.steps {
-			if err := r.measure(ctx); err != nil {
-				if ctx.Err() == nil {
-					s.logLimited(r.name()+"/measure", r.log.Warn().Err(err), "measure load failed")
-				}
-				continue
-			}
-			limit, busy := r.pool.load()
-			next := r.scaler.next(scaleInput{Now: time.Now(), Backlog: r.backlog.Load(), Busy: busy, Limit: limit,
-				Min: r.step.Concurrency.Min, Max: r.step.Concurrency.Max})
-			if next != limit {
-				r.log.Debug().Int("from", limit).Int("to", next).Int64("backlog", r.backlog.Load()).Msg("pool resized")
-				r.pool.setLimit(next)
-			}
+		limit, busy := r.pool.load()
+		next := r.scaler.next(scaleInput{Now: time.Now(), Backlog: r.backlog.Load(), Busy: busy, Limit: limit,
+			Min: r.step.Concurrency.Min, Max: r.step.Concurrency.Max})
+		if next != limit {
+			r.log.Debug().Int("from", limit).Int("to", next).Int64("backlog", r.backlog.Load()).Msg("pool resized")
+			r.pool.setLimit(next)
 		}
 	}
 }

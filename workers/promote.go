@@ -1,9 +1,6 @@
 package workers
 
-import (
-	"context"
-	"time"
-)
+import "context"
 
 // promoteBatch is the most retries moved per script call.
 const promoteBatch = 100
@@ -12,26 +9,22 @@ const promoteBatch = 100
 // step streams. Every satellite runs it; the script makes concurrent runs
 // harmless.
 func (s *Satellite) promoteLoop(ctx context.Context) {
-	t := time.NewTicker(s.cfg.PromoteInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		for _, pr := range s.parts {
-			for ctx.Err() == nil {
-				n, err := s.c.Promote(ctx, pr.part, promoteBatch)
-				if err != nil {
-					if ctx.Err() == nil {
-						s.logLimited("promote", s.log.Warn().Err(err).Str("partition", pr.part.Tag()), "promote retries failed")
-					}
-					break
+	every(ctx, s.cfg.PromoteInterval, s.promoteDue)
+}
+
+// promoteDue moves every due retry of every served partition.
+func (s *Satellite) promoteDue(ctx context.Context) {
+	for _, pr := range s.parts {
+		for ctx.Err() == nil {
+			n, err := s.c.Promote(ctx, pr.part, promoteBatch)
+			if err != nil {
+				if ctx.Err() == nil {
+					s.logLimited("promote", s.log.Warn().Err(err).Str("partition", pr.part.Tag()), "promote retries failed")
 				}
-				if n < promoteBatch {
-					break
-				}
+				break
+			}
+			if n < promoteBatch {
+				break
 			}
 		}
 	}

@@ -14,21 +14,12 @@ import (
 // and renews the claim of handlers running for a third of the visibility
 // timeout. With nothing running it makes no Redis call.
 func (s *Satellite) watchLoop(ctx context.Context) {
-	t := time.NewTicker(s.cfg.WatchInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
+	every(ctx, s.cfg.WatchInterval, func(ctx context.Context) {
+		if jobs := s.jobs.snapshot(); len(jobs) > 0 {
+			s.checkCancelled(ctx, jobs)
+			s.renewClaims(ctx, jobs)
 		}
-		jobs := s.jobs.snapshot()
-		if len(jobs) == 0 {
-			continue
-		}
-		s.checkCancelled(ctx, jobs)
-		s.renewClaims(ctx, jobs)
-	}
+	})
 }
 
 func (s *Satellite) checkCancelled(ctx context.Context, jobs []*job) {

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/dsat-dev/dsat/examples"
 	"github.com/dsat-dev/dsat/httpapi"
@@ -47,23 +46,14 @@ func runDev(ctx context.Context, env *cliEnv, args []string) error {
 	if err := parse(fs, env, "dev", args); err != nil {
 		return err
 	}
-	if fs.NArg() > 0 {
-		return usagef("unexpected argument %q", fs.Arg(0))
-	}
-	log, err := newLogger(env.stderr, *o.logLevel, *o.logFormat)
-	if err != nil {
-		return err
+	if _, err := newLogger(env.stderr, *o.logLevel, *o.logFormat); err != nil {
+		return err // a bad flag fails before the embedded Redis starts
 	}
 	tmp, err := os.MkdirTemp("", "dsat-examples-")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(tmp)
-	ps, err := loadPipelines(*o.pipelines, func() (string, error) { return examples.WriteTo(tmp) })
-	if err != nil {
-		return err
-	}
-	var rdb redis.UniversalClient
 	redisAddr := *o.redis
 	if redisAddr == "" {
 		mr := miniredis.NewMiniRedis()
@@ -73,14 +63,12 @@ func runDev(ctx context.Context, env *cliEnv, args []string) error {
 		defer mr.Close()
 		redisAddr = "redis://" + mr.Addr()
 	}
-	if rdb, err = connectRedis(ctx, redisAddr, 4*len(ps)); err != nil {
-		return err
-	}
-	defer rdb.Close()
-	c, err := newClient(rdb, *o.prefix, ps)
+	srv, err := openServer(ctx, env, fs, o.serverOpts, redisAddr, func() (string, error) { return examples.WriteTo(tmp) })
 	if err != nil {
 		return err
 	}
+	defer srv.close()
+	log, c, ps := srv.log, srv.c, srv.ps
 	l, err := listen(*o.addr)
 	if err != nil {
 		return err

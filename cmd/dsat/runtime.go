@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -25,6 +26,53 @@ import (
 // handler returned and before its Complete, that share of the time. Off by
 // default; never set it in production.
 const crashHookEnv = "DSAT_TEST_CRASH_BEFORE_COMPLETE"
+
+// server is what dev, serve and worker share once their flags are parsed:
+// a logger, the pipelines, a Redis client and a dsat client.
+type server struct {
+	log zerolog.Logger
+	ps  []*dsat.Pipeline
+	rdb redis.UniversalClient
+	c   *dsat.Client
+}
+
+// openServer checks there are no stray arguments, builds the logger, loads
+// the pipelines (examplesDir supplies them when --pipelines is empty; nil
+// makes --pipelines required), connects to Redis (redisURL) and, for real
+// deployments, refuses a Redis that evicts keys. Close it with close.
+func openServer(ctx context.Context, env *cliEnv, fs *flag.FlagSet, o *serverOpts, redisURL string, examplesDir func() (string, error)) (*server, error) {
+	if fs.NArg() > 0 {
+		return nil, usagef("unexpected argument %q", fs.Arg(0))
+	}
+	log, err := newLogger(env.stderr, *o.logLevel, *o.logFormat)
+	if err != nil {
+		return nil, err
+	}
+	ps, err := loadPipelines(*o.pipelines, examplesDir)
+	if err != nil {
+		return nil, err
+	}
+	rdb, err := connectRedis(ctx, redisURL, 4*len(ps))
+	if err != nil {
+		return nil, err
+	}
+	if examplesDir == nil {
+		if warn, err := checkEviction(ctx, rdb); err != nil {
+			rdb.Close()
+			return nil, err
+		} else if warn != "" {
+			log.Warn().Msg(warn)
+		}
+	}
+	c, err := newClient(rdb, *o.prefix, ps)
+	if err != nil {
+		rdb.Close()
+		return nil, err
+	}
+	return &server{log: log, ps: ps, rdb: rdb, c: c}, nil
+}
+
+func (s *server) close() { _ = s.rdb.Close() }
 
 // startSatellite runs a satellite for the pipelines' steps (or a subset).
 func startSatellite(ctx context.Context, env *cliEnv, c *dsat.Client, log zerolog.Logger, cfg workers.Config, m *httpapi.Metrics) (*workers.Satellite, error) {

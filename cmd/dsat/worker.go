@@ -52,31 +52,12 @@ func runWorker(ctx context.Context, env *cliEnv, args []string) error {
 	if err := parse(fs, env, "worker", args); err != nil {
 		return err
 	}
-	if fs.NArg() > 0 {
-		return usagef("unexpected argument %q", fs.Arg(0))
-	}
-	log, err := newLogger(env.stderr, *o.logLevel, *o.logFormat)
+	srv, err := openServer(ctx, env, fs, o.serverOpts, *o.redis, nil)
 	if err != nil {
 		return err
 	}
-	ps, err := loadPipelines(*o.pipelines, nil)
-	if err != nil {
-		return err
-	}
-	rdb, err := connectRedis(ctx, *o.redis, 4*len(ps))
-	if err != nil {
-		return err
-	}
-	defer rdb.Close()
-	if warn, err := checkEviction(ctx, rdb); err != nil {
-		return err
-	} else if warn != "" {
-		log.Warn().Msg(warn)
-	}
-	c, err := newClient(rdb, *o.prefix, ps)
-	if err != nil {
-		return err
-	}
+	defer srv.close()
+	log, c := srv.log, srv.c
 	var steps []string
 	for _, s := range strings.Split(*o.steps, ",") {
 		if s = strings.TrimSpace(s); s != "" {
