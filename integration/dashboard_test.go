@@ -181,3 +181,49 @@ func waitStatus(t *testing.T, base, id, want string) {
 	}
 	t.Fatalf("task %s never became %s", id, want)
 }
+
+// TestDashboardWithAuth: with tokens on, the dashboard says it needs one;
+// once entered it loads pipelines and follows a task's live timeline
+// (EventSource with ?access_token=).
+func TestDashboardWithAuth(t *testing.T) {
+	chrome, err := exec.LookPath("chromium")
+	if err != nil {
+		if os.Getenv("DSAT_REQUIRE_BROWSER") == "1" {
+			t.Fatal("chromium not found and DSAT_REQUIRE_BROWSER=1")
+		}
+		t.Skip("chromium not found: apt-get install chromium to run the browser test")
+	}
+	dev := startDsat(t, "dev", nil, "dev", "--addr", "127.0.0.1:0", "--token", "s3cret", "--log-format", "json")
+	base := waitBanner(t, dev)
+	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(chrome), chromedp.NoSandbox, chromedp.DisableGPU,
+		chromedp.NoFirstRun, chromedp.Flag("disable-background-networking", true), chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true), chromedp.UserDataDir(t.TempDir()), chromedp.WindowSize(420, 900))
+	actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
+	defer cancel()
+	ctx, cancel := chromedp.NewContext(actx)
+	defer cancel()
+	ctx, cancel = context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	if err := chromedp.Do(ctx, chromedp.Navigate(base+"/"), chromedp.WaitVisible(`#banner:not([hidden])`)); err != nil {
+		t.Fatalf("no banner without a token: %v", err)
+	}
+	banner, _ := chromedp.Run(ctx, chromedp.Text(`#banner`))
+	if !strings.Contains(banner, "token") {
+		t.Fatalf("banner %q", banner)
+	}
+	err = chromedp.Do(ctx,
+		chromedp.SetValue(`#token`, "s3cret"),
+		chromedp.Click(`#auth button`),
+		chromedp.WaitVisible(`section[data-pipeline="textstats"] g[data-step="report"]`),
+		chromedp.Click(`form[data-pipeline="textstats"] button[type="submit"]`),
+		chromedp.WaitVisible(`table[data-role="timeline"] tr[data-event="HAPPY_END"]`),
+	)
+	if err != nil {
+		t.Fatalf("with the token: %v", err)
+	}
+	// On a narrow (420 px) screen nothing overflows the page sideways.
+	wide, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.documentElement.scrollWidth > window.innerWidth + 1`))
+	if err != nil || wide {
+		t.Fatalf("the task page is wider than a narrow screen: %v", err)
+	}
+}
