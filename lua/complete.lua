@@ -43,18 +43,24 @@ end
 local routes = nil
 if ARGV[7] == 'switch' then routes = cjson.decode(ARGV[9]) end
 
+-- Entries to acknowledge and delete, all at once after the batch.
+local acks = {}
+local function queue_ack(id)
+  if id ~= '' then acks[#acks + 1] = id end
+end
+
 local function complete1(c, tok, att, id, output, label)
   if not load(c, tok) then
-    ack(KEYS[2], step, id)
+    queue_ack(id)
     return -1
   end
   if c.status == 'cancelled' then
-    ack(KEYS[2], step, id)
+    queue_ack(id)
     return -2
   end
   local t = tok_parse(c.tokv)
   if not t or t.step ~= step or t.att ~= att or (t.st ~= 'r' and t.st ~= 'q') then
-    ack(KEYS[2], step, id)
+    queue_ack(id)
     return 0
   end
   local targets, route = next_steps, nil
@@ -105,7 +111,7 @@ local function complete1(c, tok, att, id, output, label)
   finish(c)
   save(c)
   expire(c)
-  ack(KEYS[2], step, id)
+  queue_ack(id)
   return 1, ''
 end
 
@@ -119,5 +125,9 @@ for i = 1, (#KEYS - kb) / 3 do
   local code, label = complete1(c, ARGV[a + 2], tonumber(ARGV[a + 3]), ARGV[a + 4], ARGV[a + 5], ARGV[a + 6])
   out[2 * i - 1] = code
   out[2 * i] = label or ''
+end
+if #acks > 0 then
+  redis.call('XACK', KEYS[2], step, unpack(acks))
+  redis.call('XDEL', KEYS[2], unpack(acks))
 end
 return out

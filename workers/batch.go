@@ -55,30 +55,35 @@ func (b *completer) complete(c dsat.Completion) (dsat.Outcome, error) {
 }
 
 // send runs one batch, retrying the calls that failed (each is
-// idempotent) a few times with backoff.
+// idempotent) a few times with backoff, in smaller batches each time (a
+// batch slower than the read timeout would otherwise fail forever).
 func (b *completer) send(batch []*pendingCompletion) {
 	todo := batch
+	size := len(todo)
 	backoff := 50 * time.Millisecond
 	for try := 0; try < 5 && len(todo) > 0; try++ {
 		if try > 0 {
 			sleep(b.s.engineCtxOr(), backoff)
 			backoff *= 2
+			size = max(1, size/2)
 		}
-		cs := make([]dsat.Completion, len(todo))
-		for i, p := range todo {
-			cs[i] = p.c
-		}
-		ctx, cancel := context.WithTimeout(b.s.engineCtxOr(), 10*time.Second)
-		outs, errs := b.s.c.CompleteBatch(ctx, cs)
-		cancel()
 		var again []*pendingCompletion
-		for i, p := range todo {
-			p.out, p.err = outs[i], errs[i]
-			if p.err != nil && retryable(p.err) && b.s.engineCtxOr().Err() == nil {
-				again = append(again, p)
-				continue
+		for _, chunk := range chunks(todo, size) {
+			cs := make([]dsat.Completion, len(chunk))
+			for i, p := range chunk {
+				cs[i] = p.c
 			}
-			close(p.done)
+			ctx, cancel := context.WithTimeout(b.s.engineCtxOr(), 10*time.Second)
+			outs, errs := b.s.c.CompleteBatch(ctx, cs)
+			cancel()
+			for i, p := range chunk {
+				p.out, p.err = outs[i], errs[i]
+				if p.err != nil && retryable(p.err) && b.s.engineCtxOr().Err() == nil {
+					again = append(again, p)
+					continue
+				}
+				close(p.done)
+			}
 		}
 		todo = again
 	}

@@ -213,7 +213,8 @@ func (s *Satellite) serves(pipeline, step string) bool {
 func (s *Satellite) ID() string { return s.cfg.ID }
 
 // Start creates the consumer groups it needs and starts every loop. It
-// returns once running; the loops run until Stop.
+// returns once running; the loops run until Stop. Redis errors at start
+// are not fatal: the readers repair missing groups with backoff.
 func (s *Satellite) Start(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -221,8 +222,10 @@ func (s *Satellite) Start(ctx context.Context) error {
 		return errors.New("workers: satellite already started")
 	}
 	for _, r := range s.steps {
+		// A failure here (Redis restarting, a lost connection) is not fatal:
+		// each reader recreates its groups when it meets NOGROUP.
 		if err := r.ensureGroups(ctx); err != nil {
-			return err
+			r.log.Warn().Err(err).Msg("could not create consumer groups yet; the reader will retry")
 		}
 	}
 	s.state = 1

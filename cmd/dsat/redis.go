@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"runtime"
 	"strings"
@@ -50,13 +51,34 @@ func connectRedis(ctx context.Context, raw string, readers int) (redis.Universal
 		}
 		rdb = redis.NewClusterClient(copt)
 	}
-	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	if err := rdb.Ping(pctx).Err(); err != nil {
+	if err := pingRedis(ctx, rdb); err != nil {
 		_ = rdb.Close()
 		return nil, fmt.Errorf("cannot reach Redis at %s: %v; is it running, and is the address right?", redactURL(raw), err)
 	}
 	return rdb, nil
+}
+
+// pingRedis checks that Redis answers. A refused connection fails at once
+// (nothing listens there); a timeout (a busy or starting Redis, a short
+// read_timeout) is retried with backoff for a few seconds.
+func pingRedis(ctx context.Context, rdb redis.UniversalClient) error {
+	backoff := 100 * time.Millisecond
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err := rdb.Ping(pctx).Err()
+		cancel()
+		var ne net.Error
+		if err == nil || !errors.As(err, &ne) || !ne.Timeout() || time.Now().Add(backoff).After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, time.Second)
+	}
 }
 
 func withScheme(s string) string {
