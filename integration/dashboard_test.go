@@ -19,13 +19,7 @@ import (
 // HAPPY_END on the live timeline with its result, and a dead letter is
 // retried from the list. Screenshots go to integration/artifacts/.
 func TestDashboard(t *testing.T) {
-	chrome, err := exec.LookPath("chromium")
-	if err != nil {
-		if os.Getenv("DSAT_REQUIRE_BROWSER") == "1" {
-			t.Fatal("chromium not found and DSAT_REQUIRE_BROWSER=1")
-		}
-		t.Skip("chromium not found: apt-get install chromium to run the browser test")
-	}
+	ctx := browser(t, 1280, 900)
 	dir := t.TempDir()
 	src, _ := os.ReadFile("../examples/textstats.yaml")
 	os.WriteFile(filepath.Join(dir, "textstats.yaml"), src, 0o644)
@@ -37,15 +31,6 @@ func TestDashboard(t *testing.T) {
 
 	artifacts, _ := filepath.Abs("artifacts")
 	os.MkdirAll(artifacts, 0o755)
-	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(chrome), chromedp.NoSandbox, chromedp.DisableGPU,
-		chromedp.NoFirstRun, chromedp.Flag("disable-background-networking", true), chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true), chromedp.UserDataDir(t.TempDir()), chromedp.WindowSize(1280, 900))
-	actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer cancel()
-	ctx, cancel := chromedp.NewContext(actx)
-	defer cancel()
-	ctx, cancel = context.WithTimeout(ctx, 90*time.Second)
-	defer cancel()
 	shot := func(name string) {
 		t.Helper()
 		buf, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
@@ -58,7 +43,7 @@ func TestDashboard(t *testing.T) {
 	}
 
 	// Pipelines: every step of textstats drawn, with live load.
-	err = chromedp.Do(ctx,
+	err := chromedp.Do(ctx,
 		chromedp.Navigate(base+"/"),
 		chromedp.WaitVisible(`section[data-pipeline="textstats"] g[data-step="report"]`),
 	)
@@ -186,24 +171,9 @@ func waitStatus(t *testing.T, base, id, want string) {
 // once entered it loads pipelines and follows a task's live timeline
 // (EventSource with ?access_token=).
 func TestDashboardWithAuth(t *testing.T) {
-	chrome, err := exec.LookPath("chromium")
-	if err != nil {
-		if os.Getenv("DSAT_REQUIRE_BROWSER") == "1" {
-			t.Fatal("chromium not found and DSAT_REQUIRE_BROWSER=1")
-		}
-		t.Skip("chromium not found: apt-get install chromium to run the browser test")
-	}
+	ctx := browser(t, 420, 900)
 	dev := startDsat(t, "dev", nil, "dev", "--addr", "127.0.0.1:0", "--token", "s3cret", "--log-format", "json")
 	base := waitBanner(t, dev)
-	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(chrome), chromedp.NoSandbox, chromedp.DisableGPU,
-		chromedp.NoFirstRun, chromedp.Flag("disable-background-networking", true), chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true), chromedp.UserDataDir(t.TempDir()), chromedp.WindowSize(420, 900))
-	actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer cancel()
-	ctx, cancel := chromedp.NewContext(actx)
-	defer cancel()
-	ctx, cancel = context.WithTimeout(ctx, 60*time.Second)
-	defer cancel()
 	if err := chromedp.Do(ctx, chromedp.Navigate(base+"/"), chromedp.WaitVisible(`#banner:not([hidden])`)); err != nil {
 		t.Fatalf("no banner without a token: %v", err)
 	}
@@ -211,7 +181,7 @@ func TestDashboardWithAuth(t *testing.T) {
 	if !strings.Contains(banner, "token") {
 		t.Fatalf("banner %q", banner)
 	}
-	err = chromedp.Do(ctx,
+	err := chromedp.Do(ctx,
 		chromedp.SetValue(`#token`, "s3cret"),
 		chromedp.Click(`#auth button`),
 		chromedp.WaitVisible(`section[data-pipeline="textstats"] g[data-step="report"]`),
@@ -226,4 +196,25 @@ func TestDashboardWithAuth(t *testing.T) {
 	if err != nil || wide {
 		t.Fatalf("the task page is wider than a narrow screen: %v", err)
 	}
+}
+
+// browser starts headless Chromium (skipped without it, unless
+// DSAT_REQUIRE_BROWSER=1) and returns a chromedp context.
+func browser(t *testing.T, width, height int) context.Context {
+	t.Helper()
+	chrome, err := exec.LookPath("chromium")
+	if err != nil {
+		if os.Getenv("DSAT_REQUIRE_BROWSER") == "1" {
+			t.Fatal("chromium not found and DSAT_REQUIRE_BROWSER=1")
+		}
+		t.Skip("chromium not found: apt-get install chromium to run the browser test")
+	}
+	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(chrome), chromedp.NoSandbox, chromedp.DisableGPU,
+		chromedp.NoFirstRun, chromedp.Flag("disable-background-networking", true), chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true), chromedp.UserDataDir(t.TempDir()), chromedp.WindowSize(width, height))
+	actx, cancelA := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancelC := chromedp.NewContext(actx)
+	ctx, cancelT := context.WithTimeout(ctx, 90*time.Second)
+	t.Cleanup(func() { cancelT(); cancelC(); cancelA() })
+	return ctx
 }
