@@ -187,3 +187,31 @@ func TestStreamCapsAndClose(t *testing.T) {
 		c()
 	}
 }
+
+// TestStreamOutlivesRequestTimeout: the request timeout that guards other
+// routes does not cut an event stream.
+func TestStreamOutlivesRequestTimeout(t *testing.T) {
+	e := newEnv(t, redistest.Backends()[0], func(c *Config) { c.RequestTimeout = 100 * time.Millisecond; c.Heartbeat = 50 * time.Millisecond })
+	id := e.submit(`{}`)
+	_, evs, comments, cancel := e.stream("/v1/tasks/" + id + "/events")
+	defer cancel()
+	if ev := <-evs; ev.Event != "INIT" {
+		t.Fatalf("first event %+v", ev)
+	}
+	deadline := time.After(600 * time.Millisecond)
+	beats := 0
+	for {
+		select {
+		case _, ok := <-comments:
+			if !ok {
+				t.Fatalf("the stream was cut after %d heartbeats", beats)
+			}
+			beats++
+		case <-deadline:
+			if beats < 5 {
+				t.Fatalf("only %d heartbeats in 600ms", beats)
+			}
+			return
+		}
+	}
+}
