@@ -51,11 +51,3 @@ var All = map[string]*redis.Script{
 	"submit": Submit, "begin": Begin, "complete": Complete, "fail": Fail,
 	"cancel": Cancel, "retry": Retry, "promote": Promote, "renew": Renew,
 }
-
-// Source returns the full source of a script as sent to Redis.
-func Source(name string) string {
-	if name == "promote" || name == "renew" {
-		return mustRead(name + ".lua")
-	}
-	return withLib(name + ".lua")
-}

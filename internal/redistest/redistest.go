@@ -9,7 +9,6 @@ package redistest
 
 import (
 	"bufio"
-	"context"
 	"fmt"
 	"net"
 	"os"
@@ -190,6 +189,3 @@ func ForEachBackend(t *testing.T, f func(t *testing.T, b Backend)) {
 		t.Run(b.Name, func(t *testing.T) { f(t, b) })
 	}
 }
-
-// Ping checks that a client answers.
-func Ping(ctx context.Context, c redis.UniversalClient) error { return c.Ping(ctx).Err() }
