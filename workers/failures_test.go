@@ -356,3 +356,83 @@ steps:
 		}
 	}
 }
+
+// TestDeadConsumersRemovedOnlyWhenNothingPending: a consumer of a dead
+// satellite with a pending token is kept until that token was reclaimed;
+// one with nothing pending is removed.
+func TestDeadConsumersRemovedOnlyWhenNothingPending(t *testing.T) {
+	redistest.ForEachBackend(t, func(t *testing.T, be redistest.Backend) {
+		if !be.Real {
+			// miniredis reports every consumer's idle time as -1 ms.
+			t.Skip("consumer idle times are judged on real Redis only")
+		}
+		b := setup(t, be, `
+name: one
+version: 1.0.0
+steps:
+  a: {handler: work, timeout: 1s}
+`)
+		key := b.c.Keys().Step(b.p.Partition(0), "a")
+		if err := b.rdb.XGroupCreateMkStream(b.ctx, key, "a", "0").Err(); err != nil {
+			t.Fatal(err)
+		}
+		ids := b.submit(1, `{}`)
+		// "holder" took the token and died; "idler" never held anything.
+		if err := b.rdb.XReadGroup(b.ctx, &redis.XReadGroupArgs{Group: "a", Consumer: "holder", Streams: []string{key, ">"}, Count: 1, Block: -1}).Err(); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.rdb.XGroupCreateConsumer(b.ctx, key, "a", "idler").Err(); err != nil {
+			t.Fatal(err)
+		}
+		m := NewMux()
+		m.HandleFunc("work", func(ctx context.Context, task *dsat.Task) (dsat.Result, error) {
+			return dsat.Result{Output: task.Payload}, nil
+		})
+		cfg := b.fast("live")
+		cfg.VisibilityTimeout = 3 * time.Second
+		cfg.ReclaimInterval = 50 * time.Millisecond
+		cfg.DeadConsumerIdle = time.Millisecond
+		b.start(m, cfg)
+		consumers := func() map[string]int64 {
+			cs, _ := b.rdb.XInfoConsumers(b.ctx, key, "a").Result()
+			out := map[string]int64{}
+			for _, c := range cs {
+				out[c.Name] = c.Pending
+			}
+			return out
+		}
+		// Until the token is reclaimed (3s), "holder" must stay, although
+		// removal passes run about every second; "idler" goes.
+		deadline := time.Now().Add(2500 * time.Millisecond)
+		idlerGone := false
+		for time.Now().Before(deadline) {
+			cs := consumers()
+			if _, ok := cs["holder"]; !ok {
+				t.Fatal("the consumer holding a pending token was removed")
+			}
+			_, idler := cs["idler"]
+			idlerGone = idlerGone || !idler
+			time.Sleep(20 * time.Millisecond)
+		}
+		if !idlerGone {
+			t.Fatal("no removal pass ran while the token was pending: the test proves nothing")
+		}
+		st := b.wait(ids, 10*time.Second)[0]
+		if st.Status != dsat.StatusSucceeded {
+			t.Fatalf("task %s", st.Status)
+		}
+		deadline = time.Now().Add(10 * time.Second)
+		for {
+			cs := consumers()
+			_, holder := cs["holder"]
+			_, idler := cs["idler"]
+			if !holder && !idler {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("dead consumers not removed: %v", cs)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	})
+}

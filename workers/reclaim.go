@@ -135,7 +135,10 @@ func (r *stepRunner) removeDeadConsumers(ctx context.Context) {
 	if err != nil {
 		return
 	}
-	idleFor := max(2*r.vis, 10*time.Minute)
+	idleFor := r.s.cfg.DeadConsumerIdle
+	if idleFor <= 0 {
+		idleFor = max(2*r.vis, 10*time.Minute)
+	}
 	for _, key := range r.streams {
 		cs, err := r.s.rdb.XInfoConsumers(ctx, key, r.step.Name).Result()
 		if err != nil {

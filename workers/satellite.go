@@ -58,6 +58,11 @@ type Config struct {
 	// WatchInterval is how often running tokens are checked for a cancelled
 	// task (and renewed when due). Default 500ms.
 	WatchInterval time.Duration
+	// DeadConsumerIdle is how long a consumer of a satellite that no longer
+	// reports itself must be idle, with nothing pending, before it is
+	// removed from its group. Default: twice the visibility timeout, at
+	// least 10 minutes.
+	DeadConsumerIdle time.Duration
 	// MaxPayload bounds a token's payload (0: the client's MaxPayload).
 	MaxPayload int
 	// OnResult, when set, is called after each handler run with its outcome
