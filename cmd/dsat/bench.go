@@ -206,6 +206,16 @@ type bench struct {
 	ids     []string
 }
 
+// endStep is the step that ends every task (the one with no next step).
+func (b *bench) endStep() string {
+	for _, s := range b.p.Order {
+		if len(b.p.Steps[s].Targets()) == 0 {
+			return s
+		}
+	}
+	return b.p.Order[len(b.p.Order)-1]
+}
+
 // taskSteps is the number of handler runs per task.
 func (b *bench) taskSteps() int { return len(b.p.Order) }
 
@@ -276,7 +286,7 @@ func (b *bench) drain(ctx context.Context) (benchResult, error) {
 		return benchResult{}, err
 	}
 	defer s.Stop(context.Background())
-	last := b.p.Order[len(b.p.Order)-1]
+	last := b.endStep()
 	if err := b.waitProcessed(ctx, s, last, int64(len(b.ids))); err != nil {
 		return benchResult{}, err
 	}
@@ -320,7 +330,7 @@ func (b *bench) steady(ctx context.Context) (benchResult, error) {
 		}
 		b.ids = append(b.ids, sub.ID)
 	}
-	last := b.p.Order[len(b.p.Order)-1]
+	last := b.endStep()
 	if err := b.waitProcessed(ctx, s, last, int64(len(b.ids))); err != nil {
 		return benchResult{}, err
 	}

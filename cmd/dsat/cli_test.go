@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -109,5 +110,21 @@ func TestEnvironmentVariables(t *testing.T) {
 	code, _, errs := runCLI(t, map[string]string{"DSAT_REDIS_URL": "redis://127.0.0.1:1", "DSAT_PIPELINES": "../../examples"}, "", "serve")
 	if code != 1 || !strings.Contains(errs, "cannot reach Redis at redis://127.0.0.1:1") {
 		t.Fatalf("env vars not used: %d %s", code, errs)
+	}
+}
+
+func TestBenchVerifiesEveryTask(t *testing.T) {
+	for _, args := range [][]string{
+		{"--mode", "drain", "--tasks", "300", "--steps", "3", "--fanout", "2"},
+		{"--mode", "steady", "--rate", "100", "--duration", "500ms", "--steps", "2"},
+	} {
+		code, out, errs := runCLI(t, nil, "", append([]string{"bench", "--json"}, args...)...)
+		var res benchResult
+		if code != 0 || json.Unmarshal([]byte(out), &res) != nil || res.Errors != 0 || res.Tasks == 0 || !res.Embedded {
+			t.Fatalf("bench %v: exit %d\n%s\n%s", args, code, out, errs)
+		}
+		if want := 3; args[1] == "drain" && res.Steps != want+2 {
+			t.Fatalf("fan-out of 2 over 3 steps runs %d steps per task, want 5", res.Steps)
+		}
 	}
 }
