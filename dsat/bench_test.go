@@ -2,6 +2,10 @@ package dsat_test
 
 import (
 	"context"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -80,4 +84,101 @@ func BenchmarkScripts(b *testing.B) {
 			}
 		}
 	}
+}
+
+// BenchmarkScriptsRedisCPU drains 3-step tasks with batched begin and
+// complete calls (100 tokens per call, as a satellite does under load)
+// and reports the Redis server's own CPU per task-step (redis-µs/step,
+// from INFO cpu), the figure that bounds the drain rate. The satellite is
+// not involved, so the figure moves only with the scripts.
+func BenchmarkScriptsRedisCPU(b *testing.B) {
+	rdb := redistest.Start(b).Client(b)
+	p, err := dsat.ParsePipeline("b.yaml", []byte(linearYAML))
+	if err != nil {
+		b.Fatal(err)
+	}
+	c, _ := dsat.NewClient(rdb, dsat.Config{}, p)
+	ctx := context.Background()
+	part := p.Partition(0)
+	for _, s := range p.Order {
+		rdb.XGroupCreateMkStream(ctx, c.Keys().Step(part, s), s, "0")
+	}
+	const tasks, batch = 2000, 100
+	payload := []byte(`{"text":"a payload of about a hundred bytes, which is what the benchmarks use......"}`)
+	payloads := make([][]byte, batch)
+	for i := range payloads {
+		payloads[i] = payload
+	}
+	var cpu time.Duration
+	for b.Loop() {
+		b.StopTimer()
+		for n := 0; n < tasks; n += batch {
+			if _, err := c.SubmitBatch(ctx, "linear", payloads); err != nil {
+				b.Fatal(err)
+			}
+		}
+		before := redisCPU(b, rdb)
+		b.StartTimer()
+		for _, s := range p.Order {
+			for {
+				res, err := rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: s, Consumer: "w",
+					Streams: []string{c.Keys().Step(part, s), ">"}, Count: batch, Block: -1}).Result()
+				if err == redis.Nil {
+					break
+				}
+				if err != nil {
+					b.Fatal(err)
+				}
+				ds := make([]dsat.Delivery, 0, batch)
+				for _, m := range res[0].Messages {
+					env, err := dsat.ParseEnvelope(m.Values, 0)
+					if err != nil {
+						b.Fatal(err)
+					}
+					ds = append(ds, dsat.Delivery{Envelope: env, EntryID: m.ID, Worker: "w"})
+				}
+				outs, errs := c.BeginBatch(ctx, ds)
+				cs := make([]dsat.Completion, 0, len(ds))
+				for i, d := range ds {
+					if errs[i] != nil || outs[i] != dsat.Applied {
+						b.Fatalf("begin %s: %v %v", d.Task, outs[i], errs[i])
+					}
+					cs = append(cs, dsat.Completion{Delivery: d, Output: d.Payload})
+				}
+				outs, errs = c.CompleteBatch(ctx, cs)
+				for i := range cs {
+					if errs[i] != nil || outs[i] != dsat.Applied {
+						b.Fatalf("complete: %v %v", outs[i], errs[i])
+					}
+				}
+			}
+		}
+		b.StopTimer()
+		cpu += redisCPU(b, rdb) - before
+		b.StartTimer()
+	}
+	b.ReportMetric(float64(cpu.Microseconds())/float64(b.N*tasks*len(p.Order)), "redis-µs/step")
+	if os.Getenv("DSAT_BENCH_STATS") != "" {
+		fmt.Println(rdb.Info(ctx, "commandstats").Val())
+	}
+}
+
+// redisCPU is the Redis main thread's CPU time so far (INFO cpu).
+func redisCPU(b *testing.B, rdb *redis.Client) time.Duration {
+	info, err := rdb.Info(context.Background(), "cpu").Result()
+	if err != nil {
+		b.Fatal(err)
+	}
+	var total float64
+	for _, line := range strings.Split(info, "\r\n") {
+		k, v, _ := strings.Cut(line, ":")
+		if k == "used_cpu_user_main_thread" || k == "used_cpu_sys_main_thread" {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				b.Fatal(err)
+			}
+			total += f
+		}
+	}
+	return time.Duration(total * float64(time.Second))
 }

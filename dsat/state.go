@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 
@@ -84,28 +85,61 @@ func stateFromHash(id string, h map[string]string) *TaskState {
 		Steps: map[string]StepState{}, Error: h["error"],
 	}
 	st.Seq, _ = strconv.ParseInt(h["seq"], 10, 64)
+	latest := map[string]int{} // step -> its latest token
 	for f, v := range h {
-		rest, ok := strings.CutPrefix(f, "s:")
-		if !ok {
-			continue
-		}
-		i := strings.LastIndexByte(rest, ':')
-		if i < 0 {
-			continue
-		}
-		name, attr := rest[:i], rest[i+1:]
-		s := st.Steps[name]
-		switch attr {
-		case "st":
-			s.State = v
-		case "at":
-			s.Attempts, _ = strconv.Atoi(v)
-		case "w":
-			s.Worker = v
-		case "err":
+		switch {
+		case strings.HasPrefix(f, "k:"):
+			tok, err := strconv.Atoi(f[2:])
+			rec, ok := parseTokenRecord(v)
+			if err != nil || !ok || tok < latest[rec.step] {
+				continue
+			}
+			latest[rec.step] = tok
+			s := st.Steps[rec.step]
+			s.State, s.Attempts, s.Worker = rec.state, rec.attempts, rec.worker
+			st.Steps[rec.step] = s
+		case strings.HasPrefix(f, "pk:"):
+			if n, _ := strconv.Atoi(v); n > 0 {
+				name := f[3:]
+				s := st.Steps[name]
+				s.State = "waiting"
+				st.Steps[name] = s
+				latest[name] = math.MaxInt // parked tokens outrank any earlier run of the join
+			}
+		case strings.HasPrefix(f, "s:") && strings.HasSuffix(f, ":err"):
+			name := f[2 : len(f)-4]
+			s := st.Steps[name]
 			s.Error = v
+			st.Steps[name] = s
 		}
-		st.Steps[name] = s
 	}
 	return st
+}
+
+// tokenRecord is a token's record in the task hash (lua/lib.lua):
+// "<state>|<attempt>|<step>|<worker>".
+type tokenRecord struct {
+	state, step, worker string
+	attempts            int
+}
+
+// tokenStates names the record's state letters as the API shows them.
+var tokenStates = map[string]string{
+	"q": "queued", "r": "running", "w": "retrying", "s": "snoozed", "d": "done", "x": "dead",
+}
+
+func parseTokenRecord(v string) (tokenRecord, bool) {
+	parts := strings.SplitN(v, "|", 4)
+	if len(parts) != 4 {
+		return tokenRecord{}, false
+	}
+	state, ok := tokenStates[parts[0]]
+	att, err := strconv.Atoi(parts[1])
+	if !ok || err != nil {
+		return tokenRecord{}, false
+	}
+	if parts[0] == "w" {
+		att-- // a token waiting for a retry records its next attempt
+	}
+	return tokenRecord{state: state, step: parts[2], worker: parts[3], attempts: att}, true
 }

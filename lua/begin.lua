@@ -20,33 +20,35 @@
 local step, worker = ARGV[3], ARGV[4]
 
 local function begin1(c, tok, att, id)
-  if not load(c, tok) then
+  local v = redis.call('HMGET', c.H, 'status', 'seq', 'k:' .. tok)
+  if not v[1] then
     ack(KEYS[2], step, id)
     return -1
   end
-  if c.status == 'cancelled' then
+  if v[1] == 'cancelled' then
     ack(KEYS[2], step, id)
     return -2
   end
-  local t = tok_parse(c.tokv)
-  if not t or t.step ~= step or t.att ~= att or t.st == 'd' or t.st == 'x' then
+  local st, tatt, tstep, tw = tok_parse(v[3])
+  if not st or tstep ~= step or tatt ~= att or st == 'd' or st == 'x' then
     ack(KEYS[2], step, id)
     return 0
   end
-  if t.st == 'r' and t.w == worker then return 2 end
+  if st == 'r' and tw == worker then return 2 end
 
+  c.W, c.seq = {}, tonumber(v[2]) or 0
   tok_set(c, tok, 'r', att, step, worker)
-  if c.status == 'pending' then set(c, 'status', 'running') end
-  set(c, 's:' .. step .. ':st', 'running'); set(c, 's:' .. step .. ':at', tostring(att)); set(c, 's:' .. step .. ':w', worker)
+  if v[1] == 'pending' then set(c, 'status', 'running') end
   emit(c, 'ACK', step, att, worker, '{}')
   save(c)
   return 1
 end
 
 local out = {}
+local FH, now, maxlen = KEYS[1], ARGV[1], ARGV[2]
 for i = 1, (#KEYS - 2) / 2 do
   local a = 4 * i
-  local c = {H = KEYS[1 + 2 * i], EV = KEYS[2 + 2 * i], FH = KEYS[1], task = ARGV[1 + a], now = ARGV[1], maxlen = ARGV[2]}
-  out[i] = begin1(c, ARGV[2 + a], tonumber(ARGV[3 + a]), ARGV[4 + a])
+  local c = {H = KEYS[1 + 2 * i], EV = KEYS[2 + 2 * i], FH = FH, task = ARGV[1 + a], now = now, maxlen = maxlen}
+  out[i] = begin1(c, ARGV[2 + a], ARGV[3 + a], ARGV[4 + a])
 end
 return out

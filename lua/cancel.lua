@@ -17,7 +17,7 @@ set(c, 'status', 'cancelled')
 c.live = 0
 local detail = '{}'
 if ARGV[5] ~= '' then detail = cjson.encode({reason = ARGV[5]}) end
-emit(c, 'CANCELLED', '', 0, '', detail)
+emit(c, 'CANCELLED', '', '0', '', detail)
 save(c)
 c.expire = true
 expire(c)

@@ -50,16 +50,17 @@ local function queue_ack(id)
 end
 
 local function complete1(c, tok, att, id, output, label)
-  if not load(c, tok) then
+  local v = redis.call('HMGET', c.H, 'status', 'seq', 'ntok', 'live', 'dead', 'pv', 'ct', 'trace', 'ol', 'k:' .. tok)
+  if not v[1] then
     queue_ack(id)
     return -1
   end
-  if c.status == 'cancelled' then
+  if v[1] == 'cancelled' then
     queue_ack(id)
     return -2
   end
-  local t = tok_parse(c.tokv)
-  if not t or t.step ~= step or t.att ~= att or (t.st ~= 'r' and t.st ~= 'q') then
+  local st, tatt, tstep = tok_parse(v[10])
+  if not st or tstep ~= step or tatt ~= att or (st ~= 'r' and st ~= 'q') then
     queue_ack(id)
     return 0
   end
@@ -68,9 +69,9 @@ local function complete1(c, tok, att, id, output, label)
     if label == '' then
       local ok, out = pcall(cjson.decode, output)
       if ok and type(out) == 'table' then
-        local v = out[ARGV[8]]
-        if type(v) == 'string' or type(v) == 'number' or type(v) == 'boolean' then
-          label = tostring(v)
+        local lv = out[ARGV[8]]
+        if type(lv) == 'string' or type(lv) == 'number' or type(lv) == 'boolean' then
+          label = tostring(lv)
         end
       end
     end
@@ -80,17 +81,14 @@ local function complete1(c, tok, att, id, output, label)
   end
 
   -- All checks done: write.
+  c.status = v[1]
+  counters(c, v[2], v[3], v[4], v[5])
+  c.pv, c.ct, c.trace, c.ol = v[6], v[7], v[8] or '', v[9]
   tok_set(c, tok, 'd', att, step, worker)
-  set(c, 's:' .. step .. ':st', 'done'); set(c, 's:' .. step .. ':w', worker); set(c, 's:' .. step .. ':at', tostring(att))
   emit(c, 'END', step, att, worker, '{}')
   c.live = c.live - 1
   if #targets == 0 then
-    redis.call('HSET', c.H, 'o:' .. step, output)
-    local ends = redis.call('HGET', c.H, 'ol') or ''
-    if not string.find(',' .. ends .. ',', ',' .. step .. ',', 1, true) then
-      if ends ~= '' then ends = ends .. ',' end
-      redis.call('HSET', c.H, 'ol', ends .. step)
-    end
+    c.out_step, c.out = step, output
   end
   for _, to in ipairs(targets) do
     if isjoin[to] then
@@ -122,7 +120,7 @@ for i = 1, (#KEYS - kb) / 3 do
   local k = kb + 3 * (i - 1)
   local c = {H = KEYS[k + 1], EV = KEYS[k + 2], RES = KEYS[k + 3], FH = KEYS[1], task = ARGV[a + 1], now = ARGV[1],
              maxlen = ARGV[2], retention = ARGV[3], v = ARGV[4]}
-  local code, label = complete1(c, ARGV[a + 2], tonumber(ARGV[a + 3]), ARGV[a + 4], ARGV[a + 5], ARGV[a + 6])
+  local code, label = complete1(c, ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5], ARGV[a + 6])
   out[2 * i - 1] = code
   out[2 * i] = label or ''
 end

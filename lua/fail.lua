@@ -36,32 +36,31 @@ if c.status == 'cancelled' then
   ack(KEYS[4], step, id)
   return {-2}
 end
-local t = tok_parse(c.tokv)
-if not t or t.step ~= step or t.att ~= att or (t.st ~= 'r' and t.st ~= 'q') then
+local st, tatt, tstep = tok_parse(c.tokv)
+if not st or tstep ~= step or tatt ~= ARGV[3] or (st ~= 'r' and st ~= 'q') then
   ack(KEYS[4], step, id)
   return {0}
 end
 
 -- All checks done: write.
-local sk = 's:' .. step
+local atts = ARGV[3]
 if mode == 'snooze' then
-  tok_set(c, tok, 'w', att, step, worker)
-  set(c, sk .. ':st', 'snoozed')
-  redis.call('ZADD', KEYS[5], due, cjson.encode(token_fields(c, step, tok, att, payload, due)))
-  emit(c, 'RETRY', step, att, worker, cjson.encode({snooze = true, due = due}))
+  tok_set(c, tok, 's', atts, step, worker)
+  redis.call('ZADD', KEYS[5], due, cjson.encode(token_fields(c, step, tok, atts, payload, due)))
+  emit(c, 'RETRY', step, atts, worker, cjson.encode({snooze = true, due = due}))
 elseif mode == 'retry' then
-  tok_set(c, tok, 'w', att + 1, step, worker)
-  set(c, sk .. ':st', 'retrying'); set(c, sk .. ':err', msg); set(c, sk .. ':at', tostring(att))
-  emit(c, ev, step, att, worker, cjson.encode({error = msg}))
+  tok_set(c, tok, 'w', tostring(att + 1), step, worker)
+  set(c, 's:' .. step .. ':err', msg)
+  emit(c, ev, step, atts, worker, cjson.encode({error = msg}))
   redis.call('ZADD', KEYS[5], due, cjson.encode(token_fields(c, step, tok, att + 1, payload, due)))
-  emit(c, 'RETRY', step, att, worker, cjson.encode({attempt = att + 1, due = due}))
+  emit(c, 'RETRY', step, atts, worker, cjson.encode({attempt = att + 1, due = due}))
 else
-  tok_set(c, tok, 'x', att, step, worker)
+  tok_set(c, tok, 'x', atts, step, worker)
   c.error = step .. ': ' .. msg
-  set(c, sk .. ':st', 'dead'); set(c, sk .. ':err', msg); set(c, sk .. ':at', tostring(att)); set(c, 'error', c.error)
-  emit(c, ev, step, att, worker, cjson.encode({error = msg, final = true}))
+  set(c, 's:' .. step .. ':err', msg); set(c, 'error', c.error)
+  emit(c, ev, step, atts, worker, cjson.encode({error = msg, final = true}))
   local did = redis.call('XADD', KEYS[6], '*', 'task', c.task, 'pipeline', c.pipeline, 'step', step,
-    'token', tok, 'attempts', tostring(att), 'reason', msg, 'at', c.now)
+    'token', tok, 'attempts', atts, 'reason', msg, 'at', c.now)
   set(c, 'x:' .. tok, cjson.encode({did, step, payload}))
   local xl = redis.call('HGET', c.H, 'xl') or ''
   if xl ~= '' then xl = xl .. ',' end

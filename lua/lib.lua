@@ -5,24 +5,31 @@
 -- hash, c.EV the task event stream, c.FH the partition firehose. begin and
 -- complete take a batch of tokens, one context per token.
 --
--- Task hash fields (all values strings):
---   pipeline pv ct trace status created updated seq error result
+-- Task hash fields (all values strings), in the order submit creates them:
+-- the fields every script reads come first, because Redis looks a field up
+-- in a small hash by scanning it from the start.
+--   status seq ntok live dead pv ct trace
 --   live          tokens queued, running or waiting for a retry
 --   dead          tokens that gave up (dead letters) since the last re-drive
 --   ntok          token id counter
 --   k:<tok>       token "<state>|<attempt>|<step>|<worker>", state one of
---                 q queued, r running, w waiting for retry, d done, x dead
---   s:<step>:st|at|w|err   per-step state, attempts, worker, last error
+--                 q queued, r running, w waiting for a retry, s snoozed,
+--                 d done, x dead; a step's state in the API is that of its
+--                 latest token (dsat/state.go)
+--   pipeline created updated error
+--   s:<step>:err  the step's last error (written on failure only)
 --   pk:<join>     tokens parked at a join;  jl:<join> its predecessors
 --   j:<join>:<pred>        a parked predecessor's output
---   o:<step> / ol outputs of end steps, composed into the result (stored
---                 in the result key c.RES, not in the hash)
+--   o:<step> / ol outputs of end steps while other tokens are alive,
+--                 composed into the result (stored in the result key c.RES)
 --   x:<tok> / xl  a dead token's [dead letter id, step, payload] / the list
 --
--- Cost model: a script reads the hash once (load), keeps seq, ntok, live and
--- dead in locals, queues its plain field writes (set) and writes them in one
--- HSET at the end (save). Join and result fields, which a script may read
--- back, are written at once.
+-- Cost model: a script reads the hash once (load, or a leaner HMGET in
+-- begin and complete), keeps seq, ntok, live and dead in locals, queues its
+-- plain field writes (set) and writes them, with the counters that changed,
+-- in one HSET at the end (save). Join and output fields, which a script may
+-- read back, are written at once. Numbers are turned into strings only
+-- where they change (Lua formats them with sprintf, which is costly).
 
 -- set queues a hash field write for save.
 local function set(c, f, v)
@@ -38,36 +45,43 @@ local function split(s)
   return out
 end
 
+-- counters takes the task's counters as read (strings, nil when absent).
+local function counters(c, seq, ntok, live, dead)
+  c.W = {}
+  c.seq, c.ntok = tonumber(seq) or 0, tonumber(ntok) or 0
+  c.live, c.dead = tonumber(live) or 0, tonumber(dead) or 0
+  c.ntok0, c.live0, c.dead0 = c.ntok, c.live, c.dead
+end
+
 -- load reads what every task script needs (and the token's record when
 -- tok is given); nil when the task is unknown.
 local function load(c, tok)
-  c.W = {}
-  local v = redis.call('HMGET', c.H, 'status', 'pv', 'ct', 'trace', 'pipeline', 'seq', 'ntok', 'live', 'dead',
-    'k:' .. (tok or ''))
+  local v = redis.call('HMGET', c.H, 'status', 'seq', 'ntok', 'live', 'dead', 'pv', 'ct', 'trace', 'ol',
+    'k:' .. (tok or ''), 'pipeline')
   if not v[1] then return nil end
-  c.status, c.pv, c.ct, c.trace, c.pipeline = v[1], v[2], v[3], v[4] or '', v[5]
-  c.seq, c.ntok = tonumber(v[6]) or 0, tonumber(v[7]) or 0
-  c.live, c.dead = tonumber(v[8]) or 0, tonumber(v[9]) or 0
-  c.tokv = v[10]
+  c.status = v[1]
+  counters(c, v[2], v[3], v[4], v[5])
+  c.pv, c.ct, c.trace, c.ol, c.tokv, c.pipeline = v[6], v[7], v[8] or '', v[9], v[10], v[11]
   return c
 end
 
--- save writes the counters and every queued field in one HSET.
+-- save writes the queued fields and the counters that changed in one HSET.
 local function save(c)
-  set(c, 'seq', tostring(c.seq))
-  set(c, 'ntok', tostring(c.ntok))
-  set(c, 'live', tostring(c.live))
-  set(c, 'dead', tostring(c.dead))
-  set(c, 'updated', c.now)
-  redis.call('HSET', c.H, unpack(c.W))
+  local W = c.W
+  if c.seqs then W[#W + 1] = 'seq'; W[#W + 1] = c.seqs end
+  if c.ntok ~= c.ntok0 then W[#W + 1] = 'ntok'; W[#W + 1] = c.ntoks or tostring(c.ntok) end
+  if c.live ~= c.live0 then W[#W + 1] = 'live'; W[#W + 1] = tostring(c.live) end
+  if c.dead ~= c.dead0 then W[#W + 1] = 'dead'; W[#W + 1] = tostring(c.dead) end
+  W[#W + 1] = 'updated'; W[#W + 1] = c.now
+  redis.call('HSET', c.H, unpack(W))
 end
 
--- emit records one event: the id is made by the firehose XADD and reused
--- for the task's own stream, so both carry the same id.
-local function emit(c, ev, step, attempt, worker, detail)
+-- emit records one event (att a string): the id is made by the firehose
+-- XADD and reused for the task's own stream, so both carry the same id.
+local function emit(c, ev, step, att, worker, detail)
   c.seq = c.seq + 1
-  local seq, att = tostring(c.seq), tostring(attempt or 0)
-  step, worker, detail = step or '', worker or '', detail or '{}'
+  local seq = tostring(c.seq)
+  c.seqs = seq
   local id = redis.call('XADD', c.FH, 'MAXLEN', '~', c.maxlen, '*', 'task', c.task, 'seq', seq, 'ev', ev,
     'step', step, 'att', att, 'w', worker, 'at', c.now, 'd', detail)
   redis.call('XADD', c.EV, id, 'task', c.task, 'seq', seq, 'ev', ev, 'step', step, 'att', att, 'w', worker,
@@ -85,29 +99,30 @@ local function token_fields(c, step, tok, attempt, payload, ts)
   return f
 end
 
--- tok_parse decodes a token record.
+-- tok_parse decodes a token record: state, attempt (a string), step,
+-- worker; nothing for a missing or malformed record.
 local function tok_parse(v)
   if not v then return nil end
-  local st, att, step, w = string.match(v, '^(%a)|(%d+)|([^|]*)|(.*)$')
-  return {st = st, att = tonumber(att), step = step, w = w}
+  return string.match(v, '^(%a)|(%d+)|([^|]*)|(.*)$')
 end
 
+-- tok_set queues a token record (att a string).
 local function tok_set(c, tok, st, att, step, w)
-  set(c, 'k:' .. tok, st .. '|' .. tostring(att) .. '|' .. step .. '|' .. (w or ''))
+  set(c, 'k:' .. tok, st .. '|' .. att .. '|' .. step .. '|' .. w)
 end
 
 -- new_token queues a fresh token for step on stream and records it.
 local function new_token(c, stream, step, payload)
   c.ntok = c.ntok + 1
   local tok = tostring(c.ntok)
+  c.ntoks = tok
   if c.trace == '' then
     redis.call('XADD', stream, '*', 'task', c.task, 'step', step, 'token', tok, 'attempt', '1', 'v', c.v,
       'pv', c.pv, 'ct', c.ct, 'payload', payload, 'ts', c.now)
   else
     redis.call('XADD', stream, '*', unpack(token_fields(c, step, tok, 1, payload)))
   end
-  tok_set(c, tok, 'q', 1, step, '')
-  set(c, 's:' .. step .. ':st', 'queued')
+  set(c, 'k:' .. tok, 'q|1|' .. step .. '|')
   c.live = c.live + 1
   return tok
 end
@@ -135,7 +150,6 @@ local function park(c, j, pred, output)
     redis.call('HSET', H, 'jl:' .. j, list .. pred)
   end
   redis.call('HSET', H, 'j:' .. j .. ':' .. pred, output)
-  set(c, 's:' .. j .. ':st', 'waiting')
 end
 
 -- fire_joins: once no token is active (and none died), the first join (in
@@ -155,36 +169,67 @@ local function fire_joins(c, joins)
       end
       redis.call('HDEL', H, 'pk:' .. j[1], 'jl:' .. j[1])
       local tok = new_token(c, j[2], j[1], '{' .. table.concat(parts, ',') .. '}')
-      emit(c, 'SEND', '', 0, '', cjson.encode({to = j[1], token = tok, join = preds}))
+      emit(c, 'SEND', '', '0', '', cjson.encode({to = j[1], token = tok, join = preds}))
       return
     end
   end
 end
 
--- finish ends the task when no token is left alive.
-local function finish(c)
-  if c.live ~= 0 then return end
-  local H = c.H
-  if c.dead > 0 then
-    set(c, 'status', 'failed')
-    emit(c, 'DEAD', '', 0, '', cjson.encode({dead = c.dead, error = c.error or ''}))
-  else
-    local ends = split(redis.call('HGET', H, 'ol'))
-    local result
-    if #ends == 1 then
-      result = redis.call('HGET', H, 'o:' .. ends[1])
-    else
-      local parts = {}
-      for i, s in ipairs(ends) do
-        parts[i] = cjson.encode(s) .. ':' .. redis.call('HGET', H, 'o:' .. s)
-      end
-      result = '{' .. table.concat(parts, ',') .. '}'
+-- keep_output stores the output of an end step (c.out_step, c.out) in the
+-- hash, for a task that does not end in this call: the result is composed
+-- from every end step's output when it does.
+local function keep_output(c)
+  local step = c.out_step
+  if not step then return end
+  redis.call('HSET', c.H, 'o:' .. step, c.out)
+  local ends = c.ol or ''
+  if not string.find(',' .. ends .. ',', ',' .. step .. ',', 1, true) then
+    if ends ~= '' then ends = ends .. ',' end
+    c.ol = ends .. step
+    redis.call('HSET', c.H, 'ol', c.ol)
+  end
+  c.out_step = nil
+end
+
+-- result composes the task's result: the one end step's output as it is,
+-- or {step: output} for several. An output of this call (c.out_step) is
+-- used without a round trip through the hash.
+local function result(c)
+  local ends = split(c.ol)
+  if c.out_step then
+    if #ends == 0 then return c.out end
+    if not string.find(',' .. c.ol .. ',', ',' .. c.out_step .. ',', 1, true) then
+      ends[#ends + 1] = c.out_step
     end
-    for _, s in ipairs(ends) do redis.call('HDEL', H, 'o:' .. s) end
-    redis.call('HDEL', H, 'ol')
+  end
+  local outs = {}
+  for i, s in ipairs(ends) do
+    if s == c.out_step then outs[i] = c.out else outs[i] = redis.call('HGET', c.H, 'o:' .. s) end
+  end
+  if #ends == 1 then return outs[1] end
+  local parts = {}
+  for i, s in ipairs(ends) do parts[i] = cjson.encode(s) .. ':' .. outs[i] end
+  return '{' .. table.concat(parts, ',') .. '}'
+end
+
+-- finish ends the task when no token is left alive; otherwise an output
+-- of this call is kept for later.
+local function finish(c)
+  if c.live ~= 0 then
+    keep_output(c)
+    return
+  end
+  if c.dead > 0 then
+    keep_output(c)
+    set(c, 'status', 'failed')
+    emit(c, 'DEAD', '', '0', '', cjson.encode({dead = c.dead, error = c.error or ''}))
+  else
+    local res = result(c)
+    for _, s in ipairs(split(c.ol)) do redis.call('HDEL', c.H, 'o:' .. s) end
+    if c.ol then redis.call('HDEL', c.H, 'ol') end
     set(c, 'status', 'succeeded')
-    redis.call('SET', c.RES, result, 'PX', c.retention)
-    emit(c, 'HAPPY_END', '', 0, '', '{}')
+    redis.call('SET', c.RES, res, 'PX', c.retention)
+    emit(c, 'HAPPY_END', '', '0', '', '{}')
   end
   c.expire = true
 end
@@ -204,10 +249,16 @@ local function compact(key, ttl)
   end
 end
 
--- expire gives a finished task's keys the retention TTL (after save).
+-- expire gives a finished task's keys the retention TTL (after save). A
+-- hash still in its compact encoding has no room to give back.
 local function expire(c)
   if c.expire then
-    compact(c.H, c.retention)
+    local enc = redis.pcall('OBJECT', 'ENCODING', c.H)
+    if enc == 'listpack' or enc == 'ziplist' then
+      redis.call('PEXPIRE', c.H, c.retention)
+    else
+      compact(c.H, c.retention)
+    end
     compact(c.EV, c.retention)
   end
 end

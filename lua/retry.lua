@@ -39,7 +39,7 @@ end
 redis.call('HDEL', c.H, 'xl')
 c.dead = 0
 set(c, 'status', 'running'); set(c, 'error', '')
-emit(c, 'RETRY', '', 0, '', cjson.encode({steps = steps}))
+emit(c, 'RETRY', '', '0', '', cjson.encode({steps = steps}))
 save(c)
 redis.call('PERSIST', c.H)
 redis.call('PERSIST', c.EV)

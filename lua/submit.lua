@@ -33,11 +33,12 @@ end
 if redis.call('EXISTS', c.H) == 1 then return {0, c.task} end
 
 local entry = ARGV[8]
-set(c, 'pipeline', ARGV[10]); set(c, 'pv', c.pv); set(c, 'ct', c.ct); set(c, 'trace', c.trace)
-set(c, 'status', 'pending'); set(c, 'created', c.now)
 local tok = new_token(c, KEYS[4], entry, ARGV[7])
-emit(c, 'INIT', '', 0, '', cjson.encode({entry = entry, token = tok}))
-save(c)
+emit(c, 'INIT', '', '0', '', '{"entry":"' .. entry .. '","token":"' .. tok .. '"}') -- step names need no escaping
+-- The fields every script reads first (see lib.lua).
+redis.call('HSET', c.H, 'status', 'pending', 'seq', c.seqs, 'ntok', tok, 'live', '1', 'dead', '0', 'pv', c.pv,
+  'ct', c.ct, 'trace', c.trace, 'k:' .. tok, 'q|1|' .. entry .. '|', 'pipeline', ARGV[10], 'created', c.now,
+  'updated', c.now)
 if idem then
   redis.call('SET', idem, c.task .. ' ' .. ARGV[12], 'PX', ARGV[11])
 end
