@@ -78,14 +78,15 @@ end
 
 -- emit records one event (att a string): the id is made by the firehose
 -- XADD and reused for the task's own stream, so both carry the same id.
+-- An entry is task, e = "<seq>|<event>|<attempt>|<at>|<step>|<worker>" and
+-- d (detail JSON); dsat.ParseEvent reads it. Step names hold no "|".
 local function emit(c, ev, step, att, worker, detail)
   c.seq = c.seq + 1
   local seq = tostring(c.seq)
   c.seqs = seq
-  local id = redis.call('XADD', c.FH, 'MAXLEN', '~', c.maxlen, '*', 'task', c.task, 'seq', seq, 'ev', ev,
-    'step', step, 'att', att, 'w', worker, 'at', c.now, 'd', detail)
-  redis.call('XADD', c.EV, id, 'task', c.task, 'seq', seq, 'ev', ev, 'step', step, 'att', att, 'w', worker,
-    'at', c.now, 'd', detail)
+  local e = seq .. '|' .. ev .. '|' .. att .. '|' .. c.now .. '|' .. step .. '|' .. worker
+  local id = redis.call('XADD', c.FH, 'MAXLEN', '~', c.maxlen, '*', 'task', c.task, 'e', e, 'd', detail)
+  redis.call('XADD', c.EV, id, 'task', c.task, 'e', e, 'd', detail)
   return id
 end
 
