@@ -36,7 +36,7 @@ local function begin1(c, tok, att, id)
   end
   if st == 'r' and tw == worker then return 2 end
 
-  c.W, c.seq = {}, tonumber(v[2]) or 0
+  c.seq = tonumber(v[2]) or 0
   tok_set(c, tok, 'r', att, step, worker)
   if v[1] == 'pending' then set(c, 'status', 'running') end
   emit(c, 'ACK', step, att, worker, '{}')
@@ -45,10 +45,10 @@ local function begin1(c, tok, att, id)
 end
 
 local out = {}
-local FH, now, maxlen = KEYS[1], ARGV[1], ARGV[2]
+local c = context(KEYS[1], ARGV[1], ARGV[2])
 for i = 1, (#KEYS - 2) / 2 do
   local a = 4 * i
-  local c = {H = KEYS[1 + 2 * i], EV = KEYS[2 + 2 * i], FH = FH, task = ARGV[1 + a], now = now, maxlen = maxlen}
+  new_task(c, KEYS[1 + 2 * i], KEYS[2 + 2 * i], ARGV[1 + a])
   out[i] = begin1(c, ARGV[2 + a], ARGV[3 + a], ARGV[4 + a])
 end
 return out

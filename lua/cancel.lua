@@ -9,8 +9,9 @@
 -- ARGV[4] -> retention of finished tasks (ms)
 -- ARGV[5] -> reason ("" for none)
 -- Returns: 1 cancelled; -1 task not found; -3 already final (nothing written).
-local c = {H = KEYS[1], EV = KEYS[2], FH = KEYS[3], task = ARGV[1], now = ARGV[2], maxlen = ARGV[3],
-           retention = ARGV[4]}
+local c = context(KEYS[3], ARGV[2], ARGV[3])
+new_task(c, KEYS[1], KEYS[2], ARGV[1])
+c.retention = ARGV[4]
 if not load(c) then return -1 end
 if is_final(c.status) then return -3 end
 set(c, 'status', 'cancelled')

@@ -115,11 +115,13 @@ end
 
 local out = {}
 local kb, ab = 2 + nj + nt, 11 + nj + nt
+local c = context(KEYS[1], ARGV[1], ARGV[2])
+c.retention, c.v = ARGV[3], ARGV[4]
 for i = 1, (#KEYS - kb) / 3 do
   local a = ab + 6 * (i - 1)
   local k = kb + 3 * (i - 1)
-  local c = {H = KEYS[k + 1], EV = KEYS[k + 2], RES = KEYS[k + 3], FH = KEYS[1], task = ARGV[a + 1], now = ARGV[1],
-             maxlen = ARGV[2], retention = ARGV[3], v = ARGV[4]}
+  new_task(c, KEYS[k + 1], KEYS[k + 2], ARGV[a + 1])
+  c.RES = KEYS[k + 3]
   local code, label = complete1(c, ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5], ARGV[a + 6])
   out[2 * i - 1] = code
   out[2 * i] = label or ''

@@ -24,8 +24,9 @@
 -- ARGV[15] -> the token's input payload (kept for a retry or a re-drive)
 -- Returns: {1, mode} applied; {0} already applied (entry acknowledged);
 -- {-1} task not found; {-2} task cancelled (entry acknowledged).
-local c = {H = KEYS[1], EV = KEYS[2], FH = KEYS[3], task = ARGV[1], now = ARGV[7], maxlen = ARGV[8],
-           retention = ARGV[9], v = ARGV[10]}
+local c = context(KEYS[3], ARGV[7], ARGV[8])
+new_task(c, KEYS[1], KEYS[2], ARGV[1])
+c.retention, c.v = ARGV[9], ARGV[10]
 local tok, att, id, step, worker = ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5], ARGV[6]
 local ev, msg, mode, due, payload = ARGV[11], ARGV[12], ARGV[13], ARGV[14], ARGV[15]
 if not load(c, tok) then

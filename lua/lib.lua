@@ -31,11 +31,28 @@
 -- read back, are written at once. Numbers are turned into strings only
 -- where they change (Lua formats them with sprintf, which is costly).
 
+-- context makes the context of a script call with every field in place:
+-- Lua grows a table by rehashing it, so the context is built at full size
+-- once, and batch scripts reset it for each token (new_task) instead of
+-- making a new one.
+local function context(FH, now, maxlen)
+  return {H = false, EV = false, RES = false, FH = FH, task = false, now = now, maxlen = maxlen,
+          retention = false, v = false, W = {}, nw = 0, status = false, seq = 0, seqs = false,
+          ntok = 0, ntok0 = 0, ntoks = false, live = 0, live0 = 0, dead = 0, dead0 = 0,
+          pv = false, ct = false, trace = '', ol = false, tokv = false, pipeline = false,
+          out_step = false, out = false, expire = false, error = false}
+end
+
+-- new_task points the context at a task and forgets the previous one.
+local function new_task(c, H, EV, task)
+  c.H, c.EV, c.task = H, EV, task
+  c.nw, c.seqs, c.ntoks, c.out_step, c.out, c.expire, c.error = 0, false, false, false, false, false, false
+end
+
 -- set queues a hash field write for save.
 local function set(c, f, v)
-  local W = c.W
-  W[#W + 1] = f
-  W[#W + 1] = v
+  local n = c.nw
+  c.W[n + 1], c.W[n + 2], c.nw = f, v, n + 2
 end
 
 local function split(s)
@@ -47,7 +64,7 @@ end
 
 -- counters takes the task's counters as read (strings, nil when absent).
 local function counters(c, seq, ntok, live, dead)
-  c.W = {}
+  c.nw = 0
   c.seq, c.ntok = tonumber(seq) or 0, tonumber(ntok) or 0
   c.live, c.dead = tonumber(live) or 0, tonumber(dead) or 0
   c.ntok0, c.live0, c.dead0 = c.ntok, c.live, c.dead
@@ -67,13 +84,12 @@ end
 
 -- save writes the queued fields and the counters that changed in one HSET.
 local function save(c)
-  local W = c.W
-  if c.seqs then W[#W + 1] = 'seq'; W[#W + 1] = c.seqs end
-  if c.ntok ~= c.ntok0 then W[#W + 1] = 'ntok'; W[#W + 1] = c.ntoks or tostring(c.ntok) end
-  if c.live ~= c.live0 then W[#W + 1] = 'live'; W[#W + 1] = tostring(c.live) end
-  if c.dead ~= c.dead0 then W[#W + 1] = 'dead'; W[#W + 1] = tostring(c.dead) end
-  W[#W + 1] = 'updated'; W[#W + 1] = c.now
-  redis.call('HSET', c.H, unpack(W))
+  if c.seqs then set(c, 'seq', c.seqs) end
+  if c.ntok ~= c.ntok0 then set(c, 'ntok', c.ntoks or tostring(c.ntok)) end
+  if c.live ~= c.live0 then set(c, 'live', tostring(c.live)) end
+  if c.dead ~= c.dead0 then set(c, 'dead', tostring(c.dead)) end
+  set(c, 'updated', c.now)
+  redis.call('HSET', c.H, unpack(c.W, 1, c.nw))
 end
 
 -- emit records one event (att a string): the id is made by the firehose

@@ -13,8 +13,9 @@
 -- Returns: {1, n} re-driven n tokens; {-1} task not found; {-3} not failed
 -- (nothing written); {-6, step} a dead token's step is not in this
 -- pipeline version (nothing written).
-local c = {H = KEYS[1], EV = KEYS[2], FH = KEYS[3], task = ARGV[1], now = ARGV[2], maxlen = ARGV[3],
-           v = ARGV[4]}
+local c = context(KEYS[3], ARGV[2], ARGV[3])
+new_task(c, KEYS[1], KEYS[2], ARGV[1])
+c.v = ARGV[4]
 if not load(c) then return {-1} end
 if c.status ~= 'failed' then return {-3} end
 local streams = {}

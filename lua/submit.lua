@@ -19,8 +19,9 @@
 -- Returns: {1, id} created; {0, id} already exists (same idempotency key and
 -- payload, or this very call retried); {-5, id} idempotency key used with a
 -- different payload (nothing written).
-local c = {H = KEYS[1], EV = KEYS[2], FH = KEYS[3], task = ARGV[1], now = ARGV[2], maxlen = ARGV[3],
-           v = ARGV[4], pv = ARGV[5], ct = ARGV[6], trace = ARGV[9], seq = 0, ntok = 0, live = 0, dead = 0, W = {}}
+local c = context(KEYS[3], ARGV[2], ARGV[3])
+new_task(c, KEYS[1], KEYS[2], ARGV[1])
+c.v, c.pv, c.ct, c.trace = ARGV[4], ARGV[5], ARGV[6], ARGV[9]
 local idem = KEYS[5]
 if idem then
   local prev = redis.call('GET', idem)
