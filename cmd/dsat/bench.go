@@ -6,9 +6,12 @@ import (
 	"flag"
 	"fmt"
 	"math/rand/v2"
+	"os"
+	"runtime/pprof"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
@@ -50,6 +53,7 @@ type benchOpts struct {
 	clients, batch                *int
 	duration                      *time.Duration
 	jsonOut                       *bool
+	cpuProfile                    *string
 }
 
 func benchFlags(fs *flag.FlagSet, env *cliEnv) *benchOpts {
@@ -67,6 +71,7 @@ func benchFlags(fs *flag.FlagSet, env *cliEnv) *benchOpts {
 		duration:    fs.Duration("duration", 10*time.Second, "how long to submit (steady mode)"),
 		jsonOut:     fs.Bool("json", false, "print one JSON line"),
 		logLevel:    fs.String("log-level", "warn", "log level of the satellites"),
+		cpuProfile:  fs.String("cpuprofile", "", "write a pprof CPU profile of the timed part (drain and steady modes) to this file"),
 	}
 }
 
@@ -280,14 +285,21 @@ func (b *bench) drain(ctx context.Context) (benchResult, error) {
 	}
 	submitRate := float64(len(b.ids)) / time.Since(t0).Seconds()
 	cpu0 := redisCPU(ctx, b.rdb)
+	stopProfile, err := b.startProfile()
+	if err != nil {
+		return benchResult{}, err
+	}
 	start := time.Now()
 	s, err := b.satellite(ctx)
 	if err != nil {
+		stopProfile()
 		return benchResult{}, err
 	}
 	defer s.Stop(context.Background())
 	last := b.endStep()
-	if err := b.waitProcessed(ctx, s, last, int64(len(b.ids))); err != nil {
+	err = b.waitProcessed(ctx, s, last, int64(len(b.ids)))
+	stopProfile()
+	if err != nil {
 		return benchResult{}, err
 	}
 	secs := time.Since(start).Seconds()
@@ -306,6 +318,29 @@ func (b *bench) drain(ctx context.Context) (benchResult, error) {
 	return res, err
 }
 
+// startProfile starts the --cpuprofile CPU profile, if asked for; the
+// returned function stops it (once; later calls do nothing).
+func (b *bench) startProfile() (func(), error) {
+	if *b.o.cpuProfile == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(*b.o.cpuProfile)
+	if err != nil {
+		return nil, fmt.Errorf("--cpuprofile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("--cpuprofile: %w", err)
+	}
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			pprof.StopCPUProfile()
+			f.Close()
+		})
+	}, nil
+}
+
 func (b *bench) steady(ctx context.Context) (benchResult, error) {
 	s, err := b.satellite(ctx)
 	if err != nil {
@@ -314,6 +349,11 @@ func (b *bench) steady(ctx context.Context) (benchResult, error) {
 	defer s.Stop(context.Background())
 	time.Sleep(200 * time.Millisecond) // readers blocked and ready
 	cpu0 := redisCPU(ctx, b.rdb)
+	stopProfile, err := b.startProfile()
+	if err != nil {
+		return benchResult{}, err
+	}
+	defer stopProfile()
 	interval := time.Second / time.Duration(*b.o.rate)
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
@@ -334,6 +374,7 @@ func (b *bench) steady(ctx context.Context) (benchResult, error) {
 	if err := b.waitProcessed(ctx, s, last, int64(len(b.ids))); err != nil {
 		return benchResult{}, err
 	}
+	stopProfile()
 	secs := time.Since(start).Seconds()
 	cpu := redisCPU(ctx, b.rdb) - cpu0
 	res, err := b.verify(ctx)
