@@ -3,6 +3,7 @@ package workers
 import (
 	"context"
 	"sync"
+	"time"
 )
 
 // pool bounds how many tokens of one step run at once on this satellite.
@@ -24,27 +25,41 @@ func newPool(limit int) *pool {
 	return &pool{limit: limit, freed: make(chan struct{}, 1)}
 }
 
-// acquire waits until at least one slot is free and reserves up to max.
-func (p *pool) acquire(ctx context.Context, max int) (int, error) {
+// acquire reserves between 1 and most free slots, waiting until one is
+// free. With want > 1 (the stream has a backlog) it waits up to linger for
+// want slots (at most half the pool) while jobs are running, so that a loaded step reads and
+// writes in larger batches: each Redis call then carries more tokens,
+// which is what bounds the drain rate. An idle pool never waits.
+func (p *pool) acquire(ctx context.Context, most, want int, linger time.Duration) (int, error) {
+	var deadline <-chan time.Time
 	for {
 		p.mu.Lock()
 		free := p.limit - p.busy - p.reserved
-		if free > 0 {
-			n := min(free, max)
+		if free > 0 && (free >= min(want, most, max(1, p.limit/2)) || p.busy == 0 || deadline == closedTimer || linger <= 0) {
+			n := min(free, most)
 			p.reserved += n
 			p.mu.Unlock()
 			return n, nil
 		}
 		p.mu.Unlock()
+		if free > 0 && deadline == nil {
+			t := time.NewTimer(linger)
+			defer t.Stop()
+			deadline = t.C
+		}
 		select {
 		case <-p.freed:
+		case <-deadline:
+			deadline = closedTimer
 		case <-ctx.Done():
 			return 0, ctx.Err()
 		}
 	}
 }
 
-// unreserve gives n reserved slots back.
+// closedTimer marks a linger that has run out.
+var closedTimer = make(<-chan time.Time)
+
 func (p *pool) unreserve(n int) {
 	if n <= 0 {
 		return

@@ -87,8 +87,9 @@ type msgRef struct {
 func (r *stepRunner) readLoop(ctx context.Context) {
 	own := newOwnCursor(len(r.parts))
 	rec := &reclaimState{due: time.Now().Add(r.reclaimInterval())}
+	want := 1 // slots to wait for: more after a read that found a backlog
 	for ctx.Err() == nil {
-		n, err := r.pool.acquire(ctx, r.s.cfg.ReadBatch)
+		n, err := r.pool.acquire(ctx, r.s.cfg.ReadBatch, want, r.s.cfg.BatchLinger)
 		if err != nil {
 			return
 		}
@@ -100,9 +101,13 @@ func (r *stepRunner) readLoop(ctx context.Context) {
 		case !rec.due.After(time.Now()):
 			msgs, reclaimed = r.reclaim(ctx, n, rec), true
 		}
+		want = 1
 		if err == nil && len(msgs) == 0 && !own.active {
 			msgs, err = r.readNew(ctx, n)
 			reclaimed = false
+			if len(msgs) == n {
+				want = r.s.cfg.ReadBatch
+			}
 		}
 		if err != nil {
 			r.pool.unreserve(n)
