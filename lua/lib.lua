@@ -259,8 +259,7 @@ end
 local function compact(key, ttl)
   local d = redis.pcall('DUMP', key)
   if type(d) == 'string' then
-    redis.call('DEL', key)
-    redis.call('RESTORE', key, ttl, d)
+    redis.call('RESTORE', key, ttl, d, 'REPLACE')
   else
     redis.call('PEXPIRE', key, ttl)
   end
