@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -57,12 +58,21 @@ func (o Outcome) String() string {
 // letters.
 const maxErrorText = 2048
 
-func (c *Client) taskKeys(d Delivery) (Partition, []string, error) {
+// deliveryPartition is the partition of a delivery's task. It also checks
+// the worker name, which events store on one line.
+func deliveryPartition(d Delivery) (Partition, error) {
+	if strings.ContainsAny(d.Worker, "\r\n") {
+		return Partition{}, fmt.Errorf("dsat: worker name %q holds a line break", d.Worker)
+	}
 	tid, err := ParseTaskID(d.Task)
+	return tid.Partition, err
+}
+
+func (c *Client) taskKeys(d Delivery) (Partition, []string, error) {
+	p, err := deliveryPartition(d)
 	if err != nil {
 		return Partition{}, nil, err
 	}
-	p := tid.Partition
 	return p, []string{c.keys.Task(p, d.Task), c.keys.TaskEvents(p, d.Task), c.keys.Firehose(p), c.keys.Step(p, d.Step)}, nil
 }
 
@@ -303,12 +313,11 @@ func (c *Client) beginCalls(ds []Delivery, errs []error) []*batchGroup {
 	index := map[groupKey]*batchGroup{}
 	now := ms(c.cfg.Now())
 	for i, d := range ds {
-		tid, err := ParseTaskID(d.Task)
+		p, err := deliveryPartition(d)
 		if err != nil {
 			errs[i] = err
 			continue
 		}
-		p := tid.Partition
 		gk := groupKey{p, d.Step, d.Worker}
 		g, ok := index[gk]
 		if !ok {
@@ -362,12 +371,11 @@ func (c *Client) completeCalls(cs []Completion, errs []error) []*batchGroup {
 	now := ms(c.cfg.Now())
 	for i, x := range cs {
 		d := x.Delivery
-		tid, err := ParseTaskID(d.Task)
+		p, err := deliveryPartition(d)
 		if err != nil {
 			errs[i] = err
 			continue
 		}
-		p := tid.Partition
 		cp, err := c.pipelineFor(p)
 		if err != nil {
 			errs[i] = err

@@ -45,7 +45,14 @@ func TestLinearPipeline(t *testing.T) {
 		st := h.state(id)
 		eq(t, "status", st.Status, dsat.StatusSucceeded)
 		jsonEq(t, "result", st.Result, `{"step":"c","in":{"step":"b","in":{"step":"a","in":{"x":1}}}}`)
-		eq(t, "events", names(h.events(id)), []string{"INIT", "ACK:a", "END:a", "SEND:a", "ACK:b", "END:b", "SEND:b", "ACK:c", "END:c", "HAPPY_END"})
+		evs := h.events(id)
+		eq(t, "events", names(evs), []string{"INIT", "ACK:a", "END:a", "SEND:a", "ACK:b", "END:b", "SEND:b", "ACK:c", "END:c", "HAPPY_END"})
+		// One stream entry per script call and task: END and SEND share one,
+		// END and HAPPY_END another; the last event has the entry's id.
+		entries, _ := h.rdb.XLen(h.ctx, h.c.Keys().TaskEvents(mustID(t, id).Partition, id)).Result()
+		eq(t, "entries in the task stream", entries, int64(7))
+		eq(t, "END:a inside SEND:a's entry", evs[2].ID, evs[3].ID+".1")
+		eq(t, "END:c inside HAPPY_END's entry", evs[8].ID, evs[9].ID+".1")
 		for _, s := range []string{"a", "b", "c"} {
 			eq(t, "step "+s, st.Steps[s], dsat.StepState{State: "done", Attempts: 1, Worker: "sat1-w1"})
 		}

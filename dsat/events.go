@@ -32,8 +32,9 @@ func FinalEvent(name string) bool {
 	return name == EventHappyEnd || name == EventDead || name == EventCancelled
 }
 
-// Event is one change of a task's state. ID is its stream id, the same in
-// the task's stream and in the partition firehose.
+// Event is one change of a task's state. ID is its event id: the stream
+// id of the entry that holds it, the same in the task's stream and in the
+// partition firehose (see ParseEntry for entries that hold several).
 type Event struct {
 	ID       string          `json:"-"`
 	Task     string          `json:"task"`
@@ -47,31 +48,48 @@ type Event struct {
 	Detail   json.RawMessage `json:"detail"`
 }
 
-// ParseEvent decodes an event stream entry. An entry has three fields
-// (lua/lib.lua, emit): task, e = "<seq>|<event>|<attempt>|<at ms>|<step>|<worker>"
-// and d, the detail as JSON; packing the scalars into one field makes every
-// event cheaper to write and to store.
-func ParseEvent(m redis.XMessage) (Event, error) {
+// ParseEntry decodes an event stream entry. A script writes one entry per
+// task it changes (lua/lib.lua, flush), with three fields: task; e, one
+// line "<seq>|<event>|<attempt>|<at ms>|<step>|<worker>" per event; and d,
+// one line of detail JSON per event. So END and the SENDs that follow it,
+// or END and HAPPY_END, cost one entry. The last event of an entry has the
+// entry's stream id as its ID; an earlier one, the k-th, has "<id>.<k>",
+// so every event has its own resume position (EventIDLess orders them).
+func ParseEntry(m redis.XMessage) ([]Event, error) {
 	str := func(k string) string { s, _ := m.Values[k].(string); return s }
-	parts := strings.SplitN(str("e"), "|", 6)
-	if len(parts) != 6 {
-		return Event{}, fmt.Errorf("dsat: event %s: malformed entry %v", m.ID, m.Values)
+	lines, details := strings.Split(str("e"), "\n"), strings.Split(str("d"), "\n")
+	if len(details) != len(lines) {
+		return nil, fmt.Errorf("dsat: event entry %s: %d events but %d details", m.ID, len(lines), len(details))
 	}
-	e := Event{ID: m.ID, Task: str("task"), Event: parts[1], Step: parts[4], Worker: parts[5], At: msTime(parts[3])}
-	var err error
-	if e.Seq, err = strconv.ParseInt(parts[0], 10, 64); err != nil {
-		return Event{}, fmt.Errorf("dsat: event %s: bad seq %q", m.ID, parts[0])
+	task := str("task")
+	pipeline := ""
+	if id, err := ParseTaskID(task); err == nil {
+		pipeline = id.Partition.Pipeline
 	}
-	e.Attempt, _ = strconv.Atoi(parts[2])
-	if id, err := ParseTaskID(e.Task); err == nil {
-		e.Pipeline = id.Partition.Pipeline
+	out := make([]Event, len(lines))
+	for k, line := range lines {
+		parts := strings.SplitN(line, "|", 6)
+		if len(parts) != 6 {
+			return nil, fmt.Errorf("dsat: event entry %s: malformed event %q", m.ID, line)
+		}
+		e := Event{ID: m.ID, Task: task, Pipeline: pipeline, Event: parts[1], Step: parts[4], Worker: parts[5],
+			At: msTime(parts[3])}
+		if k < len(lines)-1 {
+			e.ID = m.ID + "." + strconv.Itoa(k+1)
+		}
+		var err error
+		if e.Seq, err = strconv.ParseInt(parts[0], 10, 64); err != nil {
+			return nil, fmt.Errorf("dsat: event entry %s: bad seq %q", m.ID, parts[0])
+		}
+		e.Attempt, _ = strconv.Atoi(parts[2])
+		d := details[k]
+		if d == "" || d == "[]" { // gopher-lua's cjson writes {} as []
+			d = "{}"
+		}
+		e.Detail = json.RawMessage(d)
+		out[k] = e
 	}
-	d := str("d")
-	if d == "" || d == "[]" { // gopher-lua's cjson writes {} as []
-		d = "{}"
-	}
-	e.Detail = json.RawMessage(d)
-	return e, nil
+	return out, nil
 }
 
 // ValidStreamID reports whether s is a concrete stream id "ms-seq" (not a
@@ -94,8 +112,71 @@ func NextStreamID(id string) string {
 	return a + "-" + strconv.FormatUint(n+1, 10)
 }
 
-// History returns the task's events after afterID ("" for all), oldest
-// first, at most count (0 for all).
+// ValidEventID reports whether s is an event id: a concrete stream id
+// "ms-seq", or "ms-seq.k" (k >= 1) for an event that is not the last of
+// its entry.
+func ValidEventID(s string) bool {
+	entry, sub, ok := strings.Cut(s, ".")
+	if !ok {
+		return ValidStreamID(s)
+	}
+	k, err := strconv.ParseUint(sub, 10, 32)
+	return err == nil && k >= 1 && sub[0] != '+' && ValidStreamID(entry)
+}
+
+// splitEventID returns an event id's entry id and its position in the
+// entry: k for "<id>.<k>", and -1 (after every event) for a plain id.
+func splitEventID(id string) (entry string, k int) {
+	entry, sub, ok := strings.Cut(id, ".")
+	if !ok {
+		return id, -1
+	}
+	n, _ := strconv.Atoi(sub)
+	return entry, n
+}
+
+// EventIDLess orders event ids: by entry, then by position in the entry
+// (a plain entry id, the entry's last event, comes after its "<id>.<k>").
+func EventIDLess(x, y string) bool {
+	xe, xk := splitEventID(x)
+	ye, yk := splitEventID(y)
+	if xe != ye {
+		return StreamIDLess(xe, ye)
+	}
+	return xk != -1 && (yk == -1 || xk < yk)
+}
+
+// EventsAfter expands entries into events and keeps those after afterID
+// ("" keeps all): the entries of a range that starts at afterID's entry.
+func EventsAfter(msgs []redis.XMessage, afterID string) ([]Event, error) {
+	out := make([]Event, 0, len(msgs))
+	for _, m := range msgs {
+		evs, err := ParseEntry(m)
+		if err != nil {
+			return nil, err
+		}
+		for _, e := range evs {
+			if afterID == "" || EventIDLess(afterID, e.ID) {
+				out = append(out, e)
+			}
+		}
+	}
+	return out, nil
+}
+
+// RangeStart is the first stream id an XRANGE must read to get the events
+// after the event id afterID: afterID's own entry when afterID is inside
+// it, the next one otherwise.
+func RangeStart(afterID string) string {
+	entry, k := splitEventID(afterID)
+	if k == -1 {
+		return NextStreamID(entry)
+	}
+	return entry
+}
+
+// History returns the task's events after the event id afterID ("" for
+// all), oldest first, at most count (0 for all).
 func (c *Client) History(ctx context.Context, id, afterID string, count int64) ([]Event, error) {
 	tid, err := ParseTaskID(id)
 	if err != nil {
@@ -107,10 +188,10 @@ func (c *Client) History(ctx context.Context, id, afterID string, count int64) (
 func (c *Client) readRange(ctx context.Context, key, afterID string, count int64) ([]Event, error) {
 	start := "-"
 	if afterID != "" {
-		if !ValidStreamID(afterID) {
-			return nil, fmt.Errorf("dsat: bad event id %q: want <ms>-<seq>", afterID)
+		if !ValidEventID(afterID) {
+			return nil, fmt.Errorf("dsat: bad event id %q: want <ms>-<seq> or <ms>-<seq>.<k>", afterID)
 		}
-		start = NextStreamID(afterID)
+		start = RangeStart(afterID)
 	}
 	var msgs []redis.XMessage
 	var err error
@@ -122,19 +203,11 @@ func (c *Client) readRange(ctx context.Context, key, afterID string, count int64
 	if err != nil {
 		return nil, fmt.Errorf("dsat: read events: %w", err)
 	}
-	return parseEvents(msgs)
-}
-
-func parseEvents(msgs []redis.XMessage) ([]Event, error) {
-	out := make([]Event, 0, len(msgs))
-	for _, m := range msgs {
-		e, err := ParseEvent(m)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, e)
+	evs, err := EventsAfter(msgs, afterID)
+	if count > 0 && int64(len(evs)) > count {
+		evs = evs[:count] // the rest of the last entry comes with the next call
 	}
-	return out, nil
+	return evs, err
 }
 
 // Events yields the task's events after afterID ("" replays from the
@@ -170,7 +243,7 @@ func (c *Client) Events(ctx context.Context, id, afterID string) iter.Seq2[Event
 					return
 				}
 			}
-			if len(evs) == 256 {
+			if _, k := splitEventID(last); len(evs) == 256 || k != -1 {
 				continue
 			}
 			if last == "" {

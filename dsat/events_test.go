@@ -7,30 +7,79 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/dsat-dev/dsat/dsat"
+	"github.com/dsat-dev/dsat/internal/redistest"
 )
 
-func TestParseEvent(t *testing.T) {
+func TestParseEntry(t *testing.T) {
 	id := dsat.NewTaskID(dsat.Partition{Pipeline: "textstats", API: "1.2"}, time.Now()).String()
-	e, err := dsat.ParseEvent(redis.XMessage{ID: "5-1", Values: map[string]any{
-		"task": id, "e": "7|SEND|2|1764201600123|lang|vm-1|with-a-bar", "d": `{"to":"english"}`}})
+	evs, err := dsat.ParseEntry(redis.XMessage{ID: "5-1", Values: map[string]any{"task": id,
+		"e": "7|END|2|1764201600123|lang|vm-1|with-a-bar\n8|SEND|2|1764201600123|lang|vm-1|with-a-bar",
+		"d": "[]\n" + `{"to":"english"}`}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := dsat.Event{ID: "5-1", Task: id, Pipeline: "textstats", Seq: 7, Event: "SEND", Step: "lang", Attempt: 2,
-		Worker: "vm-1|with-a-bar", Detail: []byte(`{"to":"english"}`)}
-	if e.At.UnixMilli() != 1764201600123 {
-		t.Fatalf("at %v", e.At)
+	if len(evs) != 2 || evs[0].At.UnixMilli() != 1764201600123 {
+		t.Fatalf("events %+v", evs)
 	}
-	e.At = dsat.Time{}
-	eq(t, "event", e, want)
+	evs[0].At, evs[1].At = dsat.Time{}, dsat.Time{}
+	eq(t, "first event", evs[0], dsat.Event{ID: "5-1.1", Task: id, Pipeline: "textstats", Seq: 7, Event: "END",
+		Step: "lang", Attempt: 2, Worker: "vm-1|with-a-bar", Detail: []byte(`{}`)})
+	eq(t, "last event (the entry's id)", evs[1], dsat.Event{ID: "5-1", Task: id, Pipeline: "textstats", Seq: 8,
+		Event: "SEND", Step: "lang", Attempt: 2, Worker: "vm-1|with-a-bar", Detail: []byte(`{"to":"english"}`)})
 
-	e, err = dsat.ParseEvent(redis.XMessage{ID: "5-2", Values: map[string]any{"task": id, "e": "8|HAPPY_END|0|1||", "d": "[]"}})
-	if err != nil || e.Step != "" || e.Worker != "" || string(e.Detail) != "{}" {
-		t.Fatalf("task-level event: %+v %v", e, err)
+	evs, err = dsat.ParseEntry(redis.XMessage{ID: "5-2", Values: map[string]any{"task": id, "e": "9|HAPPY_END|0|1||", "d": "{}"}})
+	if err != nil || len(evs) != 1 || evs[0].ID != "5-2" || evs[0].Step != "" || evs[0].Worker != "" {
+		t.Fatalf("task-level event: %+v %v", evs, err)
 	}
-	for _, bad := range []string{"", "7|SEND|2|1|lang", "x|SEND|2|1|lang|w"} {
-		if _, err := dsat.ParseEvent(redis.XMessage{ID: "5-3", Values: map[string]any{"task": id, "e": bad}}); err == nil {
-			t.Fatalf("%q parsed", bad)
+	for _, bad := range []map[string]any{
+		{"task": id, "e": "", "d": ""},
+		{"task": id, "e": "7|SEND|2|1|lang", "d": "{}"},
+		{"task": id, "e": "x|SEND|2|1|lang|w", "d": "{}"},
+		{"task": id, "e": "7|END|2|1|a|w\n8|SEND|2|1|a|w", "d": "{}"},
+	} {
+		if _, err := dsat.ParseEntry(redis.XMessage{ID: "5-3", Values: bad}); err == nil {
+			t.Fatalf("%v parsed", bad)
 		}
+	}
+}
+
+func TestEventIDs(t *testing.T) {
+	for id, want := range map[string]bool{"5-1": true, "5-1.1": true, "5-1.12": true, "5-1.0": false, "5-1.": false,
+		"5-1.x": false, "5-1.+1": false, "5": false, "$": false, "5-1.1.1": false} {
+		eq(t, "ValidEventID("+id+")", dsat.ValidEventID(id), want)
+	}
+	ordered := []string{"4-9", "5-1.1", "5-1.2", "5-1", "5-2.1", "5-2", "6-0"}
+	for i := range ordered {
+		for j := range ordered {
+			eq(t, ordered[i]+" < "+ordered[j], dsat.EventIDLess(ordered[i], ordered[j]), i < j)
+		}
+	}
+	eq(t, "range after an entry", dsat.RangeStart("5-1"), "5-2")
+	eq(t, "range after an event inside an entry", dsat.RangeStart("5-1.1"), "5-1")
+
+	msgs := []redis.XMessage{
+		{ID: "5-1", Values: map[string]any{"task": "t", "e": "1|END|1|1|a|w\n2|SEND|1|1|a|w\n3|SEND|1|1|a|w", "d": "{}\n{}\n{}"}},
+		{ID: "5-2", Values: map[string]any{"task": "t", "e": "4|ACK|1|1|b|w", "d": "{}"}},
+	}
+	for after, want := range map[string][]string{"": {"5-1.1", "5-1.2", "5-1", "5-2"}, "5-1.1": {"5-1.2", "5-1", "5-2"},
+		"5-1.2": {"5-1", "5-2"}, "5-1": {"5-2"}} {
+		evs, err := dsat.EventsAfter(msgs, after)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, e := range evs {
+			got = append(got, e.ID)
+		}
+		eq(t, "events after "+after, got, want)
+	}
+}
+
+func TestWorkerNameWithLineBreak(t *testing.T) {
+	h := newHarness(t, redistest.Backends()[0], linearYAML)
+	id := h.submit(`{}`)
+	_, errs := h.c.BeginBatch(h.ctx, []dsat.Delivery{{Envelope: dsat.Envelope{Task: id, Step: "a", Token: "1", Attempt: 1}, EntryID: "1-1", Worker: "w\nx"}})
+	if errs[0] == nil {
+		t.Fatal("a worker name with a line break was accepted")
 	}
 }

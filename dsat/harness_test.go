@@ -226,6 +226,21 @@ func (h *harness) checkInvariants(id string) {
 	if st.Seq != int64(len(evs)) {
 		h.t.Fatalf("state seq %d, %d events", st.Seq, len(evs))
 	}
+	// Resuming after any event id (including "<entry>.<k>" inside an entry
+	// of several events) gives exactly the events that follow it, also
+	// when read in pages of one.
+	for i, e := range evs {
+		rest, err := h.c.History(h.ctx, id, e.ID, 0)
+		if err != nil {
+			h.t.Fatal(err)
+		}
+		if fmt.Sprint(rest) != fmt.Sprint(evs[i+1:]) {
+			h.t.Fatalf("task %s: events after %s:\n%v\nwant\n%v", id, e.ID, names(rest), names(evs[i+1:]))
+		}
+		if page, err := h.c.History(h.ctx, id, e.ID, 1); err != nil || len(evs) > i+1 && (len(page) != 1 || page[0].ID != evs[i+1].ID) {
+			h.t.Fatalf("task %s: page after %s: %v %v", id, e.ID, page, err)
+		}
+	}
 	if len(evs) > 0 && !st.UpdatedAt.Equal(evs[len(evs)-1].At.Time) {
 		h.t.Fatalf("updated_at %v, last event at %v", st.UpdatedAt, evs[len(evs)-1].At)
 	}

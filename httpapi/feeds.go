@@ -69,7 +69,7 @@ func (a *API) taskEvents(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	last := lastEventID(r)
-	if last != "" && !dsat.ValidStreamID(last) {
+	if last != "" && !dsat.ValidEventID(last) {
 		badLastEventID(w, r, last)
 		return
 	}
@@ -96,7 +96,7 @@ func (a *API) taskEvents(w http.ResponseWriter, r *http.Request) {
 	}
 	defer release()
 
-	if last != "" && dsat.StreamIDLess(last, first[0].ID) {
+	if last != "" && dsat.EventIDLess(last, first[0].ID) {
 		st, err := a.c.Get(ctx, id)
 		if err != nil {
 			return
@@ -124,7 +124,7 @@ func (a *API) taskEvents(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	a.follow(r, sse, sub, func(e *dsat.Event) (bool, error) {
-		if !dsat.StreamIDLess(last, e.ID) {
+		if !dsat.EventIDLess(last, e.ID) {
 			return false, nil
 		}
 		last = e.ID
@@ -179,7 +179,7 @@ func (a *API) firehose(w http.ResponseWriter, r *http.Request) {
 		cursor = strings.Split(v, ",")
 		ok := len(cursor) == p.Partitions
 		for _, c := range cursor {
-			ok = ok && dsat.ValidStreamID(c)
+			ok = ok && dsat.ValidEventID(c)
 		}
 		if !ok {
 			badLastEventID(w, r, v)
@@ -227,7 +227,7 @@ func (a *API) firehose(w http.ResponseWriter, r *http.Request) {
 			return false, nil
 		}
 		n, ok := index[tid.Partition]
-		if !ok || !dsat.StreamIDLess(pos[n], e.ID) {
+		if !ok || !dsat.EventIDLess(pos[n], e.ID) {
 			return false, nil
 		}
 		return false, send(n, *e)
@@ -244,7 +244,7 @@ func (a *API) replayPartition(r *http.Request, sse *sseWriter, p *dsat.Pipeline,
 	if err != nil {
 		return false
 	}
-	if len(first) == 1 && dsat.StreamIDLess(pos[n], first[0].ID) {
+	if len(first) == 1 && dsat.EventIDLess(pos[n], first[0].ID) {
 		b, _ := json.Marshal(map[string]any{"pipeline": p.Name, "partition": n,
 			"reason": "events after the given id are no longer all kept; continuing from the oldest kept"})
 		if sse.event(strings.Join(pos, ","), "reset", b) != nil {
@@ -252,18 +252,23 @@ func (a *API) replayPartition(r *http.Request, sse *sseWriter, p *dsat.Pipeline,
 		}
 	}
 	for {
-		msgs, err := a.c.Redis().XRangeN(ctx, key, dsat.NextStreamID(pos[n]), "+", 500).Result()
+		msgs, err := a.c.Redis().XRangeN(ctx, key, dsat.RangeStart(pos[n]), "+", 500).Result()
 		if err != nil {
 			return false
 		}
 		for _, m := range msgs {
-			e, err := dsat.ParseEvent(m)
+			evs, err := dsat.ParseEntry(m)
 			if err != nil {
 				pos[n] = m.ID
 				continue
 			}
-			if send(n, e) != nil {
-				return false
+			for _, e := range evs {
+				if !dsat.EventIDLess(pos[n], e.ID) {
+					continue // sent before the client reconnected
+				}
+				if send(n, e) != nil {
+					return false
+				}
 			}
 		}
 		if len(msgs) < 500 {

@@ -122,23 +122,28 @@ func (hs *hubs) read(ctx context.Context, h *hub) {
 		backoff = 100 * time.Millisecond
 		for _, m := range res[0].Messages {
 			last = m.ID
-			ev, err := dsat.ParseEvent(m)
-			if err == nil {
-				hs.m.events.WithLabelValues(ev.Pipeline, ev.Event).Inc()
+			evs, err := dsat.ParseEntry(m)
+			if err != nil {
+				h.broadcast(m.ID, nil)
+				continue
 			}
-			h.broadcast(m.ID, &ev, err == nil)
+			for i := range evs {
+				hs.m.events.WithLabelValues(evs[i].Pipeline, evs[i].Event).Inc()
+				h.broadcast(evs[i].ID, &evs[i])
+			}
 		}
 	}
 }
 
 // broadcast hands an event to every subscriber and moves the hub's
-// position, under one lock, so a new subscriber misses nothing after the
-// position subscribe returned.
-func (h *hub) broadcast(id string, ev *dsat.Event, ok bool) {
+// position to its event id, under one lock, so a new subscriber misses
+// nothing after the position subscribe returned. A nil ev (an entry that
+// does not parse) only moves the position.
+func (h *hub) broadcast(id string, ev *dsat.Event) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.last = id
-	if !ok {
+	if ev == nil {
 		return
 	}
 	for s := range h.subs {

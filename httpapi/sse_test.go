@@ -76,12 +76,23 @@ func TestTaskFeedReplayFollowAndClose(t *testing.T) {
 			t.Fatalf("result %s", g.raw)
 		}
 
-		// Reconnect after the 4th event: the rest, no gap, no duplicate.
-		_, evs2, _, cancel2 := e.stream("/v1/tasks/"+id+"/events", "Last-Event-ID", got[3].ID)
-		defer cancel2()
-		rest := collect(t, evs2, 5*time.Second)
-		if names(rest) != names(got[4:]) || rest[0].ID != got[4].ID {
-			t.Fatalf("resumed %s", names(rest))
+		// Reconnect after any event, also one inside a stream entry that
+		// holds several (END and SEND: "<id>.<k>"): the rest, no gap, no
+		// duplicate.
+		inside := 0
+		for i := range got[:len(got)-1] {
+			if strings.Contains(got[i].ID, ".") {
+				inside++
+			}
+			_, evs2, _, cancel2 := e.stream("/v1/tasks/"+id+"/events", "Last-Event-ID", got[i].ID)
+			rest := collect(t, evs2, 5*time.Second)
+			cancel2()
+			if names(rest) != names(got[i+1:]) || rest[0].ID != got[i+1].ID {
+				t.Fatalf("resumed after %s: %s", got[i].ID, names(rest))
+			}
+		}
+		if inside == 0 {
+			t.Fatalf("no event inside a multi-event entry: %v", got)
 		}
 		// 0-0 is older than anything kept: reset with the state, then all.
 		_, evs3, _, cancel3 := e.stream("/v1/tasks/"+id+"/events", "Last-Event-ID", "0-0")
@@ -96,7 +107,7 @@ func TestTaskFeedReplayFollowAndClose(t *testing.T) {
 func TestBadLastEventID(t *testing.T) {
 	e := newEnv(t, redistest.Backends()[0])
 	id := e.submit(`{}`)
-	for _, bad := range []string{"$", "+", "-", ">", "abc", "12", "1-x", "-1-0", strings.Repeat("9", 10000)} {
+	for _, bad := range []string{"$", "+", "-", ">", "abc", "12", "1-x", "-1-0", "1-1.0", "1-1.", "1-1.x", strings.Repeat("9", 10000)} {
 		r := e.do("GET", "/v1/tasks/"+id+"/events", "", "", "Last-Event-ID", bad)
 		if r.status != 400 || !strings.Contains(r.raw, "Last-Event-ID") {
 			t.Errorf("Last-Event-ID %.20q: %d %s", bad, r.status, r.raw)
@@ -140,6 +151,24 @@ func TestFirehoseResumes(t *testing.T) {
 			case <-timeout:
 				t.Fatalf("firehose resume got %d events: %s", len(got), names(got))
 			}
+		}
+		// Resuming from an event inside a multi-event entry continues
+		// with the next event of that entry.
+		found := false
+		for j, x := range got[:len(got)-1] {
+			if found = strings.Contains(x.ID, "."); !found {
+				continue
+			}
+			_, evs3, _, cancel3 := e.stream("/v1/events?pipeline=demo", "Last-Event-ID", x.ID)
+			next := <-evs3
+			cancel3()
+			if next.ID != got[j+1].ID || next.Data != got[j+1].Data {
+				t.Fatalf("firehose resumed after %s with %s %s, want %s", x.ID, next.ID, next.Event, got[j+1].ID)
+			}
+			break
+		}
+		if !found {
+			t.Fatalf("no firehose event inside a multi-event entry: %s", names(got))
 		}
 		seen := map[string]bool{}
 		for _, x := range got {

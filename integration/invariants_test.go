@@ -120,10 +120,14 @@ func (r *rig) checkTask(id string, fh []redis.XMessage, dead map[string]string, 
 	if fmt.Sprint(kept) != fmt.Sprint(fh) {
 		rep.add("I3: task %s: event stream (%d kept) differs from the firehose (%d)", id, len(kept), len(fh))
 	}
+	evs, err := dsat.EventsAfter(raw, "")
+	if err != nil {
+		rep.add("I3: task %s: %v", id, err)
+		return
+	}
 	ends, joins, finals := 0, 0, 0
-	for i, m := range raw {
-		e, err := dsat.ParseEvent(m)
-		if err != nil || e.Seq != int64(i+1) {
+	for i, e := range evs {
+		if e.Seq != int64(i+1) {
 			rep.duplicates++
 			rep.add("I2: task %s: event %d has seq %d", id, i, e.Seq)
 			return
@@ -137,8 +141,8 @@ func (r *rig) checkTask(id string, fh []redis.XMessage, dead map[string]string, 
 			finals++
 		}
 	}
-	if st.Seq != int64(len(raw)) {
-		rep.add("I3: task %s: hash seq %d, %d events", id, st.Seq, len(raw))
+	if st.Seq != int64(len(evs)) {
+		rep.add("I3: task %s: hash seq %d, %d events", id, st.Seq, len(evs))
 	}
 	if st.Status == dsat.StatusSucceeded {
 		if ends != runsPerTask || joins != 1 || finals != 1 {

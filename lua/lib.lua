@@ -40,13 +40,14 @@ local function context(FH, now, maxlen)
           retention = false, v = false, W = {}, nw = 0, status = false, seq = 0, seqs = false,
           ntok = 0, ntok0 = 0, ntoks = false, live = 0, live0 = 0, dead = 0, dead0 = 0,
           pv = false, ct = false, trace = '', ol = false, tokv = false, pipeline = false,
-          out_step = false, out = false, expire = false, error = false}
+          out_step = false, out = false, expire = false, error = false, evs = {}, ds = {}, nev = 0}
 end
 
 -- new_task points the context at a task and forgets the previous one.
 local function new_task(c, H, EV, task)
   c.H, c.EV, c.task = H, EV, task
   c.nw, c.seqs, c.ntoks, c.out_step, c.out, c.expire, c.error = 0, false, false, false, false, false, false
+  c.nev = 0
 end
 
 -- set queues a hash field write for save.
@@ -82,28 +83,45 @@ local function load(c, tok)
   return c
 end
 
--- save writes the queued fields and the counters that changed in one HSET.
+-- emit records one event (att a string) in the context; flush writes the
+-- events of one task and call as one entry, so END and its SENDs, or END
+-- and HAPPY_END, cost one XADD to each stream. Step names hold no "|" and
+-- no line breaks, details (JSON) no line breaks.
+local function emit(c, ev, step, att, worker, detail)
+  c.seq = c.seq + 1
+  local seq = tostring(c.seq)
+  c.seqs = seq
+  local n = c.nev + 1
+  c.evs[n], c.ds[n], c.nev = seq .. '|' .. ev .. '|' .. att .. '|' .. c.now .. '|' .. step .. '|' .. worker, detail, n
+end
+
+-- flush writes the emitted events as one entry: task, e = one line
+-- "<seq>|<event>|<attempt>|<at>|<step>|<worker>" per event, d = one line of
+-- detail per event (dsat.ParseEntry reads it). The id is made by the
+-- firehose XADD and reused for the task's own stream, so both carry the
+-- same id.
+local function flush(c)
+  local n = c.nev
+  if n == 0 then return end
+  local e, d = c.evs[1], c.ds[1]
+  if n > 1 then
+    e, d = table.concat(c.evs, '\n', 1, n), table.concat(c.ds, '\n', 1, n)
+  end
+  local id = redis.call('XADD', c.FH, 'MAXLEN', '~', c.maxlen, '*', 'task', c.task, 'e', e, 'd', d)
+  redis.call('XADD', c.EV, id, 'task', c.task, 'e', e, 'd', d)
+  c.nev = 0
+end
+
+-- save writes the queued fields and the counters that changed in one HSET,
+-- and the emitted events (flush).
 local function save(c)
+  flush(c)
   if c.seqs then set(c, 'seq', c.seqs) end
   if c.ntok ~= c.ntok0 then set(c, 'ntok', c.ntoks or tostring(c.ntok)) end
   if c.live ~= c.live0 then set(c, 'live', tostring(c.live)) end
   if c.dead ~= c.dead0 then set(c, 'dead', tostring(c.dead)) end
   set(c, 'updated', c.now)
   redis.call('HSET', c.H, unpack(c.W, 1, c.nw))
-end
-
--- emit records one event (att a string): the id is made by the firehose
--- XADD and reused for the task's own stream, so both carry the same id.
--- An entry is task, e = "<seq>|<event>|<attempt>|<at>|<step>|<worker>" and
--- d (detail JSON); dsat.ParseEvent reads it. Step names hold no "|".
-local function emit(c, ev, step, att, worker, detail)
-  c.seq = c.seq + 1
-  local seq = tostring(c.seq)
-  c.seqs = seq
-  local e = seq .. '|' .. ev .. '|' .. att .. '|' .. c.now .. '|' .. step .. '|' .. worker
-  local id = redis.call('XADD', c.FH, 'MAXLEN', '~', c.maxlen, '*', 'task', c.task, 'e', e, 'd', detail)
-  redis.call('XADD', c.EV, id, 'task', c.task, 'e', e, 'd', detail)
-  return id
 end
 
 -- token_fields is the envelope of a token (mirrors dsat.Envelope.Fields).

@@ -36,6 +36,7 @@ if redis.call('EXISTS', c.H) == 1 then return {0, c.task} end
 local entry = ARGV[8]
 local tok = new_token(c, KEYS[4], entry, ARGV[7])
 emit(c, 'INIT', '', '0', '', '{"entry":"' .. entry .. '","token":"' .. tok .. '"}') -- step names need no escaping
+flush(c)
 -- The fields every script reads first (see lib.lua).
 redis.call('HSET', c.H, 'status', 'pending', 'seq', c.seqs, 'ntok', tok, 'live', '1', 'dead', '0', 'pv', c.pv,
   'ct', c.ct, 'trace', c.trace, 'k:' .. tok, 'q|1|' .. entry .. '|', 'pipeline', ARGV[10], 'created', c.now,
