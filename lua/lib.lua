@@ -31,6 +31,19 @@
 -- read back, are written at once. Numbers are turned into strings only
 -- where they change (Lua formats them with sprintf, which is costly).
 
+-- num formats a counter. tostring is sprintf in Lua 5.1; counters repeat
+-- across the tokens of a batch (seq 4, 5, ...), so each value is formatted
+-- once per call.
+local NUM = {}
+local function num(n)
+  local s = NUM[n]
+  if not s then
+    s = tostring(n)
+    NUM[n] = s
+  end
+  return s
+end
+
 -- context makes the context of a script call with every field in place:
 -- Lua grows a table by rehashing it, so the context is built at full size
 -- once, and batch scripts reset it for each token (new_task) instead of
@@ -89,7 +102,7 @@ end
 -- no line breaks, details (JSON) no line breaks.
 local function emit(c, ev, step, att, worker, detail)
   c.seq = c.seq + 1
-  local seq = tostring(c.seq)
+  local seq = num(c.seq)
   c.seqs = seq
   local n = c.nev + 1
   c.evs[n], c.ds[n], c.nev = seq .. '|' .. ev .. '|' .. att .. '|' .. c.now .. '|' .. step .. '|' .. worker, detail, n
@@ -117,9 +130,9 @@ end
 local function save(c)
   flush(c)
   if c.seqs then set(c, 'seq', c.seqs) end
-  if c.ntok ~= c.ntok0 then set(c, 'ntok', c.ntoks or tostring(c.ntok)) end
-  if c.live ~= c.live0 then set(c, 'live', tostring(c.live)) end
-  if c.dead ~= c.dead0 then set(c, 'dead', tostring(c.dead)) end
+  if c.ntok ~= c.ntok0 then set(c, 'ntok', c.ntoks or num(c.ntok)) end
+  if c.live ~= c.live0 then set(c, 'live', num(c.live)) end
+  if c.dead ~= c.dead0 then set(c, 'dead', num(c.dead)) end
   set(c, 'updated', c.now)
   redis.call('HSET', c.H, unpack(c.W, 1, c.nw))
 end
@@ -149,7 +162,7 @@ end
 -- new_token queues a fresh token for step on stream and records it.
 local function new_token(c, stream, step, payload)
   c.ntok = c.ntok + 1
-  local tok = tostring(c.ntok)
+  local tok = num(c.ntok)
   c.ntoks = tok
   if c.trace == '' then
     redis.call('XADD', stream, '*', 'task', c.task, 'step', step, 'token', tok, 'attempt', '1', 'v', c.v,
