@@ -8,7 +8,7 @@
 -- Task hash fields (all values strings), in the order submit creates them:
 -- the fields every script reads come first, because Redis looks a field up
 -- in a small hash by scanning it from the start.
---   status seq ntok live dead pv ct trace
+--   status seq updated ntok live dead pv ct trace
 --   live          tokens queued, running or waiting for a retry
 --   dead          tokens that gave up (dead letters) since the last re-drive
 --   ntok          token id counter
@@ -16,7 +16,7 @@
 --                 q queued, r running, w waiting for a retry, s snoozed,
 --                 d done, x dead; a step's state in the API is that of its
 --                 latest token (dsat/state.go)
---   pipeline created updated error
+--   pipeline created error
 --   s:<step>:err  the step's last error (written on failure only)
 --   pk:<join>     tokens parked at a join;  jl:<join> its predecessors
 --   j:<join>:<pred>        a parked predecessor's output

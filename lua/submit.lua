@@ -38,9 +38,9 @@ local tok = new_token(c, KEYS[4], entry, ARGV[7])
 emit(c, 'INIT', '', '0', '', '{"entry":"' .. entry .. '","token":"' .. tok .. '"}') -- step names need no escaping
 flush(c)
 -- The fields every script reads first (see lib.lua).
-redis.call('HSET', c.H, 'status', 'pending', 'seq', c.seqs, 'ntok', tok, 'live', '1', 'dead', '0', 'pv', c.pv,
-  'ct', c.ct, 'trace', c.trace, 'k:' .. tok, 'q|1|' .. entry .. '|', 'pipeline', ARGV[10], 'created', c.now,
-  'updated', c.now)
+redis.call('HSET', c.H, 'status', 'pending', 'seq', c.seqs, 'updated', c.now, 'ntok', tok, 'live', '1', 'dead', '0',
+  'pv', c.pv, 'ct', c.ct, 'trace', c.trace, 'k:' .. tok, 'q|1|' .. entry .. '|', 'pipeline', ARGV[10],
+  'created', c.now)
 if idem then
   redis.call('SET', idem, c.task .. ' ' .. ARGV[12], 'PX', ARGV[11])
 end
