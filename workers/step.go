@@ -84,10 +84,15 @@ type msgRef struct {
 // error it first re-reads its own pending entries (id 0): a reply to a
 // blocking read can arrive after the client gave up. When a reclaim scan is
 // due it claims abandoned tokens with the same slots (see reclaim).
+//
+// One XREADGROUP over several partition streams returns up to COUNT entries
+// from each stream: entries beyond the slots taken are kept (spill) and run
+// first as slots free up; they are this consumer's pending entries already.
 func (r *stepRunner) readLoop(ctx context.Context) {
 	own := newOwnCursor(len(r.parts))
 	rec := &reclaimState{due: time.Now().Add(r.reclaimInterval())}
 	want := 1 // slots to wait for: more after a read that found a backlog
+	var spill []msgRef
 	for ctx.Err() == nil {
 		n, err := r.pool.acquire(ctx, r.s.cfg.ReadBatch, want, r.s.cfg.BatchLinger)
 		if err != nil {
@@ -96,6 +101,9 @@ func (r *stepRunner) readLoop(ctx context.Context) {
 		var msgs []msgRef
 		reclaimed := false
 		switch {
+		case len(spill) > 0:
+			k := min(n, len(spill))
+			msgs, spill = spill[:k:k], spill[k:]
 		case own.active:
 			msgs, err = r.readOwn(ctx, n, own)
 		case !rec.due.After(time.Now()):
@@ -105,16 +113,23 @@ func (r *stepRunner) readLoop(ctx context.Context) {
 		if err == nil && len(msgs) == 0 && !own.active {
 			msgs, err = r.readNew(ctx, n)
 			reclaimed = false
+			if len(msgs) > n {
+				spill, msgs = msgs[n:], msgs[:n:n]
+			}
 			if len(msgs) == n {
 				want = r.s.cfg.ReadBatch
 			}
+		}
+		if len(spill) > 0 {
+			want = r.s.cfg.ReadBatch
 		}
 		if err != nil {
 			r.pool.unreserve(n)
 			if ctx.Err() != nil {
 				return
 			}
-			own.reset()
+			own.reset() // re-reads our pending entries, the spilled ones too
+			spill = nil
 			r.readFailed(ctx, err)
 			continue
 		}
