@@ -270,3 +270,42 @@ func TestEventsFollow(t *testing.T) {
 		}
 	})
 }
+
+// TestFinishedTaskKeysAreCompact (real Redis: miniredis has no OBJECT
+// ENCODING, MEMORY USAGE or stream DUMP): a finished task's keys carry the
+// retention TTL, its event stream is rewritten without the 4 KB Redis
+// preallocates per stream node, and its hash is compactly encoded, also
+// after long outputs of several end steps went through it.
+func TestFinishedTaskKeysAreCompact(t *testing.T) {
+	b := redistest.Backends()[1]
+	if !b.Real {
+		t.Fatal("Backends()[1] is not redis-server")
+	}
+	long := `{"text":"` + strings.Repeat("x", 200) + `"}`
+	for name, yaml := range map[string]string{"one end step": linearYAML, "two end steps": `
+name: ends
+version: 1.0.0
+steps:
+  a: {handler: echo, next: [b, c]}
+  b: {handler: echo}
+  c: {handler: echo}
+`} {
+		t.Run(name, func(t *testing.T) {
+			h := newHarness(t, b, yaml)
+			id := h.submit(long)
+			h.drain(nil)
+			eq(t, "status", h.state(id).Status, dsat.StatusSucceeded)
+			p := mustID(t, id).Partition
+			for _, key := range []string{h.c.Keys().Task(p, id), h.c.Keys().TaskEvents(p, id), h.c.Keys().TaskResult(p, id)} {
+				if ttl := h.rdb.PTTL(h.ctx, key).Val(); ttl <= 0 {
+					t.Fatalf("%s has no retention TTL (%v)", key, ttl)
+				}
+			}
+			eq(t, "hash encoding", h.rdb.ObjectEncoding(h.ctx, h.c.Keys().Task(p, id)).Val(), "listpack")
+			if n := h.rdb.MemoryUsage(h.ctx, h.c.Keys().TaskEvents(p, id)).Val(); n <= 0 || n >= 4096 {
+				t.Fatalf("event stream uses %d bytes: not rewritten at its size", n)
+			}
+			h.checkInvariants(id)
+		})
+	}
+}
