@@ -55,8 +55,17 @@ type Event struct {
 // or END and HAPPY_END, cost one entry. The last event of an entry has the
 // entry's stream id as its ID; an earlier one, the k-th, has "<id>.<k>",
 // so every event has its own resume position (EventIDLess orders them).
+//
+// Entries written before this format (one event each, in fields task, seq,
+// ev, step, att, w, at, d) are read too.
 func ParseEntry(m redis.XMessage) ([]Event, error) {
 	str := func(k string) string { s, _ := m.Values[k].(string); return s }
+	if _, packed := m.Values["e"]; !packed {
+		if _, old := m.Values["ev"]; old {
+			m.Values = map[string]any{"task": str("task"), "d": str("d"),
+				"e": strings.Join([]string{str("seq"), str("ev"), str("att"), str("at"), str("step"), str("w")}, "|")}
+		}
+	}
 	lines, details := strings.Split(str("e"), "\n"), strings.Split(str("d"), "\n")
 	if len(details) != len(lines) {
 		return nil, fmt.Errorf("dsat: event entry %s: %d events but %d details", m.ID, len(lines), len(details))

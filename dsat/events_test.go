@@ -83,3 +83,16 @@ func TestWorkerNameWithLineBreak(t *testing.T) {
 		t.Fatal("a worker name with a line break was accepted")
 	}
 }
+
+func TestParseEntryFormerFormat(t *testing.T) {
+	evs, err := dsat.ParseEntry(redis.XMessage{ID: "5-1", Values: map[string]any{"task": "t", "seq": "3", "ev": "SEND",
+		"step": "a", "att": "1", "w": "vm-1", "at": "1764201600123", "d": `{"to":"b"}`}})
+	if err != nil || len(evs) != 1 {
+		t.Fatalf("%v %v", evs, err)
+	}
+	e := evs[0]
+	if e.ID != "5-1" || e.Seq != 3 || e.Event != "SEND" || e.Step != "a" || e.Attempt != 1 || e.Worker != "vm-1" ||
+		e.At.UnixMilli() != 1764201600123 || string(e.Detail) != `{"to":"b"}` {
+		t.Fatalf("event %+v", e)
+	}
+}
