@@ -77,19 +77,22 @@ func benchFlags(fs *flag.FlagSet, env *cliEnv) *benchOpts {
 
 // benchResult is the --json line.
 type benchResult struct {
-	Mode       string  `json:"mode"`
-	Tasks      int     `json:"tasks"`
-	Steps      int     `json:"steps"`
-	Seconds    float64 `json:"seconds"`
-	TasksPerS  float64 `json:"tasks_per_s"`
-	StepsPerS  float64 `json:"steps_per_s"`
-	P50        float64 `json:"p50_ms"`
-	P95        float64 `json:"p95_ms"`
-	P99        float64 `json:"p99_ms"`
-	RedisCPU   float64 `json:"redis_cpu_s"`
-	Errors     int     `json:"errors"`
-	Embedded   bool    `json:"embedded,omitempty"`
-	SubmitPerS float64 `json:"submit_per_s,omitempty"`
+	Mode      string  `json:"mode"`
+	Tasks     int     `json:"tasks"`
+	Steps     int     `json:"steps"`
+	Seconds   float64 `json:"seconds"`
+	TasksPerS float64 `json:"tasks_per_s"`
+	StepsPerS float64 `json:"steps_per_s"`
+	P50       float64 `json:"p50_ms"`
+	P95       float64 `json:"p95_ms"`
+	P99       float64 `json:"p99_ms"`
+	RedisCPU  float64 `json:"redis_cpu_s"`
+	// RedisUSPerStep is Redis's CPU per task-step (µs): what bounds the
+	// drain rate on one Redis.
+	RedisUSPerStep float64 `json:"redis_us_per_step,omitempty"`
+	Errors         int     `json:"errors"`
+	Embedded       bool    `json:"embedded,omitempty"`
+	SubmitPerS     float64 `json:"submit_per_s,omitempty"`
 	// MemPerTask is the growth of Redis used_memory per finished task
 	// (its state hash, its event stream and its share of the capped
 	// firehose), measured after a drain.
@@ -315,6 +318,9 @@ func (b *bench) drain(ctx context.Context) (benchResult, error) {
 		}
 	}
 	res.StepsPerS = res.TasksPerS * float64(b.taskSteps())
+	if steps := res.Tasks * b.taskSteps(); steps > 0 {
+		res.RedisUSPerStep = res.RedisCPU * 1e6 / float64(steps)
+	}
 	return res, err
 }
 
@@ -381,6 +387,9 @@ func (b *bench) steady(ctx context.Context) (benchResult, error) {
 	res.Mode, res.Seconds, res.RedisCPU = "steady", secs, cpu
 	res.TasksPerS = float64(res.Tasks) / secs
 	res.StepsPerS = res.TasksPerS * float64(b.taskSteps())
+	if steps := res.Tasks * b.taskSteps(); steps > 0 {
+		res.RedisUSPerStep = res.RedisCPU * 1e6 / float64(steps)
+	}
 	return res, err
 }
 
@@ -472,7 +481,7 @@ func printBench(env *cliEnv, r benchResult) {
 	fmt.Fprintf(w, "tasks/s         %.0f\n", r.TasksPerS)
 	fmt.Fprintf(w, "task-steps/s    %.0f\n", r.StepsPerS)
 	fmt.Fprintf(w, "latency ms      p50 %.1f  p95 %.1f  p99 %.1f  (submit to HAPPY_END)\n", r.P50, r.P95, r.P99)
-	fmt.Fprintf(w, "redis cpu s     %.2f\n", r.RedisCPU)
+	fmt.Fprintf(w, "redis cpu s     %.2f (%.1f µs per task-step)\n", r.RedisCPU, r.RedisUSPerStep)
 	if r.SubmitPerS > 0 {
 		fmt.Fprintf(w, "submit/s        %.0f (batches of 1000, before the drain)\n", r.SubmitPerS)
 	}

@@ -113,6 +113,25 @@ func TestEnvironmentVariables(t *testing.T) {
 	}
 }
 
+// TestBenchOnRealRedis: against redis-server the drain reports Redis's CPU
+// per task-step, and --cpuprofile writes a profile.
+func TestBenchOnRealRedis(t *testing.T) {
+	srv := redistest.Start(t)
+	prof := filepath.Join(t.TempDir(), "drain.prof")
+	code, out, errs := runCLI(t, nil, "", "bench", "--json", "--redis", "redis://"+srv.Addr, "--mode", "drain",
+		"--tasks", "300", "--steps", "2", "--cpuprofile", prof)
+	var res benchResult
+	if code != 0 || json.Unmarshal([]byte(out), &res) != nil || res.Errors != 0 || res.Tasks != 300 || res.Embedded {
+		t.Fatalf("bench: exit %d\n%s\n%s", code, out, errs)
+	}
+	if res.RedisCPU <= 0 || res.RedisUSPerStep <= 0 || res.RedisUSPerStep*600/1e6 > res.RedisCPU*1.01 {
+		t.Fatalf("redis cpu %.3f s, %.1f µs per task-step", res.RedisCPU, res.RedisUSPerStep)
+	}
+	if fi, err := os.Stat(prof); err != nil || fi.Size() == 0 {
+		t.Fatalf("cpu profile: %v", err)
+	}
+}
+
 func TestBenchVerifiesEveryTask(t *testing.T) {
 	for _, args := range [][]string{
 		{"--mode", "drain", "--tasks", "300", "--steps", "3", "--fanout", "2"},
