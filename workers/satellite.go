@@ -153,6 +153,7 @@ type Satellite struct {
 	state                           int // 0 new, 1 running, 2 stopped
 	loops                           sync.WaitGroup
 	work                            sync.WaitGroup // handler runs
+	runnerGoroutines                sync.WaitGroup // handler goroutines, reused across runs (runners)
 	stopLoops, stopWork, stopEngine context.CancelFunc
 	loopCtx, workCtx, engineCtx     context.Context
 }
@@ -248,6 +249,7 @@ func (s *Satellite) Start(ctx context.Context) error {
 	s.workCtx, s.stopWork = context.WithCancel(context.Background())
 	s.engineCtx, s.stopEngine = context.WithCancel(context.Background())
 	for _, r := range s.steps {
+		r.runners = newRunners(s.loopCtx.Done(), &s.runnerGoroutines, r.run)
 		s.goLoop(r.readLoop)
 	}
 	s.goLoop(s.promoteLoop)
@@ -294,6 +296,7 @@ func (s *Satellite) Stop(ctx context.Context) error {
 	}
 	s.stopWork()
 	<-done
+	s.runnerGoroutines.Wait() // idle ones exit as reading has stopped
 	s.stopEngine()
 	s.removeHeartbeat()
 	s.log.Info().Msg("satellite stopped")

@@ -34,6 +34,7 @@ type stepRunner struct {
 	pending   atomic.Int64
 
 	completer completer
+	runners   *runners // set by Start
 
 	groupBackoff time.Duration // reader-owned
 	rot          int           // reader-owned: cluster round-robin position
@@ -291,7 +292,7 @@ func (r *stepRunner) dispatch(msgs []msgRef, reclaimed bool) int {
 		r.s.work.Add(1)
 		r.pool.begin()
 		used++
-		go r.run(j)
+		r.runners.start(j)
 	}
 	return used
 }
