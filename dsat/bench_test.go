@@ -2,8 +2,6 @@ package dsat_test
 
 import (
 	"context"
-	"fmt"
-	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -47,39 +45,58 @@ func BenchmarkKeys(b *testing.B) {
 	}
 }
 
-// BenchmarkScripts runs one task through a 3-step pipeline per iteration
-// on a real redis-server: submit, then begin and complete for each step.
-func BenchmarkScripts(b *testing.B) {
+// scriptBench starts redis-server with the linear pipeline's groups made.
+func scriptBench(b *testing.B) (*redis.Client, *dsat.Client, *dsat.Pipeline) {
 	rdb := redistest.Start(b).Client(b)
 	p, err := dsat.ParsePipeline("b.yaml", []byte(linearYAML))
 	if err != nil {
 		b.Fatal(err)
 	}
 	c, _ := dsat.NewClient(rdb, dsat.Config{}, p)
-	ctx := context.Background()
 	for _, s := range p.Order {
-		rdb.XGroupCreateMkStream(ctx, c.Keys().Step(p.Partition(0), s), s, "0")
+		rdb.XGroupCreateMkStream(context.Background(), c.Keys().Step(p.Partition(0), s), s, "0")
 	}
+	return rdb, c, p
+}
+
+// readDeliveries reads up to count new tokens of step as worker "w"
+// (none when the stream is drained).
+func readDeliveries(b *testing.B, rdb *redis.Client, c *dsat.Client, p *dsat.Pipeline, step string, count int64) []dsat.Delivery {
+	res, err := rdb.XReadGroup(context.Background(), &redis.XReadGroupArgs{Group: step, Consumer: "w",
+		Streams: []string{c.Keys().Step(p.Partition(0), step), ">"}, Count: count, Block: -1}).Result()
+	if err == redis.Nil {
+		return nil
+	}
+	if err != nil {
+		b.Fatal(err)
+	}
+	ds := make([]dsat.Delivery, 0, len(res[0].Messages))
+	for _, m := range res[0].Messages {
+		env, err := dsat.ParseEnvelope(m.Values, 0)
+		if err != nil {
+			b.Fatal(err)
+		}
+		ds = append(ds, dsat.Delivery{Envelope: env, EntryID: m.ID, Worker: "w"})
+	}
+	return ds
+}
+
+// BenchmarkScripts runs one task through a 3-step pipeline per iteration
+// on a real redis-server: submit, then begin and complete for each step.
+func BenchmarkScripts(b *testing.B) {
+	rdb, c, p := scriptBench(b)
+	ctx := context.Background()
 	b.ReportAllocs()
 	for b.Loop() {
 		if _, err := c.Submit(ctx, "linear", []byte(`{"x":1}`), dsat.SubmitOptions{}); err != nil {
 			b.Fatal(err)
 		}
 		for _, s := range p.Order {
-			res, err := rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: s, Consumer: "w", Streams: []string{c.Keys().Step(p.Partition(0), s), ">"}, Count: 1, Block: -1}).Result()
-			if err != nil {
-				b.Fatal(err)
-			}
-			m := res[0].Messages[0]
-			env, err := dsat.ParseEnvelope(m.Values, 0)
-			if err != nil {
-				b.Fatal(err)
-			}
-			d := dsat.Delivery{Envelope: env, EntryID: m.ID, Worker: "w"}
+			d := readDeliveries(b, rdb, c, p, s, 1)[0]
 			if _, err := c.Begin(ctx, d); err != nil {
 				b.Fatal(err)
 			}
-			if _, err := c.Complete(ctx, d, env.Payload, ""); err != nil {
+			if _, err := c.Complete(ctx, d, d.Payload, ""); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -92,17 +109,8 @@ func BenchmarkScripts(b *testing.B) {
 // from INFO cpu), the figure that bounds the drain rate. The satellite is
 // not involved, so the figure moves only with the scripts.
 func BenchmarkScriptsRedisCPU(b *testing.B) {
-	rdb := redistest.Start(b).Client(b)
-	p, err := dsat.ParsePipeline("b.yaml", []byte(linearYAML))
-	if err != nil {
-		b.Fatal(err)
-	}
-	c, _ := dsat.NewClient(rdb, dsat.Config{}, p)
+	rdb, c, p := scriptBench(b)
 	ctx := context.Background()
-	part := p.Partition(0)
-	for _, s := range p.Order {
-		rdb.XGroupCreateMkStream(ctx, c.Keys().Step(part, s), s, "0")
-	}
 	const tasks, batch = 2000, 100
 	payload := []byte(`{"text":"a payload of about a hundred bytes, which is what the benchmarks use......"}`)
 	payloads := make([][]byte, batch)
@@ -120,23 +128,7 @@ func BenchmarkScriptsRedisCPU(b *testing.B) {
 		before := redisCPU(b, rdb)
 		b.StartTimer()
 		for _, s := range p.Order {
-			for {
-				res, err := rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: s, Consumer: "w",
-					Streams: []string{c.Keys().Step(part, s), ">"}, Count: batch, Block: -1}).Result()
-				if err == redis.Nil {
-					break
-				}
-				if err != nil {
-					b.Fatal(err)
-				}
-				ds := make([]dsat.Delivery, 0, batch)
-				for _, m := range res[0].Messages {
-					env, err := dsat.ParseEnvelope(m.Values, 0)
-					if err != nil {
-						b.Fatal(err)
-					}
-					ds = append(ds, dsat.Delivery{Envelope: env, EntryID: m.ID, Worker: "w"})
-				}
+			for ds := readDeliveries(b, rdb, c, p, s, batch); len(ds) > 0; ds = readDeliveries(b, rdb, c, p, s, batch) {
 				outs, errs := c.BeginBatch(ctx, ds)
 				cs := make([]dsat.Completion, 0, len(ds))
 				for i, d := range ds {
@@ -158,9 +150,6 @@ func BenchmarkScriptsRedisCPU(b *testing.B) {
 		b.StartTimer()
 	}
 	b.ReportMetric(float64(cpu.Microseconds())/float64(b.N*tasks*len(p.Order)), "redis-µs/step")
-	if os.Getenv("DSAT_BENCH_STATS") != "" {
-		fmt.Println(rdb.Info(ctx, "commandstats").Val())
-	}
 }
 
 // redisCPU is the Redis main thread's CPU time so far (INFO cpu).

@@ -285,14 +285,7 @@ func TestFinishedTaskKeysAreCompact(t *testing.T) {
 		t.Fatal("Backends()[1] is not redis-server")
 	}
 	long := `{"text":"` + strings.Repeat("x", 200) + `"}`
-	for name, yaml := range map[string]string{"one end step": linearYAML, "two end steps": `
-name: ends
-version: 1.0.0
-steps:
-  a: {handler: echo, next: [b, c]}
-  b: {handler: echo}
-  c: {handler: echo}
-`} {
+	for name, yaml := range map[string]string{"one end step": linearYAML, "two end steps": endsYAML} {
 		t.Run(name, func(t *testing.T) {
 			h := newHarness(t, b, yaml)
 			id := h.submit(long)

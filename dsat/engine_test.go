@@ -123,16 +123,19 @@ func TestFanOutSwitchJoin(t *testing.T) {
 	})
 }
 
-func TestMultipleEndStepsResult(t *testing.T) {
-	redistest.ForEachBackend(t, func(t *testing.T, b redistest.Backend) {
-		h := newHarness(t, b, `
+// endsYAML fans out to two end steps: the result is {b: ..., c: ...}.
+const endsYAML = `
 name: ends
 version: 1.0.0
 steps:
   a: {handler: echo, next: [b, c]}
   b: {handler: echo}
   c: {handler: echo}
-`)
+`
+
+func TestMultipleEndStepsResult(t *testing.T) {
+	redistest.ForEachBackend(t, func(t *testing.T, b redistest.Backend) {
+		h := newHarness(t, b, endsYAML)
 		id := h.submit(`7`)
 		h.drain(nil)
 		st := h.state(id)

@@ -130,7 +130,7 @@ func ValidEventID(s string) bool {
 		return ValidStreamID(s)
 	}
 	k, err := strconv.ParseUint(sub, 10, 32)
-	return err == nil && k >= 1 && sub[0] != '+' && ValidStreamID(entry)
+	return err == nil && k >= 1 && ValidStreamID(entry)
 }
 
 // splitEventID returns an event id's entry id and its position in the
@@ -142,6 +142,12 @@ func splitEventID(id string) (entry string, k int) {
 	}
 	n, _ := strconv.Atoi(sub)
 	return entry, n
+}
+
+// EventEntryID is the stream id of the entry that holds the event id.
+func EventEntryID(id string) string {
+	entry, _ := splitEventID(id)
+	return entry
 }
 
 // EventIDLess orders event ids: by entry, then by position in the entry

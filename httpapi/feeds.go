@@ -96,7 +96,7 @@ func (a *API) taskEvents(w http.ResponseWriter, r *http.Request) {
 	}
 	defer release()
 
-	if last != "" && dsat.EventIDLess(last, first[0].ID) {
+	if last != "" && dsat.StreamIDLess(dsat.EventEntryID(last), first[0].ID) {
 		st, err := a.c.Get(ctx, id)
 		if err != nil {
 			return
@@ -244,7 +244,7 @@ func (a *API) replayPartition(r *http.Request, sse *sseWriter, p *dsat.Pipeline,
 	if err != nil {
 		return false
 	}
-	if len(first) == 1 && dsat.EventIDLess(pos[n], first[0].ID) {
+	if len(first) == 1 && dsat.StreamIDLess(dsat.EventEntryID(pos[n]), first[0].ID) {
 		b, _ := json.Marshal(map[string]any{"pipeline": p.Name, "partition": n,
 			"reason": "events after the given id are no longer all kept; continuing from the oldest kept"})
 		if sse.event(strings.Join(pos, ","), "reset", b) != nil {

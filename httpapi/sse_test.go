@@ -1,12 +1,14 @@
 package httpapi
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/dsat-dev/dsat/dsat"
 	"github.com/dsat-dev/dsat/internal/redistest"
 )
 
@@ -153,11 +155,17 @@ func TestFirehoseResumes(t *testing.T) {
 			}
 		}
 		// Resuming from an event inside a multi-event entry continues
-		// with the next event of that entry.
+		// with the next event of that entry, also when that entry is the
+		// oldest the capped firehose still keeps (no reset: nothing after
+		// the position was trimmed).
 		found := false
 		for j, x := range got[:len(got)-1] {
 			if found = strings.Contains(x.ID, "."); !found {
 				continue
+			}
+			fh := e.c.Keys().Firehose(dsat.Partition{Pipeline: "demo", API: "1.0"})
+			if err := e.rdb.XTrimMinID(context.Background(), fh, dsat.EventEntryID(x.ID)).Err(); err != nil {
+				t.Fatal(err)
 			}
 			_, evs3, _, cancel3 := e.stream("/v1/events?pipeline=demo", "Last-Event-ID", x.ID)
 			next := <-evs3

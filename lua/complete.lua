@@ -81,7 +81,6 @@ local function complete1(c, tok, att, id, output, label)
   end
 
   -- All checks done: write.
-  c.status = v[1]
   counters(c, v[2], v[3], v[4], v[5])
   c.pv, c.ct, c.trace, c.ol = v[6], v[7], v[8] or '', v[9]
   tok_set(c, tok, 'd', att, step, worker)

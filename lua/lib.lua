@@ -78,7 +78,6 @@ end
 
 -- counters takes the task's counters as read (strings, nil when absent).
 local function counters(c, seq, ntok, live, dead)
-  c.nw = 0
   c.seq, c.ntok = tonumber(seq) or 0, tonumber(ntok) or 0
   c.live, c.dead = tonumber(live) or 0, tonumber(dead) or 0
   c.ntok0, c.live0, c.dead0 = c.ntok, c.live, c.dead

@@ -55,39 +55,61 @@ func (b *completer) complete(c dsat.Completion) (dsat.Outcome, error) {
 }
 
 // send runs one batch, retrying the calls that failed (each is
-// idempotent) a few times with backoff, in smaller batches each time (a
-// batch slower than the read timeout would otherwise fail forever).
+// idempotent; see inBatches).
 func (b *completer) send(batch []*pendingCompletion) {
-	todo := batch
-	size := len(todo)
-	backoff := 50 * time.Millisecond
-	for try := 0; try < 5 && len(todo) > 0; try++ {
+	failed := inBatches(b.s.engineCtxOr(), batch, func(ctx context.Context, chunk []*pendingCompletion) []*pendingCompletion {
+		cs := make([]dsat.Completion, len(chunk))
+		for i, p := range chunk {
+			cs[i] = p.c
+		}
+		outs, errs := b.s.c.CompleteBatch(ctx, cs)
+		var again []*pendingCompletion
+		for i, p := range chunk {
+			p.out, p.err = outs[i], errs[i]
+			if p.err != nil && retryable(p.err) && b.s.engineCtxOr().Err() == nil {
+				again = append(again, p)
+				continue
+			}
+			close(p.done)
+		}
+		return again
+	})
+	for _, p := range failed {
+		close(p.done)
+	}
+}
+
+// inBatches calls send for items in batches, each with a 10s deadline, and
+// sends again, a few times with a growing backoff, the items send returns
+// (a failed call that may be retried). Each retry uses batches of half the
+// size: a batch whose script runs longer than the client's read timeout
+// would otherwise fail the same way forever. It returns the items that
+// still failed after the last try.
+func inBatches[T any](ctx context.Context, items []T, send func(ctx context.Context, chunk []T) (again []T)) []T {
+	size, backoff := len(items), 50*time.Millisecond
+	for try := 0; try < 5 && len(items) > 0; try++ {
 		if try > 0 {
-			sleep(b.s.engineCtxOr(), backoff)
+			sleep(ctx, backoff)
 			backoff *= 2
 			size = max(1, size/2)
 		}
-		var again []*pendingCompletion
-		for _, chunk := range chunks(todo, size) {
-			cs := make([]dsat.Completion, len(chunk))
-			for i, p := range chunk {
-				cs[i] = p.c
-			}
-			ctx, cancel := context.WithTimeout(b.s.engineCtxOr(), 10*time.Second)
-			outs, errs := b.s.c.CompleteBatch(ctx, cs)
+		var again []T
+		for _, chunk := range chunks(items, size) {
+			cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			again = append(again, send(cctx, chunk)...)
 			cancel()
-			for i, p := range chunk {
-				p.out, p.err = outs[i], errs[i]
-				if p.err != nil && retryable(p.err) && b.s.engineCtxOr().Err() == nil {
-					again = append(again, p)
-					continue
-				}
-				close(p.done)
-			}
 		}
-		todo = again
+		items = again
 	}
-	for _, p := range todo {
-		close(p.done)
+	return items
+}
+
+// chunks splits items into consecutive slices of at most size.
+func chunks[T any](items []T, size int) [][]T {
+	var out [][]T
+	for len(items) > size {
+		out = append(out, items[:size])
+		items = items[size:]
 	}
+	return append(out, items)
 }

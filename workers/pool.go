@@ -27,15 +27,17 @@ func newPool(limit int) *pool {
 
 // acquire reserves between 1 and most free slots, waiting until one is
 // free. With want > 1 (the stream has a backlog) it waits up to linger for
-// want slots (at most half the pool) while jobs are running, so that a loaded step reads and
-// writes in larger batches: each Redis call then carries more tokens,
-// which is what bounds the drain rate. An idle pool never waits.
+// want slots (at most half the pool) while jobs are running, so that a
+// loaded step reads and writes in larger batches: each Redis call then
+// carries more tokens, which is what bounds the drain rate. An idle pool
+// never waits.
 func (p *pool) acquire(ctx context.Context, most, want int, linger time.Duration) (int, error) {
-	var deadline <-chan time.Time
+	var deadline <-chan time.Time // the linger, once a slot is free
+	waited := linger <= 0
 	for {
 		p.mu.Lock()
 		free := p.limit - p.busy - p.reserved
-		if free > 0 && (free >= min(want, most, max(1, p.limit/2)) || p.busy == 0 || deadline == closedTimer || linger <= 0) {
+		if free > 0 && (waited || p.busy == 0 || free >= min(want, most, max(1, p.limit/2))) {
 			n := min(free, most)
 			p.reserved += n
 			p.mu.Unlock()
@@ -50,15 +52,12 @@ func (p *pool) acquire(ctx context.Context, most, want int, linger time.Duration
 		select {
 		case <-p.freed:
 		case <-deadline:
-			deadline = closedTimer
+			waited, deadline = true, nil
 		case <-ctx.Done():
 			return 0, ctx.Err()
 		}
 	}
 }
-
-// closedTimer marks a linger that has run out.
-var closedTimer = make(<-chan time.Time)
 
 func (p *pool) unreserve(n int) {
 	if n <= 0 {

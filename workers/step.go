@@ -298,57 +298,34 @@ func (r *stepRunner) dispatch(msgs []msgRef, reclaimed bool) int {
 }
 
 // begin records ACK for a batch of tokens, retrying failed calls a few
-// times. A retry sends smaller batches (half each time): a batch whose
-// script runs longer than the client's read timeout would otherwise fail
-// the same way forever. A token whose begin failed is not run: it stays
-// pending for the reclaimer.
+// times in smaller batches (inBatches). A token whose begin failed is not
+// run: it stays pending for the reclaimer.
 func (r *stepRunner) begin(jobs []*job) []dsat.Outcome {
 	outs := make([]dsat.Outcome, len(jobs))
 	todo := make([]int, len(jobs))
 	for i := range todo {
 		todo[i] = i
 	}
-	size := len(todo)
-	backoff := 50 * time.Millisecond
-	for try := 0; try < 5 && len(todo) > 0; try++ {
-		if try > 0 {
-			sleep(r.s.engineCtxOr(), backoff)
-			backoff *= 2
-			size = max(1, size/2)
+	inBatches(r.s.engineCtxOr(), todo, func(ctx context.Context, chunk []int) []int {
+		ds := make([]dsat.Delivery, len(chunk))
+		for k, i := range chunk {
+			ds[k] = jobs[i].d
 		}
+		o, errs := r.s.c.BeginBatch(ctx, ds)
 		var again []int
-		for _, chunk := range chunks(todo, size) {
-			ds := make([]dsat.Delivery, len(chunk))
-			for k, i := range chunk {
-				ds[k] = jobs[i].d
-			}
-			ctx, cancel := context.WithTimeout(r.s.engineCtxOr(), 10*time.Second)
-			o, errs := r.s.c.BeginBatch(ctx, ds)
-			cancel()
-			for k, i := range chunk {
-				outs[i] = o[k]
-				if errs[k] != nil {
-					outs[i] = 0
-					if retryable(errs[k]) {
-						again = append(again, i)
-					}
-					r.s.logLimited(r.name()+"/begin", r.log.Warn().Err(errs[k]).Str("task", jobs[i].d.Task), "begin failed")
+		for k, i := range chunk {
+			outs[i] = o[k]
+			if errs[k] != nil {
+				outs[i] = 0
+				if retryable(errs[k]) {
+					again = append(again, i)
 				}
+				r.s.logLimited(r.name()+"/begin", r.log.Warn().Err(errs[k]).Str("task", jobs[i].d.Task), "begin failed")
 			}
 		}
-		todo = again
-	}
+		return again
+	})
 	return outs
-}
-
-// chunks splits items into consecutive slices of at most size.
-func chunks[T any](items []T, size int) [][]T {
-	var out [][]T
-	for len(items) > size {
-		out = append(out, items[:size])
-		items = items[size:]
-	}
-	return append(out, items)
 }
 
 func (r *stepRunner) parse(m msgRef) (dsat.Envelope, error) {
