@@ -9,6 +9,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strings"
 	"syscall"
 	"time"
 
@@ -16,8 +18,11 @@ import (
 )
 
 // ExecHandler runs one process per token, so steps can be written in any
-// language. Settings: with: {command: [argv...], env: {K: V}, dir: D}.
-// The payload arrives on stdin; stdout is the output (used as is when it is
+// language. Settings: with: {command: [argv...], env: {K: V}, dir: D,
+// inherit_env: [NAMES]}. The process does not inherit the worker's
+// environment (it holds secrets such as DSAT_REDIS_URL): it gets PATH,
+// HOME, LANG and TZ from it, DSAT_TASK, DSAT_STEP and DSAT_ATTEMPT, the
+// variables named in inherit_env, then env. The payload arrives on stdin; stdout is the output (used as is when it is
 // JSON, else as a JSON string). A non-zero exit is an error carrying the
 // tail of stderr. When the step's timeout passes (or the task is
 // cancelled), the whole process group is killed.
@@ -30,12 +35,24 @@ type ExecHandler struct {
 const stderrTail = 1024
 
 type execSettings struct {
-	argv []string
-	env  []string
-	dir  string
+	argv    []string
+	env     []string
+	inherit []string
+	dir     string
 }
 
-// ValidateSettings checks command, env and dir.
+// baseEnv are the worker's variables every exec process gets (when set).
+var baseEnv = []string{"PATH", "HOME", "LANG", "TZ"}
+
+// execSettingNames are the settings exec knows.
+var execSettingNames = []string{"command", "env", "dir", "inherit_env"}
+
+// validEnvName: what a variable name may be (no '=' or NUL, not empty).
+func validEnvName(k string) bool {
+	return k != "" && !strings.ContainsAny(k, "=\x00")
+}
+
+// ValidateSettings checks command, env, dir and inherit_env.
 func (h *ExecHandler) ValidateSettings(with map[string]any) error {
 	_, err := parseExecSettings(with)
 	return err
@@ -60,7 +77,23 @@ func parseExecSettings(with map[string]any) (execSettings, error) {
 			return s, errors.New("with.env must be a mapping of NAME: value")
 		}
 		for k, v := range m {
+			if !validEnvName(k) {
+				return s, fmt.Errorf("with.env: %q is not a variable name", k)
+			}
 			s.env = append(s.env, fmt.Sprintf("%s=%v", k, v))
+		}
+	}
+	if inh, ok := with["inherit_env"]; ok {
+		list, ok := inh.([]any)
+		if !ok {
+			return s, errors.New("with.inherit_env must be a list of variable names of the worker to pass on, such as [HTTP_PROXY, AWS_REGION]")
+		}
+		for _, a := range list {
+			name, ok := a.(string)
+			if !ok || !validEnvName(name) {
+				return s, fmt.Errorf("with.inherit_env: %v is not a variable name", a)
+			}
+			s.inherit = append(s.inherit, name)
 		}
 	}
 	if d, ok := with["dir"]; ok {
@@ -69,8 +102,8 @@ func parseExecSettings(with map[string]any) (execSettings, error) {
 		}
 	}
 	for k := range with {
-		if k != "command" && k != "env" && k != "dir" {
-			return s, fmt.Errorf("with.%s is not an exec setting (command, env, dir)", k)
+		if !slices.Contains(execSettingNames, k) {
+			return s, fmt.Errorf("with.%s is not an exec setting (%s)", k, strings.Join(execSettingNames, ", "))
 		}
 	}
 	return s, nil
@@ -84,8 +117,7 @@ func (h *ExecHandler) Handle(ctx context.Context, t *dsat.Task) (dsat.Result, er
 	}
 	cmd := exec.CommandContext(ctx, s.argv[0], s.argv[1:]...)
 	cmd.Dir = s.dir
-	cmd.Env = append(os.Environ(), "DSAT_TASK="+t.ID, "DSAT_STEP="+t.Step, fmt.Sprintf("DSAT_ATTEMPT=%d", t.Attempt))
-	cmd.Env = append(cmd.Env, s.env...)
+	cmd.Env = s.environ(t)
 	cmd.Stdin = bytes.NewReader(t.Payload)
 	stdout := &limitedBuffer{max: h.MaxOutput}
 	stderr := &tailBuffer{max: stderrTail}
@@ -112,6 +144,18 @@ func (h *ExecHandler) Handle(ctx context.Context, t *dsat.Task) (dsat.Result, er
 		out, _ = json.Marshal(string(out))
 	}
 	return dsat.Result{Output: out}, nil
+}
+
+// environ is the process's environment: never the worker's whole one.
+func (s execSettings) environ(t *dsat.Task) []string {
+	var env []string
+	for _, k := range append(slices.Clone(baseEnv), s.inherit...) {
+		if v, ok := os.LookupEnv(k); ok {
+			env = append(env, k+"="+v)
+		}
+	}
+	env = append(env, "DSAT_TASK="+t.ID, "DSAT_STEP="+t.Step, fmt.Sprintf("DSAT_ATTEMPT=%d", t.Attempt))
+	return append(env, s.env...)
 }
 
 // limitedBuffer keeps up to max bytes and notes an overflow.

@@ -2,6 +2,7 @@ package workers
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
@@ -183,4 +184,72 @@ func TestMuxMiddlewareAndSnooze(t *testing.T) {
 		}
 	}()
 	m.HandleFunc("h", nil)
+}
+
+// TestExecEnvIsMinimal: the process gets PATH, HOME, LANG, TZ, the DSAT_
+// task variables, inherit_env and env, never the rest of the worker's
+// environment (issue 13, item 3).
+func TestExecEnvIsMinimal(t *testing.T) {
+	t.Setenv("DSAT_API_TOKEN", "api-secret")
+	t.Setenv("DSAT_REDIS_URL", "redis://:pw@host:6379")
+	t.Setenv("HTTP_PROXY", "http://proxy:3128")
+	t.Setenv("TZ", "UTC")
+	h := &ExecHandler{MaxOutput: 1 << 20}
+	env := func(with map[string]any) map[string]string {
+		t.Helper()
+		with["command"] = []any{"env"}
+		res, err := h.Handle(context.Background(), execTask(with, `{}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var text string
+		if err := json.Unmarshal(res.Output, &text); err != nil {
+			t.Fatalf("output %s", res.Output)
+		}
+		vars := map[string]string{}
+		for _, l := range strings.Split(text, "\n") {
+			if k, v, ok := strings.Cut(l, "="); ok {
+				vars[k] = v
+			}
+		}
+		return vars
+	}
+	got := env(map[string]any{"env": map[string]any{"GREETING": "hi"}})
+	for _, k := range []string{"DSAT_API_TOKEN", "DSAT_REDIS_URL", "HTTP_PROXY"} {
+		if _, ok := got[k]; ok {
+			t.Errorf("the worker's %s leaked into the process: %v", k, got)
+		}
+	}
+	if got["PATH"] != os.Getenv("PATH") || got["TZ"] != "UTC" || got["GREETING"] != "hi" || got["DSAT_STEP"] != "s" || got["DSAT_ATTEMPT"] != "1" {
+		t.Errorf("environment %v", got)
+	}
+	got = env(map[string]any{"inherit_env": []any{"HTTP_PROXY", "NOT_SET_ANYWHERE"}})
+	if got["HTTP_PROXY"] != "http://proxy:3128" || got["DSAT_API_TOKEN"] != "" {
+		t.Errorf("inherit_env: %v", got)
+	}
+	if _, ok := got["NOT_SET_ANYWHERE"]; ok {
+		t.Errorf("an unset inherited variable appeared: %v", got)
+	}
+	// with.env wins over an inherited or base variable.
+	if got = env(map[string]any{"inherit_env": []any{"HTTP_PROXY"}, "env": map[string]any{"HTTP_PROXY": "none"}}); got["HTTP_PROXY"] != "none" {
+		t.Errorf("env over inherit_env: %v", got)
+	}
+}
+
+func TestExecBadInheritEnv(t *testing.T) {
+	h := &ExecHandler{MaxOutput: 1000}
+	for _, tc := range []struct {
+		with map[string]any
+		want string
+	}{
+		{map[string]any{"command": []any{"ls"}, "inherit_env": "HOME"}, "with.inherit_env must be a list of variable names"},
+		{map[string]any{"command": []any{"ls"}, "inherit_env": []any{"A=B"}}, `with.inherit_env: A=B is not a variable name`},
+		{map[string]any{"command": []any{"ls"}, "inherit_env": []any{1}}, `with.inherit_env: 1 is not a variable name`},
+		{map[string]any{"command": []any{"ls"}, "env": map[string]any{"A=B": "c"}}, `with.env: "A=B" is not a variable name`},
+		{map[string]any{"command": []any{"ls"}, "inherit": []any{"HOME"}}, "with.inherit is not an exec setting (command, env, dir, inherit_env)"},
+	} {
+		if err := h.ValidateSettings(tc.with); err == nil || !strings.HasPrefix(err.Error(), tc.want) {
+			t.Errorf("settings %v: %v, want %q", tc.with, err, tc.want)
+		}
+	}
 }
