@@ -24,7 +24,7 @@ import (
 
 func init() {
 	register(&command{name: "bench", summary: "measure throughput and latency on a synthetic pipeline",
-		usage: "--redis URL [--mode drain|steady] [--tasks N | --rate R --duration D] [--steps N] [--payload BYTES]",
+		usage: "--redis URL [--mode drain|steady|http|deployed] [--tasks N | --rate R --duration D] [--steps N] [--payload BYTES] [--concurrency N]",
 		help: `Runs a synthetic pipeline of --steps echo steps (optionally a --fanout to
 N parallel steps joined again) with in-process satellites against --redis,
 and prints a table (or, with --json, one JSON line). Every task is checked
@@ -37,12 +37,25 @@ the run an error.
   --mode http    submits over HTTP to an in-process API on loopback for
                  --duration, from --clients keep-alive clients, single tasks or
                  --batch N per request (no satellites: it measures submission)
+  --mode deployed  starts this binary as two child processes, "dsat serve" (on
+                 a free loopback port) and "dsat worker", with a generated
+                 pipeline file, submits --tasks over HTTP in batches (--batch,
+                 default 500, from --clients, default 4) and times the first
+                 POST to the last task's HAPPY_END; the children are stopped at
+                 the end (SIGTERM, then SIGKILL)
+
+The steps get the pipeline's default concurrency (autoscaled pools of 1 to 8
+workers per step and satellite) and the satellite its default settings, as
+deployed. --concurrency N gives every step a fixed pool of N workers instead
+(and the in-process satellite reads batches of 256, as before this default
+changed: "--concurrency 64" reproduces the older figures).
 
 Without --redis it uses the embedded in-memory Redis: not representative.
 
 Examples:
   dsat bench --redis redis://127.0.0.1:6379 --mode drain --tasks 20000 --steps 3
-  dsat bench --redis redis://127.0.0.1:6379 --mode steady --rate 200 --duration 10s --json`,
+  dsat bench --redis redis://127.0.0.1:6379 --mode steady --rate 200 --duration 10s --json
+  dsat bench --redis redis://127.0.0.1:6379 --mode deployed --tasks 20000 --steps 3 --json`,
 		run: runBench})
 }
 
@@ -54,19 +67,25 @@ type benchOpts struct {
 	duration                      *time.Duration
 	jsonOut                       *bool
 	cpuProfile                    *string
+	// set holds the flags given on the command line (by name).
+	set map[string]bool
 }
+
+// fixedPools is the --concurrency given explicitly: fixed pools of that
+// many workers per step; 0 means the pipeline's defaults (autoscaled).
+func (o *benchOpts) fixedPools() int { return *o.concurrency }
 
 func benchFlags(fs *flag.FlagSet, env *cliEnv) *benchOpts {
 	return &benchOpts{
 		redis:       envString(fs, env, "redis", "DSAT_REDIS_URL", "", "Redis URL (empty: embedded, not representative)"),
-		mode:        fs.String("mode", "drain", "drain or steady"),
-		tasks:       fs.Int("tasks", 20000, "tasks to drain (drain mode)"),
+		mode:        fs.String("mode", "drain", "drain, steady, http or deployed"),
+		tasks:       fs.Int("tasks", 20000, "tasks to drain (drain and deployed modes)"),
 		steps:       fs.Int("steps", 3, "echo steps in a chain"),
 		payload:     fs.Int("payload", 100, "payload size in bytes"),
 		fanout:      fs.Int("fanout", 0, "fan the first step out to N parallel steps joined again (0: none)"),
-		concurrency: fs.Int("concurrency", 64, "workers per step"),
-		clients:     fs.Int("clients", 16, "HTTP clients (http mode)"),
-		batch:       fs.Int("batch", 0, "payloads per request: 0 posts single tasks, N uses the batch endpoint (http mode)"),
+		concurrency: fs.Int("concurrency", 0, "fixed pools of N workers per step (0: the pipeline's defaults, autoscaled, as deployed)"),
+		clients:     fs.Int("clients", 16, "HTTP clients (http mode; deployed mode: 4 unless given)"),
+		batch:       fs.Int("batch", 0, "payloads per request: 0 posts single tasks, N uses the batch endpoint (http mode; deployed mode: 500 unless given)"),
 		rate:        fs.Int("rate", 200, "tasks per second (steady mode)"),
 		duration:    fs.Duration("duration", 10*time.Second, "how long to submit (steady mode)"),
 		jsonOut:     fs.Bool("json", false, "print one JSON line"),
@@ -99,6 +118,11 @@ type benchResult struct {
 	MemPerTask float64 `json:"mem_per_task_b,omitempty"`
 	// TaskKeyBytes is MEMORY USAGE of one finished task's hash + events.
 	TaskKeyBytes int64 `json:"task_keys_b,omitempty"`
+	// PoolMax is the largest pool (workers) seen per step during the run,
+	// over all satellites: the in-process satellite's own count, or in
+	// deployed mode the heartbeat records (GET /v1/satellites), which are
+	// written every 5 s and so may miss a short run's growth.
+	PoolMax map[string]int `json:"pool_max,omitempty"`
 }
 
 func runBench(ctx context.Context, env *cliEnv, args []string) error {
@@ -107,11 +131,17 @@ func runBench(ctx context.Context, env *cliEnv, args []string) error {
 	if err := parse(fs, env, "bench", args); err != nil {
 		return err
 	}
-	if *o.mode != "drain" && *o.mode != "steady" && *o.mode != "http" {
-		return usagef("--mode %q: use drain, steady or http", *o.mode)
+	o.set = map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { o.set[f.Name] = true })
+	if *o.mode != "drain" && *o.mode != "steady" && *o.mode != "http" && *o.mode != "deployed" {
+		return usagef("--mode %q: use drain, steady, http or deployed", *o.mode)
 	}
-	if *o.steps < 1 || *o.tasks < 1 || *o.payload < 2 || *o.concurrency < 1 || *o.rate < 1 || *o.fanout < 0 || *o.fanout == 1 {
-		return usagef("--steps, --tasks, --concurrency and --rate must be positive, --payload at least 2, --fanout 0 or 2+")
+	if *o.steps < 1 || *o.tasks < 1 || *o.payload < 2 || *o.concurrency < 0 || *o.rate < 1 || *o.fanout < 0 || *o.fanout == 1 ||
+		*o.clients < 1 || *o.batch < 0 {
+		return usagef("--steps, --tasks, --rate and --clients must be positive, --concurrency and --batch 0 or more, --payload at least 2, --fanout 0 or 2+")
+	}
+	if o.set["concurrency"] && *o.concurrency == 0 {
+		return usagef("--concurrency 0: give a positive number of workers per step, or leave the flag out for the pipeline's defaults")
 	}
 	log, err := newLogger(env.stderr, *o.logLevel, "")
 	if err != nil {
@@ -132,7 +162,8 @@ func runBench(ctx context.Context, env *cliEnv, args []string) error {
 		return err
 	}
 	defer rdb.Close()
-	p, err := dsat.ParsePipeline("bench.yaml", []byte(benchYAML(*o.steps, *o.fanout, *o.concurrency)))
+	yaml := benchYAML(*o.steps, *o.fanout, o.fixedPools())
+	p, err := dsat.ParsePipeline("bench.yaml", []byte(yaml))
 	if err != nil {
 		return err
 	}
@@ -140,7 +171,7 @@ func runBench(ctx context.Context, env *cliEnv, args []string) error {
 	if err != nil {
 		return err
 	}
-	b := &bench{c: c, rdb: rdb, p: p, o: o, log: log, payload: benchPayload(*o.payload)}
+	b := &bench{c: c, rdb: rdb, p: p, o: o, log: log, payload: benchPayload(*o.payload), yaml: yaml, url: url, env: env}
 	defer b.cleanup()
 	var res benchResult
 	switch *o.mode {
@@ -148,6 +179,8 @@ func runBench(ctx context.Context, env *cliEnv, args []string) error {
 		res, err = b.drain(ctx)
 	case "steady":
 		res, err = b.steady(ctx)
+	case "deployed":
+		res, err = b.deployed(ctx)
 	default:
 		res, err = b.http(ctx)
 	}
@@ -167,11 +200,16 @@ func runBench(ctx context.Context, env *cliEnv, args []string) error {
 	return nil
 }
 
+// benchYAML is the synthetic pipeline: conc > 0 gives every step a fixed
+// pool of conc workers, 0 leaves the pipeline's default concurrency.
 func benchYAML(steps, fanout, conc int) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "name: bench%d\nversion: 1.0.0\nsteps:\n", rand.IntN(1e9))
 	step := func(name, extra string) {
-		fmt.Fprintf(&b, "  %s: {handler: echo, concurrency: {min: %d, max: %d}%s}\n", name, conc, conc, extra)
+		if conc > 0 {
+			extra = fmt.Sprintf(", concurrency: {min: %d, max: %d}", conc, conc) + extra
+		}
+		fmt.Fprintf(&b, "  %s: {handler: echo%s}\n", name, extra)
 	}
 	for i := 1; i <= steps; i++ {
 		next := ""
@@ -212,6 +250,10 @@ type bench struct {
 	log     zerolog.Logger
 	payload []byte
 	ids     []string
+	yaml    string // the pipeline file (deployed mode writes it for the children)
+	url     string // the Redis URL
+	env     *cliEnv
+	poolMax map[string]int
 }
 
 // endStep is the step that ends every task (the one with no next step).
@@ -227,10 +269,17 @@ func (b *bench) endStep() string {
 // taskSteps is the number of handler runs per task.
 func (b *bench) taskSteps() int { return len(b.p.Order) }
 
+// satellite starts the in-process satellite: with the settings of "dsat
+// worker" (workers.Config defaults), or, with --concurrency, the read batch
+// of 256 and 1 s block the fixed-pool figures were measured with.
 func (b *bench) satellite(ctx context.Context) (*workers.Satellite, error) {
 	mux := workers.NewMux()
 	workers.RegisterBuiltins(mux, 0)
-	s, err := workers.New(b.c, mux, workers.Config{ID: "bench", Logger: b.log, Block: time.Second, ReadBatch: 256})
+	cfg := workers.Config{ID: "bench", Logger: b.log}
+	if b.o.fixedPools() > 0 {
+		cfg.Block, cfg.ReadBatch = time.Second, 256
+	}
+	s, err := workers.New(b.c, mux, cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -310,6 +359,7 @@ func (b *bench) drain(ctx context.Context) (benchResult, error) {
 	res, err := b.verify(ctx)
 	res.Mode, res.Seconds, res.RedisCPU, res.SubmitPerS = "drain", secs, cpu, submitRate
 	res.TasksPerS = float64(res.Tasks) / secs
+	res.PoolMax = b.poolMax
 	s.Stop(context.Background()) // idle satellites hold no memory worth measuring
 	res.MemPerTask = (usedMemory(ctx, b.rdb) - mem0) / float64(len(b.ids))
 	if tid, err := dsat.ParseTaskID(b.ids[0]); err == nil {
@@ -384,7 +434,7 @@ func (b *bench) steady(ctx context.Context) (benchResult, error) {
 	secs := time.Since(start).Seconds()
 	cpu := redisCPU(ctx, b.rdb) - cpu0
 	res, err := b.verify(ctx)
-	res.Mode, res.Seconds, res.RedisCPU = "steady", secs, cpu
+	res.Mode, res.Seconds, res.RedisCPU, res.PoolMax = "steady", secs, cpu, b.poolMax
 	res.TasksPerS = float64(res.Tasks) / secs
 	res.StepsPerS = res.TasksPerS * float64(b.taskSteps())
 	if steps := res.Tasks * b.taskSteps(); steps > 0 {
@@ -398,7 +448,9 @@ func (b *bench) waitProcessed(ctx context.Context, s *workers.Satellite, last st
 	key := b.p.Name + "/" + last
 	prev, stalled := int64(-1), time.Now()
 	for {
-		got := s.Info().Steps[key].Processed
+		info := s.Info()
+		b.notePools(info)
+		got := info.Steps[key].Processed
 		if got >= n {
 			return nil
 		}
@@ -412,6 +464,25 @@ func (b *bench) waitProcessed(ctx context.Context, s *workers.Satellite, last st
 			return ctx.Err()
 		case <-time.After(5 * time.Millisecond):
 		}
+	}
+}
+
+// notePools records the largest pool seen per step of the bench pipeline
+// in a satellite record.
+func (b *bench) notePools(infos ...dsat.SatelliteInfo) {
+	if b.poolMax == nil {
+		b.poolMax = map[string]int{}
+	}
+	sum := map[string]int{}
+	for _, info := range infos {
+		for k, l := range info.Steps {
+			if step, ok := strings.CutPrefix(k, b.p.Name+"/"); ok {
+				sum[step] += l.Concurrency
+			}
+		}
+	}
+	for step, n := range sum {
+		b.poolMax[step] = max(b.poolMax[step], n)
 	}
 }
 
@@ -482,11 +553,20 @@ func printBench(env *cliEnv, r benchResult) {
 	fmt.Fprintf(w, "task-steps/s    %.0f\n", r.StepsPerS)
 	fmt.Fprintf(w, "latency ms      p50 %.1f  p95 %.1f  p99 %.1f  (submit to HAPPY_END)\n", r.P50, r.P95, r.P99)
 	fmt.Fprintf(w, "redis cpu s     %.2f (%.1f µs per task-step)\n", r.RedisCPU, r.RedisUSPerStep)
-	if r.SubmitPerS > 0 {
+	if r.SubmitPerS > 0 && r.Mode == "deployed" {
+		fmt.Fprintf(w, "submit/s        %.0f (HTTP batches, while the satellite ran)\n", r.SubmitPerS)
+	} else if r.SubmitPerS > 0 {
 		fmt.Fprintf(w, "submit/s        %.0f (batches of 1000, before the drain)\n", r.SubmitPerS)
 	}
 	if r.MemPerTask > 0 {
 		fmt.Fprintf(w, "redis bytes     %.0f per finished task (used_memory growth); one task's hash + events: %d\n", r.MemPerTask, r.TaskKeyBytes)
+	}
+	if len(r.PoolMax) > 0 {
+		var parts []string
+		for _, s := range sortedKeys(r.PoolMax) {
+			parts = append(parts, fmt.Sprintf("%s %d", s, r.PoolMax[s]))
+		}
+		fmt.Fprintf(w, "largest pools   %s\n", strings.Join(parts, ", "))
 	}
 	fmt.Fprintf(w, "errors          %d\n", r.Errors)
 }

@@ -1,0 +1,490 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/dsat-dev/dsat/dsat"
+)
+
+// benchChild is a child process of the deployed mode ("dsat serve" or
+// "dsat worker"): its stderr is forwarded line by line to the bench's
+// stderr and the last lines are kept for error messages.
+type benchChild struct {
+	name string
+	cmd  *exec.Cmd
+	done chan struct{} // closed when the process has exited
+	err  error         // its exit status, once done is closed
+
+	mu   sync.Mutex
+	tail []string
+}
+
+// startChild starts this binary with args, in its own process group (a
+// ctrl-C at the terminal reaches only the bench, which stops the children
+// itself) and, on Linux, with a parent-death signal so that the children
+// do not outlive a bench that was killed.
+func (b *bench) startChild(exe, name string, args ...string) (*benchChild, error) {
+	cmd := exec.Command(exe, append([]string{name}, args...)...)
+	// DSAT_* variables (an API token, a step filter, ...) would change
+	// what is measured: every setting is given by flag instead.
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "DSAT_") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	cmd.SysProcAttr = childSysProcAttr()
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(b.env.stderr, "dsat bench: starting %s\n", shellQuote(cmd.Args))
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start dsat %s: %w", name, err)
+	}
+	ch := &benchChild{name: name, cmd: cmd, done: make(chan struct{})}
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		sc.Buffer(make([]byte, 1<<16), 1<<20)
+		for sc.Scan() {
+			line := sc.Text()
+			fmt.Fprintf(b.env.stderr, "dsat %s: %s\n", name, line)
+			ch.mu.Lock()
+			ch.tail = append(ch.tail, line)
+			if len(ch.tail) > 10 {
+				ch.tail = ch.tail[1:]
+			}
+			ch.mu.Unlock()
+		}
+		_, _ = io.Copy(io.Discard, stderr)
+		ch.err = cmd.Wait()
+		close(ch.done)
+	}()
+	return ch, nil
+}
+
+// exited returns an error if the child has exited.
+func (ch *benchChild) exited() error {
+	select {
+	case <-ch.done:
+		ch.mu.Lock()
+		defer ch.mu.Unlock()
+		return fmt.Errorf("dsat %s exited early (%v): %s", ch.name, ch.err, strings.Join(ch.tail, " | "))
+	default:
+		return nil
+	}
+}
+
+// stop sends SIGTERM and waits up to grace for a clean exit, then kills
+// the child's whole process group.
+func (ch *benchChild) stop(grace time.Duration) {
+	select {
+	case <-ch.done:
+		return
+	default:
+	}
+	_ = ch.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-ch.done:
+		return
+	case <-time.After(grace):
+	}
+	_ = syscall.Kill(-ch.cmd.Process.Pid, syscall.SIGKILL)
+	_ = ch.cmd.Process.Kill()
+	<-ch.done
+}
+
+// shellQuote prints a command line that can be pasted into a shell.
+func shellQuote(args []string) string {
+	out := make([]string, len(args))
+	for i, a := range args {
+		if a != "" && strings.Trim(a, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./:=,@%+") == "" {
+			out[i] = a
+		} else {
+			out[i] = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
+		}
+	}
+	return strings.Join(out, " ")
+}
+
+// freeLoopbackAddr picks a free TCP port on 127.0.0.1.
+func freeLoopbackAddr() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	addr := l.Addr().String()
+	l.Close()
+	return addr, nil
+}
+
+// waitHTTP200 polls url until it answers 200, a child exits or limit passes.
+func waitHTTP200(ctx context.Context, hc *http.Client, url string, limit time.Duration, children ...*benchChild) error {
+	deadline := time.Now().Add(limit)
+	for {
+		for _, ch := range children {
+			if err := ch.exited(); err != nil {
+				return err
+			}
+		}
+		req, _ := http.NewRequestWithContext(ctx, "GET", url, nil)
+		if res, err := hc.Do(req); err == nil {
+			_, _ = io.Copy(io.Discard, res.Body)
+			res.Body.Close()
+			if res.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s did not answer 200 within %s", url, limit)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// deployed runs the pipeline as it is deployed: "dsat serve" and "dsat
+// worker" as child processes of this binary, tasks submitted over HTTP in
+// batches, timed from the first POST to the last task's HAPPY_END (the
+// task hash's "updated", stamped by the worker's clock on this machine).
+func (b *bench) deployed(ctx context.Context) (benchResult, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return benchResult{}, err
+	}
+	dir, err := os.MkdirTemp("", "dsat-bench-")
+	if err != nil {
+		return benchResult{}, err
+	}
+	defer os.RemoveAll(dir)
+	if err := os.WriteFile(filepath.Join(dir, "bench.yaml"), []byte(b.yaml), 0o644); err != nil {
+		return benchResult{}, err
+	}
+	apiAddr, err := freeLoopbackAddr()
+	if err != nil {
+		return benchResult{}, err
+	}
+	workerAddr, err := freeLoopbackAddr()
+	if err != nil {
+		return benchResult{}, err
+	}
+	satID := fmt.Sprintf("bench-%d", os.Getpid())
+	common := []string{"--redis", b.url, "--pipelines", dir, "--prefix", "dsatbench", "--log-level", *b.o.logLevel, "--log-format", "json"}
+	const grace = 15 * time.Second
+	serve, err := b.startChild(exe, "serve", append(common, "--addr", apiAddr, "--token=")...)
+	if err != nil {
+		return benchResult{}, err
+	}
+	defer serve.stop(grace)
+	worker, err := b.startChild(exe, "worker", append(common, "--addr", workerAddr, "--id", satID, "--steps=", "--shutdown-timeout", "5s")...)
+	if err != nil {
+		return benchResult{}, err
+	}
+	defer func() {
+		worker.stop(grace)
+		b.rdb.Del(context.Background(), b.c.Keys().Satellite(satID)) // gone already after a clean stop
+	}()
+
+	api := "http://" + apiAddr
+	tr := &http.Transport{MaxIdleConnsPerHost: 64}
+	defer tr.CloseIdleConnections()
+	hc := &http.Client{Transport: tr, Timeout: 60 * time.Second}
+	if err := waitHTTP200(ctx, hc, api+"/readyz", 30*time.Second, serve, worker); err != nil {
+		return benchResult{}, err
+	}
+	if err := waitHTTP200(ctx, hc, "http://"+workerAddr+"/healthz", 30*time.Second, serve, worker); err != nil {
+		return benchResult{}, err
+	}
+
+	clients, per := 4, 500
+	if b.o.set["clients"] {
+		clients = *b.o.clients
+	}
+	if b.o.set["batch"] {
+		per = *b.o.batch
+	}
+	n := *b.o.tasks
+	url, batched := api+"/v1/pipelines/"+b.p.Name+"/batch", per > 0
+	if !batched {
+		url, per = api+"/v1/pipelines/"+b.p.Name+"/tasks", 1
+	}
+	body := func(k int) []byte {
+		if !batched {
+			return b.payload
+		}
+		items := make([]string, k)
+		for i := range items {
+			items[i] = string(b.payload)
+		}
+		return []byte("[" + strings.Join(items, ",") + "]")
+	}
+	full := body(per)
+	chunks := (n + per - 1) / per
+	ids := make([][]string, chunks)
+	var next atomic.Int64
+	sctx, cancelSubmit := context.WithCancel(ctx)
+	defer cancelSubmit()
+	var subErr error
+	var subMu sync.Mutex
+	var wg sync.WaitGroup
+	post := func(k int) error {
+		cnt := min(per, n-k*per)
+		payload := full
+		if cnt != per {
+			payload = body(cnt)
+		}
+		req, _ := http.NewRequestWithContext(sctx, "POST", url, bytes.NewReader(payload))
+		req.Header.Set("Content-Type", "application/json")
+		res, err := hc.Do(req)
+		if err != nil {
+			return err
+		}
+		defer res.Body.Close()
+		raw, _ := io.ReadAll(res.Body)
+		if res.StatusCode != http.StatusAccepted {
+			return fmt.Errorf("POST %s: HTTP %d: %s", url, res.StatusCode, strings.TrimSpace(string(raw)))
+		}
+		if !batched {
+			var one struct{ ID string }
+			if err := json.Unmarshal(raw, &one); err != nil || one.ID == "" {
+				return fmt.Errorf("POST %s: unexpected answer %s", url, raw)
+			}
+			ids[k] = []string{one.ID}
+			return nil
+		}
+		var many struct{ IDs []string }
+		if err := json.Unmarshal(raw, &many); err != nil || len(many.IDs) != cnt {
+			return fmt.Errorf("POST %s: unexpected answer (%d ids for %d payloads): %.200s", url, len(many.IDs), cnt, raw)
+		}
+		ids[k] = many.IDs
+		return nil
+	}
+
+	cpu0 := redisCPU(ctx, b.rdb)
+	stopProfile, err := b.startProfile()
+	if err != nil {
+		return benchResult{}, err
+	}
+	defer stopProfile()
+	t0 := time.Now()
+	var submitted atomic.Int64 // when the last POST returned (ns since t0)
+	subDone := make(chan struct{})
+	for i := 0; i < clients; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for sctx.Err() == nil {
+				k := int(next.Add(1) - 1)
+				if k >= chunks {
+					return
+				}
+				if err := post(k); err != nil {
+					subMu.Lock()
+					if subErr == nil {
+						subErr = err
+					}
+					subMu.Unlock()
+					cancelSubmit()
+					return
+				}
+			}
+		}()
+	}
+	go func() {
+		wg.Wait()
+		submitted.Store(int64(time.Since(t0)))
+		close(subDone)
+	}()
+	defer func() { cancelSubmit(); <-subDone }()
+
+	// Wait for the end: cheap polls of the step streams (XLEN and
+	// XPENDING per step) once every POST has returned; when they are all
+	// empty, a scan of the task statuses confirms it. GET /v1/satellites
+	// is sampled meanwhile for the pools' sizes.
+	var sats satSamples
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	lastSat := time.Time{}
+	progress, lastState := time.Now(), ""
+	var cpu1, lastMS float64
+	var nextScan time.Time
+	for done := false; !done; {
+		select {
+		case <-ctx.Done():
+			return benchResult{}, ctx.Err()
+		case <-tick.C:
+		}
+		for _, ch := range []*benchChild{serve, worker} {
+			if err := ch.exited(); err != nil {
+				return benchResult{}, err
+			}
+		}
+		if time.Since(lastSat) >= 500*time.Millisecond {
+			lastSat = time.Now()
+			b.sampleSatellites(ctx, hc, api, &sats)
+		}
+		select {
+		case <-subDone:
+		default:
+			continue
+		}
+		if subErr != nil {
+			return benchResult{}, fmt.Errorf("submitting: %w", subErr)
+		}
+		loads, err := b.c.StepLoads(ctx, b.p)
+		if err != nil {
+			return benchResult{}, err
+		}
+		var outstanding int64
+		for _, l := range loads {
+			outstanding += l.Backlog + l.Pending
+		}
+		unfinished := -1
+		if outstanding == 0 && time.Now().After(nextScan) {
+			cpu1 = redisCPU(ctx, b.rdb)
+			if len(b.ids) == 0 {
+				for _, c := range ids {
+					b.ids = append(b.ids, c...)
+				}
+			}
+			unfinished, lastMS, err = b.scanStatuses(ctx)
+			if err != nil {
+				return benchResult{}, err
+			}
+			// Tasks waiting for a retry are in no stream: keep waiting,
+			// and scan again later (a scan reads every task).
+			done = unfinished == 0
+			nextScan = time.Now().Add(250 * time.Millisecond)
+		}
+		if outstanding > 0 || unfinished >= 0 { // a tick without a scan tells nothing new
+			if state := fmt.Sprint(outstanding, unfinished); state != lastState {
+				lastState, progress = state, time.Now()
+			}
+		}
+		if time.Since(progress) > 30*time.Second {
+			return benchResult{}, fmt.Errorf("no progress for 30s: %d tokens in the step streams, %d tasks unfinished", outstanding, unfinished)
+		}
+	}
+	stopProfile()
+	b.sampleSatellites(ctx, hc, api, &sats)
+	secs := (lastMS - float64(t0.UnixNano())/1e6) / 1000
+	if secs <= 0 {
+		secs = time.Since(t0).Seconds()
+	}
+	res, err := b.verify(ctx)
+	res.Mode, res.Seconds, res.RedisCPU = "deployed", secs, cpu1-cpu0
+	res.TasksPerS = float64(res.Tasks) / secs
+	res.StepsPerS = res.TasksPerS * float64(b.taskSteps())
+	res.SubmitPerS = float64(len(b.ids)) / time.Duration(submitted.Load()).Seconds()
+	if steps := res.Tasks * b.taskSteps(); steps > 0 {
+		res.RedisUSPerStep = res.RedisCPU * 1e6 / float64(steps)
+	}
+	res.PoolMax = b.poolMax
+	fmt.Fprintf(b.env.stderr, "dsat bench: GET /v1/satellites: %d samples over %.1fs, %d of them with a record of the worker, %d distinct heartbeats; largest pools %v\n",
+		sats.samples, time.Since(t0).Seconds(), sats.withWorker, len(sats.beats), b.poolMax)
+	return res, err
+}
+
+// satSamples counts what GET /v1/satellites showed during a deployed run.
+type satSamples struct {
+	samples, withWorker int
+	beats               map[string]bool // distinct last_seen values
+}
+
+func (b *bench) sampleSatellites(ctx context.Context, hc *http.Client, api string, s *satSamples) {
+	req, _ := http.NewRequestWithContext(ctx, "GET", api+"/v1/satellites", nil)
+	res, err := hc.Do(req)
+	if err != nil {
+		return
+	}
+	defer res.Body.Close()
+	var sats []dsat.SatelliteInfo
+	if res.StatusCode != http.StatusOK || json.NewDecoder(res.Body).Decode(&sats) != nil {
+		return
+	}
+	s.samples++
+	if s.beats == nil {
+		s.beats = map[string]bool{}
+	}
+	var ours []dsat.SatelliteInfo
+	for _, sat := range sats {
+		for k := range sat.Steps {
+			if strings.HasPrefix(k, b.p.Name+"/") {
+				ours = append(ours, sat)
+				s.beats[sat.ID+"@"+sat.LastSeen.Time.String()] = true
+				break
+			}
+		}
+	}
+	if len(ours) > 0 {
+		s.withWorker++
+	}
+	b.notePools(ours...)
+}
+
+// scanStatuses reads every task's status: how many are not finished yet
+// (pending or running: in a stream or waiting for a retry), and the
+// largest "updated" (ms) of the finished ones, the time of the last end.
+func (b *bench) scanStatuses(ctx context.Context) (unfinished int, lastMS float64, err error) {
+	for i := 0; i < len(b.ids); i += 1000 {
+		chunk := b.ids[i:min(i+1000, len(b.ids))]
+		cmds := make([]*redis.SliceCmd, len(chunk))
+		_, err := b.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for j, id := range chunk {
+				tid, _ := dsat.ParseTaskID(id)
+				cmds[j] = p.HMGet(ctx, b.c.Keys().Task(tid.Partition, id), "status", "updated")
+			}
+			return nil
+		})
+		if err != nil && !errors.Is(err, redis.Nil) {
+			return 0, 0, err
+		}
+		for _, cmd := range cmds {
+			v := cmd.Val()
+			st := ""
+			if len(v) == 2 {
+				st = fmt.Sprint(v[0])
+			}
+			switch st {
+			case dsat.StatusSucceeded, dsat.StatusFailed, dsat.StatusCancelled:
+				u, _ := strconv.ParseFloat(fmt.Sprint(v[1]), 64)
+				lastMS = max(lastMS, u)
+			default:
+				unfinished++
+			}
+		}
+	}
+	return unfinished, lastMS, nil
+}
+
+// sortedKeys is used to print maps in a stable order.
+func sortedKeys(m map[string]int) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
