@@ -5,77 +5,132 @@ import (
 	"time"
 )
 
-func TestScalerGrowsUnderBacklogAndShrinksWhenQuiet(t *testing.T) {
-	s := &scaler{QuietPeriod: 10 * time.Second}
-	now := time.Unix(0, 0)
-	in := scaleInput{Now: now, Min: 2, Max: 16, Limit: 2}
-	tick := func(backlog int64, busy int) int {
-		now = now.Add(time.Second)
-		in.Now, in.Backlog, in.Busy = now, backlog, busy
-		in.Limit = s.next(in)
-		if in.Limit < in.Min || in.Limit > in.Max {
-			t.Fatalf("limit %d outside %d..%d", in.Limit, in.Min, in.Max)
-		}
-		return in.Limit
+// scaleRun drives a scaler with a fake clock, one tick per second.
+type scaleRun struct {
+	t   *testing.T
+	s   *scaler
+	now time.Time
+	in  scaleInput
+}
+
+func newScaleRun(t *testing.T, quiet time.Duration, minL, maxL, limit int) *scaleRun {
+	return &scaleRun{t: t, s: &scaler{QuietPeriod: quiet}, now: time.Unix(0, 0),
+		in: scaleInput{Min: minL, Max: maxL, poolSample: poolSample{Limit: limit}}}
+}
+
+// tick feeds one interval's measurements and returns the new limit.
+func (r *scaleRun) tick(backlog int64, busyNow int, busyAvg, waitShare float64) int {
+	r.t.Helper()
+	r.now = r.now.Add(time.Second)
+	r.in.Now, r.in.Backlog, r.in.Busy, r.in.BusyAvg, r.in.WaitShare = r.now, backlog, busyNow, busyAvg, waitShare
+	r.in.Elapsed = time.Second
+	r.in.Limit = r.s.next(r.in)
+	if r.in.Limit < r.in.Min || r.in.Limit > r.in.Max {
+		r.t.Fatalf("limit %d outside %d..%d", r.in.Limit, r.in.Min, r.in.Max)
 	}
-	// All busy with a backlog: grow each tick, never past Max.
+	return r.in.Limit
+}
+
+// TestScalerGrowsForFastHandlers is the case an instant's busy count
+// misses: a handler that takes microseconds leaves every slot free at the
+// tick, but the reader spent the interval waiting for slots while a
+// backlog sat in Redis. The pool doubles each tick up to Max.
+func TestScalerGrowsForFastHandlers(t *testing.T) {
+	r := newScaleRun(t, 10*time.Second, 1, 256, 1)
 	var got []int
-	for i := 0; i < 8; i++ {
-		got = append(got, tick(1000, in.Limit))
+	for range 10 {
+		got = append(got, r.tick(9000, 0, 0.3, 0.9))
 	}
-	want := []int{3, 4, 6, 9, 13, 16, 16, 16}
+	want := []int{2, 4, 8, 16, 32, 64, 128, 256, 256, 256}
 	for i := range want {
 		if got[i] != want[i] {
 			t.Fatalf("growth %v, want %v", got, want)
 		}
 	}
-	// Backlog but idle slots: hold.
-	if l := tick(50, 10); l != 16 {
-		t.Fatalf("held limit %d", l)
+}
+
+func TestScalerGrowsWhenAllBusy(t *testing.T) {
+	// Slow handlers: every slot busy at the tick, with a backlog.
+	r := newScaleRun(t, 10*time.Second, 2, 16, 2)
+	var got []int
+	for range 5 {
+		got = append(got, r.tick(1000, r.in.Limit, float64(r.in.Limit), 0))
 	}
-	// Growth is bounded by the backlog.
-	in.Limit = 4
-	if l := tick(1, 4); l != 5 {
+	want := []int{4, 8, 16, 16, 16}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("growth %v, want %v", got, want)
+		}
+	}
+}
+
+func TestScalerHoldsWhenThePoolIsNotTheBound(t *testing.T) {
+	r := newScaleRun(t, 10*time.Second, 1, 64, 16)
+	// A backlog, but the reader was rarely held back and slots are free:
+	// something else (Redis, the handler's own dependency) is the bound.
+	for range 20 {
+		if l := r.tick(500, 3, 4, 0.05); l != 16 {
+			t.Fatalf("limit moved to %d", l)
+		}
+	}
+	// No backlog but the pool is well used: hold.
+	for range 20 {
+		if l := r.tick(0, 10, 12, 0); l != 16 {
+			t.Fatalf("limit moved to %d with 12 of 16 busy on average", l)
+		}
+	}
+}
+
+func TestScalerGrowthBoundedByBacklog(t *testing.T) {
+	r := newScaleRun(t, 10*time.Second, 1, 64, 4)
+	if l := r.tick(1, 4, 4, 1); l != 5 {
 		t.Fatalf("grew to %d with a backlog of 1", l)
 	}
-	in.Limit = 16
+}
+
+func TestScalerShrinksWhenQuiet(t *testing.T) {
+	r := newScaleRun(t, 10*time.Second, 2, 64, 32)
 	// Quiet: nothing for QuietPeriod, then halve, then wait again.
-	for i := 0; i < 10; i++ {
-		if l := tick(0, 1); l != 16 {
+	for i := range 10 {
+		if l := r.tick(0, 1, 1, 0); l != 32 {
 			t.Fatalf("shrank early at quiet tick %d: %d", i, l)
 		}
 	}
-	if l := tick(0, 1); l != 8 {
-		t.Fatalf("after quiet period: %d, want 8", l)
+	if l := r.tick(0, 1, 1, 0); l != 16 {
+		t.Fatalf("after quiet period: %d, want 16", l)
 	}
-	for i := 0; i < 9; i++ {
-		if l := tick(0, 1); l != 8 {
+	for range 9 {
+		if l := r.tick(0, 1, 1, 0); l != 16 {
 			t.Fatalf("shrank again too soon: %d", l)
 		}
 	}
-	if l := tick(0, 1); l != 4 {
-		t.Fatalf("second shrink: %d, want 4", l)
+	if l := r.tick(0, 1, 1, 0); l != 8 {
+		t.Fatalf("second shrink: %d, want 8", l)
 	}
-	// Never below Min, and never below what is busy.
-	for i := 0; i < 50; i++ {
-		tick(0, 3)
+	// Never below twice the average busy slots: 3.5 busy on average of 8
+	// keeps 7.
+	for range 50 {
+		r.tick(0, 3, 3.5, 0)
 	}
-	if in.Limit != 3 {
-		t.Fatalf("limit %d with 3 busy, min 2", in.Limit)
+	if r.in.Limit != 7 {
+		t.Fatalf("limit %d with 3.5 busy on average, want 7", r.in.Limit)
 	}
-	for i := 0; i < 50; i++ {
-		tick(0, 0)
+	// Never below Min.
+	for range 100 {
+		r.tick(0, 0, 0, 0)
 	}
-	if in.Limit != 2 {
-		t.Fatalf("idle limit %d, want min 2", in.Limit)
+	if r.in.Limit != 2 {
+		t.Fatalf("idle limit %d, want min 2", r.in.Limit)
 	}
-	// A burst of work resets the quiet clock.
-	tick(0, 0)
-	tick(5, 2)
-	for i := 0; i < 9; i++ {
-		tick(0, 0)
+	// A burst resets the quiet clock.
+	r.in.Limit = 32
+	r.tick(5, 32, 32, 1) // grows by the backlog's need: 32 -> 37
+	if r.in.Limit != 37 {
+		t.Fatalf("burst: limit %d, want 37", r.in.Limit)
 	}
-	if in.Limit < 2 {
-		t.Fatal("below min")
+	for range 10 {
+		if l := r.tick(0, 0, 0, 0); l != 37 {
+			t.Fatalf("shrank within the quiet period after a burst: %d", l)
+		}
 	}
 }

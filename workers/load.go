@@ -10,7 +10,8 @@ func (s *Satellite) scaleLoop(ctx context.Context) {
 	every(ctx, s.cfg.ScaleInterval, s.scale)
 }
 
-// scale resizes every pool once.
+// scale resizes every pool once, from the step's backlog in Redis and what
+// the pool measured since the previous tick.
 func (s *Satellite) scale(ctx context.Context) {
 	for _, r := range s.steps {
 		if err := r.measure(ctx); err != nil {
@@ -19,11 +20,12 @@ func (s *Satellite) scale(ctx context.Context) {
 			}
 			continue
 		}
-		limit, busy := r.pool.load()
-		next := r.scaler.next(scaleInput{Now: time.Now(), Backlog: r.backlog.Load(), Busy: busy, Limit: limit,
-			Min: r.step.Concurrency.Min, Max: r.step.Concurrency.Max})
-		if next != limit {
-			r.log.Debug().Int("from", limit).Int("to", next).Int64("backlog", r.backlog.Load()).Msg("pool resized")
+		in := scaleInput{Now: time.Now(), Backlog: r.backlog.Load(), poolSample: r.pool.sample(),
+			Min: r.step.Concurrency.Min, Max: r.step.Concurrency.Max}
+		next := r.scaler.next(in)
+		if next != in.Limit {
+			r.log.Debug().Int("from", in.Limit).Int("to", next).Int64("backlog", in.Backlog).
+				Float64("busy_avg", in.BusyAvg).Float64("wait_share", in.WaitShare).Msg("pool resized")
 			r.pool.setLimit(next)
 		}
 	}

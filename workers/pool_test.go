@@ -73,3 +73,54 @@ func TestPoolAcquireLinger(t *testing.T) {
 		t.Fatal("acquire on a full pool with a cancelled context returned")
 	}
 }
+
+// TestPoolSample: the pool measures busy slots over time and the time its
+// reader waited for a slot, with a fake clock.
+func TestPoolSample(t *testing.T) {
+	now := time.Unix(100, 0)
+	p := newPoolClock(2, func() time.Time { return now })
+	ctx := context.Background()
+	if n, err := p.acquire(ctx, 8, 1, 0); err != nil || n != 2 {
+		t.Fatalf("acquire: %d %v", n, err)
+	}
+	p.begin()
+	p.begin()
+	now = now.Add(time.Second) // 2 busy for 1s
+	// The pool is full: a reader now waits for a slot for 1s.
+	got := make(chan int)
+	go func() {
+		n, _ := p.acquire(ctx, 8, 1, 0)
+		got <- n
+	}()
+	for {
+		p.mu.Lock()
+		waiting := !p.waitFrom.IsZero()
+		if waiting {
+			now = now.Add(time.Second) // 2 busy for 1s more
+		}
+		p.mu.Unlock()
+		if waiting {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	p.end()
+	if n := <-got; n != 1 {
+		t.Fatalf("reader got %d slots, want 1", n)
+	}
+	s := p.sample()
+	if s.Elapsed != 2*time.Second || s.Done != 1 || s.Busy != 1 || s.Limit != 2 {
+		t.Fatalf("sample %+v", s)
+	}
+	if s.BusyAvg != 2 {
+		t.Fatalf("busy average %v, want 2", s.BusyAvg)
+	}
+	if s.WaitShare != 0.5 {
+		t.Fatalf("wait share %v, want 0.5", s.WaitShare)
+	}
+	// The next sample starts from zero: 1 busy for 1s, nobody waiting.
+	now = now.Add(time.Second)
+	if s := p.sample(); s.BusyAvg != 1 || s.WaitShare != 0 || s.Done != 0 || s.Elapsed != time.Second {
+		t.Fatalf("second sample %+v", s)
+	}
+}
