@@ -24,6 +24,19 @@ type Delivery struct {
 	EntryID string
 	// Worker is the consumer name of the worker holding the token.
 	Worker string
+	// Started is when the handler started. Complete and Fail record the
+	// token's ACK at this time when no Begin call was made for it (a
+	// handler that returns within the satellite's begin window needs no
+	// call of its own); zero means the time of the call.
+	Started time.Time
+}
+
+// startedArg is Started as a script argument: ms, or "" when unknown.
+func (d Delivery) startedArg() string {
+	if d.Started.IsZero() {
+		return ""
+	}
+	return ms(d.Started)
 }
 
 // Outcome says what an engine call did.
@@ -85,6 +98,7 @@ func (c *Client) Begin(ctx context.Context, d Delivery) (Outcome, error) {
 
 // Complete stores the handler's output (JSON), runs the step's routers,
 // queues the next tokens and ends the task when nothing is left alive. A
+// token that was never begun gets its ACK (at d.Started) in the same call. A
 // switch whose label matches no route and that has no default returns an
 // error wrapping ErrNoRoute and writes nothing: fail the token then.
 func (c *Client) Complete(ctx context.Context, d Delivery, output []byte, label string) (Outcome, error) {
@@ -189,7 +203,7 @@ func (c *Client) failCall(d Delivery, f Failure) ([]string, []any, FailMode, err
 	keys = append(keys, c.keys.Retry(p), c.keys.Dead(p))
 	args := []any{d.Task, d.Token, d.Attempt, d.EntryID, d.Step, d.Worker, ms(now),
 		c.cfg.FirehoseMaxLen, c.cfg.Retention.Milliseconds(), EnvelopeVersion.API(),
-		ev, msg, string(mode), ms(due), string(d.Payload)}
+		ev, msg, string(mode), ms(due), string(d.Payload), d.startedArg()}
 	return keys, args, mode, nil
 }
 
@@ -402,7 +416,7 @@ func (c *Client) completeCalls(cs []Completion, errs []error) []*batchGroup {
 			groups = append(groups, g)
 		}
 		g.keys = append(g.keys, c.keys.Task(p, d.Task), c.keys.TaskEvents(p, d.Task), c.keys.TaskResult(p, d.Task))
-		g.args = append(g.args, d.Task, d.Token, d.Attempt, d.EntryID, string(x.Output), x.Label)
+		g.args = append(g.args, d.Task, d.Token, d.Attempt, d.EntryID, string(x.Output), x.Label, d.startedArg())
 		g.items = append(g.items, i)
 	}
 	return groups

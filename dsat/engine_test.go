@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/dsat-dev/dsat/dsat"
 	"github.com/dsat-dev/dsat/internal/redistest"
@@ -61,6 +62,60 @@ func TestLinearPipeline(t *testing.T) {
 		if ttl := h.rdb.PTTL(h.ctx, h.c.Keys().Task(mustID(t, id).Partition, id)).Val(); ttl <= 0 {
 			t.Fatalf("finished task has no retention TTL (%v)", ttl)
 		}
+	})
+}
+
+// TestLazyBegin: a handler that returns within the satellite's begin
+// window runs without a Begin call; Complete (or Fail) writes its ACK, at
+// the time the handler started, in the same entry as its END, and moves
+// the task from pending to running.
+func TestLazyBegin(t *testing.T) {
+	redistest.ForEachBackend(t, func(t *testing.T, b redistest.Backend) {
+		h := newHarness(t, b, linearYAML)
+		h.lazy = true
+		h.started = h.now.Add(-3 * time.Millisecond)
+		id := h.submit(`{"x":1}`)
+		for _, d := range h.read("a") {
+			h.run(d, echo)
+		}
+		eq(t, "status after the first step", h.state(id).Status, dsat.StatusRunning)
+		evs := h.events(id)
+		eq(t, "events", names(evs), []string{"INIT", "ACK:a", "END:a", "SEND:a"})
+		eq(t, "ACK inside the END entry", evs[1].ID, evs[3].ID+".1")
+		eq(t, "ACK at the handler's start", evs[1].At.Time.UnixMilli(), h.started.UnixMilli())
+		eq(t, "END at the call's time", evs[2].At.Time.UnixMilli(), h.now.UnixMilli())
+		eq(t, "ACK worker", evs[1].Worker, h.worker)
+
+		// A failure without a Begin call: ACK, then ERROR and RETRY.
+		fails := 0
+		h.drain(map[string]handlerFunc{"b": func(d dsat.Delivery) ([]byte, string, *dsat.Failure) {
+			if fails++; fails == 1 {
+				return nil, "", &dsat.Failure{Message: "boom"}
+			}
+			return echo(d)
+		}})
+		st := h.state(id)
+		eq(t, "status", st.Status, dsat.StatusSucceeded)
+		eq(t, "events", names(h.events(id)), []string{"INIT", "ACK:a", "END:a", "SEND:a",
+			"ACK:b", "ERROR:b", "RETRY:b", "ACK:b", "END:b", "SEND:b", "ACK:c", "END:c", "HAPPY_END"})
+		h.checkInvariants(id)
+		h.streamsEmpty()
+
+		// A begun token (a handler that outlived the window) gets no
+		// second ACK.
+		h.lazy = false
+		id2 := h.submit(`{"x":2}`)
+		for _, d := range h.read("a") {
+			if _, err := h.c.Begin(h.ctx, d); err != nil {
+				t.Fatal(err)
+			}
+			d.Started = h.started
+			if _, err := h.c.Complete(h.ctx, d, []byte(`{}`), ""); err != nil {
+				t.Fatal(err)
+			}
+		}
+		eq(t, "events of a begun token", names(h.events(id2)), []string{"INIT", "ACK:a", "END:a", "SEND:a"})
+		h.checkInvariants(id2)
 	})
 }
 

@@ -22,8 +22,12 @@
 -- ARGV[11] -> T, the number of targets
 -- ARGV[12..11+J] -> join names, topological order
 -- ARGV[12+J..11+J+T] -> targets: next steps in order, or every switch target
--- ARGV[6i+6+J+T .. 11+J+T+6i] -> token i: task id, token id, attempt,
---             stream entry id, output (JSON), route label ("" for none)
+-- ARGV[7i+5+J+T .. 11+J+T+7i] -> token i: task id, token id, attempt,
+--             stream entry id, output (JSON), route label ("" for none),
+--             the time its handler started (ms; "" for now)
+-- A token not begun (no begin call: its handler returned within the
+-- satellite's begin window) gets its ACK, at the time its handler started,
+-- in the same entry as its END.
 -- Returns: a flat list, two entries per token: code, label. Codes: 1
 -- applied; 0 already applied (a redelivery or a retried call; entry
 -- acknowledged); -1 task not found; -2 task cancelled (entry acknowledged,
@@ -49,7 +53,7 @@ local function queue_ack(id)
   if id ~= '' then acks[#acks + 1] = id end
 end
 
-local function complete1(c, tok, att, id, output, label)
+local function complete1(c, tok, att, id, output, label, started)
   local v = redis.call('HMGET', c.H, 'status', 'seq', 'ntok', 'live', 'dead', 'pv', 'ct', 'trace', 'ol', 'k:' .. tok)
   if not v[1] then
     queue_ack(id)
@@ -60,7 +64,9 @@ local function complete1(c, tok, att, id, output, label)
     return -2
   end
   local st, tatt, tstep = tok_parse(v[10])
-  if not st or tstep ~= step or tatt ~= att or (st ~= 'r' and st ~= 'q') then
+  -- A token not begun (q queued, w or s promoted from the retry set) may
+  -- complete: its handler returned within the begin window.
+  if not st or tstep ~= step or tatt ~= att or st == 'd' or st == 'x' then
     queue_ack(id)
     return 0
   end
@@ -82,8 +88,9 @@ local function complete1(c, tok, att, id, output, label)
 
   -- All checks done: write.
   counters(c, v[2], v[3], v[4], v[5])
-  c.pv, c.ct, c.trace, c.ol = v[6], v[7], v[8] or '', v[9]
+  c.status, c.pv, c.ct, c.trace, c.ol = v[1], v[6], v[7], v[8] or '', v[9]
   tok_set(c, tok, 'd', att, step, worker)
+  if st ~= 'r' then ack_late(c, step, att, worker, started) end
   emit(c, 'END', step, att, worker, '{}')
   c.live = c.live - 1
   if #targets == 0 then
@@ -117,11 +124,11 @@ local kb, ab = 2 + nj + nt, 11 + nj + nt
 local c = context(KEYS[1], ARGV[1], ARGV[2])
 c.retention, c.v = ARGV[3], ARGV[4]
 for i = 1, (#KEYS - kb) / 3 do
-  local a = ab + 6 * (i - 1)
+  local a = ab + 7 * (i - 1)
   local k = kb + 3 * (i - 1)
   new_task(c, KEYS[k + 1], KEYS[k + 2], ARGV[a + 1])
   c.RES = KEYS[k + 3]
-  local code, label = complete1(c, ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5], ARGV[a + 6])
+  local code, label = complete1(c, ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5], ARGV[a + 6], ARGV[a + 7])
   out[2 * i - 1] = code
   out[2 * i] = label or ''
 end

@@ -22,6 +22,8 @@
 -- ARGV[13] -> mode: retry | snooze | dead
 -- ARGV[14] -> due time of the retry (ms; ignored for dead)
 -- ARGV[15] -> the token's input payload (kept for a retry or a re-drive)
+-- ARGV[16] -> the time the handler started (ms; "" for now): a token still
+--             not begun (no begin call) gets its ACK first, as in complete
 -- Returns: {1, mode} applied; {0} already applied (entry acknowledged);
 -- {-1} task not found; {-2} task cancelled (entry acknowledged).
 local c = context(KEYS[3], ARGV[7], ARGV[8])
@@ -38,13 +40,14 @@ if c.status == 'cancelled' then
   return {-2}
 end
 local st, tatt, tstep = tok_parse(c.tokv)
-if not st or tstep ~= step or tatt ~= ARGV[3] or (st ~= 'r' and st ~= 'q') then
+if not st or tstep ~= step or tatt ~= ARGV[3] or st == 'd' or st == 'x' then
   ack(KEYS[4], step, id)
   return {0}
 end
 
 -- All checks done: write.
 local atts = ARGV[3]
+if st ~= 'r' then ack_late(c, step, atts, worker, ARGV[16] or '') end
 if mode == 'snooze' then
   tok_set(c, tok, 's', atts, step, worker)
   redis.call('ZADD', KEYS[5], due, cjson.encode(token_fields(c, step, tok, atts, payload, due)))

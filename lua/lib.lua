@@ -95,16 +95,30 @@ local function load(c, tok)
   return c
 end
 
--- emit records one event (att a string) in the context; flush writes the
--- events of one task and call as one entry, so END and its SENDs, or END
--- and HAPPY_END, cost one XADD to each stream. Step names hold no "|" and
--- no line breaks, details (JSON) no line breaks.
-local function emit(c, ev, step, att, worker, detail)
+-- emit records one event (att a string) in the context, at the call's
+-- time or at (ms, a string) when given; flush writes the events of one task
+-- and call as one entry, so END and its SENDs, or END and HAPPY_END, cost
+-- one XADD to each stream. Step names hold no "|" and no line breaks,
+-- details (JSON) no line breaks.
+local function emit(c, ev, step, att, worker, detail, at)
   c.seq = c.seq + 1
   local seq = num(c.seq)
   c.seqs = seq
   local n = c.nev + 1
-  c.evs[n], c.ds[n], c.nev = seq .. '|' .. ev .. '|' .. att .. '|' .. c.now .. '|' .. step .. '|' .. worker, detail, n
+  c.evs[n], c.ds[n], c.nev = seq .. '|' .. ev .. '|' .. att .. '|' .. (at or c.now) .. '|' .. step .. '|' .. worker, detail, n
+end
+
+-- ack_late records the ACK of a token whose handler ran without a begin
+-- call (a handler that returned within the satellite's begin window): the
+-- script that records its result writes the ACK first, with the time the
+-- handler started (started, ms; "" for now), in the same entry.
+local function ack_late(c, step, att, worker, started)
+  if c.status == 'pending' then
+    c.status = 'running'
+    set(c, 'status', 'running')
+  end
+  if started == '' then started = nil end
+  emit(c, 'ACK', step, att, worker, '{}', started)
 end
 
 -- flush writes the emitted events as one entry: task, e = one line
