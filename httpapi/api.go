@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"crypto/sha256"
 	"net/http"
 	"strconv"
 	"sync"
@@ -32,6 +33,13 @@ type Config struct {
 	MaxPayload int
 	// MaxBatch is the most payloads one batch may hold (default 1000).
 	MaxBatch int
+	// MaxBatchBytes caps a batch request's body (default 16 MiB; 413 past
+	// it). Batch bodies are read as a stream and rejected at the first item
+	// that breaks a limit.
+	MaxBatchBytes int
+	// MaxBatchDecodes is how many batch bodies are read at once (default
+	// 4); more wait, up to the request timeout (then 503).
+	MaxBatchDecodes int
 	// Heartbeat is the interval of SSE comment heartbeats (default 15s).
 	Heartbeat time.Duration
 	// WriteTimeout bounds each write to a client; a client that stops
@@ -48,6 +56,10 @@ type Config struct {
 	Metrics *Metrics
 	// Static, when set, is served at / (the dashboard).
 	Static http.Handler
+	// Loopback says the server listens on loopback addresses only. With no
+	// Tokens, requests must then name a loopback Host (localhost, 127.0.0.1,
+	// [::1]; 403 otherwise), which defeats DNS rebinding.
+	Loopback bool
 	// TrustedProxies is the number of reverse proxies in front of the API
 	// that append to X-Forwarded-For; the client address (for the
 	// per-client stream cap and logs) is then read from that header. 0 (the
@@ -61,6 +73,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxBatch <= 0 {
 		c.MaxBatch = 1000
+	}
+	if c.MaxBatchBytes <= 0 {
+		c.MaxBatchBytes = 16 << 20
+	}
+	if c.MaxBatchDecodes <= 0 {
+		c.MaxBatchDecodes = 4
 	}
 	if c.Heartbeat <= 0 {
 		c.Heartbeat = 15 * time.Second
@@ -91,16 +109,20 @@ type API struct {
 	log     zerolog.Logger
 	router  chi.Router
 	hubs    *hubs
+	tokens  [][sha256.Size]byte
 	limiter *streamLimiter
-	closing chan struct{}
-	once    sync.Once
+	// batchSlots bounds the batch bodies being read at once.
+	batchSlots chan struct{}
+	closing    chan struct{}
+	once       sync.Once
 }
 
 // NewRouter returns the API for cfg.
 func NewRouter(cfg Config) *API {
 	cfg = cfg.withDefaults()
 	a := &API{cfg: cfg, c: cfg.Client, log: cfg.Logger, closing: make(chan struct{}),
-		limiter: newStreamLimiter(cfg.MaxStreams, cfg.MaxStreamsPerClient)}
+		limiter: newStreamLimiter(cfg.MaxStreams, cfg.MaxStreamsPerClient), batchSlots: make(chan struct{}, cfg.MaxBatchDecodes)}
+	a.tokens = tokenDigests(cfg.Tokens)
 	a.hubs = newHubs(cfg.Client, cfg.Logger, cfg.Metrics)
 	a.router = a.routes()
 	return a
@@ -127,6 +149,10 @@ func (a *API) routes() chi.Router {
 	r.Use(hlog.RequestIDHandler("request_id", "X-Request-Id"))
 	r.Use(a.accessLog)
 	r.Use(a.recoverer)
+	if a.cfg.Loopback && len(a.tokens) == 0 {
+		r.Use(a.loopbackHost)
+	}
+	r.Use(a.sameOrigin)
 
 	r.Get("/healthz", a.healthz)
 	r.Get("/readyz", a.readyz)
@@ -176,12 +202,12 @@ func (a *API) accessLog(next http.Handler) http.Handler {
 		if route == "" {
 			route = "unmatched"
 		}
-		a.cfg.Metrics.requests.WithLabelValues(route, r.Method, strconv.Itoa(status)).Inc()
+		a.cfg.Metrics.requests.WithLabelValues(route, methodLabel(r.Method), strconv.Itoa(status)).Inc()
 		ev := hlog.FromRequest(r).Info()
 		if id := chi.URLParam(r, "id"); id != "" {
 			ev = ev.Str("task", id)
 		}
-		ev.Str("method", r.Method).Str("route", route).Int("status", status).Int("size", size).Dur("duration", d).Msg("request")
+		ev.Str("method", methodLabel(r.Method)).Str("route", route).Int("status", status).Int("size", size).Dur("duration", d).Msg("request")
 	})(next)
 }
 

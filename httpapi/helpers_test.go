@@ -120,6 +120,25 @@ func (e *env) do(method, path, ctype, body string, hdr ...string) resp {
 	return r
 }
 
+// doHost sends a GET with the given Host header.
+func (e *env) doHost(host, path string, hdr ...string) resp {
+	e.t.Helper()
+	req, _ := http.NewRequest("GET", e.srv.URL+path, nil)
+	req.Host = host
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	r := resp{status: res.StatusCode, header: res.Header, raw: string(b)}
+	_ = json.Unmarshal(b, &r.body)
+	return r
+}
+
 func (e *env) submit(payload string) string {
 	e.t.Helper()
 	r := e.do("POST", "/v1/pipelines/demo/tasks", "application/json", payload)

@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"context"
+	"net/http"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -39,6 +40,21 @@ func NewMetrics(c *dsat.Client) *Metrics {
 			pendDesc: prometheus.NewDesc("dsat_step_pending", "Tokens delivered to a worker and not yet acknowledged.", []string{"pipeline", "step"}, nil)})
 	}
 	return m
+}
+
+// methodLabel maps an HTTP method to a fixed set of label values: the
+// method is client input, and a label per made-up method would grow the
+// metrics (and the process) without bound. Every other label of the API's
+// metrics comes from a fixed set too: route is the matched route pattern
+// (or "unmatched"), code the status the API wrote, pipeline a loaded
+// pipeline's name (checked before counting), event a name dsat writes.
+func methodLabel(m string) string {
+	switch m {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+		http.MethodDelete, http.MethodOptions, http.MethodConnect, http.MethodTrace:
+		return m
+	}
+	return "other"
 }
 
 // ObserveStep records one handler run; pass it as workers.Config.OnResult.

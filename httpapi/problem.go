@@ -58,6 +58,14 @@ func writeError(w http.ResponseWriter, r *http.Request, err error) {
 	}
 }
 
+// trimID shortens client input quoted in a problem.
+func trimID(v string) string {
+	if len(v) > 60 {
+		return v[:60] + "..."
+	}
+	return v
+}
+
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")

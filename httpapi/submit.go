@@ -9,6 +9,7 @@ import (
 	"mime"
 	"net/http"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/go-chi/chi/v5"
 
@@ -28,14 +29,78 @@ func taskLinks(id string) map[string]string {
 		"cancel": "/v1/tasks/" + id + "/cancel", "retry": "/v1/tasks/" + id + "/retry"}
 }
 
-// readJSONBody enforces the JSON content type and the size limit and
-// returns the body. It writes the problem and returns false on bad input.
-func readJSONBody(w http.ResponseWriter, r *http.Request, limit int) ([]byte, bool) {
+// MaxDepth is how deeply a payload's arrays and objects may nest. The
+// scripts in Redis decode payloads (at a join, with one more level), and
+// their JSON decoder stops at 1000 levels; refusing deep payloads at submit
+// keeps that failure from surfacing attempts later.
+const MaxDepth = 512
+
+// checkContentType writes a 415 and returns false unless the request says
+// it carries JSON.
+func checkContentType(w http.ResponseWriter, r *http.Request) bool {
 	ct := r.Header.Get("Content-Type")
 	mt, _, err := mime.ParseMediaType(ct)
 	if ct == "" || err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
 		writeProblem(w, r, http.StatusUnsupportedMediaType, "unsupported-media-type",
 			fmt.Sprintf("Content-Type is %q; send the payload as JSON with Content-Type: application/json", ct))
+		return false
+	}
+	return true
+}
+
+// payloadProblem says what is wrong with one valid JSON value as a
+// payload: bytes that are not UTF-8, or nesting past MaxDepth ("" when
+// nothing is).
+func payloadProblem(b []byte) string {
+	if !utf8.Valid(b) {
+		i := 0
+		for i < len(b) {
+			r, n := utf8.DecodeRune(b[i:])
+			if r == utf8.RuneError && n <= 1 {
+				break
+			}
+			i += n
+		}
+		return fmt.Sprintf("the JSON is not valid UTF-8 (first bad byte at offset %d); send text encoded as UTF-8", i)
+	}
+	if d := jsonDepth(b); d > MaxDepth {
+		return fmt.Sprintf("the JSON nests %d levels deep; at most %d levels of arrays and objects are accepted", d, MaxDepth)
+	}
+	return ""
+}
+
+// jsonDepth is the deepest nesting of arrays and objects in b, which must
+// be valid JSON.
+func jsonDepth(b []byte) int {
+	depth, deepest := 0, 0
+	inString, escaped := false, false
+	for _, c := range b {
+		switch {
+		case inString:
+			switch {
+			case escaped:
+				escaped = false
+			case c == '\\':
+				escaped = true
+			case c == '"':
+				inString = false
+			}
+		case c == '"':
+			inString = true
+		case c == '[' || c == '{':
+			depth++
+			deepest = max(deepest, depth)
+		case c == ']' || c == '}':
+			depth--
+		}
+	}
+	return deepest
+}
+
+// readJSONBody enforces the JSON content type and the size limit and
+// returns the body. It writes the problem and returns false on bad input.
+func readJSONBody(w http.ResponseWriter, r *http.Request, limit int) ([]byte, bool) {
+	if !checkContentType(w, r) {
 		return nil, false
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, int64(limit)))
@@ -53,6 +118,10 @@ func readJSONBody(w http.ResponseWriter, r *http.Request, limit int) ([]byte, bo
 		return nil, false
 	case !json.Valid(body):
 		writeProblem(w, r, http.StatusBadRequest, "invalid-json", "the body is not one valid JSON value: "+jsonError(body))
+		return nil, false
+	}
+	if p := payloadProblem(body); p != "" {
+		writeProblem(w, r, http.StatusBadRequest, "invalid-json", p)
 		return nil, false
 	}
 	return body, true
@@ -100,31 +169,28 @@ func (a *API) submitBatch(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
-	limit := min(a.cfg.MaxPayload*a.cfg.MaxBatch, 64<<20)
-	body, ok := readJSONBody(w, r, limit)
+	if r.Header.Get("Idempotency-Key") != "" {
+		writeProblem(w, r, http.StatusBadRequest, "idempotency-key-unsupported",
+			"Idempotency-Key is not supported on /batch (a retried batch would not be deduplicated); "+
+				"send the batch without it, or submit each task to POST /v1/pipelines/"+name+"/tasks with a key of its own")
+		return
+	}
+	if !checkContentType(w, r) {
+		return
+	}
+	// A bounded number of batch bodies are read at once, each capped in
+	// bytes: batch bodies are the largest the API accepts.
+	select {
+	case a.batchSlots <- struct{}{}:
+		defer func() { <-a.batchSlots }()
+	case <-r.Context().Done():
+		w.Header().Set("Retry-After", "1")
+		writeProblem(w, r, http.StatusServiceUnavailable, "busy", "too many batches are being submitted at once; retry later")
+		return
+	}
+	payloads, ok := a.decodeBatch(w, r)
 	if !ok {
 		return
-	}
-	var items []json.RawMessage
-	if err := json.Unmarshal(body, &items); err != nil {
-		writeProblem(w, r, http.StatusBadRequest, "invalid-batch", "the body must be a JSON array of payloads, e.g. [{\"a\":1},{\"a\":2}]")
-		return
-	}
-	switch {
-	case len(items) == 0:
-		writeProblem(w, r, http.StatusBadRequest, "invalid-batch", "the array is empty; send at least one payload")
-		return
-	case len(items) > a.cfg.MaxBatch:
-		writeProblem(w, r, http.StatusRequestEntityTooLarge, "batch-too-large", fmt.Sprintf("%d payloads; send at most %d per batch", len(items), a.cfg.MaxBatch))
-		return
-	}
-	payloads := make([][]byte, len(items))
-	for i, it := range items {
-		if len(it) > a.cfg.MaxPayload {
-			writeProblem(w, r, http.StatusRequestEntityTooLarge, "payload-too-large", fmt.Sprintf("item %d is %d bytes, larger than the limit of %d", i, len(it), a.cfg.MaxPayload))
-			return
-		}
-		payloads[i] = it
 	}
 	ids, err := a.c.SubmitBatch(r.Context(), name, payloads)
 	if err != nil {
@@ -133,4 +199,78 @@ func (a *API) submitBatch(w http.ResponseWriter, r *http.Request) {
 	}
 	a.cfg.Metrics.submissions.WithLabelValues(name).Add(float64(len(ids)))
 	writeJSON(w, http.StatusAccepted, map[string]any{"ids": ids})
+}
+
+// decodeBatch reads the body as a stream: the array's items one at a time,
+// stopping at the first one that breaks a limit. It writes the problem and
+// returns false on bad input.
+func (a *API) decodeBatch(w http.ResponseWriter, r *http.Request) ([][]byte, bool) {
+	limit := a.cfg.MaxBatchBytes
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, int64(limit)))
+	fail := func(err error, detail string) ([][]byte, bool) {
+		var tooBig *http.MaxBytesError
+		switch {
+		case errors.As(err, &tooBig):
+			writeProblem(w, r, http.StatusRequestEntityTooLarge, "payload-too-large",
+				fmt.Sprintf("the batch body is larger than the limit of %d bytes; split it into smaller batches", limit))
+		case err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) && !isSyntaxError(err):
+			writeProblem(w, r, http.StatusBadRequest, "bad-body", "could not read the body: "+err.Error())
+		default:
+			writeProblem(w, r, http.StatusBadRequest, "invalid-batch", detail)
+		}
+		return nil, false
+	}
+	const want = "the body must be a JSON array of payloads, e.g. [{\"a\":1},{\"a\":2}]"
+	tok, err := dec.Token()
+	if err != nil {
+		if errors.Is(err, io.EOF) {
+			return fail(nil, "the body is empty; "+want)
+		}
+		return fail(err, want+": "+err.Error())
+	}
+	if d, ok := tok.(json.Delim); !ok || d != '[' {
+		return fail(nil, want)
+	}
+	var payloads [][]byte
+	for dec.More() {
+		i := len(payloads)
+		if i == a.cfg.MaxBatch {
+			writeProblem(w, r, http.StatusRequestEntityTooLarge, "batch-too-large", fmt.Sprintf("more than %d payloads; send at most %d per batch", a.cfg.MaxBatch, a.cfg.MaxBatch))
+			return nil, false
+		}
+		var item json.RawMessage
+		if err := dec.Decode(&item); err != nil {
+			return fail(err, fmt.Sprintf("item %d is not valid JSON: %v", i, err))
+		}
+		if len(item) > a.cfg.MaxPayload {
+			writeProblem(w, r, http.StatusRequestEntityTooLarge, "payload-too-large", fmt.Sprintf("item %d is %d bytes, larger than the limit of %d", i, len(item), a.cfg.MaxPayload))
+			return nil, false
+		}
+		if p := payloadProblem(item); p != "" {
+			return fail(nil, fmt.Sprintf("item %d: %s", i, p))
+		}
+		payloads = append(payloads, item)
+	}
+	if _, err := dec.Token(); err != nil { // the closing ]
+		if errors.Is(err, io.EOF) {
+			return fail(nil, "the body ends inside the array; close it with ]")
+		}
+		return fail(err, want+": "+err.Error())
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return fail(err, "")
+		}
+		return fail(nil, fmt.Sprintf("the body is not one valid JSON value: unexpected data after the JSON value at byte %d", dec.InputOffset()))
+	}
+	if len(payloads) == 0 {
+		return fail(nil, "the array is empty; send at least one payload")
+	}
+	return payloads, true
+}
+
+func isSyntaxError(err error) bool {
+	var se *json.SyntaxError
+	return errors.As(err, &se)
 }

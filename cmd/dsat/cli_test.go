@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -145,5 +146,41 @@ func TestBenchVerifiesEveryTask(t *testing.T) {
 		if want := 3; args[1] == "drain" && res.Steps != want+2 {
 			t.Fatalf("fan-out of 2 over 3 steps runs %d steps per task, want 5", res.Steps)
 		}
+	}
+}
+
+// TestEmptyTokenListRefused: a --token (or DSAT_API_TOKEN) that holds no
+// token (" , ") is a usage error at start, not auth silently off.
+func TestEmptyTokenListRefused(t *testing.T) {
+	for _, tc := range []struct {
+		env  map[string]string
+		args []string
+	}{
+		{nil, []string{"serve", "--token", " , ", "--redis", "redis://127.0.0.1:1", "--pipelines", "../../examples"}},
+		{nil, []string{"dev", "--token", ","}},
+		{map[string]string{"DSAT_API_TOKEN": " "}, []string{"serve", "--redis", "redis://127.0.0.1:1", "--pipelines", "../../examples"}},
+	} {
+		code, _, errs := runCLI(t, tc.env, "", tc.args...)
+		if code != 2 || !strings.Contains(errs, "holds no token") || !strings.Contains(errs, "leave it unset to run without auth") {
+			t.Errorf("%v %v: exit %d, %s", tc.env, tc.args, code, errs)
+		}
+	}
+	if ts, err := parseTokens(" old , new,"); err != nil || strings.Join(ts, "|") != "old|new" {
+		t.Fatalf("parseTokens: %v %v", ts, err)
+	}
+}
+
+// TestLoopbackListener: the API's Host check is on only for a listener
+// bound to a loopback address.
+func TestLoopbackListener(t *testing.T) {
+	for addr, want := range map[string]bool{"127.0.0.1:0": true, "0.0.0.0:0": false} {
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := isLoopback(l); got != want {
+			t.Errorf("%s: loopback %v", addr, got)
+		}
+		l.Close()
 	}
 }

@@ -49,6 +49,10 @@ func runDev(ctx context.Context, env *cliEnv, args []string) error {
 	if _, err := newLogger(env.stderr, *o.logLevel, *o.logFormat); err != nil {
 		return err // a bad flag fails before the embedded Redis starts
 	}
+	tokens, err := parseTokens(*o.token)
+	if err != nil {
+		return err
+	}
 	tmp, err := os.MkdirTemp("", "dsat-examples-")
 	if err != nil {
 		return err
@@ -74,7 +78,7 @@ func runDev(ctx context.Context, env *cliEnv, args []string) error {
 		return err
 	}
 	metrics := httpapi.NewMetrics(c)
-	api := newAPI(c, log, *o.token, false, metrics)
+	api := newAPI(c, log, tokens, false, metrics, l)
 	// Short heartbeats so the dashboard's load figures follow quickly.
 	sat, err := startSatellite(ctx, env, c, log, workers.Config{HeartbeatInterval: time.Second}, metrics)
 	if err != nil {

@@ -119,15 +119,31 @@ func baseURL(l net.Listener) string {
 	return "http://" + net.JoinHostPort(host, port)
 }
 
-// newAPI builds the HTTP API.
-func newAPI(c *dsat.Client, log zerolog.Logger, tokens string, metricsAuth bool, m *httpapi.Metrics) *httpapi.API {
+// parseTokens splits --token (comma-separated, for rotation). A value
+// that holds no token at all (" , ") is refused: it would turn auth off
+// while the operator meant it on.
+func parseTokens(tokens string) ([]string, error) {
 	var ts []string
 	for _, t := range strings.Split(tokens, ",") {
 		if t = strings.TrimSpace(t); t != "" {
 			ts = append(ts, t)
 		}
 	}
-	return httpapi.NewRouter(httpapi.Config{Client: c, Logger: log, Tokens: ts, MetricsAuth: metricsAuth, Metrics: m, Static: dashboard()})
+	if tokens != "" && len(ts) == 0 {
+		return nil, usagef("--token (or DSAT_API_TOKEN) %q holds no token; give one or more comma-separated tokens, or leave it unset to run without auth", tokens)
+	}
+	return ts, nil
+}
+
+// newAPI builds the HTTP API for the listener l.
+func newAPI(c *dsat.Client, log zerolog.Logger, tokens []string, metricsAuth bool, m *httpapi.Metrics, l net.Listener) *httpapi.API {
+	return httpapi.NewRouter(httpapi.Config{Client: c, Logger: log, Tokens: tokens, MetricsAuth: metricsAuth, Metrics: m, Static: dashboard(), Loopback: isLoopback(l)})
+}
+
+// isLoopback says l accepts connections from this machine only.
+func isLoopback(l net.Listener) bool {
+	a, ok := l.Addr().(*net.TCPAddr)
+	return ok && a.IP.IsLoopback()
 }
 
 // serveHTTP serves h on l until ctx ends.

@@ -40,6 +40,10 @@ func runServe(ctx context.Context, env *cliEnv, args []string) error {
 	if err := parse(fs, env, "serve", args); err != nil {
 		return err
 	}
+	tokens, err := parseTokens(*o.token)
+	if err != nil {
+		return err
+	}
 	srv, err := openServer(ctx, env, fs, o.serverOpts, *o.redis, nil)
 	if err != nil {
 		return err
@@ -50,7 +54,7 @@ func runServe(ctx context.Context, env *cliEnv, args []string) error {
 	if err != nil {
 		return err
 	}
-	api := newAPI(c, log, *o.token, *o.metricsAuth, httpapi.NewMetrics(c))
+	api := newAPI(c, log, tokens, *o.metricsAuth, httpapi.NewMetrics(c), l)
 	log.Info().Str("url", baseURL(l)).Int("pipelines", len(ps)).Msg("dsat serve listening")
 	return serveHTTP(ctx, l, api, api)
 }

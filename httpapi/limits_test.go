@@ -1,0 +1,170 @@
+package httpapi
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/dsat-dev/dsat/internal/redistest"
+)
+
+// TestMetricsMethodLabelIsBounded: made-up HTTP methods all count as
+// "other"; the raw method never becomes a label value.
+func TestMetricsMethodLabelIsBounded(t *testing.T) {
+	e := newEnv(t, redistest.Backends()[0])
+	for i := 0; i < 20; i++ {
+		e.do(fmt.Sprintf("MADEUP%dXX", i), "/v1/pipelines", "", "")
+	}
+	e.do("BREW", "/nowhere", "", "")
+	m := e.do("GET", "/metrics", "", "")
+	if m.status != 200 || strings.Contains(m.raw, "MADEUP") || strings.Contains(m.raw, "BREW") {
+		t.Fatalf("a client's method became a label:\n%s", grepLines(m.raw, "dsat_http_requests_total"))
+	}
+	if !strings.Contains(m.raw, `dsat_http_requests_total{code="405",method="other",route="unmatched"} 21`) {
+		t.Fatalf("made-up methods not counted as other:\n%s\n%s", grepLines(m.raw, "dsat_http_requests_total"), m.raw[:min(len(m.raw), 300)])
+	}
+}
+
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+// TestBatchBodyCapInBytes: the default cap (16 MiB) applies whatever the
+// number of items.
+func TestBatchBodyCapInBytes(t *testing.T) {
+	e := newEnv(t, redistest.Backends()[0])
+	item := `"` + strings.Repeat("x", 20<<10) + `"`
+	body := "[" + strings.TrimSuffix(strings.Repeat(item+",", 850), ",") + "]" // 850 items, 17 MiB
+	before := len(e.mini.Keys())
+	r := e.do("POST", "/v1/pipelines/demo/batch", "application/json", body)
+	if r.status != 413 || !strings.Contains(r.raw, "batch body is larger than the limit of 16777216 bytes") {
+		t.Fatalf("17 MiB batch: %d %.300s", r.status, r.raw)
+	}
+	if len(e.mini.Keys()) != before {
+		t.Fatal("a refused batch stored keys")
+	}
+}
+
+// endless is a request body that never ends: "[" then items forever. It
+// counts the bytes read.
+type endless struct {
+	n     atomic.Int64
+	first bool
+}
+
+func (b *endless) Read(p []byte) (int, error) {
+	const item = `{"a":1},`
+	i := 0
+	if !b.first {
+		b.first, p[0], i = true, '[', 1
+	}
+	for ; i+len(item) <= len(p); i += len(item) {
+		copy(p[i:], item)
+	}
+	b.n.Add(int64(i))
+	return i, nil
+}
+
+// TestBatchIsDecodedAsAStream: a batch is refused at the first item past a
+// limit, having read only that far (the body here never ends).
+func TestBatchIsDecodedAsAStream(t *testing.T) {
+	e := newEnv(t, redistest.Backends()[0])
+	body := &endless{}
+	req, _ := http.NewRequest("POST", e.srv.URL+"/v1/pipelines/demo/batch", body)
+	req.Header.Set("Content-Type", "application/json")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	if res.StatusCode != 413 || !strings.Contains(string(b), "send at most 1000 per batch") {
+		t.Fatalf("%d %s", res.StatusCode, b)
+	}
+	// What was sent includes what the connection buffered and the server
+	// drained after answering; reading the whole body would be 16 MiB.
+	if n := body.n.Load(); n > 4<<20 {
+		t.Fatalf("%d bytes were sent before a refusal of 1001 items of 8 bytes", n)
+	}
+}
+
+// TestBatchDecodesAreBounded: with one decode slot held by a slow body,
+// another batch waits and gets a 503 at the request timeout.
+func TestBatchDecodesAreBounded(t *testing.T) {
+	e := newEnv(t, redistest.Backends()[0], func(c *Config) {
+		c.MaxBatchDecodes = 1
+		c.RequestTimeout = 300 * time.Millisecond
+	})
+	pr, pw := io.Pipe()
+	go func() { _, _ = io.WriteString(pw, `[{"slow":1},`) }()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		req, _ := http.NewRequest("POST", e.srv.URL+"/v1/pipelines/demo/batch", pr)
+		req.Header.Set("Content-Type", "application/json")
+		if res, err := http.DefaultClient.Do(req); err == nil {
+			res.Body.Close()
+		}
+	}()
+	time.Sleep(100 * time.Millisecond) // the slow batch holds the slot
+	r := e.do("POST", "/v1/pipelines/demo/batch", "application/json", `[{"a":1}]`)
+	pw.Close()
+	<-done
+	if r.status != 503 || r.header.Get("Retry-After") == "" || !strings.Contains(r.raw, "too many batches") {
+		t.Fatalf("second batch while the slot is held: %d %s", r.status, r.raw)
+	}
+	if r := e.do("POST", "/v1/pipelines/demo/batch", "application/json", `[{"a":1}]`); r.status != 202 {
+		t.Fatalf("after the slot is free: %d %s", r.status, r.raw)
+	}
+}
+
+// TestRefusedPayloads: invalid UTF-8 and JSON nested deeper than MaxDepth
+// are 400s at submit, single and batch; an Idempotency-Key on /batch is a
+// 400 that says what to do instead.
+func TestRefusedPayloads(t *testing.T) {
+	e := newEnv(t, redistest.Backends()[0])
+	nest := func(n int) string { return strings.Repeat("[", n) + strings.Repeat("]", n) }
+	before := len(e.mini.Keys())
+	for _, tc := range []struct {
+		name, path, body string
+		hdr              []string
+		detail           string
+	}{
+		{"bad utf-8", "/v1/pipelines/demo/tasks", "{\"a\":\"caf\xe9\"}", nil, "not valid UTF-8 (first bad byte at offset 9)"},
+		{"bad utf-8 key", "/v1/pipelines/demo/tasks", "{\"\xff\":1}", nil, "not valid UTF-8"},
+		{"batch bad utf-8", "/v1/pipelines/demo/batch", "[{\"a\":1},{\"a\":\"\xc3\"}]", nil, "item 1: the JSON is not valid UTF-8"},
+		{"too deep", "/v1/pipelines/demo/tasks", nest(MaxDepth + 1), nil, "nests 513 levels deep; at most 512"},
+		{"too deep in an object", "/v1/pipelines/demo/tasks", strings.Repeat(`{"a":`, 600) + "1" + strings.Repeat("}", 600), nil, "at most 512"},
+		{"batch too deep", "/v1/pipelines/demo/batch", "[" + nest(MaxDepth+1) + "]", nil, "item 0: the JSON nests 513 levels deep"},
+		{"batch idempotency key", "/v1/pipelines/demo/batch", `[{}]`, []string{"Idempotency-Key", "k"}, "Idempotency-Key is not supported on /batch"},
+		{"batch unclosed", "/v1/pipelines/demo/batch", `[{}`, nil, "close it with ]"},
+		{"batch bad item", "/v1/pipelines/demo/batch", `[{} {}]`, nil, "item 1 is not valid JSON"},
+	} {
+		r := e.do("POST", tc.path, "application/json", tc.body, tc.hdr...)
+		if r.status != 400 || r.header.Get("Content-Type") != "application/problem+json" || !strings.Contains(r.raw, tc.detail) {
+			t.Errorf("%s: %d %s", tc.name, r.status, r.raw)
+		}
+	}
+	if len(e.mini.Keys()) != before {
+		t.Fatalf("refused payloads stored keys: %v", e.mini.Keys())
+	}
+	// Exactly MaxDepth levels, and brackets inside strings, are fine.
+	for _, ok := range []string{nest(MaxDepth), `{"s":"` + strings.Repeat("[{", 1000) + `\"\\"}`, `"été ✓"`} {
+		if r := e.do("POST", "/v1/pipelines/demo/tasks", "application/json", ok); r.status != 202 {
+			t.Errorf("%.40s: %d %s", ok, r.status, r.raw)
+		}
+	}
+	if r := e.do("POST", "/v1/pipelines/demo/batch", "application/json", "["+nest(MaxDepth)+",\"été\"]"); r.status != 202 {
+		t.Errorf("batch at the limit: %d %s", r.status, r.raw)
+	}
+}
