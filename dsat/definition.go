@@ -14,7 +14,7 @@ const (
 	DefaultBackoffInitial = time.Second
 	DefaultBackoffMax     = 5 * time.Minute
 	DefaultConcurrencyMin = 1
-	DefaultConcurrencyMax = 8
+	DefaultConcurrencyMax = 64
 	DefaultRouteBy        = "route"
 	// DefaultRouteLabel is the switch case taken when no other case matches.
 	DefaultRouteLabel = "default"

@@ -46,7 +46,7 @@ func TestParsePipelineDesignExample(t *testing.T) {
 	}
 	c := p.Steps["count"]
 	if c.Timeout != DefaultTimeout || c.Retries != DefaultRetries || c.Backoff.Initial != time.Second ||
-		c.Backoff.Max != 5*time.Minute || c.Concurrency != (Concurrency{1, 8}) {
+		c.Backoff.Max != 5*time.Minute || c.Concurrency != (Concurrency{1, 64}) {
 		t.Fatalf("defaults: %+v", c)
 	}
 	if l := p.Steps["lang"]; !l.IsSwitch() || l.RouteBy != "lang" || strings.Join(l.Targets(), ",") != "other,english" {

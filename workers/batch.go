@@ -8,16 +8,46 @@ import (
 	"github.com/dsat-dev/dsat/dsat"
 )
 
-// completer records handler results in batches: the first job to finish
-// while no batch is in flight sends every completion queued so far in one
-// pipeline, and keeps going while more arrive; the others wait for their
-// result. No goroutine of its own, no waiting to fill a batch: under load
-// completions share round trips, at low rates each goes at once.
-type completer struct {
-	s       *Satellite
+// batcher gathers items for batched Redis calls: the first caller to add
+// an item while no batch is in flight sends every item queued so far with
+// send, and keeps going while more arrive; the others only queue theirs.
+// No goroutine of its own, no waiting to fill a batch: under load items
+// share round trips, at low rates each goes at once.
+type batcher[T any] struct {
 	mu      sync.Mutex
-	queue   []*pendingCompletion
+	queue   []T
 	sending bool
+}
+
+// add queues x and, when no batch is in flight, sends until the queue is
+// empty. send must settle every item it gets.
+func (b *batcher[T]) add(x T, send func([]T)) {
+	b.mu.Lock()
+	b.queue = append(b.queue, x)
+	if b.sending {
+		b.mu.Unlock()
+		return
+	}
+	b.sending = true
+	for {
+		batch := b.queue
+		b.queue = nil
+		b.mu.Unlock()
+		send(batch)
+		b.mu.Lock()
+		if len(b.queue) == 0 {
+			b.sending = false
+			b.mu.Unlock()
+			return
+		}
+	}
+}
+
+// completer records handler results in batches (batcher); each caller
+// waits for its own result.
+type completer struct {
+	s *Satellite
+	b batcher[*pendingCompletion]
 }
 
 type pendingCompletion struct {
@@ -30,26 +60,7 @@ type pendingCompletion struct {
 // complete records one completion and returns its outcome.
 func (b *completer) complete(c dsat.Completion) (dsat.Outcome, error) {
 	p := &pendingCompletion{c: c, done: make(chan struct{})}
-	b.mu.Lock()
-	b.queue = append(b.queue, p)
-	if b.sending {
-		b.mu.Unlock()
-		<-p.done
-		return p.out, p.err
-	}
-	b.sending = true
-	for {
-		batch := b.queue
-		b.queue = nil
-		b.mu.Unlock()
-		b.send(batch)
-		b.mu.Lock()
-		if len(b.queue) == 0 {
-			b.sending = false
-			b.mu.Unlock()
-			break
-		}
-	}
+	b.b.add(p, b.send)
 	<-p.done
 	return p.out, p.err
 }

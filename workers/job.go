@@ -19,7 +19,27 @@ type job struct {
 	cancel    context.CancelFunc
 	cancelled atomic.Bool // the task was cancelled
 	lost      atomic.Bool // another consumer took the token over
+	dropped   atomic.Bool // a late begin found the token no longer wanted
 	renewedAt atomic.Int64
+
+	// The late begin (see Config.BeginWindow): timer fires it once the
+	// handler outlives the window; beginDone is closed when it returned.
+	timer     *time.Timer
+	beginDone chan struct{}
+}
+
+// settle ends the job's begin window when its handler returned: it stops
+// the late begin, or waits for it if it already fired. It reports whether
+// the token was begun.
+func (j *job) settle() bool {
+	if j.timer == nil {
+		return true // begun before the handler ran
+	}
+	if j.timer.Stop() {
+		return false
+	}
+	<-j.beginDone
+	return true
 }
 
 func newJob(r *stepRunner, m msgRef, env dsat.Envelope, reclaimed bool) *job {

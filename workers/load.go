@@ -5,14 +5,30 @@ import (
 	"time"
 )
 
-// scaleLoop measures each pool's load every ScaleInterval and resizes it.
+// scaleLoop measures each pool's load every ScaleInterval and resizes it;
+// while some step has a backlog it looks four times as often, so a pool
+// under a burst reaches its size within a second or two.
 func (s *Satellite) scaleLoop(ctx context.Context) {
-	every(ctx, s.cfg.ScaleInterval, s.scale)
+	t := time.NewTimer(0)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		d := s.cfg.ScaleInterval
+		if s.scale(ctx) {
+			d = max(d/4, time.Millisecond)
+		}
+		t.Reset(d)
+	}
 }
 
 // scale resizes every pool once, from the step's backlog in Redis and what
-// the pool measured since the previous tick.
-func (s *Satellite) scale(ctx context.Context) {
+// the pool measured since the previous tick. It reports whether some step
+// has a backlog.
+func (s *Satellite) scale(ctx context.Context) (backlog bool) {
 	for _, r := range s.steps {
 		if err := r.measure(ctx); err != nil {
 			if ctx.Err() == nil {
@@ -22,6 +38,7 @@ func (s *Satellite) scale(ctx context.Context) {
 		}
 		in := scaleInput{Now: time.Now(), Backlog: r.backlog.Load(), poolSample: r.pool.sample(),
 			Min: r.step.Concurrency.Min, Max: r.step.Concurrency.Max}
+		backlog = backlog || in.Backlog > 0
 		next := r.scaler.next(in)
 		if next != in.Limit {
 			r.log.Debug().Int("from", in.Limit).Int("to", next).Int64("backlog", in.Backlog).
@@ -29,6 +46,7 @@ func (s *Satellite) scale(ctx context.Context) {
 			r.pool.setLimit(next)
 		}
 	}
+	return backlog
 }
 
 // measure reads the step's backlog and pending count over all partitions

@@ -30,6 +30,13 @@ func (r *stepRunner) run(j *job) {
 	res, herr := r.call(log.WithContext(hctx), task, &log)
 	timedOut := errors.Is(hctx.Err(), context.DeadlineExceeded) && j.ctx.Err() == nil
 	cancel()
+	if !j.settle() {
+		j.d.Started = started // not begun: Complete or Fail writes the ACK
+	}
+	if j.dropped.Load() {
+		log.Debug().Msg("token no longer wanted (task cancelled or finished); result ignored")
+		return
+	}
 	if herr != nil && j.ctx.Err() != nil && !j.cancelled.Load() {
 		log.Warn().Err(herr).Msg("handler interrupted by shutdown; the token stays pending for the reclaimer")
 		return

@@ -48,6 +48,13 @@ type Config struct {
 	// token under load. An idle step never waits. Default 2ms; negative
 	// turns it off.
 	BatchLinger time.Duration
+	// BeginWindow is how long a handler runs before its token is begun
+	// with a call of its own (ACK written, ownership recorded for cancel,
+	// renewal and reclaim). A handler that returns sooner needs no such
+	// call: the call that records its result writes its ACK, with the time
+	// it started, in the same event entry as its END. Default 10ms;
+	// negative begins every token before its handler runs.
+	BeginWindow time.Duration
 	// ReclaimInterval is how often dead satellites' tokens are looked for.
 	// Default: a quarter of the smallest visibility timeout, at most 15s.
 	ReclaimInterval time.Duration
@@ -95,6 +102,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.BatchLinger == 0 {
 		c.BatchLinger = 2 * time.Millisecond
+	}
+	if c.BeginWindow == 0 {
+		c.BeginWindow = 10 * time.Millisecond
 	}
 	if c.PromoteInterval <= 0 {
 		c.PromoteInterval = time.Second

@@ -34,7 +34,8 @@ type stepRunner struct {
 	pending   atomic.Int64
 
 	completer completer
-	runners   *runners // set by Start
+	late      batcher[*job] // jobs due for a late begin
+	runners   *runners      // set by Start
 
 	groupBackoff time.Duration // reader-owned
 	rot          int           // reader-owned: cluster round-robin position
@@ -261,10 +262,12 @@ func (r *stepRunner) refs(res []redis.XStream) []msgRef {
 	return out
 }
 
-// dispatch parses each entry, begins every valid token in one round trip
-// (BeginBatch) and starts a job for each one begun; an entry that is not a
-// valid token of this step goes to the dead letters with the reason. It
-// returns how many pool slots the jobs took.
+// dispatch parses each entry and starts a job for each valid token; an
+// entry that is not a valid token of this step goes to the dead letters
+// with the reason. With a begin window (the default) a job starts at once
+// and is begun only if its handler outlives the window (run, beginLate);
+// otherwise every token is begun in one round trip (BeginBatch) before its
+// handler runs. It returns how many pool slots the jobs took.
 func (r *stepRunner) dispatch(msgs []msgRef, reclaimed bool) int {
 	jobs := make([]*job, 0, len(msgs))
 	for _, m := range msgs {
@@ -281,12 +284,20 @@ func (r *stepRunner) dispatch(msgs []msgRef, reclaimed bool) int {
 	if len(jobs) == 0 {
 		return 0
 	}
-	outs := r.begin(jobs)
+	lazy := r.s.cfg.BeginWindow > 0
+	var outs []dsat.Outcome
+	if !lazy {
+		outs = r.begin(jobs)
+	}
 	used := 0
 	for i, j := range jobs {
-		if outs[i] != dsat.Applied && outs[i] != dsat.AlreadyApplied {
+		if !lazy && outs[i] != dsat.Applied && outs[i] != dsat.AlreadyApplied {
 			j.cancel()
 			continue
+		}
+		if lazy {
+			j.beginDone = make(chan struct{})
+			j.timer = time.AfterFunc(r.s.cfg.BeginWindow, func() { r.late.add(j, r.beginLate) })
 		}
 		r.s.jobs.add(j)
 		r.s.work.Add(1)
@@ -326,6 +337,21 @@ func (r *stepRunner) begin(jobs []*job) []dsat.Outcome {
 		return again
 	})
 	return outs
+}
+
+// beginLate begins the jobs whose handlers outlived the begin window, in
+// one round trip. A token no longer wanted (task cancelled or finished,
+// token stale) has its handler cancelled and its result ignored; a token
+// whose begin failed keeps running (its result records the ACK).
+func (r *stepRunner) beginLate(jobs []*job) {
+	outs := r.begin(jobs)
+	for i, j := range jobs {
+		if outs[i] == dsat.Dropped {
+			j.dropped.Store(true)
+			j.cancel()
+		}
+		close(j.beginDone)
+	}
 }
 
 func (r *stepRunner) parse(m msgRef) (dsat.Envelope, error) {

@@ -1,0 +1,124 @@
+package workers
+
+import (
+	"context"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/dsat-dev/dsat/dsat"
+	"github.com/dsat-dev/dsat/internal/redistest"
+)
+
+const beginYAML = `
+name: lazy
+version: 1.0.0
+steps:
+  fast: {handler: fast, next: [slow]}
+  slow: {handler: slow}
+`
+
+// TestBeginWindow: a handler that returns within the begin window runs
+// without a begin call, and its ACK (at the time it started) shares the
+// entry of its END; a handler that outlives the window is begun while it
+// runs, so its ACK is an entry of its own, before its END.
+func TestBeginWindow(t *testing.T) {
+	redistest.ForEachBackend(t, func(t *testing.T, be redistest.Backend) {
+		b := setup(t, be, beginYAML)
+		m := NewMux()
+		m.HandleFunc("fast", func(ctx context.Context, task *dsat.Task) (dsat.Result, error) {
+			return dsat.Result{Output: task.Payload}, nil
+		})
+		var sawRunning atomic.Bool
+		m.HandleFunc("slow", func(ctx context.Context, task *dsat.Task) (dsat.Result, error) {
+			sleep(ctx, 150*time.Millisecond)
+			// Begun by now: the task state says this step is running here.
+			if st, err := b.c.Get(ctx, task.ID); err == nil && st.Steps["slow"].State == "running" {
+				sawRunning.Store(true)
+			}
+			return dsat.Result{Output: task.Payload}, nil
+		})
+		cfg := b.fast("s1")
+		cfg.BeginWindow = 50 * time.Millisecond
+		b.start(m, cfg)
+		ids := b.submit(3, `{"n":1}`)
+		b.wait(ids, 10*time.Second)
+		for _, id := range ids {
+			evs, err := b.c.History(b.ctx, id, "", 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			byName := map[string]dsat.Event{}
+			var got []string
+			for _, e := range evs {
+				byName[e.Event+":"+e.Step] = e
+				got = append(got, e.Event+":"+e.Step)
+			}
+			want := "INIT: ACK:fast END:fast SEND:fast ACK:slow END:slow HAPPY_END:"
+			if strings.Join(got, " ") != want {
+				t.Fatalf("events %v, want %s", got, want)
+			}
+			ackFast, endFast := byName["ACK:fast"], byName["END:fast"]
+			if dsat.EventEntryID(ackFast.ID) != dsat.EventEntryID(endFast.ID) {
+				t.Errorf("fast handler: ACK %s and END %s in different entries (a begin call was made)", ackFast.ID, endFast.ID)
+			}
+			if ackFast.Worker != "s1" || ackFast.At.After(endFast.At.Time) {
+				t.Errorf("fast ACK %+v, END at %v", ackFast, endFast.At)
+			}
+			ackSlow, endSlow := byName["ACK:slow"], byName["END:slow"]
+			if dsat.EventEntryID(ackSlow.ID) == dsat.EventEntryID(endSlow.ID) {
+				t.Errorf("slow handler: ACK %s in the END entry %s: not begun while running", ackSlow.ID, endSlow.ID)
+			}
+		}
+		if !sawRunning.Load() {
+			t.Fatal("a handler past the begin window never saw its step running")
+		}
+		b.streamsEmpty()
+	})
+}
+
+// TestLateBeginDropsCancelled: a handler that outlives the begin window of
+// a task cancelled meanwhile is cancelled by the late begin, and its
+// result is not recorded.
+func TestLateBeginDropsCancelled(t *testing.T) {
+	redistest.ForEachBackend(t, func(t *testing.T, be redistest.Backend) {
+		b := setup(t, be, beginYAML)
+		m := NewMux()
+		started := make(chan string, 1)
+		var sawCancel atomic.Bool
+		m.HandleFunc("fast", func(ctx context.Context, task *dsat.Task) (dsat.Result, error) {
+			started <- task.ID
+			<-ctx.Done()
+			sawCancel.Store(true)
+			return dsat.Result{}, ctx.Err()
+		})
+		m.HandleFunc("slow", func(ctx context.Context, task *dsat.Task) (dsat.Result, error) {
+			return dsat.Result{Output: task.Payload}, nil
+		})
+		cfg := b.fast("s1")
+		cfg.BeginWindow = 300 * time.Millisecond
+		cfg.WatchInterval = time.Hour // only the late begin can notice
+		b.start(m, cfg)
+		ids := b.submit(1, `{}`)
+		id := <-started
+		if err := b.c.Cancel(b.ctx, id, "test"); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(5 * time.Second)
+		for !sawCancel.Load() {
+			if time.Now().After(deadline) {
+				t.Fatal("the handler was not cancelled by the late begin")
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		st := b.wait(ids, 5*time.Second)[0]
+		if st.Status != dsat.StatusCancelled {
+			t.Fatalf("status %s", st.Status)
+		}
+		if c := b.eventCounts(id); c["ACK"] != 0 || c["ERROR"] != 0 || c["END"] != 0 {
+			t.Fatalf("events after cancel: %v", c)
+		}
+		b.streamsEmpty()
+	})
+}
