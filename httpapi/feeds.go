@@ -23,11 +23,8 @@ func lastEventID(r *http.Request) string {
 }
 
 func badLastEventID(w http.ResponseWriter, r *http.Request, v string) {
-	if len(v) > 60 {
-		v = v[:60] + "..."
-	}
 	writeProblem(w, r, http.StatusBadRequest, "bad-last-event-id",
-		fmt.Sprintf("Last-Event-ID %q is not an id this feed sent (<ms>-<seq>); reconnect without it to replay from the start", v))
+		fmt.Sprintf("Last-Event-ID %q is not an id this feed sent (<ms>-<seq>); reconnect without it to replay from the start", trimID(v)))
 }
 
 // openStream applies the stream caps and starts the SSE response. It
@@ -60,7 +57,8 @@ func eventData(e dsat.Event) []byte {
 }
 
 // taskEvents is GET /v1/tasks/{id}/events: the task's events from the
-// first (or after Last-Event-ID), then live, ending after its final event.
+// first (or after Last-Event-ID), then live, ending after its current final
+// event (a retried task's earlier DEAD does not end it).
 func (a *API) taskEvents(w http.ResponseWriter, r *http.Request) {
 	id := chi.URLParam(r, "id")
 	tid, err := dsat.ParseTaskID(id)
@@ -84,6 +82,27 @@ func (a *API) taskEvents(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, fmt.Errorf("%w: %s", dsat.ErrTaskNotFound, id))
 		return
 	}
+	// The task's last stored event: a resume past it is refused, and one at
+	// it, when it ends the task, gets the final state instead of a stream
+	// that waits for events that will not come.
+	tail, err := a.c.Redis().XRevRangeN(ctx, evKey, "+", "-", 1).Result()
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	if len(tail) == 0 {
+		writeError(w, r, fmt.Errorf("%w: %s", dsat.ErrTaskNotFound, id))
+		return
+	}
+	tailID, tailFinal := tail[0].ID, false
+	if evs, err := dsat.ParseEntry(tail[0]); err == nil && len(evs) > 0 {
+		tailFinal = dsat.FinalEvent(evs[len(evs)-1].Event)
+	}
+	if last != "" && dsat.EventIDLess(tailID, last) {
+		writeProblem(w, r, http.StatusBadRequest, "bad-last-event-id",
+			fmt.Sprintf("Last-Event-ID %q is after the task's last event (%s); reconnect with an id this feed sent, or without one to replay from the start", trimID(last), tailID))
+		return
+	}
 	sub := newSubscriber(id)
 	if _, err := a.hubs.subscribe(ctx, tid.Partition, sub); err != nil {
 		writeError(w, r, err)
@@ -96,18 +115,22 @@ func (a *API) taskEvents(w http.ResponseWriter, r *http.Request) {
 	}
 	defer release()
 
-	if last != "" && dsat.StreamIDLess(dsat.EventEntryID(last), first[0].ID) {
+	sendState := func() bool {
 		st, err := a.c.Get(ctx, id)
 		if err != nil {
-			return
+			return false
 		}
 		b, _ := json.Marshal(st)
-		if sse.event("", "reset", b) != nil {
-			return
-		}
+		return sse.event("", "reset", b) == nil
+	}
+	if last != "" && dsat.StreamIDLess(dsat.EventEntryID(last), first[0].ID) && !sendState() {
+		return
 	}
 	// Replay what is stored after last; the subscription, taken first,
-	// covers everything later, and ids already sent are skipped.
+	// covers everything later, and ids already sent are skipped. A final
+	// event ends the feed only when it is the last one stored: a task that
+	// was retried after it went on, and so does its feed.
+	replayed, endsTask := 0, false
 	for {
 		evs, err := a.c.History(ctx, id, last, 500)
 		if err != nil {
@@ -115,13 +138,23 @@ func (a *API) taskEvents(w http.ResponseWriter, r *http.Request) {
 		}
 		for _, e := range evs {
 			last = e.ID
-			if sse.event(e.ID, e.Event, eventData(e)) != nil || dsat.FinalEvent(e.Event) {
+			replayed++
+			endsTask = dsat.FinalEvent(e.Event)
+			if sse.event(e.ID, e.Event, eventData(e)) != nil {
 				return
 			}
 		}
 		if len(evs) < 500 {
 			break
 		}
+	}
+	if endsTask {
+		return
+	}
+	if replayed == 0 && tailFinal && last == tailID {
+		// A resume at the task's final event: its state, and the end.
+		sendState()
+		return
 	}
 	a.follow(r, sse, sub, func(e *dsat.Event) (bool, error) {
 		if !dsat.EventIDLess(last, e.ID) {

@@ -252,3 +252,83 @@ func TestStreamOutlivesRequestTimeout(t *testing.T) {
 		}
 	}
 }
+
+// deadThenRetried makes a task die at step a (its token failed by hand),
+// retries it and lets it succeed: its events hold a DEAD, then more,
+// then HAPPY_END.
+func (e *env) deadThenRetried(t *testing.T) string {
+	t.Helper()
+	id := e.submit(`{}`)
+	tid, _ := dsat.ParseTaskID(id)
+	ctx := t.Context()
+	msgs, _ := e.rdb.XRange(ctx, e.c.Keys().Step(tid.Partition, "a"), "-", "+").Result()
+	env, err := dsat.ParseEnvelope(msgs[len(msgs)-1].Values, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := dsat.Delivery{Envelope: env, EntryID: msgs[len(msgs)-1].ID, Worker: "w"}
+	if _, _, err := e.c.Fail(ctx, d, dsat.Failure{Message: "broken", Final: true}); err != nil {
+		t.Fatal(err)
+	}
+	if r := e.do("POST", "/v1/tasks/"+id+"/retry", "", ""); r.status != 202 {
+		t.Fatalf("retry: %d %s", r.status, r.raw)
+	}
+	e.satellite(true)
+	deadline := time.Now().Add(10 * time.Second)
+	for e.do("GET", "/v1/tasks/"+id, "", "").body["status"] != "succeeded" {
+		if time.Now().After(deadline) {
+			t.Fatal("the retried task did not succeed")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return id
+}
+
+// TestRetriedTaskFeedGoesOnPastItsOldEnd: the feed of a task that died
+// and was retried replays the old DEAD and goes on to the task's current
+// final event (issue 13, item 6).
+func TestRetriedTaskFeedGoesOnPastItsOldEnd(t *testing.T) {
+	redistest.ForEachBackend(t, func(t *testing.T, b redistest.Backend) {
+		e := newEnv(t, b)
+		id := e.deadThenRetried(t)
+		_, evs, _, cancel := e.stream("/v1/tasks/" + id + "/events")
+		defer cancel()
+		got := names(collect(t, evs, 5*time.Second))
+		if !strings.Contains(got, "DEAD") || !strings.HasSuffix(got, ",HAPPY_END") {
+			t.Fatalf("events %s", got)
+		}
+	})
+}
+
+// TestResumeAtOrPastTheEnd: a Last-Event-ID at a finished task's final
+// event gets the final state (reset) and the end of the stream; one past
+// the task's last event is a 400; neither holds a stream open.
+func TestResumeAtOrPastTheEnd(t *testing.T) {
+	redistest.ForEachBackend(t, func(t *testing.T, b redistest.Backend) {
+		e := newEnv(t, b)
+		e.satellite(true)
+		id := e.submit(`{}`)
+		_, evs, _, cancel := e.stream("/v1/tasks/" + id + "/events")
+		all := collect(t, evs, 10*time.Second)
+		cancel()
+		final := all[len(all)-1]
+		if final.Event != "HAPPY_END" {
+			t.Fatalf("events %s", names(all))
+		}
+		_, evs, _, cancel = e.stream("/v1/tasks/"+id+"/events", "Last-Event-ID", final.ID)
+		defer cancel()
+		rest := collect(t, evs, 5*time.Second)
+		if names(rest) != "reset" || !strings.Contains(rest[0].Data, `"status":"succeeded"`) {
+			t.Fatalf("resume at the final event: %s %v", names(rest), rest)
+		}
+		for _, future := range []string{"99999999999999-0", dsat.NextStreamID(dsat.EventEntryID(final.ID))} {
+			r := e.do("GET", "/v1/tasks/"+id+"/events", "", "", "Last-Event-ID", future)
+			if r.status != 400 || !strings.Contains(r.raw, "is after the task's last event") {
+				t.Fatalf("Last-Event-ID %s: %d %s", future, r.status, r.raw)
+			}
+		}
+		if m := e.do("GET", "/metrics", "", ""); !strings.Contains(m.raw, "dsat_sse_streams 0") {
+			t.Fatalf("streams left open:\n%s", grepLines(m.raw, "dsat_sse_streams"))
+		}
+	})
+}

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"fmt"
 	"net/http"
 	"strconv"
 
@@ -29,6 +30,10 @@ func (a *API) cancel(w http.ResponseWriter, r *http.Request) {
 
 func (a *API) retry(w http.ResponseWriter, r *http.Request) {
 	id := chi.URLParam(r, "id")
+	if _, err := dsat.ParseTaskID(id); err != nil && dsat.ValidStreamID(id) {
+		writeProblem(w, r, http.StatusBadRequest, "invalid-task-id", fmt.Sprintf("%q is a dead letter's id, not a task id; retry the dead letter's task: its \"task\" field in GET /v1/dead", id))
+		return
+	}
 	n, err := a.c.Retry(r.Context(), id)
 	if err != nil {
 		writeError(w, r, err)

@@ -21,7 +21,9 @@ func init() {
 		help: `Prints each event of the task as a readable line as it happens (time,
 seq, event, step, worker, detail), from its first event. It reconnects by
 itself (resuming after the last event it printed) and exits 0 when the
-task succeeds (HAPPY_END), 1 when it fails (DEAD) or is cancelled.
+task succeeds (HAPPY_END), 1 when it fails (DEAD) or is cancelled. A task
+that was retried after it died shows its whole history: the old DEAD, then
+what followed, up to its current end.
 
 Example:
   dsat tail 06h1ki9ia4001ttg3m6qbao188.textstats.1.0.0`,
@@ -64,7 +66,11 @@ func runTail(ctx context.Context, env *cliEnv, args []string) error {
 var errFatal = errors.New("fatal")
 
 // tailOnce reads the stream until it ends; it returns the final event's
-// name when one was seen.
+// name when the stream ended after one. A final event followed by more
+// (a task retried after it died) is not the end: the API ends a task's
+// stream after its current final event, so what counts is the last one.
+// A reset that carries a finished task's state (a resume at its end)
+// counts as that task's final event.
 func tailOnce(ctx context.Context, c *apiClient, id string, last *string, w io.Writer) (string, error) {
 	req, err := http.NewRequestWithContext(ctx, "GET", c.base+"/v1/tasks/"+url.PathEscape(id)+"/events", nil)
 	if err != nil {
@@ -92,7 +98,7 @@ func tailOnce(ctx context.Context, c *apiClient, id string, last *string, w io.W
 	}
 	sc := bufio.NewScanner(res.Body)
 	sc.Buffer(make([]byte, 64<<10), 16<<20)
-	var evID, name, data string
+	var evID, name, data, lastName string
 	for sc.Scan() {
 		line := sc.Text()
 		switch {
@@ -107,13 +113,36 @@ func tailOnce(ctx context.Context, c *apiClient, id string, last *string, w io.W
 				*last = evID
 			}
 			printEvent(w, name, data)
-			if dsat.FinalEvent(name) {
-				return name, nil
+			lastName = name
+			if name == "reset" {
+				lastName = finalOfState(data)
 			}
 			evID, name, data = "", "", ""
 		}
 	}
-	return "", sc.Err()
+	if err := sc.Err(); err != nil {
+		return "", err
+	}
+	if dsat.FinalEvent(lastName) {
+		return lastName, nil
+	}
+	return "", nil
+}
+
+// finalOfState maps a task state (a reset event's data) to the final
+// event of its status, or "" while the task runs.
+func finalOfState(data string) string {
+	var st struct{ Status string }
+	_ = json.Unmarshal([]byte(data), &st)
+	switch st.Status {
+	case dsat.StatusSucceeded:
+		return dsat.EventHappyEnd
+	case dsat.StatusFailed:
+		return dsat.EventDead
+	case dsat.StatusCancelled:
+		return dsat.EventCancelled
+	}
+	return ""
 }
 
 // printEvent writes one event as a line: time, seq, event, step, worker,

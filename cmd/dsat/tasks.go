@@ -10,6 +10,8 @@ import (
 	"net/url"
 	"os"
 	"strings"
+
+	"github.com/dsat-dev/dsat/dsat"
 )
 
 func init() {
@@ -29,8 +31,14 @@ Examples:
 		help: "Prints the task's state as JSON: status, per-step state, result, error.\n\nExample:\n  dsat status 06h1ki9ia4001ttg3m6qbao188.textstats.1.0.0", run: runStatus})
 	register(&command{name: "cancel", summary: "cancel a task", usage: "TASK_ID",
 		help: "Cancels a pending or running task; its running handlers are cancelled.\n\nExample:\n  dsat cancel $id", run: runControl("cancel")})
-	register(&command{name: "retry", summary: "re-drive a failed task from where it died", usage: "TASK_ID",
-		help: "Queues a failed task's dead tokens again, with fresh attempts.\n\nExample:\n  dsat retry $id && dsat tail $id", run: runControl("retry")})
+	register(&command{name: "retry", summary: "re-drive a failed task from where it died", usage: "TASK_ID | DEAD_LETTER_ID",
+		help: `Queues a failed task's dead tokens again, with fresh attempts. Given a
+dead letter's id (1764201600123-0, as GET /v1/dead lists them), it retries
+that dead letter's task.
+
+Examples:
+  dsat retry $id && dsat tail $id
+  dsat retry 1764201600123-0`, run: runControl("retry")})
 }
 
 func runSubmit(ctx context.Context, env *cliEnv, args []string) error {
@@ -124,6 +132,14 @@ func runControl(action string) func(context.Context, *cliEnv, []string) error {
 		if err != nil {
 			return err
 		}
+		if _, terr := dsat.ParseTaskID(id); terr != nil && action == "retry" && dsat.ValidStreamID(id) {
+			task, err := deadLetterTask(ctx, c, id)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(env.stderr, "dead letter %s is of task %s\n", id, task)
+			id = task
+		}
 		var out map[string]any
 		if _, err := c.do(ctx, "POST", "/v1/tasks/"+url.PathEscape(id)+"/"+action, []byte("{}"), nil, &out); err != nil {
 			return err
@@ -131,4 +147,30 @@ func runControl(action string) func(context.Context, *cliEnv, []string) error {
 		fmt.Fprintf(env.stdout, "%s: %v\n", id, out["status"])
 		return nil
 	}
+}
+
+// deadLetterTask finds the dead letter with this id among the loaded
+// pipelines and returns its task's id.
+func deadLetterTask(ctx context.Context, c *apiClient, id string) (string, error) {
+	var ps []struct{ Name string }
+	if _, err := c.do(ctx, "GET", "/v1/pipelines", nil, nil, &ps); err != nil {
+		return "", err
+	}
+	for _, p := range ps {
+		var page struct {
+			Items []struct{ ID, Task string }
+		}
+		// The newest dead letter up to id: before is exclusive.
+		q := "/v1/dead?limit=1&pipeline=" + url.QueryEscape(p.Name) + "&before=" + url.QueryEscape(dsat.NextStreamID(id))
+		if _, err := c.do(ctx, "GET", q, nil, nil, &page); err != nil {
+			return "", err
+		}
+		if len(page.Items) == 1 && page.Items[0].ID == id {
+			if page.Items[0].Task == "" {
+				return "", fmt.Errorf("dead letter %s names no task (its stream entry could not be read), so there is nothing to retry; its raw entry is in GET /v1/dead?pipeline=%s", id, p.Name)
+			}
+			return page.Items[0].Task, nil
+		}
+	}
+	return "", fmt.Errorf("no dead letter %s in any loaded pipeline; pass a task id (a dead letter's task is its \"task\" field in GET /v1/dead and on the dashboard's Dead letters page)", id)
 }

@@ -236,19 +236,40 @@ async function viewTask(v, id) {
   if (state.token) q = "?access_token=" + encodeURIComponent(state.token);
   const src = new EventSource("/v1/tasks/" + encodeURIComponent(id) + "/events" + q);
   state.source = src;
+  // A final event does not end the timeline by itself: a task retried after
+  // it died replays its old DEAD, then goes on. The API ends the stream
+  // after the task's current final event; the page stops following then.
+  let lastSeq = 0, lastFinal = false;
   const onEvent = (e) => {
     let d = {};
     try { d = JSON.parse(e.data); } catch (_) { return; }
-    if (e.type === "reset") { tbody.replaceChildren(); refresh(); return; }
+    if (e.type === "reset") {
+      // A resume at a finished task's end: its state, nothing more to follow.
+      if (["succeeded", "failed", "cancelled"].includes(d.status) && tbody.children.length) { src.close(); refresh(); return; }
+      tbody.replaceChildren(); refresh(); return;
+    }
     const detail = d.detail && Object.keys(d.detail).length ? JSON.stringify(d.detail) : "";
-    tbody.append(h("tr", { "data-event": d.event }, h("td", {}, fmtTime(d.at)), h("td", {}, d.seq), h("td", { class: "ev-" + d.event }, d.event),
+    tbody.append(h("tr", { "data-event": d.event, "data-seq": d.seq }, h("td", {}, fmtTime(d.at)), h("td", {}, d.seq), h("td", { class: "ev-" + d.event }, d.event),
       h("td", {}, d.step), h("td", {}, d.attempt || ""), h("td", {}, d.worker), h("td", { class: "detail" }, detail)));
+    lastSeq = d.seq;
+    lastFinal = FINAL_EVENTS.includes(d.event);
     if (["END", "HAPPY_END", "DEAD", "CANCELLED", "ERROR", "RETRY"].includes(d.event)) refresh();
-    if (["HAPPY_END", "DEAD", "CANCELLED"].includes(d.event)) src.close();
   };
   for (const name of ["INIT", "ACK", "END", "ERROR", "TIMEOUT", "RETRY", "SEND", "HAPPY_END", "DEAD", "CANCELLED", "reset"]) src.addEventListener(name, onEvent);
-  src.onerror = () => { if (src.readyState === EventSource.CLOSED) refresh(); };
+  src.onerror = async () => {
+    if (src.readyState === EventSource.CLOSED) { refresh(); return; }
+    if (!lastFinal) return; // a dropped connection: EventSource resumes by itself
+    // The stream ended after a final event: the task's end, unless it went
+    // on since (a retry), which the reconnecting stream then shows.
+    try {
+      const st = await api("GET", "/v1/tasks/" + encodeURIComponent(id));
+      if (st.seq <= lastSeq) src.close();
+    } catch (_) { /* banner */ }
+    refresh();
+  };
 }
+
+const FINAL_EVENTS = ["HAPPY_END", "DEAD", "CANCELLED"];
 
 async function control(id, action, done) {
   try { await api("POST", "/v1/tasks/" + encodeURIComponent(id) + "/" + action, "{}"); } catch (e) { alert(e.message); }

@@ -1,0 +1,111 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/redis/go-redis/v9"
+	"github.com/rs/zerolog"
+
+	"github.com/dsat-dev/dsat/dsat"
+	"github.com/dsat-dev/dsat/httpapi"
+)
+
+// sseServer answers every task feed with the given events, then ends the
+// stream (as the API does after a task's current final event).
+func sseServer(t *testing.T, events ...string) string {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		for i, ev := range events {
+			name, data, _ := strings.Cut(ev, " ")
+			if data == "" {
+				data = fmt.Sprintf(`{"seq":%d,"event":%q,"at":"2026-11-29T10:00:00.000Z"}`, i+1, name)
+			}
+			fmt.Fprintf(w, "id: 1-%d\nevent: %s\ndata: %s\n\n", i, name, data)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+// TestTailGoesPastAnOldEnd: a task that died and was retried replays DEAD
+// and more; tail follows it to the stream's end and exits by the last
+// final event (issue 13, item 6).
+func TestTailGoesPastAnOldEnd(t *testing.T) {
+	api := sseServer(t, "INIT", "ERROR", "DEAD", "RETRY", "ACK", "END", "HAPPY_END")
+	code, out, errs := runCLI(t, map[string]string{"DSAT_API": api}, "", "tail", "06h1ki9ia4001ttg3m6qbao188.textstats.1.0.0")
+	if code != 0 || !strings.Contains(out, "DEAD") || !strings.HasSuffix(strings.TrimSpace(out), "HAPPY_END") {
+		t.Fatalf("exit %d\n%s%s", code, out, errs)
+	}
+	// A resume at a finished task's end gets its state as a reset.
+	api = sseServer(t, `reset {"status":"failed"}`)
+	if code, out, errs := runCLI(t, map[string]string{"DSAT_API": api}, "", "tail", "06h1ki9ia4001ttg3m6qbao188.textstats.1.0.0"); code != 1 || !strings.Contains(errs, "task ended with DEAD") {
+		t.Fatalf("reset of a failed task: exit %d\n%s%s", code, out, errs)
+	}
+}
+
+// TestRetryDeadLetterID: dsat retry accepts a dead letter's id and retries
+// its task; an id of no dead letter says which id to pass.
+func TestRetryDeadLetterID(t *testing.T) {
+	ctx := context.Background()
+	mr := miniredis.RunT(t)
+	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
+	t.Cleanup(func() { rdb.Close() })
+	p, err := dsat.ParsePipeline("demo.yaml", []byte("name: demo\nversion: 1.0.0\nsteps:\n  a: {handler: echo}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := dsat.NewClient(rdb, dsat.Config{}, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	api := httpapi.NewRouter(httpapi.Config{Client: c, Logger: zerolog.Nop()})
+	srv := httptest.NewServer(api)
+	t.Cleanup(func() { api.Close(); srv.Close() })
+	s, err := c.Submit(ctx, "demo", []byte(`{}`), dsat.SubmitOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tid, _ := dsat.ParseTaskID(s.ID)
+	msgs, _ := rdb.XRange(ctx, c.Keys().Step(tid.Partition, "a"), "-", "+").Result()
+	env, err := dsat.ParseEnvelope(msgs[0].Values, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := c.Fail(ctx, dsat.Delivery{Envelope: env, EntryID: msgs[0].ID, Worker: "w"}, dsat.Failure{Message: "broken", Final: true}); err != nil {
+		t.Fatal(err)
+	}
+	dead, _, err := c.Dead(ctx, "demo", "", 10)
+	if err != nil || len(dead) != 1 {
+		t.Fatalf("dead letters %v %v", dead, err)
+	}
+	cliEnv := map[string]string{"DSAT_API": srv.URL}
+	code, out, errs := runCLI(t, cliEnv, "", "retry", dead[0].ID)
+	if code != 0 || !strings.Contains(out, s.ID+": running") || !strings.Contains(errs, "dead letter "+dead[0].ID+" is of task "+s.ID) {
+		t.Fatalf("retry by dead letter id: exit %d\n%s%s", code, out, errs)
+	}
+	if st, _ := c.Get(ctx, s.ID); st.Status != dsat.StatusRunning && st.Status != dsat.StatusPending {
+		t.Fatalf("task after retry: %s", st.Status)
+	}
+	code, _, errs = runCLI(t, cliEnv, "", "retry", "1-0")
+	if code != 1 || !strings.Contains(errs, "no dead letter 1-0") || !strings.Contains(errs, "pass a task id") {
+		t.Fatalf("unknown dead letter id: exit %d %s", code, errs)
+	}
+	// The API says the same to other clients.
+	res, err := http.Post(srv.URL+"/v1/tasks/"+dead[0].ID+"/retry", "application/json", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != 400 || !strings.Contains(string(b), "is a dead letter's id, not a task id") {
+		t.Fatalf("POST retry with a dead letter id: %d %s", res.StatusCode, b)
+	}
+}
