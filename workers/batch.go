@@ -2,6 +2,7 @@ package workers
 
 import (
 	"context"
+	"runtime"
 	"sync"
 	"time"
 
@@ -29,6 +30,11 @@ func (b *batcher[T]) add(x T, send func([]T)) {
 		return
 	}
 	b.sending = true
+	b.mu.Unlock()
+	// Let the goroutines that are about to add (the other jobs of a read
+	// batch, whose handlers return at about the same time) join this batch.
+	runtime.Gosched()
+	b.mu.Lock()
 	for {
 		batch := b.queue
 		b.queue = nil

@@ -48,6 +48,13 @@ type Config struct {
 	// token under load. An idle step never waits. Default 2ms; negative
 	// turns it off.
 	BatchLinger time.Duration
+	// ReadLinger is how long a step's reader, after a read that found
+	// fewer tokens than it had room for (tokens trickle in from an upstream
+	// step), waits before it reads again, so that a loaded downstream step
+	// also reads and records its results in batches. The tokens read are
+	// running meanwhile; a token that arrives during the wait waits at most
+	// this long. Default 1ms; negative turns it off.
+	ReadLinger time.Duration
 	// BeginWindow is how long a handler runs before its token is begun
 	// with a call of its own (ACK written, ownership recorded for cancel,
 	// renewal and reclaim). A handler that returns sooner needs no such
@@ -102,6 +109,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.BatchLinger == 0 {
 		c.BatchLinger = 2 * time.Millisecond
+	}
+	if c.ReadLinger == 0 {
+		c.ReadLinger = time.Millisecond
 	}
 	if c.BeginWindow == 0 {
 		c.BeginWindow = 10 * time.Millisecond

@@ -138,6 +138,9 @@ func (r *stepRunner) readLoop(ctx context.Context) {
 		r.groupBackoff = 0
 		used := r.dispatch(msgs, reclaimed)
 		r.pool.unreserve(n - used)
+		if trickle := len(msgs) > 0 && len(msgs) < n && len(spill) == 0 && !reclaimed; trickle && r.s.cfg.ReadLinger > 0 {
+			sleep(ctx, r.s.cfg.ReadLinger)
+		}
 	}
 }
 
