@@ -81,3 +81,61 @@ func TestIdleSatelliteCPU(t *testing.T) {
 		t.Fatalf("idle satellite uses %.2f%% of a core", 100*share)
 	}
 }
+
+// TestPoolGrowsForFastHandler: a handler that returns at once leaves its
+// slots free at almost every instant, yet under a backlog of 10,000
+// tokens its pool must grow (the reader waits for slots), and shrink back
+// once idle.
+func TestPoolGrowsForFastHandler(t *testing.T) {
+	redistest.ForEachBackend(t, func(t *testing.T, be redistest.Backend) {
+		b := setup(t, be, `
+name: one
+version: 1.0.0
+steps:
+  a: {handler: fast}
+`)
+		m := NewMux()
+		m.HandleFunc("fast", func(ctx context.Context, task *dsat.Task) (dsat.Result, error) {
+			return dsat.Result{Output: task.Payload}, nil
+		})
+		var ids []string
+		payloads := make([][]byte, 500)
+		for i := range payloads {
+			payloads[i] = []byte(`{}`)
+		}
+		n := 10000
+		if !be.Real {
+			n = 3000 // miniredis is slower; the policy is the same
+		}
+		for len(ids) < n {
+			got, err := b.c.SubmitBatch(b.ctx, "one", payloads)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ids = append(ids, got...)
+		}
+		cfg := b.fast("s1")
+		cfg.QuietPeriod = 300 * time.Millisecond
+		s := b.start(m, cfg)
+		peak := 0
+		deadline := time.Now().Add(60 * time.Second)
+		for time.Now().Before(deadline) {
+			peak = max(peak, s.Info().Steps["one/a"].Concurrency)
+			if s.Info().Steps["one/a"].Processed >= int64(len(ids)) {
+				break
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		if peak < 32 {
+			t.Fatalf("pool of a fast handler peaked at %d under a backlog of %d, want at least 32", peak, len(ids))
+		}
+		b.wait(ids[len(ids)-10:], 30*time.Second)
+		deadline = time.Now().Add(15 * time.Second)
+		for s.Info().Steps["one/a"].Concurrency != 1 {
+			if time.Now().After(deadline) {
+				t.Fatalf("idle pool stayed at %d", s.Info().Steps["one/a"].Concurrency)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	})
+}
