@@ -18,7 +18,10 @@
 // client that reconnects with Last-Event-ID gets every event after it, with
 // no duplicate; an id older than what is kept first gets a reset event. The
 // per-task feed replays from the task's first event and ends after its
-// final event; the firehose starts at new events. Comment heartbeats keep
+// current final event (a task retried after it died goes on past its old
+// DEAD); a resume at a finished task's final event gets a reset event with
+// its state and the end, one past its last event a 400. The firehose
+// starts at new events. Comment heartbeats keep
 // proxies from closing idle streams.
 //
 // One Redis reader per partition firehose per process fans events out to
