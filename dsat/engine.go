@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -242,8 +243,14 @@ func (c *Client) Promote(ctx context.Context, p Partition, limit int) (int, erro
 
 // DeadLetterEntry moves a stream entry that is not a valid token (or whose
 // payload was lost) to the dead letters with the reason, and acknowledges
-// and deletes it, in one transaction. Nothing is dropped silently.
-func (c *Client) DeadLetterEntry(ctx context.Context, p Partition, step, entryID string, values map[string]any, reason string) error {
+// and deletes it. Nothing is dropped silently, and nothing is left stuck:
+// an entry that names a live token of a known task ends that token as a
+// final failure (ERROR, then DEAD when nothing else is alive; the task
+// becomes failed and `retry` re-drives it), recorded by worker.
+func (c *Client) DeadLetterEntry(ctx context.Context, p Partition, step, entryID string, values map[string]any, reason, worker string) error {
+	if ok, err := c.rejectToken(ctx, step, entryID, values, reason, worker); err != nil || ok {
+		return err
+	}
 	raw, _ := json.Marshal(values)
 	if len(raw) > maxErrorText {
 		raw = append(raw[:maxErrorText], "..."...)
@@ -269,6 +276,31 @@ func (c *Client) DeadLetterEntry(ctx context.Context, p Partition, step, entryID
 		return fmt.Errorf("dsat: dead-letter entry %s: %w", entryID, err)
 	}
 	return nil
+}
+
+// rejectToken ends the token a rejected entry names, through the fail
+// script (a final failure); false when the entry names no live token.
+func (c *Client) rejectToken(ctx context.Context, step, entryID string, values map[string]any, reason, worker string) (bool, error) {
+	str := func(k string) string { s, _ := values[k].(string); return s }
+	task, token := str(fTask), str(fToken)
+	if _, err := ParseTaskID(task); err != nil || !validTokenID(token) || strings.ContainsAny(worker, "\r\n") {
+		return false, nil
+	}
+	attempt, err := strconv.Atoi(str(fAttempt))
+	if err != nil || attempt < 1 || attempt > 1000 {
+		attempt = 0 // the token's current attempt
+	}
+	payload := []byte(str(fPayload))
+	if c.CheckPayload(payload) != nil {
+		payload = []byte("null") // a re-drive must not carry what was refused
+	}
+	d := Delivery{Envelope: Envelope{Task: task, Step: step, Token: token, Attempt: attempt, Payload: payload},
+		EntryID: entryID, Worker: worker}
+	o, _, err := c.Fail(ctx, d, Failure{Message: reason, Final: true})
+	if err != nil {
+		return false, fmt.Errorf("dsat: end the token of rejected entry %s: %w", entryID, err)
+	}
+	return o == Applied, nil
 }
 
 // Renew extends the claim of a running token (resets its idle time) while

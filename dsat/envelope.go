@@ -129,7 +129,7 @@ func ParseEnvelope(values map[string]any, maxPayload int) (Envelope, error) {
 		return bad(fStep, "not a valid step name")
 	}
 	e.Token, _ = get(fToken)
-	if n, err := strconv.ParseUint(e.Token, 10, 32); err != nil || n == 0 || strconv.FormatUint(n, 10) != e.Token {
+	if !validTokenID(e.Token) {
 		return bad(fToken, "must be a positive number")
 	}
 	as, _ := get(fAttempt)
@@ -162,4 +162,11 @@ func ParseEnvelope(values map[string]any, maxPayload int) (Envelope, error) {
 		e.Trace = s
 	}
 	return e, nil
+}
+
+// validTokenID reports whether s is a token id: a positive number without
+// leading zeros.
+func validTokenID(s string) bool {
+	n, err := strconv.ParseUint(s, 10, 32)
+	return err == nil && n != 0 && strconv.FormatUint(n, 10) == s
 }

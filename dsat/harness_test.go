@@ -106,7 +106,7 @@ func (h *harness) read(step string) []dsat.Delivery {
 		for _, m := range res[0].Messages {
 			env, err := dsat.ParseEnvelope(m.Values, 0)
 			if err != nil {
-				if err := h.c.DeadLetterEntry(h.ctx, part, step, m.ID, m.Values, err.Error()); err != nil {
+				if err := h.c.DeadLetterEntry(h.ctx, part, step, m.ID, m.Values, err.Error(), h.worker); err != nil {
 					h.t.Fatalf("dead-letter entry: %v", err)
 				}
 				continue

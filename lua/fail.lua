@@ -9,7 +9,7 @@
 -- KEYS[6] -> dead-letter stream           dsat:{T}:dead
 -- ARGV[1] -> task id
 -- ARGV[2] -> token id
--- ARGV[3] -> attempt
+-- ARGV[3] -> attempt ("0": the token's current one)
 -- ARGV[4] -> stream entry id of the token ("" when not from a stream)
 -- ARGV[5] -> step name (also the consumer group)
 -- ARGV[6] -> worker name
@@ -40,13 +40,17 @@ if c.status == 'cancelled' then
   return {-2}
 end
 local st, tatt, tstep = tok_parse(c.tokv)
-if not st or tstep ~= step or tatt ~= ARGV[3] or st == 'd' or st == 'x' then
+-- Attempt "0": a rejected stream entry whose attempt could not be read
+-- (dsat.DeadLetterEntry) ends the token at its current attempt.
+local atts = ARGV[3]
+if atts == '0' and tatt then atts = tatt end
+if not st or tstep ~= step or tatt ~= atts or st == 'd' or st == 'x' then
   ack(KEYS[4], step, id)
   return {0}
 end
 
 -- All checks done: write.
-local atts = ARGV[3]
+att = tonumber(atts)
 if st ~= 'r' then ack_late(c, step, atts, worker, ARGV[16] or '') end
 if mode == 'snooze' then
   tok_set(c, tok, 's', atts, step, worker)

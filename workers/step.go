@@ -378,7 +378,7 @@ func (r *stepRunner) deadLetter(m msgRef, reason string) {
 	r.failed.Add(1)
 	ctx, cancel := context.WithTimeout(r.s.engineCtxOr(), 5*time.Second)
 	defer cancel()
-	err := r.s.c.DeadLetterEntry(ctx, m.part, r.step.Name, m.msg.ID, m.msg.Values, reason)
+	err := r.s.c.DeadLetterEntry(ctx, m.part, r.step.Name, m.msg.ID, m.msg.Values, reason, r.s.cfg.ID)
 	ev := r.log.Warn().Str("entry", m.msg.ID).Str("reason", reason)
 	if err != nil {
 		ev = r.log.Error().Err(err).Str("entry", m.msg.ID).Str("reason", reason)
