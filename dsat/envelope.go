@@ -3,6 +3,7 @@ package dsat
 import (
 	"fmt"
 	"strconv"
+	"strings"
 )
 
 // EnvelopeVersion is the format version of stream entries. A reader accepts
@@ -156,7 +157,7 @@ func ParseEnvelope(values map[string]any, maxPayload int) (Envelope, error) {
 	}
 	if tr, ok := values[fTrace]; ok {
 		s, isStr := tr.(string)
-		if !isStr || len(s) > 128 {
+		if !isStr || CheckTrace(s) != nil {
 			return bad(fTrace, "must be a W3C traceparent")
 		}
 		e.Trace = s
@@ -169,4 +170,43 @@ func ParseEnvelope(values map[string]any, maxPayload int) (Envelope, error) {
 func validTokenID(s string) bool {
 	n, err := strconv.ParseUint(s, 10, 32)
 	return err == nil && n != 0 && strconv.FormatUint(n, 10) == s
+}
+
+// CheckTrace checks a W3C traceparent (https://www.w3.org/TR/trace-context/):
+// "<version>-<trace id>-<parent id>-<flags>", lower-case hex of 2, 32, 16
+// and 2 digits, neither id all zeros, version not ff; a later version may
+// append fields ("-..."), up to 128 bytes in all. "" is no trace. Submit
+// and the satellites apply the same check, so a task is never accepted
+// with a trace its tokens would be refused for.
+func CheckTrace(s string) error {
+	if s == "" {
+		return nil
+	}
+	bad := func(why string) error { return fmt.Errorf("%w: %s", ErrInvalidTrace, why) }
+	if len(s) > 128 {
+		return bad(fmt.Sprintf("%d bytes, at most 128", len(s)))
+	}
+	if len(s) < 55 || s[2] != '-' || s[35] != '-' || s[52] != '-' || (len(s) > 55 && s[55] != '-') {
+		return bad(`want "00-<32 hex digits>-<16 hex digits>-<2 hex digits>"`)
+	}
+	hex := func(x string) bool {
+		for i := 0; i < len(x); i++ {
+			if c := x[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+				return false
+			}
+		}
+		return true
+	}
+	version, trace, parent, flags := s[0:2], s[3:35], s[36:52], s[53:55]
+	switch {
+	case !hex(version) || !hex(trace) || !hex(parent) || !hex(flags):
+		return bad("fields must be lower-case hex digits")
+	case version == "ff":
+		return bad("version ff is invalid")
+	case version == "00" && len(s) != 55:
+		return bad("version 00 has exactly four fields")
+	case strings.Trim(trace, "0") == "" || strings.Trim(parent, "0") == "":
+		return bad("trace id and parent id must not be all zeros")
+	}
+	return nil
 }

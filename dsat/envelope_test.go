@@ -114,3 +114,27 @@ func FuzzParseEnvelope(f *testing.F) {
 		}
 	})
 }
+
+func TestCheckTrace(t *testing.T) {
+	for _, ok := range []string{"", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+		"01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00-future"} {
+		if err := CheckTrace(ok); err != nil {
+			t.Errorf("%q: %v", ok, err)
+		}
+	}
+	for _, bad := range []string{strings.Repeat("f", 129), strings.Repeat("f", 55), "00-abc",
+		"00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+		"00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+		"00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+		"ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+		"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-x",
+		"01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01x"} {
+		if err := CheckTrace(bad); !errors.Is(err, ErrInvalidTrace) {
+			t.Errorf("%q accepted (%v)", bad, err)
+		}
+		// The satellite refuses exactly what Submit refuses.
+		if _, err := ParseEnvelope(map[string]any{"task": "x", "trace": bad}, 0); err == nil {
+			t.Errorf("%q: envelope accepted", bad)
+		}
+	}
+}

@@ -24,6 +24,8 @@ var (
 	ErrInvalidEnvelope = errors.New("dsat: invalid envelope")
 	// ErrInvalidPayload means a payload is not valid JSON or is too large.
 	ErrInvalidPayload = errors.New("dsat: invalid payload")
+	// ErrInvalidTrace means a trace context is not a W3C traceparent.
+	ErrInvalidTrace = errors.New("dsat: invalid traceparent")
 	// ErrIdempotencyConflict means an idempotency key was reused with a
 	// different payload.
 	ErrIdempotencyConflict = errors.New("dsat: idempotency key reused with a different payload")

@@ -99,6 +99,9 @@ func (c *Client) submitCall(pipeline string, payload []byte, opts SubmitOptions)
 	if err := c.CheckPayload(payload); err != nil {
 		return submitCall{}, err
 	}
+	if err := CheckTrace(opts.Trace); err != nil {
+		return submitCall{}, err
+	}
 	if len(opts.IdempotencyKey) > 255 {
 		return submitCall{}, fmt.Errorf("%w: idempotency key longer than 255 bytes", ErrInvalidPayload)
 	}

@@ -149,6 +149,9 @@ func TestRefusedPayloads(t *testing.T) {
 		{"batch idempotency key", "/v1/pipelines/demo/batch", `[{}]`, []string{"Idempotency-Key", "k"}, "Idempotency-Key is not supported on /batch"},
 		{"batch unclosed", "/v1/pipelines/demo/batch", `[{}`, nil, "close it with ]"},
 		{"batch bad item", "/v1/pipelines/demo/batch", `[{} {}]`, nil, "item 1 is not valid JSON"},
+		{"traceparent too long", "/v1/pipelines/demo/tasks", `{}`, []string{"Traceparent", strings.Repeat("f", 129)}, "header Traceparent: dsat: invalid traceparent: 129 bytes"},
+		{"traceparent malformed", "/v1/pipelines/demo/tasks", `{}`, []string{"Traceparent", "00-abc"}, "send a W3C traceparent or no header"},
+		{"traceparent zero trace id", "/v1/pipelines/demo/tasks", `{}`, []string{"Traceparent", "00-00000000000000000000000000000000-00f067aa0ba902b7-01"}, "all zeros"},
 	} {
 		r := e.do("POST", tc.path, "application/json", tc.body, tc.hdr...)
 		if r.status != 400 || r.header.Get("Content-Type") != "application/problem+json" || !strings.Contains(r.raw, tc.detail) {

@@ -46,6 +46,8 @@ func writeError(w http.ResponseWriter, r *http.Request, err error) {
 		writeProblem(w, r, http.StatusNotFound, "pipeline-not-found", err.Error()+"; GET /v1/pipelines lists the loaded pipelines")
 	case errors.Is(err, dsat.ErrInvalidPayload):
 		writeProblem(w, r, http.StatusBadRequest, "invalid-payload", err.Error())
+	case errors.Is(err, dsat.ErrInvalidTrace):
+		writeProblem(w, r, http.StatusBadRequest, "invalid-traceparent", "header Traceparent: "+err.Error()+"; send a W3C traceparent or no header")
 	case errors.Is(err, dsat.ErrIdempotencyConflict):
 		writeProblem(w, r, http.StatusConflict, "idempotency-conflict", err.Error()+"; use a new Idempotency-Key for a different payload")
 	case errors.Is(err, dsat.ErrTaskFinal):
