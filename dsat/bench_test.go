@@ -37,7 +37,7 @@ func BenchmarkKeys(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		_ = k.Task(p, id)
-		_ = k.TaskEvents(p, id)
+		_ = k.TaskLog(p, id)
 		_ = k.Step(p, "lang")
 		if _, err := dsat.ParseTaskID(id); err != nil {
 			b.Fatal(err)

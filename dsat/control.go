@@ -20,7 +20,7 @@ func (c *Client) Cancel(ctx context.Context, id, reason string) error {
 		return err
 	}
 	p := tid.Partition
-	keys := []string{c.keys.Task(p, id), c.keys.TaskEvents(p, id), c.keys.Firehose(p)}
+	keys := []string{c.keys.Task(p, id), c.keys.TaskLog(p, id), c.keys.Firehose(p)}
 	r, err := c.runScript(ctx, lua.Cancel, keys, id, ms(c.cfg.Now()), c.cfg.FirehoseMaxLen, c.cfg.Retention.Milliseconds(), reason)
 	if err != nil {
 		return err
@@ -49,7 +49,7 @@ func (c *Client) Retry(ctx context.Context, id string) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	keys := []string{c.keys.Task(p, id), c.keys.TaskEvents(p, id), c.keys.Firehose(p), c.keys.Dead(p)}
+	keys := []string{c.keys.Task(p, id), c.keys.TaskLog(p, id), c.keys.Firehose(p), c.keys.Dead(p)}
 	args := []any{id, ms(c.cfg.Now()), c.cfg.FirehoseMaxLen, EnvelopeVersion.API()}
 	for _, s := range cp.allSteps {
 		keys = append(keys, c.keys.Step(p, s))

@@ -75,8 +75,8 @@ const maxErrorText = 2048
 // deliveryPartition is the partition of a delivery's task. It also checks
 // the worker name, which events store on one line.
 func deliveryPartition(d Delivery) (Partition, error) {
-	if strings.ContainsAny(d.Worker, "\r\n") {
-		return Partition{}, fmt.Errorf("dsat: worker name %q holds a line break", d.Worker)
+	if strings.ContainsAny(d.Worker, "\r\n|") {
+		return Partition{}, fmt.Errorf("dsat: worker name %q holds a line break or a |", d.Worker)
 	}
 	tid, err := ParseTaskID(d.Task)
 	return tid.Partition, err
@@ -87,7 +87,7 @@ func (c *Client) taskKeys(d Delivery) (Partition, []string, error) {
 	if err != nil {
 		return Partition{}, nil, err
 	}
-	return p, []string{c.keys.Task(p, d.Task), c.keys.TaskEvents(p, d.Task), c.keys.Firehose(p), c.keys.Step(p, d.Step)}, nil
+	return p, []string{c.keys.Task(p, d.Task), c.keys.TaskLog(p, d.Task), c.keys.Firehose(p), c.keys.Step(p, d.Step)}, nil
 }
 
 // Begin records that worker took the token (event ACK). Run the handler
@@ -283,7 +283,7 @@ func (c *Client) DeadLetterEntry(ctx context.Context, p Partition, step, entryID
 func (c *Client) rejectToken(ctx context.Context, step, entryID string, values map[string]any, reason, worker string) (bool, error) {
 	str := func(k string) string { s, _ := values[k].(string); return s }
 	task, token := str(fTask), str(fToken)
-	if _, err := ParseTaskID(task); err != nil || !validTokenID(token) || strings.ContainsAny(worker, "\r\n") {
+	if _, err := ParseTaskID(task); err != nil || !validTokenID(token) || strings.ContainsAny(worker, "\r\n|") {
 		return false, nil
 	}
 	attempt, err := strconv.Atoi(str(fAttempt))
@@ -372,7 +372,7 @@ func (c *Client) beginCalls(ds []Delivery, errs []error) []*batchGroup {
 			index[gk] = g
 			groups = append(groups, g)
 		}
-		g.keys = append(g.keys, c.keys.Task(p, d.Task), c.keys.TaskEvents(p, d.Task))
+		g.keys = append(g.keys, c.keys.Task(p, d.Task), c.keys.TaskLog(p, d.Task))
 		g.args = append(g.args, d.Task, d.Token, d.Attempt, d.EntryID)
 		g.items = append(g.items, i)
 	}
@@ -447,7 +447,7 @@ func (c *Client) completeCalls(cs []Completion, errs []error) []*batchGroup {
 			index[gk] = g
 			groups = append(groups, g)
 		}
-		g.keys = append(g.keys, c.keys.Task(p, d.Task), c.keys.TaskEvents(p, d.Task), c.keys.TaskResult(p, d.Task))
+		g.keys = append(g.keys, c.keys.Task(p, d.Task), c.keys.TaskLog(p, d.Task), c.keys.TaskResult(p, d.Task))
 		g.args = append(g.args, d.Task, d.Token, d.Attempt, d.EntryID, string(x.Output), x.Label, d.startedArg())
 		g.items = append(g.items, i)
 	}

@@ -292,14 +292,14 @@ func TestFinishedTaskKeysAreCompact(t *testing.T) {
 			h.drain(nil)
 			eq(t, "status", h.state(id).Status, dsat.StatusSucceeded)
 			p := mustID(t, id).Partition
-			for _, key := range []string{h.c.Keys().Task(p, id), h.c.Keys().TaskEvents(p, id), h.c.Keys().TaskResult(p, id)} {
+			for _, key := range []string{h.c.Keys().Task(p, id), h.c.Keys().TaskLog(p, id), h.c.Keys().TaskResult(p, id)} {
 				if ttl := h.rdb.PTTL(h.ctx, key).Val(); ttl <= 0 {
 					t.Fatalf("%s has no retention TTL (%v)", key, ttl)
 				}
 			}
 			eq(t, "hash encoding", h.rdb.ObjectEncoding(h.ctx, h.c.Keys().Task(p, id)).Val(), "listpack")
-			if n := h.rdb.MemoryUsage(h.ctx, h.c.Keys().TaskEvents(p, id)).Val(); n <= 0 || n >= 4096 {
-				t.Fatalf("event stream uses %d bytes: not rewritten at its size", n)
+			if n := h.rdb.MemoryUsage(h.ctx, h.c.Keys().TaskLog(p, id)).Val(); n <= 0 || n >= 4096 {
+				t.Fatalf("event log uses %d bytes: not rewritten at its size", n)
 			}
 			h.checkInvariants(id)
 		})

@@ -32,9 +32,9 @@ func FinalEvent(name string) bool {
 	return name == EventHappyEnd || name == EventDead || name == EventCancelled
 }
 
-// Event is one change of a task's state. ID is its event id: the stream
-// id of the entry that holds it, the same in the task's stream and in the
-// partition firehose (see ParseEntry for entries that hold several).
+// Event is one change of a task's state. ID is its position in the feed
+// it was read from: in a task's history (History, Events) its seq, in
+// decimal; in a partition firehose an event id (see ParseEntry).
 type Event struct {
 	ID       string          `json:"-"`
 	Task     string          `json:"task"`
@@ -48,56 +48,119 @@ type Event struct {
 	Detail   json.RawMessage `json:"detail"`
 }
 
-// ParseEntry decodes an event stream entry. A script writes one entry per
-// task it changes (lua/lib.lua, flush), with three fields: task; e, one
-// line "<seq>|<event>|<attempt>|<at ms>|<step>|<worker>" per event; and d,
-// one line of detail JSON per event. So END and the SENDs that follow it,
-// or END and HAPPY_END, cost one entry. The last event of an entry has the
-// entry's stream id as its ID; an earlier one, the k-th, has "<id>.<k>",
-// so every event has its own resume position (EventIDLess orders them).
+// parseLine decodes one event line "<seq>|<event>|<attempt>|<at ms>|
+// <step>|<worker>|<detail>" (lua/lib.lua, emit) of task.
+func parseLine(task, pipeline, line string) (Event, error) {
+	parts := strings.SplitN(line, "|", 7)
+	if len(parts) != 7 {
+		return Event{}, fmt.Errorf("dsat: malformed event %q", line)
+	}
+	return eventOf(task, pipeline, parts[:6], parts[6])
+}
+
+// eventOf makes an event of its fields seq, event, attempt, at, step and
+// worker, and its detail.
+func eventOf(task, pipeline string, f []string, d string) (Event, error) {
+	seq, err := strconv.ParseInt(f[0], 10, 64)
+	if err != nil {
+		return Event{}, fmt.Errorf("dsat: event %q: bad seq", strings.Join(f, "|"))
+	}
+	e := Event{ID: f[0], Task: task, Pipeline: pipeline, Seq: seq, Event: f[1], Step: f[4],
+		Worker: f[5], At: msTime(f[3]), Detail: detail(d)}
+	e.Attempt, _ = strconv.Atoi(f[2])
+	return e, nil
+}
+
+func detail(d string) json.RawMessage {
+	if d == "" || d == "[]" { // gopher-lua's cjson writes {} as []
+		d = "{}"
+	}
+	return json.RawMessage(d)
+}
+
+func pipelineOf(task string) string {
+	if id, err := ParseTaskID(task); err == nil {
+		return id.Partition.Pipeline
+	}
+	return ""
+}
+
+// ParseLog decodes a task's log: one event line per line, oldest first.
+func ParseLog(task, log string) ([]Event, error) {
+	pipeline := pipelineOf(task)
+	lines := strings.Split(strings.TrimSuffix(log, "\n"), "\n")
+	if log == "" {
+		lines = nil
+	}
+	out := make([]Event, 0, len(lines))
+	for _, line := range lines {
+		e, err := parseLine(task, pipeline, line)
+		if err != nil {
+			return nil, fmt.Errorf("dsat: event log of %s: %w", task, err)
+		}
+		out = append(out, e)
+	}
+	return out, nil
+}
+
+// ParseEntry decodes a firehose entry. A script writes one entry per call
+// (lua/lib.lua, publish) with one field, x: for each task it changed a line
+// "@<task>", then the task's event lines (as in its log). The last event of an
+// entry has the entry's stream id as its ID; an earlier one, the k-th, has
+// "<id>.<k>", so every event has its own resume position (EventIDLess
+// orders them).
 //
-// Entries written before this format (one event each, in fields task, seq,
-// ev, step, att, w, at, d) are read too.
+// Entries of an older version (one entry per task: fields task, e and d,
+// one line each per event) are read too, and so are the task streams that
+// held a task's events before its log.
 func ParseEntry(m redis.XMessage) ([]Event, error) {
 	str := func(k string) string { s, _ := m.Values[k].(string); return s }
-	if _, packed := m.Values["e"]; !packed {
-		if _, old := m.Values["ev"]; old {
-			m.Values = map[string]any{"task": str("task"), "d": str("d"),
-				"e": strings.Join([]string{str("seq"), str("ev"), str("att"), str("at"), str("step"), str("w")}, "|")}
+	id := func(out []Event) {
+		for k := range out {
+			if k < len(out)-1 {
+				out[k].ID = m.ID + "." + strconv.Itoa(k+1)
+			} else {
+				out[k].ID = m.ID
+			}
 		}
+	}
+	if x, ok := m.Values["x"].(string); ok {
+		lines := strings.Split(x, "\n")
+		out := make([]Event, 0, len(lines))
+		task, pipeline := "", ""
+		for _, line := range lines {
+			if t, ok := strings.CutPrefix(line, "@"); ok {
+				task, pipeline = t, pipelineOf(t)
+				continue
+			}
+			e, err := parseLine(task, pipeline, line)
+			if err != nil || task == "" {
+				return nil, fmt.Errorf("dsat: event entry %s: an event of no task, or %w", m.ID, err)
+			}
+			out = append(out, e)
+		}
+		id(out)
+		return out, nil
 	}
 	lines, details := strings.Split(str("e"), "\n"), strings.Split(str("d"), "\n")
 	if len(details) != len(lines) {
 		return nil, fmt.Errorf("dsat: event entry %s: %d events but %d details", m.ID, len(lines), len(details))
 	}
 	task := str("task")
-	pipeline := ""
-	if id, err := ParseTaskID(task); err == nil {
-		pipeline = id.Partition.Pipeline
-	}
+	pipeline := pipelineOf(task)
 	out := make([]Event, len(lines))
 	for k, line := range lines {
-		parts := strings.SplitN(line, "|", 6)
-		if len(parts) != 6 {
+		f := strings.SplitN(line, "|", 6) // the worker, last, may hold "|" here
+		if len(f) != 6 {
 			return nil, fmt.Errorf("dsat: event entry %s: malformed event %q", m.ID, line)
 		}
-		e := Event{ID: m.ID, Task: task, Pipeline: pipeline, Event: parts[1], Step: parts[4], Worker: parts[5],
-			At: msTime(parts[3])}
-		if k < len(lines)-1 {
-			e.ID = m.ID + "." + strconv.Itoa(k+1)
+		e, err := eventOf(task, pipeline, f, details[k])
+		if err != nil {
+			return nil, fmt.Errorf("dsat: event entry %s: %w", m.ID, err)
 		}
-		var err error
-		if e.Seq, err = strconv.ParseInt(parts[0], 10, 64); err != nil {
-			return nil, fmt.Errorf("dsat: event entry %s: bad seq %q", m.ID, parts[0])
-		}
-		e.Attempt, _ = strconv.Atoi(parts[2])
-		d := details[k]
-		if d == "" || d == "[]" { // gopher-lua's cjson writes {} as []
-			d = "{}"
-		}
-		e.Detail = json.RawMessage(d)
 		out[k] = e
 	}
+	id(out)
 	return out, nil
 }
 
@@ -190,46 +253,73 @@ func RangeStart(afterID string) string {
 	return entry
 }
 
-// History returns the task's events after the event id afterID ("" for
-// all), oldest first, at most count (0 for all).
+// History returns the task's events with a seq after afterID (a seq in
+// decimal, as History gives in Event.ID; "" for all), oldest first, at
+// most count (0 for all). An unknown task has no events.
 func (c *Client) History(ctx context.Context, id, afterID string, count int64) ([]Event, error) {
 	tid, err := ParseTaskID(id)
 	if err != nil {
 		return nil, err
 	}
-	return c.readRange(ctx, c.keys.TaskEvents(tid.Partition, id), afterID, count)
-}
-
-func (c *Client) readRange(ctx context.Context, key, afterID string, count int64) ([]Event, error) {
-	start := "-"
+	var after int64
 	if afterID != "" {
-		if !ValidEventID(afterID) {
-			return nil, fmt.Errorf("dsat: bad event id %q: want <ms>-<seq> or <ms>-<seq>.<k>", afterID)
+		if after, err = strconv.ParseInt(afterID, 10, 64); err != nil || after < 0 {
+			return nil, fmt.Errorf("dsat: bad event position %q: want the seq of an event", afterID)
 		}
-		start = RangeStart(afterID)
 	}
-	var msgs []redis.XMessage
-	var err error
-	if count > 0 {
-		msgs, err = c.rdb.XRangeN(ctx, key, start, "+", count).Result()
-	} else {
-		msgs, err = c.rdb.XRange(ctx, key, start, "+").Result()
-	}
-	if err != nil {
+	var logCmd *redis.StringCmd
+	var oldCmd *redis.XMessageSliceCmd
+	_, err = c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		oldCmd = p.XRange(ctx, c.keys.taskEventsV1(tid.Partition, id), "-", "+")
+		logCmd = p.Get(ctx, c.keys.TaskLog(tid.Partition, id))
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
 		return nil, fmt.Errorf("dsat: read events: %w", err)
 	}
-	evs, err := EventsAfter(msgs, afterID)
-	if count > 0 && int64(len(evs)) > count {
-		evs = evs[:count] // the rest of the last entry comes with the next call
+	var all []Event
+	for _, m := range oldCmd.Val() { // written before the log (an older version)
+		evs, err := ParseEntry(m)
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, evs...)
 	}
-	return evs, err
+	logged, err := ParseLog(id, logCmd.Val())
+	if err != nil {
+		return nil, err
+	}
+	all = append(all, logged...)
+	out := all[:0]
+	for _, e := range all {
+		e.ID = strconv.FormatInt(e.Seq, 10)
+		if e.Seq > after && (count <= 0 || int64(len(out)) < count) {
+			out = append(out, e)
+		}
+	}
+	return out, nil
 }
 
-// Events yields the task's events after afterID ("" replays from the
-// first), then follows new ones as they happen, and ends after the task's
-// final event (HAPPY_END, DEAD or CANCELLED) or when ctx ends. Each pass of
-// the follow loop blocks in Redis for at most a second, so cancelling ctx
-// ends it promptly.
+// FirehoseLast returns the id of the newest entry of the partition's
+// firehose ("0-0" when it is empty): follow it from there to see every
+// later event.
+func (c *Client) FirehoseLast(ctx context.Context, p Partition) (string, error) {
+	last, err := c.rdb.XRevRangeN(ctx, c.keys.Firehose(p), "+", "-", 1).Result()
+	if err != nil {
+		return "", fmt.Errorf("dsat: read firehose: %w", err)
+	}
+	if len(last) == 0 {
+		return "0-0", nil
+	}
+	return last[0].ID, nil
+}
+
+// Events yields the task's events after afterID (a seq, as History gives;
+// "" replays from the first), then follows new ones as they happen, and
+// ends after the task's final event (HAPPY_END, DEAD or CANCELLED) when it
+// is the task's latest, or when ctx ends. It follows the partition's
+// firehose; each read blocks in Redis for at most a second, so cancelling
+// ctx ends it promptly.
 func (c *Client) Events(ctx context.Context, id, afterID string) iter.Seq2[Event, error] {
 	return func(yield func(Event, error) bool) {
 		tid, err := ParseTaskID(id)
@@ -237,40 +327,58 @@ func (c *Client) Events(ctx context.Context, id, afterID string) iter.Seq2[Event
 			yield(Event{}, err)
 			return
 		}
-		key := c.keys.TaskEvents(tid.Partition, id)
-		if n, err := c.rdb.Exists(ctx, key, c.keys.Task(tid.Partition, id)).Result(); err != nil {
-			yield(Event{}, fmt.Errorf("dsat: events: %w", err))
+		pos, err := c.FirehoseLast(ctx, tid.Partition) // before the history: nothing falls between
+		if err != nil {
+			yield(Event{}, err)
 			return
-		} else if n == 0 {
+		}
+		evs, err := c.History(ctx, id, afterID, 0)
+		if err != nil {
+			yield(Event{}, err)
+			return
+		}
+		if len(evs) == 0 && afterID == "" {
 			yield(Event{}, fmt.Errorf("%w: %s", ErrTaskNotFound, id))
 			return
 		}
-		last := afterID
-		for ctx.Err() == nil {
-			evs, err := c.readRange(ctx, key, last, 256)
-			if err != nil {
-				yield(Event{}, err)
+		var seq int64
+		if afterID != "" {
+			seq, _ = strconv.ParseInt(afterID, 10, 64)
+		}
+		for i, e := range evs {
+			seq = e.Seq
+			if !yield(e, nil) || FinalEvent(e.Event) && i == len(evs)-1 {
 				return
 			}
-			for _, e := range evs {
-				last = e.ID
-				if !yield(e, nil) || FinalEvent(e.Event) {
-					return
-				}
-			}
-			if _, k := splitEventID(last); len(evs) == 256 || k != -1 {
+		}
+		key := c.keys.Firehose(tid.Partition)
+		for ctx.Err() == nil {
+			res, err := c.rdb.XRead(ctx, &redis.XReadArgs{Streams: []string{key, pos}, Count: 500, Block: time.Second}).Result()
+			if errors.Is(err, redis.Nil) {
 				continue
 			}
-			if last == "" {
-				last = "0-0"
-			}
-			_, err = c.rdb.XRead(ctx, &redis.XReadArgs{Streams: []string{key, last}, Count: 1, Block: time.Second}).Result()
-			if err != nil && !errors.Is(err, redis.Nil) {
-				if ctx.Err() != nil {
-					return
+			if err != nil {
+				if ctx.Err() == nil {
+					yield(Event{}, fmt.Errorf("dsat: follow events: %w", err))
 				}
-				yield(Event{}, fmt.Errorf("dsat: follow events: %w", err))
 				return
+			}
+			for _, m := range res[0].Messages {
+				pos = m.ID
+				evs, err := ParseEntry(m)
+				if err != nil {
+					continue
+				}
+				for _, e := range evs {
+					if e.Task != id || e.Seq <= seq {
+						continue
+					}
+					seq = e.Seq
+					e.ID = strconv.FormatInt(e.Seq, 10)
+					if !yield(e, nil) || FinalEvent(e.Event) {
+						return
+					}
+				}
 			}
 		}
 	}

@@ -82,17 +82,42 @@ func TestWorkerNameWithLineBreak(t *testing.T) {
 	if errs[0] == nil {
 		t.Fatal("a worker name with a line break was accepted")
 	}
+	_, errs = h.c.BeginBatch(h.ctx, []dsat.Delivery{{Envelope: dsat.Envelope{Task: id, Step: "a", Token: "1", Attempt: 1}, EntryID: "1-1", Worker: "w|x"}})
+	if errs[0] == nil {
+		t.Fatal("a worker name with a | was accepted")
+	}
 }
 
-func TestParseEntryFormerFormat(t *testing.T) {
-	evs, err := dsat.ParseEntry(redis.XMessage{ID: "5-1", Values: map[string]any{"task": "t", "seq": "3", "ev": "SEND",
-		"step": "a", "att": "1", "w": "vm-1", "at": "1764201600123", "d": `{"to":"b"}`}})
-	if err != nil || len(evs) != 1 {
+func TestParseEntryFirehose(t *testing.T) {
+	a := dsat.NewTaskID(dsat.Partition{Pipeline: "textstats", API: "1.2"}, time.Now()).String()
+	b := dsat.NewTaskID(dsat.Partition{Pipeline: "textstats", API: "1.2"}, time.Now()).String()
+	evs, err := dsat.ParseEntry(redis.XMessage{ID: "5-1", Values: map[string]any{
+		"x": "@" + a + "\n7|END|2|1764201600123|lang|vm-1|[]\n@" + b + "\n3|SEND|1|1764201600124|lang|vm-1|" + `{"to":"a|b"}`}})
+	if err != nil || len(evs) != 2 {
 		t.Fatalf("%v %v", evs, err)
 	}
-	e := evs[0]
-	if e.ID != "5-1" || e.Seq != 3 || e.Event != "SEND" || e.Step != "a" || e.Attempt != 1 || e.Worker != "vm-1" ||
-		e.At.UnixMilli() != 1764201600123 || string(e.Detail) != `{"to":"b"}` {
-		t.Fatalf("event %+v", e)
+	evs[0].At, evs[1].At = dsat.Time{}, dsat.Time{}
+	eq(t, "first event", evs[0], dsat.Event{ID: "5-1.1", Task: a, Pipeline: "textstats", Seq: 7, Event: "END",
+		Step: "lang", Attempt: 2, Worker: "vm-1", Detail: []byte(`{}`)})
+	eq(t, "last event (the entry's id)", evs[1], dsat.Event{ID: "5-1", Task: b, Pipeline: "textstats", Seq: 3,
+		Event: "SEND", Step: "lang", Attempt: 1, Worker: "vm-1", Detail: []byte(`{"to":"a|b"}`)})
+	for _, bad := range []string{"@" + a + "\n7|END|2|1|lang", "7|END|2|1|lang|w|{}"} {
+		if _, err := dsat.ParseEntry(redis.XMessage{ID: "5-2", Values: map[string]any{"x": bad}}); err == nil {
+			t.Fatalf("%q parsed", bad)
+		}
+	}
+}
+
+func TestParseLog(t *testing.T) {
+	id := dsat.NewTaskID(dsat.Partition{Pipeline: "p", API: "1.0"}, time.Now()).String()
+	evs, err := dsat.ParseLog(id, "1|INIT|0|5|||{\"entry\":\"a\"}\n2|ACK|1|6|a|w|{}\n")
+	if err != nil || len(evs) != 2 || evs[1].ID != "2" || evs[1].Step != "a" || evs[1].Pipeline != "p" || string(evs[0].Detail) != `{"entry":"a"}` {
+		t.Fatalf("%+v %v", evs, err)
+	}
+	if evs, err := dsat.ParseLog(id, ""); err != nil || len(evs) != 0 {
+		t.Fatalf("empty log: %v %v", evs, err)
+	}
+	if _, err := dsat.ParseLog(id, "1|INIT\n"); err == nil {
+		t.Fatal("a malformed log parsed")
 	}
 }

@@ -236,10 +236,12 @@ func (h *harness) checkInvariants(id string) {
 	if st.Seq != int64(len(evs)) {
 		h.t.Fatalf("state seq %d, %d events", st.Seq, len(evs))
 	}
-	// Resuming after any event id (including "<entry>.<k>" inside an entry
-	// of several events) gives exactly the events that follow it, also
-	// when read in pages of one.
+	// Resuming after any event's seq gives exactly the events that follow
+	// it, also when read in pages of one.
 	for i, e := range evs {
+		if e.ID != fmt.Sprint(e.Seq) {
+			h.t.Fatalf("task %s: history event %d has id %q", id, i, e.ID)
+		}
 		rest, err := h.c.History(h.ctx, id, e.ID, 0)
 		if err != nil {
 			h.t.Fatal(err)
@@ -254,21 +256,27 @@ func (h *harness) checkInvariants(id string) {
 	if len(evs) > 0 && !st.UpdatedAt.Equal(evs[len(evs)-1].At.Time) {
 		h.t.Fatalf("updated_at %v, last event at %v", st.UpdatedAt, evs[len(evs)-1].At)
 	}
-	// The firehose holds the same entries with the same ids.
+	// The firehose holds the same events, in the same order.
 	tid, _ := dsat.ParseTaskID(id)
 	fh, err := h.rdb.XRange(h.ctx, h.c.Keys().Firehose(tid.Partition), "-", "+").Result()
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	var mine []redis.XMessage
+	var mine []dsat.Event
 	for _, m := range fh {
-		if m.Values["task"] == id {
-			mine = append(mine, m)
+		fevs, err := dsat.ParseEntry(m)
+		if err != nil {
+			h.t.Fatal(err)
+		}
+		for _, e := range fevs {
+			if e.Task == id {
+				e.ID = fmt.Sprint(e.Seq)
+				mine = append(mine, e)
+			}
 		}
 	}
-	raw, _ := h.rdb.XRange(h.ctx, h.c.Keys().TaskEvents(tid.Partition, id), "-", "+").Result()
-	if fmt.Sprint(mine) != fmt.Sprint(raw) {
-		h.t.Fatalf("firehose and task stream differ:\n%v\n%v", mine, raw)
+	if fmt.Sprint(mine) != fmt.Sprint(evs) {
+		h.t.Fatalf("firehose and task log differ:\n%v\n%v", mine, evs)
 	}
 	// One final event per drive; the last one decides the status.
 	finals := 0

@@ -50,9 +50,13 @@ func (k Keys) Step(p Partition, step string) string { return k.base(p) + "s:" + 
 // Task is a hash: the task's state.
 func (k Keys) Task(p Partition, task string) string { return k.base(p) + "t:" + task }
 
-// TaskEvents is a stream: the task's events, with the same ids as in the
-// partition firehose.
-func (k Keys) TaskEvents(p Partition, task string) string { return k.base(p) + "t:" + task + ":ev" }
+// TaskLog is a string: the task's events, one line each (see ParseLog),
+// appended by the scripts that make them.
+func (k Keys) TaskLog(p Partition, task string) string { return k.base(p) + "t:" + task + ":log" }
+
+// taskEventsV1 is the stream that held a task's events before the log:
+// read for tasks written by an older version, until their retention ends.
+func (k Keys) taskEventsV1(p Partition, task string) string { return k.base(p) + "t:" + task + ":ev" }
 
 // TaskResult is a string: a succeeded task's result. It lives outside the
 // state hash so the hash keeps Redis's compact encoding (a value longer

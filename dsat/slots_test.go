@@ -82,7 +82,7 @@ func TestEveryScriptCallUsesOneSlot(t *testing.T) {
 			}
 			calls["fail/"+step] = fk
 		}
-		calls["retry"] = append([]string{c.keys.Task(part, id), c.keys.TaskEvents(part, id), c.keys.Firehose(part), c.keys.Dead(part)}, stepKeys(c, part, p)...)
+		calls["retry"] = append([]string{c.keys.Task(part, id), c.keys.TaskLog(part, id), c.keys.Firehose(part), c.keys.Dead(part)}, stepKeys(c, part, p)...)
 		calls["promote"] = append([]string{c.keys.Retry(part), c.keys.Dead(part)}, stepKeys(c, part, p)...)
 		for name, keys := range calls {
 			if len(keys) < 2 {

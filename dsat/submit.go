@@ -115,7 +115,7 @@ func (c *Client) submitCall(pipeline string, payload []byte, opts SubmitOptions)
 	}
 	now := c.cfg.Now()
 	id := NewTaskID(part, now).String()
-	keys := []string{c.keys.Task(part, id), c.keys.TaskEvents(part, id), c.keys.Firehose(part), c.keys.Step(part, p.Entry)}
+	keys := []string{c.keys.Task(part, id), c.keys.TaskLog(part, id), c.keys.Firehose(part), c.keys.Step(part, p.Entry)}
 	if opts.IdempotencyKey != "" {
 		keys = append(keys, c.keys.Idempotency(part, opts.IdempotencyKey))
 	}

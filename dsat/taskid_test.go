@@ -98,7 +98,7 @@ func TestValidName(t *testing.T) {
 func TestKeysShareTheTag(t *testing.T) {
 	k := NewKeys("")
 	p := Partition{Pipeline: "textstats", API: "1.2", N: 0}
-	for _, key := range []string{k.Step(p, "lang"), k.Task(p, "id"), k.TaskEvents(p, "id"), k.Firehose(p), k.Retry(p), k.Dead(p), k.Idempotency(p, "}{")} {
+	for _, key := range []string{k.Step(p, "lang"), k.Task(p, "id"), k.TaskLog(p, "id"), k.Firehose(p), k.Retry(p), k.Dead(p), k.Idempotency(p, "}{")} {
 		if !strings.HasPrefix(key, "dsat:{textstats@1.2#0}:") {
 			t.Errorf("key %q does not start with the partition tag", key)
 		}

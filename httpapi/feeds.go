@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -57,8 +58,8 @@ func eventData(e dsat.Event) []byte {
 }
 
 // taskEvents is GET /v1/tasks/{id}/events: the task's events from the
-// first (or after Last-Event-ID), then live, ending after its current final
-// event (a retried task's earlier DEAD does not end it).
+// first (or after Last-Event-ID, an event's seq), then live, ending after
+// its current final event (a retried task's earlier DEAD does not end it).
 func (a *API) taskEvents(w http.ResponseWriter, r *http.Request) {
 	id := chi.URLParam(r, "id")
 	tid, err := dsat.ParseTaskID(id)
@@ -66,49 +67,45 @@ func (a *API) taskEvents(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
-	last := lastEventID(r)
-	if last != "" && !dsat.ValidEventID(last) {
-		badLastEventID(w, r, last)
-		return
+	var last int64
+	reset := false
+	if v := lastEventID(r); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		switch {
+		case err == nil && n >= 0:
+			last = n
+		case dsat.ValidEventID(v):
+			reset = true // an id of an older version's feed: replay all, after the state
+		default:
+			writeProblem(w, r, http.StatusBadRequest, "bad-last-event-id",
+				fmt.Sprintf("Last-Event-ID %q is not an id this feed sent (the seq of an event); reconnect without it to replay from the start", trimID(v)))
+			return
+		}
 	}
 	ctx := r.Context()
-	evKey := a.c.Keys().TaskEvents(tid.Partition, id)
-	first, err := a.c.Redis().XRangeN(ctx, evKey, "-", "+", 1).Result()
-	if err != nil {
-		writeError(w, r, err)
-		return
-	}
-	if len(first) == 0 {
-		writeError(w, r, fmt.Errorf("%w: %s", dsat.ErrTaskNotFound, id))
-		return
-	}
-	// The task's last stored event: a resume past it is refused, and one at
-	// it, when it ends the task, gets the final state instead of a stream
-	// that waits for events that will not come.
-	tail, err := a.c.Redis().XRevRangeN(ctx, evKey, "+", "-", 1).Result()
-	if err != nil {
-		writeError(w, r, err)
-		return
-	}
-	if len(tail) == 0 {
-		writeError(w, r, fmt.Errorf("%w: %s", dsat.ErrTaskNotFound, id))
-		return
-	}
-	tailID, tailFinal := tail[0].ID, false
-	if evs, err := dsat.ParseEntry(tail[0]); err == nil && len(evs) > 0 {
-		tailFinal = dsat.FinalEvent(evs[len(evs)-1].Event)
-	}
-	if last != "" && dsat.EventIDLess(tailID, last) {
-		writeProblem(w, r, http.StatusBadRequest, "bad-last-event-id",
-			fmt.Sprintf("Last-Event-ID %q is after the task's last event (%s); reconnect with an id this feed sent, or without one to replay from the start", trimID(last), tailID))
-		return
-	}
+	// Subscribe first: every event after the history read comes live, and
+	// events seen in both are told apart by their seq.
 	sub := newSubscriber(id)
 	if _, err := a.hubs.subscribe(ctx, tid.Partition, sub); err != nil {
 		writeError(w, r, err)
 		return
 	}
 	defer a.hubs.unsubscribe(tid.Partition, sub)
+	evs, err := a.c.History(ctx, id, "", 0)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	if len(evs) == 0 {
+		writeError(w, r, fmt.Errorf("%w: %s", dsat.ErrTaskNotFound, id))
+		return
+	}
+	tail := evs[len(evs)-1]
+	if last > tail.Seq {
+		writeProblem(w, r, http.StatusBadRequest, "bad-last-event-id",
+			fmt.Sprintf("Last-Event-ID %d is after the task's last event (%d); reconnect with an id this feed sent, or without one to replay from the start", last, tail.Seq))
+		return
+	}
 	sse, release := a.openStream(w, r)
 	if sse == nil {
 		return
@@ -123,45 +120,35 @@ func (a *API) taskEvents(w http.ResponseWriter, r *http.Request) {
 		b, _ := json.Marshal(st)
 		return sse.event("", "reset", b) == nil
 	}
-	if last != "" && dsat.StreamIDLess(dsat.EventEntryID(last), first[0].ID) && !sendState() {
+	if reset && !sendState() {
 		return
 	}
-	// Replay what is stored after last; the subscription, taken first,
-	// covers everything later, and ids already sent are skipped. A final
-	// event ends the feed only when it is the last one stored: a task that
-	// was retried after it went on, and so does its feed.
-	replayed, endsTask := 0, false
-	for {
-		evs, err := a.c.History(ctx, id, last, 500)
-		if err != nil {
-			return
-		}
-		for _, e := range evs {
-			last = e.ID
-			replayed++
-			endsTask = dsat.FinalEvent(e.Event)
-			if sse.event(e.ID, e.Event, eventData(e)) != nil {
-				return
-			}
-		}
-		if len(evs) < 500 {
-			break
-		}
-	}
-	if endsTask {
-		return
-	}
-	if replayed == 0 && tailFinal && last == tailID {
+	if last > 0 && last == tail.Seq && dsat.FinalEvent(tail.Event) {
 		// A resume at the task's final event: its state, and the end.
 		sendState()
 		return
 	}
+	// Replay what is stored after last. A final event ends the feed only
+	// when it is the last one stored: a task that was retried after it went
+	// on, and so does its feed.
+	for _, e := range evs {
+		if e.Seq <= last {
+			continue
+		}
+		last = e.Seq
+		if sse.event(e.ID, e.Event, eventData(e)) != nil {
+			return
+		}
+	}
+	if dsat.FinalEvent(tail.Event) {
+		return
+	}
 	a.follow(r, sse, sub, func(e *dsat.Event) (bool, error) {
-		if !dsat.EventIDLess(last, e.ID) {
+		if e.Seq <= last {
 			return false, nil
 		}
-		last = e.ID
-		err := sse.event(e.ID, e.Event, eventData(*e))
+		last = e.Seq
+		err := sse.event(strconv.FormatInt(e.Seq, 10), e.Event, eventData(*e))
 		return dsat.FinalEvent(e.Event), err
 	})
 }

@@ -93,7 +93,7 @@ func TestBatchIsDecodedAsAStream(t *testing.T) {
 	}
 	// What was sent includes what the connection buffered and the server
 	// drained after answering; reading the whole body would be 16 MiB.
-	if n := body.n.Load(); n > 4<<20 {
+	if n := body.n.Load(); n > 8<<20 {
 		t.Fatalf("%d bytes were sent before a refusal of 1001 items of 8 bytes", n)
 	}
 }

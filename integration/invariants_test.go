@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/dsat-dev/dsat/dsat"
 )
 
@@ -41,19 +39,21 @@ const runsPerTask = 5
 func (r *rig) check(allowFailed map[string]bool) report {
 	r.t.Helper()
 	rep := report{tasks: len(r.ids)}
-	firehose := map[string][]redis.XMessage{}
-	r.fhStart = map[dsat.Partition]string{}
+	firehose := map[string][]dsat.Event{}
 	for n := 0; n < r.p.Partitions; n++ {
 		msgs, err := r.rdb.XRange(r.ctx, r.c.Keys().Firehose(r.p.Partition(n)), "-", "+").Result()
 		if err != nil {
 			r.t.Fatal(err)
 		}
-		if len(msgs) > 0 {
-			r.fhStart[r.p.Partition(n)] = msgs[0].ID // older events were trimmed (MAXLEN ~)
-		}
 		for _, m := range msgs {
-			task, _ := m.Values["task"].(string)
-			firehose[task] = append(firehose[task], m)
+			evs, err := dsat.ParseEntry(m)
+			if err != nil {
+				rep.add("I3: firehose entry %s: %v", m.ID, err)
+				continue
+			}
+			for _, e := range evs {
+				firehose[e.Task] = append(firehose[e.Task], e)
+			}
 		}
 	}
 	deadTasks := map[string]string{}
@@ -87,7 +87,7 @@ func (r *rig) check(allowFailed map[string]bool) report {
 	return rep
 }
 
-func (r *rig) checkTask(id string, fh []redis.XMessage, dead map[string]string, allowFailed map[string]bool, rep *report) {
+func (r *rig) checkTask(id string, fh []dsat.Event, dead map[string]string, allowFailed map[string]bool, rep *report) {
 	st, err := r.c.Get(r.ctx, id)
 	if err != nil {
 		rep.lost++
@@ -108,22 +108,15 @@ func (r *rig) checkTask(id string, fh []redis.XMessage, dead map[string]string, 
 		rep.add("I1: task %s is %s", id, st.Status)
 		return
 	}
-	tid, _ := dsat.ParseTaskID(id)
-	raw, err := r.rdb.XRange(r.ctx, r.c.Keys().TaskEvents(tid.Partition, id), "-", "+").Result()
-	if err != nil {
-		r.t.Fatal(err)
-	}
-	kept := raw
-	for len(kept) > 0 && dsat.StreamIDLess(kept[0].ID, r.fhStart[tid.Partition]) {
-		kept = kept[1:] // the capped firehose no longer holds these
-	}
-	if fmt.Sprint(kept) != fmt.Sprint(fh) {
-		rep.add("I3: task %s: event stream (%d kept) differs from the firehose (%d)", id, len(kept), len(fh))
-	}
-	evs, err := dsat.EventsAfter(raw, "")
+	evs, err := r.c.History(r.ctx, id, "", 0)
 	if err != nil {
 		rep.add("I3: task %s: %v", id, err)
 		return
+	}
+	// The firehose (capped: its oldest events may be gone) holds the same
+	// events as the task's log, in the same order.
+	if len(fh) > len(evs) || fmt.Sprint(eventContent(fh)) != fmt.Sprint(eventContent(evs[len(evs)-len(fh):])) {
+		rep.add("I3: task %s: event log (%d) differs from the firehose (%d kept)", id, len(evs), len(fh))
 	}
 	ends, joins, finals := 0, 0, 0
 	for i, e := range evs {
@@ -159,4 +152,15 @@ func (r *rig) checkTask(id string, fh []redis.XMessage, dead map[string]string, 
 			}
 		}
 	}
+}
+
+// eventContent is events without their feed positions (ID), which differ
+// between a task's log and the firehose.
+func eventContent(evs []dsat.Event) []dsat.Event {
+	out := make([]dsat.Event, len(evs))
+	for i, e := range evs {
+		e.ID = ""
+		out[i] = e
+	}
+	return out
 }

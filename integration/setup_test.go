@@ -48,7 +48,6 @@ type rig struct {
 	redis   string // URL for dsat
 	workers []*dsatProc
 	ids     []string
-	fhStart map[dsat.Partition]string
 }
 
 func newRig(t *testing.T, rdb redis.UniversalClient, redisURL, yaml string) *rig {

@@ -3,9 +3,9 @@
 -- KEYS[1] -> partition firehose           dsat:{T}:ev
 -- KEYS[2] -> the step's stream            dsat:{T}:s:<step>
 -- KEYS[1+2i] -> token i's task state hash dsat:{T}:t:<task>   (i = 1..n)
--- KEYS[2+2i] -> token i's task events     dsat:{T}:t:<task>:ev
+-- KEYS[2+2i] -> token i's task event log  dsat:{T}:t:<task>:log
 -- ARGV[1] -> now (ms)
--- ARGV[2] -> firehose MAXLEN (approximate)
+-- ARGV[2] -> firehose cap, in events (approximate)
 -- ARGV[3] -> step name (also the consumer group)
 -- ARGV[4] -> worker (consumer) name
 -- ARGV[1+4i] -> token i's task id
@@ -51,4 +51,5 @@ for i = 1, (#KEYS - 2) / 2 do
   new_task(c, KEYS[1 + 2 * i], KEYS[2 + 2 * i], ARGV[1 + a])
   out[i] = begin1(c, ARGV[2 + a], ARGV[3 + a], ARGV[4 + a])
 end
+publish(c)
 return out

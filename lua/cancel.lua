@@ -1,11 +1,11 @@
 -- cancel.lua: cancel a task. Final at once: queued tokens are dropped by
 -- begin.lua, running handlers see their context cancelled by the satellite.
 -- KEYS[1] -> task state hash              dsat:{T}:t:<task>
--- KEYS[2] -> task event stream            dsat:{T}:t:<task>:ev
+-- KEYS[2] -> task event log               dsat:{T}:t:<task>:log
 -- KEYS[3] -> partition firehose           dsat:{T}:ev
 -- ARGV[1] -> task id
 -- ARGV[2] -> now (ms)
--- ARGV[3] -> firehose MAXLEN (approximate)
+-- ARGV[3] -> firehose cap, in events (approximate)
 -- ARGV[4] -> retention of finished tasks (ms)
 -- ARGV[5] -> reason ("" for none)
 -- Returns: 1 cancelled; -1 task not found; -3 already final (nothing written).
@@ -22,4 +22,5 @@ emit(c, 'CANCELLED', '', '0', '', detail)
 save(c)
 c.expire = true
 expire(c)
+publish(c)
 return 1

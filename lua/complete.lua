@@ -7,10 +7,10 @@
 -- KEYS[3..2+J] -> streams of the pipeline's joins named in ARGV[12..11+J]
 -- KEYS[3+J..2+J+T] -> streams of the step's targets named in ARGV[12+J..]
 -- KEYS[3i+J+T] -> token i's task state hash  (i = 1..n)
--- KEYS[3i+J+T+1] -> token i's task events
+-- KEYS[3i+J+T+1] -> token i's task event log
 -- KEYS[3i+J+T+2] -> token i's task result key
 -- ARGV[1] -> now (ms)
--- ARGV[2] -> firehose MAXLEN (approximate)
+-- ARGV[2] -> firehose cap, in events (approximate)
 -- ARGV[3] -> retention of finished tasks (ms)
 -- ARGV[4] -> envelope format version (X.Y)
 -- ARGV[5] -> step name (also the consumer group)
@@ -132,6 +132,7 @@ for i = 1, (#KEYS - kb) / 3 do
   out[2 * i - 1] = code
   out[2 * i] = label or ''
 end
+publish(c)
 if #acks > 0 then
   redis.call('XACK', KEYS[2], step, unpack(acks))
   redis.call('XDEL', KEYS[2], unpack(acks))

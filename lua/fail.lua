@@ -2,7 +2,7 @@
 -- or its token is poison. Schedules a retry, or dead-letters the token and
 -- ends the task (DEAD) when nothing is left alive.
 -- KEYS[1] -> task state hash              dsat:{T}:t:<task>
--- KEYS[2] -> task event stream            dsat:{T}:t:<task>:ev
+-- KEYS[2] -> task event log               dsat:{T}:t:<task>:log
 -- KEYS[3] -> partition firehose           dsat:{T}:ev
 -- KEYS[4] -> the step's stream            dsat:{T}:s:<step>
 -- KEYS[5] -> retry set                    dsat:{T}:retry
@@ -14,7 +14,7 @@
 -- ARGV[5] -> step name (also the consumer group)
 -- ARGV[6] -> worker name
 -- ARGV[7] -> now (ms)
--- ARGV[8] -> firehose MAXLEN (approximate)
+-- ARGV[8] -> firehose cap, in events (approximate)
 -- ARGV[9] -> retention of finished tasks (ms)
 -- ARGV[10] -> envelope format version (X.Y)
 -- ARGV[11] -> event: ERROR or TIMEOUT
@@ -81,5 +81,6 @@ else
 end
 save(c)
 expire(c)
+publish(c)
 ack(KEYS[4], step, id)
 return {1, mode}

@@ -2,8 +2,16 @@
 -- file to submit, begin, complete, fail, cancel and retry, so each script is
 -- still one self-contained EVAL. The helpers work on a task context c that
 -- names the keys the calling script received in KEYS: c.H the task state
--- hash, c.EV the task event stream, c.FH the partition firehose. begin and
+-- hash, c.LOG the task's event log, c.FH the partition firehose. begin and
 -- complete take a batch of tokens, one context per token.
+--
+-- Events: each event is one line "<seq>|<event>|<attempt>|<at ms>|<step>|
+-- <worker>|<detail JSON>" (step and worker hold no "|", no line holds a
+-- line break). A script appends a task's lines to its log (a string: one
+-- APPEND per task and call) and, at its end, writes every line of the call,
+-- each task's after a line "@<task>", as ONE firehose entry (publish): the
+-- firehose is the live source, the log the history (dsat/events.go reads
+-- both).
 --
 -- Task hash fields (all values strings), in the order submit creates them:
 -- the fields every script reads come first, because Redis looks a field up
@@ -49,16 +57,16 @@ end
 -- once, and batch scripts reset it for each token (new_task) instead of
 -- making a new one.
 local function context(FH, now, maxlen)
-  return {H = false, EV = false, RES = false, FH = FH, task = false, now = now, maxlen = maxlen,
+  return {H = false, LOG = false, RES = false, FH = FH, task = false, now = now, maxlen = maxlen,
           retention = false, v = false, W = {}, nw = 0, status = false, seq = 0, seqs = false,
           ntok = 0, ntok0 = 0, ntoks = false, live = 0, live0 = 0, dead = 0, dead0 = 0,
           pv = false, ct = false, trace = '', ol = false, tokv = false, pipeline = false,
-          out_step = false, out = false, expire = false, error = false, evs = {}, ds = {}, nev = 0}
+          out_step = false, out = false, expire = false, error = false, evs = {}, nev = 0, fh = {}, nfh = 0}
 end
 
 -- new_task points the context at a task and forgets the previous one.
-local function new_task(c, H, EV, task)
-  c.H, c.EV, c.task = H, EV, task
+local function new_task(c, H, LOG, task)
+  c.H, c.LOG, c.task = H, LOG, task
   c.nw, c.seqs, c.ntoks, c.out_step, c.out, c.expire, c.error = 0, false, false, false, false, false, false
   c.nev = 0
 end
@@ -97,15 +105,39 @@ end
 
 -- emit records one event (att a string) in the context, at the call's
 -- time or at (ms, a string) when given; flush writes the events of one task
--- and call as one entry, so END and its SENDs, or END and HAPPY_END, cost
--- one XADD to each stream. Step names hold no "|" and no line breaks,
--- details (JSON) no line breaks.
+-- and call to its log, publish those of the whole call to the firehose.
+-- Step names hold no "|" and no line breaks, details (JSON) no line breaks.
 local function emit(c, ev, step, att, worker, detail, at)
   c.seq = c.seq + 1
   local seq = num(c.seq)
   c.seqs = seq
   local n = c.nev + 1
-  c.evs[n], c.ds[n], c.nev = seq .. '|' .. ev .. '|' .. att .. '|' .. (at or c.now) .. '|' .. step .. '|' .. worker, detail, n
+  c.evs[n], c.nev = seq .. '|' .. ev .. '|' .. att .. '|' .. (at or c.now) .. '|' .. step .. '|' .. worker .. '|' .. detail, n
+end
+
+-- flush appends the emitted events of the current task to its log (one
+-- APPEND) and keeps them, after a line "@<task>", for publish.
+local function flush(c)
+  local n = c.nev
+  if n == 0 then return end
+  local lines = c.evs[1]
+  if n > 1 then lines = table.concat(c.evs, '\n', 1, n) end
+  redis.call('APPEND', c.LOG, lines .. '\n')
+  local m = c.nfh
+  c.fh[m + 1], c.fh[m + 2], c.nfh = '@' .. c.task, lines, m + 2
+  c.nev = 0
+end
+
+-- publish writes every event of the call as one firehose entry (field x:
+-- for each task a line "@<task>", then its event lines), capped at about
+-- maxlen events: the cap in entries is maxlen divided by the entry's
+-- tasks (a few events each). Every task script ends with it.
+local function publish(c)
+  local n = c.nfh
+  if n == 0 then return end
+  local cap = math.max(1, math.floor(tonumber(c.maxlen) * 2 / n))
+  redis.call('XADD', c.FH, 'MAXLEN', '~', cap, '*', 'x', table.concat(c.fh, '\n', 1, n))
+  c.nfh = 0
 end
 
 -- ack_late records the ACK of a token whose handler ran without a begin
@@ -119,23 +151,6 @@ local function ack_late(c, step, att, worker, started)
   end
   if started == '' then started = nil end
   emit(c, 'ACK', step, att, worker, '{}', started)
-end
-
--- flush writes the emitted events as one entry: task, e = one line
--- "<seq>|<event>|<attempt>|<at>|<step>|<worker>" per event, d = one line of
--- detail per event (dsat.ParseEntry reads it). The id is made by the
--- firehose XADD and reused for the task's own stream, so both carry the
--- same id.
-local function flush(c)
-  local n = c.nev
-  if n == 0 then return end
-  local e, d = c.evs[1], c.ds[1]
-  if n > 1 then
-    e, d = table.concat(c.evs, '\n', 1, n), table.concat(c.ds, '\n', 1, n)
-  end
-  local id = redis.call('XADD', c.FH, 'MAXLEN', '~', c.maxlen, '*', 'task', c.task, 'e', e, 'd', d)
-  redis.call('XADD', c.EV, id, 'task', c.task, 'e', e, 'd', d)
-  c.nev = 0
 end
 
 -- save writes the queued fields and the counters that changed in one HSET,
@@ -295,31 +310,22 @@ local function finish(c)
   c.expire = true
 end
 
--- compact rewrites a finished task's key at its exact size with the
--- retention TTL: DUMP + RESTORE drops the room Redis preallocated (4 KB per
--- stream node in Redis 7.0) and re-encodes a hash compactly once its large
--- transient fields are gone. Where DUMP is not available for the type
--- (miniredis) it only sets the TTL.
-local function compact(key, ttl)
-  local d = redis.pcall('DUMP', key)
-  if type(d) == 'string' then
-    redis.call('RESTORE', key, ttl, d, 'REPLACE')
-  else
-    redis.call('PEXPIRE', key, ttl)
-  end
-end
-
 -- expire gives a finished task's keys the retention TTL (after save). A
--- hash still in its compact encoding has no room to give back.
+-- hash still in its compact encoding has no room to give back; one that
+-- lost it (a long error, join inputs, several end steps) is rewritten at
+-- its exact size (DUMP + RESTORE, where DUMP exists: not in miniredis). The
+-- log, grown by APPEND (which doubles its room), is rewritten at its size.
 local function expire(c)
   if c.expire then
     local enc = redis.pcall('OBJECT', 'ENCODING', c.H)
-    if enc == 'listpack' or enc == 'ziplist' then
-      redis.call('PEXPIRE', c.H, c.retention)
+    local d = false
+    if enc ~= 'listpack' and enc ~= 'ziplist' then d = redis.pcall('DUMP', c.H) end
+    if type(d) == 'string' then
+      redis.call('RESTORE', c.H, c.retention, d, 'REPLACE')
     else
-      compact(c.H, c.retention)
+      redis.call('PEXPIRE', c.H, c.retention)
     end
-    compact(c.EV, c.retention)
+    redis.call('SET', c.LOG, redis.call('GET', c.LOG), 'PX', c.retention)
   end
 end
 

@@ -1,13 +1,13 @@
 -- retry.lua: re-drive a failed task: every dead token is queued again at the
 -- step where it died, with fresh attempts (a new token id each).
 -- KEYS[1] -> task state hash              dsat:{T}:t:<task>
--- KEYS[2] -> task event stream            dsat:{T}:t:<task>:ev
+-- KEYS[2] -> task event log               dsat:{T}:t:<task>:log
 -- KEYS[3] -> partition firehose           dsat:{T}:ev
 -- KEYS[4] -> dead-letter stream           dsat:{T}:dead
 -- KEYS[5..] -> streams of the steps named in ARGV[5..], in that order
 -- ARGV[1] -> task id
 -- ARGV[2] -> now (ms)
--- ARGV[3] -> firehose MAXLEN (approximate)
+-- ARGV[3] -> firehose cap, in events (approximate)
 -- ARGV[4] -> envelope format version (X.Y)
 -- ARGV[5..] -> step names of the pipeline
 -- Returns: {1, n} re-driven n tokens; {-1} task not found; {-3} not failed
@@ -43,5 +43,6 @@ set(c, 'status', 'running'); set(c, 'error', '')
 emit(c, 'RETRY', '', '0', '', cjson.encode({steps = steps}))
 save(c)
 redis.call('PERSIST', c.H)
-redis.call('PERSIST', c.EV)
+redis.call('PERSIST', c.LOG)
+publish(c)
 return {1, #toks}

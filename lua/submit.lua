@@ -1,12 +1,12 @@
 -- submit.lua: create a task and queue its entry token.
 -- KEYS[1] -> task state hash              dsat:{T}:t:<task>
--- KEYS[2] -> task event stream            dsat:{T}:t:<task>:ev
+-- KEYS[2] -> task event log               dsat:{T}:t:<task>:log
 -- KEYS[3] -> partition firehose           dsat:{T}:ev
 -- KEYS[4] -> entry step stream            dsat:{T}:s:<entry>
 -- KEYS[5] -> idempotency key (optional)   dsat:{T}:idem:<hash>
 -- ARGV[1] -> task id
 -- ARGV[2] -> now (ms)
--- ARGV[3] -> firehose MAXLEN (approximate)
+-- ARGV[3] -> firehose cap, in events (approximate)
 -- ARGV[4] -> envelope format version (X.Y)
 -- ARGV[5] -> pipeline version (X.Y.Z)
 -- ARGV[6] -> content type
@@ -37,6 +37,7 @@ local entry = ARGV[8]
 local tok = new_token(c, KEYS[4], entry, ARGV[7])
 emit(c, 'INIT', '', '0', '', '{"entry":"' .. entry .. '","token":"' .. tok .. '"}') -- step names need no escaping
 flush(c)
+publish(c)
 -- The fields every script reads first (see lib.lua).
 redis.call('HSET', c.H, 'status', 'pending', 'seq', c.seqs, 'updated', c.now, 'ntok', tok, 'live', '1', 'dead', '0',
   'pv', c.pv, 'ct', c.ct, 'trace', c.trace, 'k:' .. tok, 'q|1|' .. entry .. '|', 'pipeline', ARGV[10],

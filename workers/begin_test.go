@@ -59,16 +59,17 @@ func TestBeginWindow(t *testing.T) {
 			if strings.Join(got, " ") != want {
 				t.Fatalf("events %v, want %s", got, want)
 			}
+			// The firehose holds one entry per script call.
+			call := b.firehoseEntries(id)
 			ackFast, endFast := byName["ACK:fast"], byName["END:fast"]
-			if dsat.EventEntryID(ackFast.ID) != dsat.EventEntryID(endFast.ID) {
-				t.Errorf("fast handler: ACK %s and END %s in different entries (a begin call was made)", ackFast.ID, endFast.ID)
+			if call[ackFast.Seq] != call[endFast.Seq] {
+				t.Errorf("fast handler: ACK and END written by different calls (a begin call was made)")
 			}
 			if ackFast.Worker != "s1" || ackFast.At.After(endFast.At.Time) {
 				t.Errorf("fast ACK %+v, END at %v", ackFast, endFast.At)
 			}
-			ackSlow, endSlow := byName["ACK:slow"], byName["END:slow"]
-			if dsat.EventEntryID(ackSlow.ID) == dsat.EventEntryID(endSlow.ID) {
-				t.Errorf("slow handler: ACK %s in the END entry %s: not begun while running", ackSlow.ID, endSlow.ID)
+			if ackSlow, endSlow := byName["ACK:slow"], byName["END:slow"]; call[ackSlow.Seq] == call[endSlow.Seq] {
+				t.Errorf("slow handler: ACK written with END: not begun while running")
 			}
 		}
 		if !sawRunning.Load() {
@@ -121,4 +122,28 @@ func TestLateBeginDropsCancelled(t *testing.T) {
 		}
 		b.streamsEmpty()
 	})
+}
+
+// firehoseEntries maps each event of the task (by seq) to the id of the
+// firehose entry that holds it: the script call that wrote it.
+func (b *bundle) firehoseEntries(task string) map[int64]string {
+	b.t.Helper()
+	tid, _ := dsat.ParseTaskID(task)
+	msgs, err := b.rdb.XRange(b.ctx, b.c.Keys().Firehose(tid.Partition), "-", "+").Result()
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	out := map[int64]string{}
+	for _, m := range msgs {
+		evs, err := dsat.ParseEntry(m)
+		if err != nil {
+			b.t.Fatal(err)
+		}
+		for _, e := range evs {
+			if e.Task == task {
+				out[e.Seq] = m.ID
+			}
+		}
+	}
+	return out
 }

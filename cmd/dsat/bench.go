@@ -363,7 +363,7 @@ func (b *bench) drain(ctx context.Context) (benchResult, error) {
 	s.Stop(context.Background()) // idle satellites hold no memory worth measuring
 	res.MemPerTask = (usedMemory(ctx, b.rdb) - mem0) / float64(len(b.ids))
 	if tid, err := dsat.ParseTaskID(b.ids[0]); err == nil {
-		for _, k := range []string{b.c.Keys().Task(tid.Partition, b.ids[0]), b.c.Keys().TaskEvents(tid.Partition, b.ids[0]), b.c.Keys().TaskResult(tid.Partition, b.ids[0])} {
+		for _, k := range []string{b.c.Keys().Task(tid.Partition, b.ids[0]), b.c.Keys().TaskLog(tid.Partition, b.ids[0]), b.c.Keys().TaskResult(tid.Partition, b.ids[0])} {
 			res.TaskKeyBytes += b.rdb.MemoryUsage(ctx, k).Val()
 		}
 	}

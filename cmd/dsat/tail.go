@@ -32,7 +32,7 @@ Example:
 
 func runTail(ctx context.Context, env *cliEnv, args []string) error {
 	var after *string
-	c, id, err := oneTaskID(env, "tail", args, func(fs *flag.FlagSet) { after = fs.String("after", "", "start after this event id") })
+	c, id, err := oneTaskID(env, "tail", args, func(fs *flag.FlagSet) { after = fs.String("after", "", "start after this event (its seq)") })
 	if err != nil {
 		return err
 	}
