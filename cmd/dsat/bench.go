@@ -42,7 +42,9 @@ the run an error.
                  pipeline file, submits --tasks over HTTP in batches (--batch,
                  default 500, from --clients, default 4) and times the first
                  POST to the last task's HAPPY_END; the children are stopped at
-                 the end (SIGTERM, then SIGKILL)
+                 the end (SIGTERM, then SIGKILL). With --rate it posts single
+                 tasks at --rate per second for --duration instead and reports
+                 the latency from submit to HAPPY_END
 
 The steps get the pipeline's default concurrency (autoscaled pools of 1 to 8
 workers per step and satellite) and the satellite its default settings, as

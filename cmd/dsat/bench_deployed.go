@@ -226,6 +226,10 @@ func (b *bench) deployed(ctx context.Context) (benchResult, error) {
 		per = *b.o.batch
 	}
 	n := *b.o.tasks
+	paced := b.o.set["rate"] // latency: single POSTs at --rate for --duration
+	if paced {
+		per, n = 0, max(1, int(float64(*b.o.rate)*b.o.duration.Seconds()))
+	}
 	url, batched := api+"/v1/pipelines/"+b.p.Name+"/batch", per > 0
 	if !batched {
 		url, per = api+"/v1/pipelines/"+b.p.Name+"/tasks", 1
@@ -291,6 +295,31 @@ func (b *bench) deployed(ctx context.Context) (benchResult, error) {
 	t0 := time.Now()
 	var submitted atomic.Int64 // when the last POST returned (ns since t0)
 	subDone := make(chan struct{})
+	if paced {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			every := time.Second / time.Duration(*b.o.rate)
+			for k := 0; k < chunks && sctx.Err() == nil; k++ {
+				if d := time.Until(t0.Add(time.Duration(k) * every)); d > 0 {
+					time.Sleep(d)
+				}
+				wg.Add(1)
+				go func(k int) {
+					defer wg.Done()
+					if err := post(k); err != nil {
+						subMu.Lock()
+						if subErr == nil {
+							subErr = err
+						}
+						subMu.Unlock()
+						cancelSubmit()
+					}
+				}(k)
+			}
+		}()
+		clients = 0
+	}
 	for i := 0; i < clients; i++ {
 		wg.Add(1)
 		go func() {
