@@ -23,6 +23,9 @@ const (
 	// idleShare: a pool whose average busy slots stay under this share of
 	// its limit, with no backlog, is larger than it needs.
 	idleShare = 0.5
+	// rushShare: a reader held back for at least this share of the
+	// interval, with a backlog of four pools or more, quadruples the pool.
+	rushShare = 0.5
 )
 
 // scaler is the autoscaling policy of one pool. It is deterministic: the
@@ -33,8 +36,10 @@ const (
 //
 //   - Grow while there is a backlog and the pool held the reader back
 //     (it waited for free slots for starvedShare of the interval, or every
-//     slot is busy now): double the limit (at least +1), but not past the
-//     backlog's need or Max. From 1, a pool reaches 64 in six ticks.
+//     slot is busy now): double the limit (at least +1) — quadruple it when
+//     the reader was held back half the interval and the backlog is four
+//     pools or more — but not past the backlog's need or Max. From 1, a
+//     pool under a large backlog reaches 64 in three ticks.
 //   - Shrink after QuietPeriod with no backlog and the average busy slots
 //     under idleShare of the limit: to the larger of half the limit, twice
 //     the average busy slots and the busy count, not under Min; then wait
@@ -51,6 +56,9 @@ func (s *scaler) next(in scaleInput) int {
 	case in.Backlog > 0 && starved:
 		s.quietSince = time.Time{}
 		step := max(1, in.Limit)
+		if in.WaitShare >= rushShare && in.Backlog >= 4*int64(in.Limit) {
+			step = 3 * max(1, in.Limit) // far behind: quadruple
+		}
 		if int64(step) > in.Backlog {
 			step = int(in.Backlog)
 		}
