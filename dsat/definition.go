@@ -56,6 +56,8 @@ type Step struct {
 	Concurrency Concurrency
 	// Preds lists the distinct predecessor steps (filled by validation).
 	Preds []string
+	// Line is where the step is defined in its file (0: not from a file).
+	Line int `json:"-"`
 }
 
 // Backoff is the delay schedule between attempts of a step.

@@ -209,7 +209,7 @@ var stepFields = []string{"handler", "with", "next", "route_by", "routes", "join
 
 func (l *loader) step(name string, n *yaml.Node) *Step {
 	s := &Step{
-		Name: name, Timeout: DefaultTimeout, Retries: DefaultRetries,
+		Name: name, Line: n.Line, Timeout: DefaultTimeout, Retries: DefaultRetries,
 		Backoff:     Backoff{Initial: DefaultBackoffInitial, Max: DefaultBackoffMax},
 		Concurrency: Concurrency{Min: DefaultConcurrencyMin, Max: DefaultConcurrencyMax},
 	}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -133,6 +134,11 @@ func (h *ExecHandler) Handle(ctx context.Context, t *dsat.Task) (dsat.Result, er
 		return dsat.Result{}, fmt.Errorf("output larger than %d bytes", h.MaxOutput)
 	}
 	if err != nil {
+		if errors.Is(err, exec.ErrNotFound) || errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrPermission) {
+			// A missing or unrunnable program (or dir) cannot succeed on a
+			// retry: the token goes to the dead letters at once.
+			return dsat.Result{}, fmt.Errorf("%w: exec %s: %w; install it on the worker's machine or fix with.command", SkipRetry, s.argv[0], err)
+		}
 		var ee *exec.ExitError
 		if errors.As(err, &ee) {
 			return dsat.Result{}, fmt.Errorf("%s exited with code %d: %s", s.argv[0], ee.ExitCode(), bytes.TrimSpace(stderr.Bytes()))

@@ -61,6 +61,23 @@ func TestExecNonZeroExitCarriesStderrTail(t *testing.T) {
 	}
 }
 
+// TestExecMissingProgramIsFinal: a program that is not there (by name on
+// PATH, or by path) cannot succeed on a retry: the error skips retries,
+// while a program that exits non-zero is retried as usual.
+func TestExecMissingProgramIsFinal(t *testing.T) {
+	h := &ExecHandler{MaxOutput: 1 << 20}
+	for _, argv := range [][]any{{"dsat-no-such-program"}, {"/nonexistent/dir/prog"}} {
+		_, err := h.Handle(context.Background(), execTask(map[string]any{"command": argv}, `{}`))
+		if !errors.Is(err, SkipRetry) || !strings.Contains(err.Error(), "install it") {
+			t.Errorf("%v: error %v, want a final failure", argv, err)
+		}
+	}
+	sh := script(t, `exit 1`)
+	if _, err := h.Handle(context.Background(), execTask(map[string]any{"command": []any{sh}}, `{}`)); err == nil || errors.Is(err, SkipRetry) {
+		t.Fatalf("a failing program: %v, want a retried failure", err)
+	}
+}
+
 func TestExecTimeoutKillsTheProcessGroup(t *testing.T) {
 	h := &ExecHandler{MaxOutput: 1 << 20}
 	pidfile := filepath.Join(t.TempDir(), "child.pid")

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -122,24 +123,51 @@ func (m *Mux) Names() []string {
 // UnknownHandlerError names a step whose handler is not registered.
 type UnknownHandlerError struct {
 	File, Pipeline, Step, Handler string
+	Line                          int
 	Known                         []string
 }
 
 func (e *UnknownHandlerError) Error() string {
 	return fmt.Sprintf("%s: pipeline %s: step %q: field \"handler\": no handler named %q is registered in this binary (registered: %v)",
-		e.File, e.Pipeline, e.Step, e.Handler, e.Known)
+		fileLine(e.File, e.Line), e.Pipeline, e.Step, e.Handler, e.Known)
+}
+
+// fileLine is "file:line", or the file alone when the line is unknown.
+func fileLine(file string, line int) string {
+	if line > 0 {
+		return fmt.Sprintf("%s:%d", file, line)
+	}
+	return file
 }
 
 // Check returns an error for every step of the pipelines whose handler is
-// not registered.
-func (m *Mux) Check(pipelines []*dsat.Pipeline) error {
+// not registered (unless its name is in external: handlers a worker binary
+// of the user's own registers) or whose settings (with:) the registered
+// handler refuses. Each error names the file, pipeline and step.
+func (m *Mux) Check(pipelines []*dsat.Pipeline, external ...string) error {
 	var errs []error
 	for _, p := range pipelines {
 		for _, s := range p.Order {
-			if _, ok := m.Lookup(p.Steps[s].Handler); !ok {
-				errs = append(errs, &UnknownHandlerError{File: p.File, Pipeline: p.Name, Step: s, Handler: p.Steps[s].Handler, Known: m.Names()})
+			if err := m.checkStep(p, p.Steps[s], external); err != nil {
+				errs = append(errs, err)
 			}
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// checkStep checks one step's handler and settings.
+func (m *Mux) checkStep(p *dsat.Pipeline, st *dsat.Step, external []string) error {
+	if _, ok := m.Lookup(st.Handler); !ok {
+		if slices.Contains(external, st.Handler) {
+			return nil
+		}
+		return &UnknownHandlerError{File: p.File, Line: st.Line, Pipeline: p.Name, Step: st.Name, Handler: st.Handler, Known: m.Names()}
+	}
+	if raw, ok := m.raw(st.Handler).(SettingsValidator); ok {
+		if err := raw.ValidateSettings(st.With); err != nil {
+			return fmt.Errorf("%s: pipeline %s: step %q: field \"with\": %w", fileLine(p.File, st.Line), p.Name, st.Name, err)
+		}
+	}
+	return nil
 }

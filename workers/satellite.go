@@ -202,17 +202,11 @@ func New(c *dsat.Client, mux *Mux, cfg Config) (*Satellite, error) {
 				continue
 			}
 			st := p.Steps[name]
-			h, ok := mux.Lookup(st.Handler)
-			if !ok {
-				errs = append(errs, &UnknownHandlerError{File: p.File, Pipeline: p.Name, Step: name, Handler: st.Handler, Known: mux.Names()})
+			if err := mux.checkStep(p, st, nil); err != nil {
+				errs = append(errs, err)
 				continue
 			}
-			if raw, ok := mux.raw(st.Handler).(SettingsValidator); ok {
-				if err := raw.ValidateSettings(st.With); err != nil {
-					errs = append(errs, fmt.Errorf("%s: pipeline %s: step %q: field \"with\": %w", p.File, p.Name, name, err))
-					continue
-				}
-			}
+			h, _ := mux.Lookup(st.Handler)
 			s.steps = append(s.steps, newStepRunner(s, p, st, h))
 			hosted = true
 			served++

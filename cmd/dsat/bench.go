@@ -275,8 +275,7 @@ func (b *bench) taskSteps() int { return len(b.p.Order) }
 // worker" (workers.Config defaults), or, with --concurrency, the read batch
 // of 256 and 1 s block the fixed-pool figures were measured with.
 func (b *bench) satellite(ctx context.Context) (*workers.Satellite, error) {
-	mux := workers.NewMux()
-	workers.RegisterBuiltins(mux, 0)
+	mux := builtinMux(0)
 	cfg := workers.Config{ID: "bench", Logger: b.log}
 	if b.o.fixedPools() > 0 {
 		cfg.Block, cfg.ReadBatch = time.Second, 256

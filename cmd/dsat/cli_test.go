@@ -39,6 +39,32 @@ func TestValidate(t *testing.T) {
 	}
 }
 
+// TestValidateHandlers: validate and serve refuse what no worker of this
+// binary can run (an unknown handler, exec settings it refuses), with
+// file:line, unless the handler is named in --handlers.
+func TestValidateHandlers(t *testing.T) {
+	dir := t.TempDir()
+	f := filepath.Join(dir, "p.yaml")
+	os.WriteFile(f, []byte("name: p\nversion: 1.0.0\nsteps:\n  a: {handler: echo, next: [b, c]}\n  b: {handler: ocr}\n  c: {handler: exec, with: {command: \"echo hi\"}}\n"), 0o644)
+	code, _, errs := runCLI(t, nil, "", "validate", f)
+	if code != 1 || !strings.Contains(errs, f+`:5: pipeline p: step "b": field "handler": no handler named "ocr"`) ||
+		!strings.Contains(errs, f+`:6: pipeline p: step "c": field "with": `) {
+		t.Fatalf("validate: exit %d\n%s", code, errs)
+	}
+	os.WriteFile(f, []byte("name: p\nversion: 1.0.0\nsteps:\n  a: {handler: echo, next: [b]}\n  b: {handler: ocr}\n"), 0o644)
+	if code, out, errs := runCLI(t, nil, "", "validate", "--handlers", "ocr, pdf", f); code != 0 || !strings.Contains(out, ": ok") {
+		t.Fatalf("validate --handlers: exit %d %s %s", code, out, errs)
+	}
+	if code, _, errs := runCLI(t, map[string]string{"DSAT_HANDLERS": "ocr"}, "", "validate", f); code != 0 {
+		t.Fatalf("DSAT_HANDLERS: exit %d %s", code, errs)
+	}
+	srv := redistest.Start(t)
+	code, _, errs = runCLI(t, nil, "", "serve", "--redis", "redis://"+srv.Addr, "--pipelines", dir, "--addr", "127.0.0.1:0")
+	if code == 0 || !strings.Contains(errs, `no handler named "ocr"`) || !strings.Contains(errs, "--handlers") {
+		t.Fatalf("serve with an unknown handler: exit %d\n%s", code, errs)
+	}
+}
+
 func TestGraph(t *testing.T) {
 	code, out, _ := runCLI(t, nil, "", "graph", "../../examples/textstats.yaml")
 	if code != 0 || !strings.HasPrefix(out, `digraph "textstats" {`) || !strings.HasSuffix(out, "}\n") {

@@ -4,9 +4,13 @@ import (
 	"flag"
 	"io"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/dsat-dev/dsat/dsat"
+	"github.com/dsat-dev/dsat/workers"
 	"golang.org/x/term"
 )
 
@@ -117,4 +121,31 @@ func flagsFor(name string, fs *flag.FlagSet) {
 	case "bench":
 		benchFlags(fs, env)
 	}
+}
+
+// handlersFlag names handlers that a worker binary of the user's own
+// registers (Go handlers): validate and serve accept steps that use them.
+func handlersFlag(fs *flag.FlagSet, env *cliEnv) *string {
+	return envString(fs, env, "handlers", "DSAT_HANDLERS", "",
+		"comma-separated names of handlers your own worker binary registers (steps with any other handler must use one built into dsat)")
+}
+
+// checkHandlers runs the checks "dsat worker" runs at start on every step
+// of the pipelines: the handler exists (built in, or named in external)
+// and accepts the step's settings.
+func checkHandlers(ps []*dsat.Pipeline, external string) error {
+	var names []string
+	for _, n := range strings.Split(external, ",") {
+		if n = strings.TrimSpace(n); n != "" {
+			names = append(names, n)
+		}
+	}
+	return builtinMux(0).Check(ps, names...)
+}
+
+// builtinMux is the handlers built into dsat (echo, sleep, fail, exec).
+func builtinMux(maxOutput int) *workers.Mux {
+	mux := workers.NewMux()
+	workers.RegisterBuiltins(mux, maxOutput)
+	return mux
 }

@@ -76,8 +76,7 @@ func (s *server) close() { _ = s.rdb.Close() }
 
 // startSatellite runs a satellite for the pipelines' steps (or a subset).
 func startSatellite(ctx context.Context, env *cliEnv, c *dsat.Client, log zerolog.Logger, cfg workers.Config, m *httpapi.Metrics) (*workers.Satellite, error) {
-	mux := workers.NewMux()
-	workers.RegisterBuiltins(mux, c.Config().MaxPayload)
+	mux := builtinMux(c.Config().MaxPayload)
 	cfg.Logger = log
 	cfg.Version = Version
 	if m != nil {

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"flag"
+	"fmt"
 
 	"github.com/dsat-dev/dsat/httpapi"
 )
@@ -23,15 +24,16 @@ Examples:
 
 type serveOpts struct {
 	*serverOpts
-	addr, token *string
-	metricsAuth *bool
+	addr, token, handlers *string
+	metricsAuth           *bool
 }
 
 func serveFlags(fs *flag.FlagSet, env *cliEnv) *serveOpts {
 	return &serveOpts{serverOpts: addServerFlags(fs, env, true),
 		addr:        envString(fs, env, "addr", "DSAT_ADDR", ":8080", "address to listen on"),
 		token:       envString(fs, env, "token", "DSAT_API_TOKEN", "", "comma-separated API tokens (empty: no auth)"),
-		metricsAuth: fs.Bool("metrics-auth", false, "require the API token on /metrics too")}
+		metricsAuth: fs.Bool("metrics-auth", false, "require the API token on /metrics too"),
+		handlers:    handlersFlag(fs, env)}
 }
 
 func runServe(ctx context.Context, env *cliEnv, args []string) error {
@@ -50,6 +52,10 @@ func runServe(ctx context.Context, env *cliEnv, args []string) error {
 	}
 	defer srv.close()
 	log, c, ps := srv.log, srv.c, srv.ps
+	if err := checkHandlers(ps, *o.handlers); err != nil {
+		// Tasks of a step no worker can run would queue forever.
+		return fmt.Errorf("%w\n(a handler of your own worker binary: name it in --handlers)", err)
+	}
 	l, err := listen(*o.addr)
 	if err != nil {
 		return err

@@ -30,6 +30,7 @@ Example:
 
 func runValidate(ctx context.Context, env *cliEnv, args []string) error {
 	fs := newFlagSet("validate", env)
+	handlers := handlersFlag(fs, env)
 	if err := parse(fs, env, "validate", args); err != nil {
 		return err
 	}
@@ -39,6 +40,9 @@ func runValidate(ctx context.Context, env *cliEnv, args []string) error {
 	bad := 0
 	for _, f := range fs.Args() {
 		p, err := dsat.LoadPipelineFile(f)
+		if err == nil {
+			err = checkHandlers([]*dsat.Pipeline{p}, *handlers)
+		}
 		if err != nil {
 			bad++
 			fmt.Fprintln(env.stderr, err)
