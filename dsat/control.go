@@ -140,34 +140,3 @@ func deadLetter(m redis.XMessage, pipeline string) DeadLetter {
 	d.Attempts, _ = strconv.Atoi(str("attempts"))
 	return d
 }
-
-// prevID is the largest stream id before id.
-func prevID(id string) string {
-	a, b := splitID(id)
-	if b > 0 {
-		return strconv.FormatUint(a, 10) + "-" + strconv.FormatUint(b-1, 10)
-	}
-	if a == 0 {
-		return "0-0"
-	}
-	return strconv.FormatUint(a-1, 10) + "-18446744073709551615"
-}
-
-func splitID(id string) (uint64, uint64) {
-	for i := 0; i < len(id); i++ {
-		if id[i] == '-' {
-			a, _ := strconv.ParseUint(id[:i], 10, 64)
-			b, _ := strconv.ParseUint(id[i+1:], 10, 64)
-			return a, b
-		}
-	}
-	a, _ := strconv.ParseUint(id, 10, 64)
-	return a, 0
-}
-
-// StreamIDLess orders stream ids "ms-seq" numerically.
-func StreamIDLess(x, y string) bool {
-	xa, xb := splitID(x)
-	ya, yb := splitID(y)
-	return xa < ya || xa == ya && xb < yb
-}

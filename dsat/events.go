@@ -164,66 +164,6 @@ func ParseEntry(m redis.XMessage) ([]Event, error) {
 	return out, nil
 }
 
-// ValidStreamID reports whether s is a concrete stream id "ms-seq" (not a
-// special id such as $, +, - or >).
-func ValidStreamID(s string) bool {
-	a, b, ok := strings.Cut(s, "-")
-	if !ok || len(s) > 41 {
-		return false
-	}
-	_, e1 := strconv.ParseUint(a, 10, 64)
-	_, e2 := strconv.ParseUint(b, 10, 64)
-	return e1 == nil && e2 == nil
-}
-
-// NextStreamID is the smallest stream id after id (for exclusive ranges
-// that work on every Redis and on miniredis).
-func NextStreamID(id string) string {
-	a, b, _ := strings.Cut(id, "-")
-	n, _ := strconv.ParseUint(b, 10, 64)
-	return a + "-" + strconv.FormatUint(n+1, 10)
-}
-
-// ValidEventID reports whether s is an event id: a concrete stream id
-// "ms-seq", or "ms-seq.k" (k >= 1) for an event that is not the last of
-// its entry.
-func ValidEventID(s string) bool {
-	entry, sub, ok := strings.Cut(s, ".")
-	if !ok {
-		return ValidStreamID(s)
-	}
-	k, err := strconv.ParseUint(sub, 10, 32)
-	return err == nil && k >= 1 && ValidStreamID(entry)
-}
-
-// splitEventID returns an event id's entry id and its position in the
-// entry: k for "<id>.<k>", and -1 (after every event) for a plain id.
-func splitEventID(id string) (entry string, k int) {
-	entry, sub, ok := strings.Cut(id, ".")
-	if !ok {
-		return id, -1
-	}
-	n, _ := strconv.Atoi(sub)
-	return entry, n
-}
-
-// EventEntryID is the stream id of the entry that holds the event id.
-func EventEntryID(id string) string {
-	entry, _ := splitEventID(id)
-	return entry
-}
-
-// EventIDLess orders event ids: by entry, then by position in the entry
-// (a plain entry id, the entry's last event, comes after its "<id>.<k>").
-func EventIDLess(x, y string) bool {
-	xe, xk := splitEventID(x)
-	ye, yk := splitEventID(y)
-	if xe != ye {
-		return StreamIDLess(xe, ye)
-	}
-	return xk != -1 && (yk == -1 || xk < yk)
-}
-
 // EventsAfter expands entries into events and keeps those after afterID
 // ("" keeps all): the entries of a range that starts at afterID's entry.
 func EventsAfter(msgs []redis.XMessage, afterID string) ([]Event, error) {
@@ -240,17 +180,6 @@ func EventsAfter(msgs []redis.XMessage, afterID string) ([]Event, error) {
 		}
 	}
 	return out, nil
-}
-
-// RangeStart is the first stream id an XRANGE must read to get the events
-// after the event id afterID: afterID's own entry when afterID is inside
-// it, the next one otherwise.
-func RangeStart(afterID string) string {
-	entry, k := splitEventID(afterID)
-	if k == -1 {
-		return NextStreamID(entry)
-	}
-	return entry
 }
 
 // History returns the task's events with a seq after afterID (a seq in
@@ -298,20 +227,6 @@ func (c *Client) History(ctx context.Context, id, afterID string, count int64) (
 		}
 	}
 	return out, nil
-}
-
-// FirehoseLast returns the id of the newest entry of the partition's
-// firehose ("0-0" when it is empty): follow it from there to see every
-// later event.
-func (c *Client) FirehoseLast(ctx context.Context, p Partition) (string, error) {
-	last, err := c.rdb.XRevRangeN(ctx, c.keys.Firehose(p), "+", "-", 1).Result()
-	if err != nil {
-		return "", fmt.Errorf("dsat: read firehose: %w", err)
-	}
-	if len(last) == 0 {
-		return "0-0", nil
-	}
-	return last[0].ID, nil
 }
 
 // Events yields the task's events after afterID (a seq, as History gives;

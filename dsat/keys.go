@@ -85,3 +85,7 @@ func (k Keys) Satellite(id string) string { return k.prefix + ":sat:" + id }
 
 // Satellites is a sorted set of satellite ids scored by last heartbeat (ms).
 func (k Keys) Satellites() string { return k.prefix + ":sats" }
+
+// pipelinePattern matches every key of every partition of the named
+// pipeline (SCAN MATCH; names hold no glob characters).
+func (k Keys) pipelinePattern(name string) string { return k.prefix + ":{" + name + "@*" }

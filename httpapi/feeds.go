@@ -259,12 +259,12 @@ func (a *API) firehose(w http.ResponseWriter, r *http.Request) {
 // sends a reset event.
 func (a *API) replayPartition(r *http.Request, sse *sseWriter, p *dsat.Pipeline, n int, pos []string, send func(int, dsat.Event) error) bool {
 	ctx := r.Context()
-	key := a.c.Keys().Firehose(p.Partition(n))
-	first, err := a.c.Redis().XRangeN(ctx, key, "-", "+", 1).Result()
+	part := p.Partition(n)
+	first, err := a.c.FirehoseFirst(ctx, part)
 	if err != nil {
 		return false
 	}
-	if len(first) == 1 && dsat.StreamIDLess(dsat.EventEntryID(pos[n]), first[0].ID) {
+	if first != "" && dsat.StreamIDLess(dsat.EventEntryID(pos[n]), first) {
 		b, _ := json.Marshal(map[string]any{"pipeline": p.Name, "partition": n,
 			"reason": "events after the given id are no longer all kept; continuing from the oldest kept"})
 		if sse.event(strings.Join(pos, ","), "reset", b) != nil {
@@ -272,17 +272,16 @@ func (a *API) replayPartition(r *http.Request, sse *sseWriter, p *dsat.Pipeline,
 		}
 	}
 	for {
-		msgs, err := a.c.Redis().XRangeN(ctx, key, dsat.RangeStart(pos[n]), "+", 500).Result()
+		msgs, err := a.c.FirehoseRange(ctx, part, pos[n], 500)
 		if err != nil {
 			return false
 		}
 		for _, m := range msgs {
-			evs, err := dsat.ParseEntry(m)
-			if err != nil {
+			if m.Events == nil {
 				pos[n] = m.ID
 				continue
 			}
-			for _, e := range evs {
+			for _, e := range m.Events {
 				if !dsat.EventIDLess(pos[n], e.ID) {
 					continue // sent before the client reconnected
 				}

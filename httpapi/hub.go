@@ -2,11 +2,9 @@ package httpapi
 
 import (
 	"context"
-	"errors"
 	"sync"
 	"time"
 
-	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 
 	"github.com/dsat-dev/dsat/dsat"
@@ -62,15 +60,11 @@ func (hs *hubs) subscribe(ctx context.Context, p dsat.Partition, s *subscriber) 
 	defer hs.mu.Unlock()
 	h, ok := hs.all[p]
 	if !ok {
-		key := hs.c.Keys().Firehose(p)
-		last, err := hs.c.Redis().XRevRangeN(ctx, key, "+", "-", 1).Result()
+		last, err := hs.c.FirehoseLast(ctx, p)
 		if err != nil {
 			return "", err
 		}
-		h = &hub{part: p, key: key, start: "0-0", subs: map[*subscriber]struct{}{}}
-		if len(last) == 1 {
-			h.start = last[0].ID
-		}
+		h = &hub{part: p, start: last, subs: map[*subscriber]struct{}{}}
 		h.last = h.start
 		var rctx context.Context
 		rctx, h.cancel = context.WithCancel(context.Background())
@@ -107,23 +101,20 @@ func (hs *hubs) read(ctx context.Context, h *hub) {
 	last := h.start
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
-		res, err := hs.c.Redis().XRead(ctx, &redis.XReadArgs{Streams: []string{h.key, last}, Count: 500, Block: time.Second}).Result()
-		if errors.Is(err, redis.Nil) {
-			continue
-		}
+		entries, err := hs.c.FirehoseRead(ctx, h.part, last, 500, time.Second)
 		if err != nil {
 			if ctx.Err() == nil {
-				hs.log.Warn().Err(err).Str("stream", h.key).Msg("firehose read failed")
+				hs.log.Warn().Err(err).Str("partition", h.part.Tag()).Msg("firehose read failed")
 			}
 			sleepCtx(ctx, backoff)
 			backoff = min(2*backoff, 5*time.Second)
 			continue
 		}
 		backoff = 100 * time.Millisecond
-		for _, m := range res[0].Messages {
+		for _, m := range entries {
 			last = m.ID
-			evs, err := dsat.ParseEntry(m)
-			if err != nil {
+			evs := m.Events
+			if evs == nil {
 				h.broadcast(m.ID, nil)
 				continue
 			}

@@ -29,7 +29,7 @@ func NewMetrics(c *dsat.Client) *Metrics {
 	m := &Metrics{Registry: prometheus.NewRegistry()}
 	m.requests = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "dsat_http_requests_total", Help: "HTTP requests by route pattern, method and status code."}, []string{"route", "method", "code"})
 	m.submissions = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "dsat_submissions_total", Help: "Tasks submitted, by pipeline."}, []string{"pipeline"})
-	m.events = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "dsat_events_total", Help: "Task events seen by this process's live feeds, by pipeline and event."}, []string{"pipeline", "event"})
+	m.events = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "dsat_feed_events_total", Help: "Task events read by this process's live feeds (SSE), by pipeline and event: counted only while a feed is open; per-step counts (processed, failed) are in GET /v1/pipelines/{name}."}, []string{"pipeline", "event"})
 	m.steps = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "dsat_step_duration_seconds", Help: "Handler run time by pipeline, step and outcome (ok, error, timeout, panic, snooze, cancelled).",
 		Buckets: []float64{.001, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60}}, []string{"pipeline", "step", "outcome"})
 	m.streams = prometheus.NewGauge(prometheus.GaugeOpts{Name: "dsat_sse_streams", Help: "Open server-sent-event streams."})

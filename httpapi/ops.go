@@ -4,8 +4,6 @@ import (
 	"context"
 	"net/http"
 	"time"
-
-	"github.com/dsat-dev/dsat/lua"
 )
 
 func (a *API) healthz(w http.ResponseWriter, r *http.Request) {
@@ -17,20 +15,9 @@ func (a *API) healthz(w http.ResponseWriter, r *http.Request) {
 func (a *API) readyz(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
-	rdb := a.c.Redis()
-	if err := rdb.Ping(ctx).Err(); err != nil {
-		writeProblem(w, r, http.StatusServiceUnavailable, "not-ready", "Redis does not answer: "+err.Error())
+	if err := a.c.Ready(ctx); err != nil {
+		writeProblem(w, r, http.StatusServiceUnavailable, "not-ready", err.Error())
 		return
-	}
-	for name, s := range lua.All {
-		ok, err := s.Exists(ctx, rdb).Result()
-		if err == nil && len(ok) == 1 && ok[0] {
-			continue
-		}
-		if err := s.Load(ctx, rdb).Err(); err != nil {
-			writeProblem(w, r, http.StatusServiceUnavailable, "not-ready", "cannot load script "+name+": "+err.Error())
-			return
-		}
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 }

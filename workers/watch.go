@@ -4,8 +4,6 @@ import (
 	"context"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/dsat-dev/dsat/dsat"
 )
 
@@ -23,20 +21,27 @@ func (s *Satellite) watchLoop(ctx context.Context) {
 }
 
 func (s *Satellite) checkCancelled(ctx context.Context, jobs []*job) {
-	cmds := make(map[string]*redis.StringCmd, len(jobs))
-	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for _, j := range jobs {
-			if _, seen := cmds[j.d.Task]; !seen {
-				cmds[j.d.Task] = p.HGet(ctx, s.c.Keys().Task(j.m.part, j.d.Task), "status")
-			}
+	ids := make([]string, 0, len(jobs))
+	seen := make(map[string]bool, len(jobs))
+	for _, j := range jobs {
+		if !seen[j.d.Task] {
+			seen[j.d.Task] = true
+			ids = append(ids, j.d.Task)
 		}
-		return nil
-	})
-	if err != nil && ctx.Err() == nil && err != redis.Nil {
-		s.logLimited("watch", s.log.Warn().Err(err), "check for cancelled tasks failed")
+	}
+	briefs, err := s.c.Briefs(ctx, ids)
+	if err != nil {
+		if ctx.Err() == nil {
+			s.logLimited("watch", s.log.Warn().Err(err), "check for cancelled tasks failed")
+		}
+		return
+	}
+	cancelled := map[string]bool{}
+	for _, b := range briefs {
+		cancelled[b.ID] = b.Status == dsat.StatusCancelled
 	}
 	for _, j := range jobs {
-		if cmds[j.d.Task].Val() == dsat.StatusCancelled && !j.cancelled.Swap(true) {
+		if cancelled[j.d.Task] && !j.cancelled.Swap(true) {
 			j.r.log.Info().Str("task", j.d.Task).Msg("task cancelled; cancelling its running handler")
 			j.cancel()
 		}

@@ -363,11 +363,7 @@ func (b *bench) drain(ctx context.Context) (benchResult, error) {
 	res.PoolMax = b.poolMax
 	s.Stop(context.Background()) // idle satellites hold no memory worth measuring
 	res.MemPerTask = (usedMemory(ctx, b.rdb) - mem0) / float64(len(b.ids))
-	if tid, err := dsat.ParseTaskID(b.ids[0]); err == nil {
-		for _, k := range []string{b.c.Keys().Task(tid.Partition, b.ids[0]), b.c.Keys().TaskLog(tid.Partition, b.ids[0]), b.c.Keys().TaskResult(tid.Partition, b.ids[0])} {
-			res.TaskKeyBytes += b.rdb.MemoryUsage(ctx, k).Val()
-		}
-	}
+	res.TaskKeyBytes, _ = b.c.TaskMemory(ctx, b.ids[0])
 	res.StepsPerS = res.TasksPerS * float64(b.taskSteps())
 	if steps := res.Tasks * b.taskSteps(); steps > 0 {
 		res.RedisUSPerStep = res.RedisCPU * 1e6 / float64(steps)
@@ -491,29 +487,16 @@ func (b *bench) notePools(infos ...dsat.SatelliteInfo) {
 func (b *bench) verify(ctx context.Context) (benchResult, error) {
 	res := benchResult{Tasks: len(b.ids), Steps: b.taskSteps()}
 	lat := make([]float64, 0, len(b.ids))
-	for i := 0; i < len(b.ids); i += 1000 {
-		chunk := b.ids[i:min(i+1000, len(b.ids))]
-		cmds := make([]*redis.SliceCmd, len(chunk))
-		_, err := b.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-			for j, id := range chunk {
-				tid, _ := dsat.ParseTaskID(id)
-				cmds[j] = p.HMGet(ctx, b.c.Keys().Task(tid.Partition, id), "status", "created", "updated")
-			}
-			return nil
-		})
-		if err != nil {
-			return res, err
+	briefs, err := b.c.Briefs(ctx, b.ids)
+	if err != nil {
+		return res, err
+	}
+	for _, t := range briefs {
+		if t.Status != dsat.StatusSucceeded {
+			res.Errors++
+			continue
 		}
-		for _, cmd := range cmds {
-			v := cmd.Val()
-			if len(v) != 3 || v[0] != dsat.StatusSucceeded {
-				res.Errors++
-				continue
-			}
-			c, _ := strconv.ParseFloat(fmt.Sprint(v[1]), 64)
-			u, _ := strconv.ParseFloat(fmt.Sprint(v[2]), 64)
-			lat = append(lat, u-c)
-		}
+		lat = append(lat, float64(t.UpdatedAt.Sub(t.CreatedAt.Time).Milliseconds()))
 	}
 	sort.Float64s(lat)
 	pct := func(q float64) float64 {
@@ -530,19 +513,8 @@ func (b *bench) verify(ctx context.Context) (benchResult, error) {
 func (b *bench) cleanup() {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	var keys []string
-	iter := b.rdb.Scan(ctx, 0, "dsatbench:{"+b.p.Name+"@*", 1000).Iterator()
-	for iter.Next(ctx) {
-		keys = append(keys, iter.Val())
-		if len(keys) == 500 {
-			b.rdb.Unlink(ctx, keys...)
-			keys = keys[:0]
-		}
-	}
-	if len(keys) > 0 {
-		b.rdb.Unlink(ctx, keys...)
-	}
-	b.rdb.Del(ctx, "dsatbench:sat:bench")
+	_, _ = b.c.Purge(ctx, b.p.Name)
+	b.rdb.Del(ctx, b.c.Keys().Satellite("bench"))
 }
 
 func printBench(env *cliEnv, r benchResult) {

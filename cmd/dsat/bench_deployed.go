@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -14,14 +13,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
-
-	"github.com/redis/go-redis/v9"
 
 	"github.com/dsat-dev/dsat/dsat"
 )
@@ -477,32 +473,15 @@ func (b *bench) sampleSatellites(ctx context.Context, hc *http.Client, api strin
 // (pending or running: in a stream or waiting for a retry), and the
 // largest "updated" (ms) of the finished ones, the time of the last end.
 func (b *bench) scanStatuses(ctx context.Context) (unfinished int, lastMS float64, err error) {
-	for i := 0; i < len(b.ids); i += 1000 {
-		chunk := b.ids[i:min(i+1000, len(b.ids))]
-		cmds := make([]*redis.SliceCmd, len(chunk))
-		_, err := b.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-			for j, id := range chunk {
-				tid, _ := dsat.ParseTaskID(id)
-				cmds[j] = p.HMGet(ctx, b.c.Keys().Task(tid.Partition, id), "status", "updated")
-			}
-			return nil
-		})
-		if err != nil && !errors.Is(err, redis.Nil) {
-			return 0, 0, err
-		}
-		for _, cmd := range cmds {
-			v := cmd.Val()
-			st := ""
-			if len(v) == 2 {
-				st = fmt.Sprint(v[0])
-			}
-			switch st {
-			case dsat.StatusSucceeded, dsat.StatusFailed, dsat.StatusCancelled:
-				u, _ := strconv.ParseFloat(fmt.Sprint(v[1]), 64)
-				lastMS = max(lastMS, u)
-			default:
-				unfinished++
-			}
+	briefs, err := b.c.Briefs(ctx, b.ids)
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, t := range briefs {
+		if dsat.Final(t.Status) {
+			lastMS = max(lastMS, float64(t.UpdatedAt.UnixMilli()))
+		} else {
+			unfinished++
 		}
 	}
 	return unfinished, lastMS, nil
