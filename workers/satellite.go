@@ -152,6 +152,16 @@ func sanitizeID(s string) string {
 	}, s)
 }
 
+// lifecycle is where a Satellite is: Start moves it from created to
+// running, Stop from running to stopped; neither goes back.
+type lifecycle int
+
+const (
+	created lifecycle = iota
+	running
+	stopped
+)
+
 // Satellite is one worker process's runtime: for each step it serves it
 // runs a pool of workers reading the step's streams through the step's
 // consumer group, the state-machine wrapper around each handler call, and
@@ -170,7 +180,7 @@ type Satellite struct {
 	// logTimes: key -> time.Time of the last rate-limited log line.
 	logTimes                        sync.Map
 	mu                              sync.Mutex
-	state                           int // 0 new, 1 running, 2 stopped
+	state                           lifecycle
 	loops                           sync.WaitGroup
 	work                            sync.WaitGroup // handler runs
 	runnerGoroutines                sync.WaitGroup // handler goroutines, reused across runs (runners)
@@ -247,7 +257,7 @@ func (s *Satellite) ID() string { return s.cfg.ID }
 func (s *Satellite) Start(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.state != 0 {
+	if s.state != created {
 		return errors.New("workers: satellite already started")
 	}
 	for _, r := range s.steps {
@@ -257,7 +267,7 @@ func (s *Satellite) Start(ctx context.Context) error {
 			r.log.Warn().Err(err).Msg("could not create consumer groups yet; the reader will retry")
 		}
 	}
-	s.state = 1
+	s.state = running
 	s.start = time.Now()
 	s.loopCtx, s.stopLoops = context.WithCancel(context.Background())
 	s.workCtx, s.stopWork = context.WithCancel(context.Background())
@@ -282,17 +292,22 @@ func (s *Satellite) goLoop(f func(ctx context.Context)) {
 	}()
 }
 
+// cancelGrace is how long Stop waits for cancelled handlers to return.
+const cancelGrace = 2 * time.Second
+
 // Stop shuts down gracefully: it stops reading, lets running handlers
 // finish until the shutdown timeout (or ctx) ends, then cancels them and
 // leaves their tokens un-acknowledged for the reclaimer. It returns once
-// every goroutine of the satellite has exited.
+// every goroutine of the satellite has exited, or, when a handler ignores
+// its cancelled context, cancelGrace later: that handler's token stays
+// pending for the reclaimer, and the log names it.
 func (s *Satellite) Stop(ctx context.Context) error {
 	s.mu.Lock()
-	if s.state != 1 {
+	if s.state != running {
 		s.mu.Unlock()
 		return nil
 	}
-	s.state = 2
+	s.state = stopped
 	s.mu.Unlock()
 	s.stopLoops()
 	s.loops.Wait() // readers and background loops have returned
@@ -309,8 +324,18 @@ func (s *Satellite) Stop(ctx context.Context) error {
 		err = fmt.Errorf("workers: stop: %w; running handlers cancelled", ctx.Err())
 	}
 	s.stopWork()
-	<-done
-	s.runnerGoroutines.Wait() // idle ones exit as reading has stopped
+	grace := time.NewTimer(cancelGrace)
+	defer grace.Stop()
+	select {
+	case <-done:
+		s.runnerGoroutines.Wait() // idle ones exit as reading has stopped
+	case <-grace.C:
+		for _, j := range s.jobs.snapshot() {
+			j.r.log.Error().Str("task", j.d.Task).Str("token", j.d.Token).
+				Msg("handler ignored its cancellation; left running, its token stays pending for the reclaimer")
+		}
+		err = errors.Join(err, errors.New("workers: stop: some handlers ignored their cancellation (see the log); their tokens stay pending for the reclaimer"))
+	}
 	s.stopEngine()
 	s.removeHeartbeat()
 	s.log.Info().Msg("satellite stopped")

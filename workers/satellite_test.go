@@ -258,3 +258,48 @@ func TestCrashedSatelliteTokensAreReclaimed(t *testing.T) {
 		b.streamsEmpty()
 	})
 }
+
+// TestStopWithAHandlerThatIgnoresCancellation: Stop returns within the
+// shutdown timeout and the cancel grace, leaves the token pending for the
+// reclaimer, and says so in the log.
+func TestStopWithAHandlerThatIgnoresCancellation(t *testing.T) {
+	b := setup(t, redistest.Backends()[0], `
+name: stuck
+version: 1.0.0
+steps:
+  a: {handler: stuck}
+`)
+	release := make(chan struct{})
+	started := make(chan struct{}, 1)
+	m := NewMux()
+	m.HandleFunc("stuck", func(ctx context.Context, task *dsat.Task) (dsat.Result, error) {
+		started <- struct{}{}
+		<-release // ignores ctx
+		return dsat.Result{Output: task.Payload}, nil
+	})
+	cfg := b.fast("s1")
+	cfg.ShutdownTimeout = 200 * time.Millisecond
+	s, err := New(b.c, m, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(b.ctx); err != nil {
+		t.Fatal(err)
+	}
+	id := b.submit(1, `{}`)[0]
+	<-started
+	t0 := time.Now()
+	err = s.Stop(context.Background())
+	d := time.Since(t0)
+	close(release)
+	if err == nil || d > cfg.ShutdownTimeout+cancelGrace+time.Second {
+		t.Fatalf("Stop returned %v after %v", err, d)
+	}
+	if !strings.Contains(b.log.String(), "handler ignored its cancellation") || !strings.Contains(b.log.String(), id) {
+		t.Fatalf("log does not name the abandoned handler:\n%s", tail(b.log.String(), 2000))
+	}
+	if st, _ := b.c.Get(b.ctx, id); dsat.Final(st.Status) {
+		t.Fatalf("task %s is %s: the abandoned token must stay pending", id, st.Status)
+	}
+	time.Sleep(100 * time.Millisecond) // the released handler's goroutine exits (goleak)
+}

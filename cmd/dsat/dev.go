@@ -85,7 +85,7 @@ func runDev(ctx context.Context, env *cliEnv, args []string) error {
 		l.Close()
 		return err
 	}
-	defer stopSatellite(sat, log)
+	defer stopSatellite(sat, log, 30*time.Second)
 	url := baseURL(l)
 	example := ps[0].Name
 	for _, p := range ps {

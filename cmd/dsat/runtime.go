@@ -160,12 +160,15 @@ func newClient(rdb redis.UniversalClient, prefix string, ps []*dsat.Pipeline) (*
 }
 
 // stopSatellite stops a satellite with a fresh context (the run context is
-// already cancelled at shutdown).
-func stopSatellite(s *workers.Satellite, log zerolog.Logger) {
+// already cancelled at shutdown), bounded by the shutdown timeout and a
+// margin: a handler that ignores cancellation cannot hold the process.
+func stopSatellite(s *workers.Satellite, log zerolog.Logger, timeout time.Duration) {
 	if s == nil {
 		return
 	}
-	if err := s.Stop(context.Background()); err != nil {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout+5*time.Second)
+	defer cancel()
+	if err := s.Stop(ctx); err != nil {
 		log.Warn().Err(err).Msg("satellite stop")
 	}
 }

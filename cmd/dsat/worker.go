@@ -69,7 +69,7 @@ func runWorker(ctx context.Context, env *cliEnv, args []string) error {
 	if err != nil {
 		return err
 	}
-	defer stopSatellite(sat, log)
+	defer stopSatellite(sat, log, *o.shutdown)
 	if *o.addr == "" {
 		<-ctx.Done()
 		return nil
