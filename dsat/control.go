@@ -68,7 +68,7 @@ func (c *Client) Retry(ctx context.Context, id string) (int, error) {
 	case -3:
 		return 0, fmt.Errorf("%w: %s", ErrTaskNotFailed, id)
 	case -6:
-		return 0, fmt.Errorf("dsat: retry %s: step %q is not in the loaded version of the pipeline", id, replyString(r, 1))
+		return 0, fmt.Errorf("%w: retry %s: its dead token's step %q is not in the loaded version of the pipeline", ErrStepNotFound, id, replyString(r, 1))
 	}
 	return 0, fmt.Errorf("dsat: retry: unexpected reply %v", r)
 }

@@ -181,7 +181,7 @@ func (c *Client) failCall(d Delivery, f Failure) ([]string, []any, FailMode, err
 	}
 	step, ok := cp.p.Steps[d.Step]
 	if !ok {
-		return nil, nil, "", fmt.Errorf("dsat: pipeline %s %s has no step %q", p.Pipeline, p.API, d.Step)
+		return nil, nil, "", fmt.Errorf("%w: pipeline %s %s has no step %q", ErrStepNotFound, p.Pipeline, p.API, d.Step)
 	}
 	now := c.cfg.Now()
 	mode, due := FailRetry, now
@@ -429,7 +429,7 @@ func (c *Client) completeCalls(cs []Completion, errs []error) []*batchGroup {
 		}
 		route, ok := cp.routeArg[d.Step]
 		if !ok {
-			errs[i] = fmt.Errorf("dsat: pipeline %s %s has no step %q", p.Pipeline, p.API, d.Step)
+			errs[i] = fmt.Errorf("%w: pipeline %s %s has no step %q", ErrStepNotFound, p.Pipeline, p.API, d.Step)
 			continue
 		}
 		if err := c.CheckPayload(x.Output); err != nil {

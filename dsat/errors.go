@@ -1,8 +1,14 @@
 package dsat
 
 import (
+	"context"
+	"io"
+	"net"
+	"syscall"
+
 	"errors"
 	"fmt"
+	"github.com/redis/go-redis/v9"
 	"strings"
 )
 
@@ -39,10 +45,33 @@ var (
 	ErrNoRoute = errors.New("dsat: no route matches")
 	// ErrNoPipelines means a pipelines folder holds no *.yaml or *.yml file.
 	ErrNoPipelines = errors.New("dsat: no pipeline files (*.yaml, *.yml) found")
-	// ErrTokenNotRunning means a begin/complete/fail call did not match the
-	// token's state (it is not queued or running at that attempt).
-	ErrTokenNotRunning = errors.New("dsat: token not in a runnable state")
+	// ErrStepNotFound means a step is not in the loaded version of its
+	// pipeline (a token or dead letter of another version).
+	ErrStepNotFound = errors.New("dsat: no such step in the loaded pipeline version")
 )
+
+// Temporary reports whether err is a failure of Redis or of the way to it
+// (network, timeout, a server busy, loading, failing over or without the
+// script), after which the same call may succeed: an engine call is
+// idempotent, so it may then be repeated. Every other error — about the
+// input, the task or the pipeline — is final.
+func Temporary(err error) bool {
+	if err == nil {
+		return false
+	}
+	var ne net.Error
+	if errors.As(err, &ne) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, context.DeadlineExceeded) || errors.Is(err, redis.ErrClosed) || errors.Is(err, redis.ErrPoolTimeout) ||
+		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) {
+		return true
+	}
+	for _, prefix := range []string{"LOADING", "BUSY", "TRYAGAIN", "CLUSTERDOWN", "MASTERDOWN", "READONLY", "NOSCRIPT", "MOVED", "ASK", "NOREPLICAS"} {
+		if redis.HasErrorPrefix(err, prefix) {
+			return true
+		}
+	}
+	return false
+}
 
 // ValidationError is one problem in a pipeline definition. File, Step and
 // Field say where; Line is the YAML line when known (0 otherwise).

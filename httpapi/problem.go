@@ -52,6 +52,8 @@ func writeError(w http.ResponseWriter, r *http.Request, err error) {
 		writeProblem(w, r, http.StatusConflict, "idempotency-conflict", err.Error()+"; use a new Idempotency-Key for a different payload")
 	case errors.Is(err, dsat.ErrTaskFinal):
 		writeProblem(w, r, http.StatusConflict, "task-final", err.Error()+"; only a pending or running task can be cancelled")
+	case errors.Is(err, dsat.ErrStepNotFound):
+		writeProblem(w, r, http.StatusConflict, "step-not-found", err.Error()+"; load the pipeline version the task was submitted with")
 	case errors.Is(err, dsat.ErrTaskNotFailed):
 		writeProblem(w, r, http.StatusConflict, "task-not-failed", err.Error()+"; only a failed task can be retried")
 	default:

@@ -131,12 +131,10 @@ func (s *Satellite) engine(call func(ctx context.Context) error) error {
 	return err
 }
 
-// retryable reports whether an engine call may be repeated after err:
-// Redis errors may be; answers about the input may not.
-func retryable(err error) bool {
-	return err != nil && !errors.Is(err, dsat.ErrNoRoute) && !errors.Is(err, dsat.ErrInvalidPayload) &&
-		!errors.Is(err, dsat.ErrInvalidTaskID) && !errors.Is(err, dsat.ErrPipelineNotFound)
-}
+// retryable reports whether an engine call may be repeated after err: a
+// failure of Redis or of the way to it may pass (dsat.Temporary); an
+// answer about the input, the task or the pipeline will not.
+func retryable(err error) bool { return dsat.Temporary(err) }
 
 // engineCtxOr is the engine context, or Background before Start.
 func (s *Satellite) engineCtxOr() context.Context {
