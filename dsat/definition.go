@@ -68,8 +68,8 @@ type Backoff struct {
 
 // Concurrency bounds a step's worker pool on each satellite.
 type Concurrency struct {
-	Min int
-	Max int
+	Min int `json:"min"`
+	Max int `json:"max"`
 }
 
 // IsSwitch reports whether the step routes by label.

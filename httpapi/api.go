@@ -204,11 +204,28 @@ func (a *API) accessLog(next http.Handler) http.Handler {
 		}
 		a.cfg.Metrics.requests.WithLabelValues(route, methodLabel(r.Method), strconv.Itoa(status)).Inc()
 		ev := hlog.FromRequest(r).Info()
+		if polled(r.Method, route, status) {
+			ev = hlog.FromRequest(r).Debug()
+		}
 		if id := chi.URLParam(r, "id"); id != "" {
 			ev = ev.Str("task", id)
 		}
 		ev.Str("method", methodLabel(r.Method)).Str("route", route).Int("status", status).Int("size", size).Dur("duration", d).Msg("request")
 	})(next)
+}
+
+// pollRoutes are the routes that the dashboard, probes and scrapers read
+// every few seconds ("/*" is the dashboard's files).
+var pollRoutes = map[string]bool{
+	"/v1/pipelines": true, "/v1/pipelines/{name}": true, "/v1/tasks/{id}": true, "/v1/dead": true,
+	"/v1/satellites": true, "/healthz": true, "/readyz": true, "/metrics": true, "/*": true,
+}
+
+// polled says a request is a successful read of a polled route: it is
+// logged at debug level, so an open dashboard does not flood the log.
+// Writes, event streams and every error stay at info.
+func polled(method, route string, status int) bool {
+	return (method == http.MethodGet || method == http.MethodHead) && status < 400 && pollRoutes[route]
 }
 
 // recoverer turns a panic into a 500 problem without the stack (which

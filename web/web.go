@@ -2,7 +2,7 @@
 // embedded in the binary and served at / by dsat serve and dsat dev. It
 // uses only the public HTTP API: pipelines drawn as graphs with live step
 // load, a submit form, a task page with a live timeline (EventSource), dead
-// letters and satellites. No asset comes from the internet.
+// letters and satellites, and a favicon. No asset comes from the internet.
 package web
 
 import (
@@ -27,6 +27,12 @@ func Handler() http.Handler {
 		w.Header().Set("Content-Security-Policy", "default-src 'self'; style-src 'self'; img-src 'self' data:; frame-ancestors 'none'")
 		w.Header().Set("X-Frame-Options", "DENY")
 		w.Header().Set("X-Content-Type-Options", "nosniff")
+		if r.URL.Path == "/favicon.ico" {
+			// Browsers ask for it before they read the page's <link rel="icon">.
+			r2 := r.Clone(r.Context())
+			r2.URL.Path = "/favicon.svg"
+			r = r2
+		}
 		files.ServeHTTP(w, r)
 	})
 }

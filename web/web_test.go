@@ -18,3 +18,20 @@ func TestNoFraming(t *testing.T) {
 		}
 	}
 }
+
+// TestFavicon: the dashboard has an icon (an SVG), also at /favicon.ico
+// where browsers look first; the page links it (issue 14).
+func TestFavicon(t *testing.T) {
+	for _, path := range []string{"/favicon.svg", "/favicon.ico"} {
+		w := httptest.NewRecorder()
+		Handler().ServeHTTP(w, httptest.NewRequest("GET", path, nil))
+		if w.Code != 200 || w.Header().Get("Content-Type") != "image/svg+xml" || !strings.HasPrefix(w.Body.String(), "<svg ") {
+			t.Fatalf("%s: %d %q %.40s", path, w.Code, w.Header().Get("Content-Type"), w.Body.String())
+		}
+	}
+	w := httptest.NewRecorder()
+	Handler().ServeHTTP(w, httptest.NewRequest("GET", "/", nil))
+	if !strings.Contains(w.Body.String(), `<link rel="icon" href="favicon.svg" type="image/svg+xml">`) {
+		t.Fatal("index.html does not link the icon")
+	}
+}

@@ -25,7 +25,7 @@ func TestValidate(t *testing.T) {
 	}
 	for _, want := range []string{
 		bad + `:1: field "name": "Bad" must be`,
-		bad + `:2: field "version": dsat: invalid version "1.2.10": Z must be one character`,
+		bad + `:2: field "version": invalid version "1.2.10": Z must be one character`,
 		bad + `:4: step "a": field "retries": must be a whole number from 0 to 100, got "many"`,
 		bad + `:4: step "a": field "next": unknown target step "ghost"`,
 		"1 of 2 files have problems",
@@ -105,8 +105,8 @@ func TestCLIErrors(t *testing.T) {
 		{"bad log level", []string{"dev", "--log-level", "loud"}, 2, "--log-level"},
 		{"submit no args", []string{"submit"}, 2, "want a pipeline name"},
 		{"submit bad json", []string{"submit", "p", "{"}, 2, "not valid JSON"},
-		{"api down", []string{"status", "--api", "http://127.0.0.1:1", "x"}, 1, "cannot reach the dsat API"},
-		{"bad api", []string{"status", "--api", "ftp://x", "x"}, 2, "must be an http://"},
+		{"api down", []string{"status", "--api", "http://127.0.0.1:1", "06h1ki9ia4001ttg3m6qbao188.textstats.1.0.0"}, 1, "cannot reach the dsat API"},
+		{"bad api", []string{"status", "--api", "ftp://x", "06h1ki9ia4001ttg3m6qbao188.textstats.1.0.0"}, 2, "must be an http://"},
 	} {
 		code, _, errs := runCLI(t, nil, "", tc.args...)
 		if code != tc.code || !strings.Contains(errs, tc.want) {

@@ -118,6 +118,12 @@ func flagsFor(name string, fs *flag.FlagSet) {
 	case "tail":
 		addAPIFlags(fs, env)
 		fs.String("after", "", "start after this event id")
+	case "dead":
+		addAPIFlags(fs, env)
+		deadFlags(fs)
+	case "pipelines":
+		addAPIFlags(fs, env)
+		fs.Bool("json", false, "print JSON")
 	case "bench":
 		benchFlags(fs, env)
 	}

@@ -1,7 +1,7 @@
 // Command dsat runs pipelines on Redis Streams: the HTTP API (serve),
 // satellites (worker), everything at once on an embedded Redis (dev), and
-// clients of the API (submit, status, tail, cancel, retry), plus validate,
-// graph, bench and version. Run "dsat help" for the list.
+// clients of the API (submit, status, tail, cancel, retry, dead,
+// pipelines), plus validate, graph, bench and version. Run "dsat help" for the list.
 package main
 
 import (
@@ -12,6 +12,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"regexp"
 	"sort"
 	"strings"
 	"syscall"
@@ -89,6 +90,8 @@ func run(ctx context.Context, env *cliEnv, args []string) int {
 				printHelp(env.stdout, c)
 				return 0
 			}
+			fmt.Fprintf(env.stderr, "dsat help: unknown command %q; run \"dsat help\" for the list\n", args[1])
+			return 2
 		}
 		printOverview(env.stdout)
 		if len(args) == 0 {
@@ -110,18 +113,27 @@ func run(ctx context.Context, env *cliEnv, args []string) int {
 	case errors.Is(err, flag.ErrHelp):
 		return 0
 	case errors.As(err, &ue):
-		fmt.Fprintf(env.stderr, "dsat %s: %s\nusage: dsat %s %s (see \"dsat help %s\")\n", c.name, ue.msg, c.name, c.usage, c.name)
+		fmt.Fprintf(env.stderr, "dsat %s: %s\nusage: dsat %s %s (see \"dsat help %s\")\n", c.name, unprefixed(ue.msg), c.name, c.usage, c.name)
 		return 2
 	case errors.As(err, &ee):
 		if ee.msg != "" {
-			fmt.Fprintf(env.stderr, "dsat %s: %s\n", c.name, ee.msg)
+			fmt.Fprintf(env.stderr, "dsat %s: %s\n", c.name, unprefixed(ee.msg))
 		}
 		return ee.code
 	default:
-		fmt.Fprintf(env.stderr, "dsat %s: %s\n", c.name, oneLine(err.Error()))
+		fmt.Fprintf(env.stderr, "dsat %s: %s\n", c.name, unprefixed(oneLine(err.Error())))
 		return 1
 	}
 }
+
+// dsatPrefix is the "dsat: " that the dsat package's errors start with
+// (Go's convention for a package's errors), wherever it begins a message
+// or a clause of one.
+var dsatPrefix = regexp.MustCompile(`(^|: |; |\n)dsat: `)
+
+// unprefixed drops the "dsat: " of wrapped errors: the CLI already says
+// "dsat <command>: " once, and an API problem's detail may carry one too.
+func unprefixed(s string) string { return dsatPrefix.ReplaceAllString(s, "$1") }
 
 // oneLine keeps an error message on one line, except validation errors,
 // which list one problem per line.

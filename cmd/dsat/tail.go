@@ -39,6 +39,9 @@ func runTail(ctx context.Context, env *cliEnv, args []string) error {
 	c.hc.Timeout = 0 // a stream lasts as long as the task
 	last := *after
 	backoff := 200 * time.Millisecond
+	connected := false // the API answered once: later failures are reconnected
+	var down *unreachableError
+	reported := false
 	for attempt := 0; ; attempt++ {
 		final, err := tailOnce(ctx, c, id, &last, env.stdout)
 		switch {
@@ -50,9 +53,18 @@ func runTail(ctx context.Context, env *cliEnv, args []string) error {
 			return &exitError{code: 1, msg: "interrupted"}
 		case err != nil && errors.Is(err, errFatal):
 			return err
+		case errors.As(err, &down) && !connected:
+			return fmt.Errorf("cannot reach the dsat API at %s: %v; is dsat serve (or dsat dev) running? set --api or DSAT_API", c.base, down.err)
+		}
+		if !errors.As(err, &down) {
+			connected = true
 		}
 		if attempt >= 30 {
 			return fmt.Errorf("the event stream keeps failing: %v", err)
+		}
+		if err != nil && !reported {
+			fmt.Fprintf(env.stderr, "dsat tail: the event stream failed (%v); reconnecting\n", err)
+			reported = true
 		}
 		select {
 		case <-time.After(backoff):
@@ -64,6 +76,11 @@ func runTail(ctx context.Context, env *cliEnv, args []string) error {
 }
 
 var errFatal = errors.New("fatal")
+
+// unreachableError is a request that got no answer from the API.
+type unreachableError struct{ err error }
+
+func (e *unreachableError) Error() string { return e.err.Error() }
 
 // tailOnce reads the stream until it ends; it returns the final event's
 // name when the stream ended after one. A final event followed by more
@@ -84,7 +101,7 @@ func tailOnce(ctx context.Context, c *apiClient, id string, last *string, w io.W
 	}
 	res, err := c.hc.Do(req)
 	if err != nil {
-		return "", err
+		return "", &unreachableError{err}
 	}
 	defer res.Body.Close()
 	if res.StatusCode != http.StatusOK {

@@ -107,8 +107,12 @@ func oneTaskID(env *cliEnv, name string, args []string, extra func(*flag.FlagSet
 	if fs.NArg() != 1 {
 		return nil, "", usagef("want one task id")
 	}
+	id := fs.Arg(0)
+	if _, err := dsat.ParseTaskID(id); err != nil && !(name == "retry" && dsat.ValidStreamID(id)) {
+		return nil, "", usagef("%v; task ids look like 06h1ki9ia4001ttg3m6qbao188.textstats.1.0.0 (dsat submit prints them)", err)
+	}
 	c, err := newAPIClient(o)
-	return c, fs.Arg(0), err
+	return c, id, err
 }
 
 func runStatus(ctx context.Context, env *cliEnv, args []string) error {

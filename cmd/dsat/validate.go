@@ -45,7 +45,7 @@ func runValidate(ctx context.Context, env *cliEnv, args []string) error {
 		}
 		if err != nil {
 			bad++
-			fmt.Fprintln(env.stderr, err)
+			fmt.Fprintln(env.stderr, unprefixed(err.Error()))
 			continue
 		}
 		fmt.Fprintf(env.stdout, "%s: ok (pipeline %s %s, %d steps)\n", f, p.Name, p.Version, len(p.Order))

@@ -6,7 +6,7 @@ const state = { token: sessionStorage.getItem("dsat-token") || "", timers: [], s
 
 // h builds an element: h("div", {class: "x", onclick: f}, child, "text").
 function h(tag, attrs, ...children) {
-  const svg = ["svg", "g", "rect", "path", "text", "line", "polygon", "marker", "defs"].includes(tag);
+  const svg = ["svg", "g", "rect", "path", "text", "line", "polygon", "marker", "defs", "title"].includes(tag);
   const el = svg ? document.createElementNS("http://www.w3.org/2000/svg", tag) : document.createElement(tag);
   for (const [k, v] of Object.entries(attrs || {})) {
     if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
@@ -176,17 +176,22 @@ function drawGraph(container, p) {
     const kind = s.join ? "join" : s.routes ? "switch" : "";
     const load = h("text", { class: "load", x: x + 8, y: y + 38 }, "");
     const fail = h("text", { class: "load fail", x: x + 8, y: y + 53 }, "");
+    const failTip = h("title", {}, FAIL_TIP);
     const g = h("g", { class: "node " + kind, "data-step": s.name },
       s.join ? h("rect", { class: "outer", x: x - 4, y: y - 4, width: W + 8, height: H + 8, rx: 9 }) : null,
       h("rect", { x, y, width: W, height: H, rx: 6 }),
       h("text", { class: "name", x: x + 8, y: y + 18 }, s.name, h("tspan", { class: "muted" }, " " + s.handler + (s.join ? " · join" : s.routes ? " · switch" : ""))),
-      load, fail);
+      load, h("g", { "data-role": "counts" }, failTip, fail));
     svg.append(g);
     nodes.set(s.name, { g, load, fail });
   }
   container.replaceChildren(svg);
   return { nodes, last: new Map(), at: Date.now() };
 }
+
+// What a step's counters count: handler runs (attempts), not tasks, over
+// the live satellites since each started.
+const FAIL_TIP = "done: attempts that succeeded; failed attempts: attempts that failed (each retry of a task counts, and so does its final failure) — handler runs, not tasks, summed over the live satellites since each started";
 
 function updateLoad(drawn, p) {
   const now = Date.now();
@@ -197,7 +202,7 @@ function updateLoad(drawn, p) {
     const rate = prev !== undefined ? Math.max(0, (l.processed - prev) * 1000 / Math.max(1, now - drawn.at)) : 0;
     drawn.last.set(s.name, l.processed);
     n.load.textContent = `backlog ${l.backlog} · busy ${l.busy}/${l.concurrency} · ${rate.toFixed(1)}/s`;
-    n.fail.textContent = `done ${l.processed} · failed ${l.failed}`;
+    n.fail.textContent = `done ${l.processed} · failed attempts ${l.failed}`;
     n.g.classList.toggle("busy", l.busy > 0);
     n.g.classList.toggle("failing", l.failed > 0);
   }
@@ -248,7 +253,7 @@ async function viewTask(v, id) {
       if (["succeeded", "failed", "cancelled"].includes(d.status) && tbody.children.length) { src.close(); refresh(); return; }
       tbody.replaceChildren(); refresh(); return;
     }
-    const detail = d.detail && Object.keys(d.detail).length ? JSON.stringify(d.detail) : "";
+    const detail = fmtDetail(d);
     tbody.append(h("tr", { "data-event": d.event, "data-seq": d.seq }, h("td", {}, fmtTime(d.at)), h("td", {}, d.seq), h("td", { class: "ev-" + d.event }, d.event),
       h("td", {}, d.step), h("td", {}, d.attempt || ""), h("td", {}, d.worker), h("td", { class: "detail" }, detail)));
     lastSeq = d.seq;
@@ -270,6 +275,19 @@ async function viewTask(v, id) {
 }
 
 const FINAL_EVENTS = ["HAPPY_END", "DEAD", "CANCELLED"];
+
+// fmtDetail shows an event's detail as JSON, with a RETRY's due time (ms
+// since the epoch) as a local time and how long after the event it is.
+function fmtDetail(d) {
+  if (!d.detail || !Object.keys(d.detail).length) return "";
+  const det = { ...d.detail };
+  const due = Number(det.due);
+  if (d.event === "RETRY" && det.due !== undefined && Number.isFinite(due) && due > 0) {
+    const after = d.at ? (due - new Date(d.at).getTime()) / 1000 : NaN;
+    det.due = fmtTime(due) + (Number.isFinite(after) ? ` (in ${Math.max(0, after).toFixed(1)} s)` : "");
+  }
+  return JSON.stringify(det);
+}
 
 async function control(id, action, done) {
   try { await api("POST", "/v1/tasks/" + encodeURIComponent(id) + "/" + action, "{}"); } catch (e) { alert(e.message); }
@@ -303,7 +321,7 @@ async function viewDead(v) {
 async function viewSatellites(v) {
   const body = h("tbody", {});
   v.append(h("section", { class: "card" }, h("h2", {}, "Satellites"), h("div", { class: "table-wrap" },
-    h("table", { "data-role": "satellites" }, h("thead", {}, h("tr", {}, ["id", "host", "pid", "step", "concurrency", "busy", "processed", "failed", "last heartbeat"].map((c) => h("th", {}, c)))), body))));
+    h("table", { "data-role": "satellites" }, h("thead", {}, h("tr", {}, ["id", "host", "pid", "step", "concurrency", "busy", "processed", "failed attempts", "last heartbeat"].map((c) => h("th", c === "failed attempts" ? { title: FAIL_TIP } : {}, c)))), body))));
   every(2000, async () => {
     try {
       const sats = await api("GET", "/v1/satellites");
