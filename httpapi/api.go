@@ -135,8 +135,14 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.router.Serve
 func (a *API) Metrics() *Metrics { return a.cfg.Metrics }
 
 // Close ends every open event stream cleanly (each client gets the end of
-// its response and may reconnect elsewhere with Last-Event-ID).
-func (a *API) Close() { a.once.Do(func() { close(a.closing) }) }
+// its response and may reconnect elsewhere with Last-Event-ID), stops the
+// firehose readers and waits for them (about a second at most).
+func (a *API) Close() {
+	a.once.Do(func() {
+		close(a.closing)
+		a.hubs.close()
+	})
+}
 
 func (a *API) routes() chi.Router {
 	r := chi.NewRouter()

@@ -8,6 +8,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/dsat-dev/dsat/dsat"
+	"github.com/dsat-dev/dsat/internal/wait"
 )
 
 // hubs fans each partition's firehose out to every open event stream of
@@ -20,6 +21,8 @@ type hubs struct {
 	m   *Metrics
 	mu  sync.Mutex
 	all map[dsat.Partition]*hub
+	// readers counts the running reader goroutines; close waits for them.
+	readers sync.WaitGroup
 }
 
 func newHubs(c *dsat.Client, log zerolog.Logger, m *Metrics) *hubs {
@@ -69,7 +72,11 @@ func (hs *hubs) subscribe(ctx context.Context, p dsat.Partition, s *subscriber) 
 		var rctx context.Context
 		rctx, h.cancel = context.WithCancel(context.Background())
 		hs.all[p] = h
-		go hs.read(rctx, h)
+		hs.readers.Add(1)
+		go func() {
+			defer hs.readers.Done()
+			hs.read(rctx, h)
+		}()
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -95,18 +102,35 @@ func (hs *hubs) unsubscribe(p dsat.Partition, s *subscriber) {
 	}
 }
 
-// read follows the partition's firehose until ctx ends. Each read blocks
-// at most a second, so a stopped hub's goroutine exits within a second.
+// close stops every reader and waits for them (each read blocks at most
+// readBlock). Subscribers still open are left; the API closes them first.
+func (hs *hubs) close() {
+	hs.mu.Lock()
+	for p, h := range hs.all {
+		h.cancel()
+		delete(hs.all, p)
+	}
+	hs.mu.Unlock()
+	hs.readers.Wait()
+}
+
+// readBlock bounds one blocking firehose read: a stopped reader exits
+// within it (close waits for that), at the cost of a few empty reads a
+// second while a feed is open and nothing happens.
+const readBlock = 250 * time.Millisecond
+
+// read follows the partition's firehose until ctx ends; a stopped hub's
+// goroutine exits within readBlock.
 func (hs *hubs) read(ctx context.Context, h *hub) {
 	last := h.start
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
-		entries, err := hs.c.FirehoseRead(ctx, h.part, last, 500, time.Second)
+		entries, err := hs.c.FirehoseRead(ctx, h.part, last, 500, readBlock)
 		if err != nil {
 			if ctx.Err() == nil {
 				hs.log.Warn().Err(err).Str("partition", h.part.Tag()).Msg("firehose read failed")
 			}
-			sleepCtx(ctx, backoff)
+			wait.Sleep(ctx, backoff)
 			backoff = min(2*backoff, 5*time.Second)
 			continue
 		}
@@ -146,14 +170,5 @@ func (h *hub) broadcast(id string, ev *dsat.Event) {
 		default:
 			s.once.Do(func() { close(s.overflow) })
 		}
-	}
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-	case <-ctx.Done():
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/dsat-dev/dsat/dsat"
+	"github.com/dsat-dev/dsat/internal/wait"
 )
 
 // batcher gathers items for batched Redis calls: the first caller to add
@@ -106,7 +107,7 @@ func inBatches[T any](ctx context.Context, items []T, send func(ctx context.Cont
 	size, backoff := len(items), 50*time.Millisecond
 	for try := 0; try < 5 && len(items) > 0; try++ {
 		if try > 0 {
-			sleep(ctx, backoff)
+			wait.Sleep(ctx, backoff)
 			backoff *= 2
 			size = max(1, size/2)
 		}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/dsat-dev/dsat/dsat"
 	"github.com/dsat-dev/dsat/internal/redistest"
+	"github.com/dsat-dev/dsat/internal/wait"
 )
 
 const beginYAML = `
@@ -32,7 +33,7 @@ func TestBeginWindow(t *testing.T) {
 		})
 		var sawRunning atomic.Bool
 		m.HandleFunc("slow", func(ctx context.Context, task *dsat.Task) (dsat.Result, error) {
-			sleep(ctx, 150*time.Millisecond)
+			wait.Sleep(ctx, 150*time.Millisecond)
 			// Begun by now: the task state says this step is running here.
 			if st, err := b.c.Get(ctx, task.ID); err == nil && st.Steps["slow"].State == "running" {
 				sawRunning.Store(true)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/dsat-dev/dsat/dsat"
 	"github.com/dsat-dev/dsat/internal/redistest"
+	"github.com/dsat-dev/dsat/internal/wait"
 )
 
 const oneStep = `
@@ -163,7 +164,7 @@ steps:
 			m := NewMux()
 			m.HandleFunc("work", func(ctx context.Context, task *dsat.Task) (dsat.Result, error) {
 				runs.Add(1)
-				sleep(ctx, 2500*time.Millisecond)
+				wait.Sleep(ctx, 2500*time.Millisecond)
 				return dsat.Result{Output: task.Payload}, ctx.Err()
 			})
 			return m
@@ -301,7 +302,7 @@ func TestShutdownUnderLoadLosesNothing(t *testing.T) {
 			m := NewMux()
 			RegisterBuiltins(m, 0)
 			m.HandleFunc("work", func(ctx context.Context, task *dsat.Task) (dsat.Result, error) {
-				sleep(ctx, 20*time.Millisecond)
+				wait.Sleep(ctx, 20*time.Millisecond)
 				if ctx.Err() != nil {
 					return dsat.Result{}, ctx.Err()
 				}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/dsat-dev/dsat/dsat"
 	"github.com/dsat-dev/dsat/internal/redistest"
+	"github.com/dsat-dev/dsat/internal/wait"
 )
 
 // TestPoolGrowsUnderBacklog: with a backlog and every worker busy the pool
@@ -22,7 +23,7 @@ steps:
 `)
 		m := NewMux()
 		m.HandleFunc("work", func(ctx context.Context, task *dsat.Task) (dsat.Result, error) {
-			sleep(ctx, 30*time.Millisecond)
+			wait.Sleep(ctx, 30*time.Millisecond)
 			return dsat.Result{Output: task.Payload}, nil
 		})
 		cfg := b.fast("s1")

@@ -111,23 +111,19 @@ func (r *stepRunner) call(ctx context.Context, t *dsat.Task, log *zerolog.Logger
 	return r.h.Handle(ctx, t)
 }
 
-// engine runs an engine call (Begin, Complete, Fail) with a few retries:
-// each is idempotent, so repeating one after an unknown outcome is safe.
-// It uses the engine context, which outlives shutdown's handler
-// cancellation, so a finished handler's result is still recorded.
+// engine runs an engine call (Begin, Complete, Fail) with the retry policy
+// of every engine call (inBatches, with one item): each is idempotent, so
+// repeating one after an unknown outcome is safe. It uses the engine
+// context, which outlives shutdown's handler cancellation, so a finished
+// handler's result is still recorded.
 func (s *Satellite) engine(call func(ctx context.Context) error) error {
-	backoff := 50 * time.Millisecond
 	var err error
-	for try := 0; try < 5; try++ {
-		ctx, cancel := context.WithTimeout(s.engineCtxOr(), 5*time.Second)
-		err = call(ctx)
-		cancel()
-		if !retryable(err) || s.engineCtxOr().Err() != nil {
-			return err
+	inBatches(s.engineCtxOr(), []struct{}{{}}, func(ctx context.Context, one []struct{}) []struct{} {
+		if err = call(ctx); retryable(err) && s.engineCtxOr().Err() == nil {
+			return one
 		}
-		sleep(s.engineCtxOr(), backoff)
-		backoff *= 2
-	}
+		return nil
+	})
 	return err
 }
 

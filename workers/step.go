@@ -11,6 +11,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/dsat-dev/dsat/dsat"
+	"github.com/dsat-dev/dsat/internal/wait"
 )
 
 // stepRunner serves one step of one pipeline version on this satellite:
@@ -139,7 +140,7 @@ func (r *stepRunner) readLoop(ctx context.Context) {
 		used := r.dispatch(msgs, reclaimed)
 		r.pool.unreserve(n - used)
 		if trickle := len(msgs) > 0 && len(msgs) < n && len(spill) == 0 && !reclaimed; trickle && r.s.cfg.ReadLinger > 0 {
-			sleep(ctx, r.s.cfg.ReadLinger)
+			wait.Sleep(ctx, r.s.cfg.ReadLinger)
 		}
 	}
 }
@@ -157,7 +158,7 @@ func (r *stepRunner) readFailed(ctx context.Context, err error) {
 	} else {
 		r.s.logLimited(r.name()+"/read", r.log.Warn().Err(err).Dur("backoff", r.groupBackoff), "read failed")
 	}
-	sleep(ctx, r.groupBackoff)
+	wait.Sleep(ctx, r.groupBackoff)
 }
 
 // ownCursor walks this consumer's pending entries, partition by partition.
@@ -384,14 +385,4 @@ func (r *stepRunner) deadLetter(m msgRef, reason string) {
 		ev = r.log.Error().Err(err).Str("entry", m.msg.ID).Str("reason", reason)
 	}
 	ev.Msg("stream entry moved to dead letters")
-}
-
-// sleep waits d or until ctx ends.
-func sleep(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-	case <-ctx.Done():
-	}
 }

@@ -1,0 +1,45 @@
+package httpapi
+
+import (
+	"context"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/dsat-dev/dsat/dsat"
+	"github.com/dsat-dev/dsat/internal/redistest"
+)
+
+// TestHubsCloseWaitsForReaders: every firehose reader goroutine has an
+// owner (hubs) and an exit: close stops them and returns once they have.
+func TestHubsCloseWaitsForReaders(t *testing.T) {
+	rdb, _ := redistest.Backends()[1].New(t) // real Redis: a blocked XREAD does not end with its context
+	p, err := dsat.ParsePipeline("demo.yaml", []byte(testYAML))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := dsat.NewClient(rdb, dsat.Config{}, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := newHubs(c, zerolog.Nop(), NewMetrics(c))
+	for n := 0; n < p.Partitions; n++ {
+		if _, err := hs.subscribe(context.Background(), p.Partition(n), newSubscriber("")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	closed := make(chan struct{})
+	go func() { hs.close(); close(closed) }()
+	select {
+	case <-closed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("close did not return")
+	}
+	buf := make([]byte, 1<<20)
+	if stacks := string(buf[:runtime.Stack(buf, true)]); strings.Contains(stacks, "(*hubs).read") {
+		t.Fatalf("a firehose reader is still running after close:\n%s", stacks)
+	}
+}
