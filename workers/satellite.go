@@ -180,6 +180,7 @@ type Satellite struct {
 	// logTimes: key -> time.Time of the last rate-limited log line.
 	logTimes                        sync.Map
 	mu                              sync.Mutex
+	done                            chan struct{} // closed when Stop has finished
 	state                           lifecycle
 	loops                           sync.WaitGroup
 	work                            sync.WaitGroup // handler runs
@@ -252,8 +253,9 @@ func (s *Satellite) serves(pipeline, step string) bool {
 func (s *Satellite) ID() string { return s.cfg.ID }
 
 // Start creates the consumer groups it needs and starts every loop. It
-// returns once running; the loops run until Stop. Redis errors at start
-// are not fatal: the readers repair missing groups with backoff.
+// returns once running; the loops run until Stop, or until ctx ends, which
+// stops the satellite as Stop does. Redis errors at start are not fatal:
+// the readers repair missing groups with backoff.
 func (s *Satellite) Start(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -268,6 +270,7 @@ func (s *Satellite) Start(ctx context.Context) error {
 		}
 	}
 	s.state = running
+	s.done = make(chan struct{})
 	s.start = time.Now()
 	s.loopCtx, s.stopLoops = context.WithCancel(context.Background())
 	s.workCtx, s.stopWork = context.WithCancel(context.Background())
@@ -280,8 +283,22 @@ func (s *Satellite) Start(ctx context.Context) error {
 	s.goLoop(s.heartbeatLoop)
 	s.goLoop(s.scaleLoop)
 	s.goLoop(s.watchLoop)
+	go s.stopWhenDone(ctx)
 	s.log.Info().Int("steps", len(s.steps)).Msg("satellite started")
 	return nil
+}
+
+// stopWhenDone stops the satellite (gracefully, as Stop does) when the
+// context given to Start ends; it returns once the satellite has stopped.
+func (s *Satellite) stopWhenDone(ctx context.Context) {
+	select {
+	case <-ctx.Done():
+		s.log.Info().Msg("the satellite's context ended; stopping")
+		if err := s.Stop(context.Background()); err != nil {
+			s.log.Warn().Err(err).Msg("satellite stop")
+		}
+	case <-s.done:
+	}
 }
 
 func (s *Satellite) goLoop(f func(ctx context.Context)) {
@@ -303,12 +320,22 @@ const cancelGrace = 2 * time.Second
 // pending for the reclaimer, and the log names it.
 func (s *Satellite) Stop(ctx context.Context) error {
 	s.mu.Lock()
-	if s.state != running {
+	switch s.state {
+	case created:
 		s.mu.Unlock()
 		return nil
+	case stopped: // stopping or stopped: wait for it
+		s.mu.Unlock()
+		select {
+		case <-s.done:
+			return nil
+		case <-ctx.Done():
+			return fmt.Errorf("workers: stop: %w while the satellite was stopping", ctx.Err())
+		}
 	}
 	s.state = stopped
 	s.mu.Unlock()
+	defer close(s.done)
 	s.stopLoops()
 	s.loops.Wait() // readers and background loops have returned
 	done := make(chan struct{})

@@ -303,3 +303,40 @@ steps:
 	}
 	time.Sleep(100 * time.Millisecond) // the released handler's goroutine exits (goleak)
 }
+
+// TestStartContextStopsTheSatellite: the context given to Start bounds the
+// satellite's life; a Stop during that stop waits for it to finish.
+func TestStartContextStopsTheSatellite(t *testing.T) {
+	b := setup(t, redistest.Backends()[0], twoStep)
+	m := NewMux()
+	RegisterBuiltins(m, 0)
+	m.HandleFunc("work", func(ctx context.Context, task *dsat.Task) (dsat.Result, error) {
+		return dsat.Result{Output: task.Payload}, nil
+	})
+	s, err := New(b.c, m, b.fast("s1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(b.ctx)
+	if err := s.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	b.wait(b.submit(3, `{}`), 10*time.Second)
+	cancel()
+	stopped := make(chan error)
+	go func() { stopped <- s.Stop(context.Background()) }()
+	select {
+	case err := <-stopped:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the satellite did not stop when its context ended")
+	}
+	if !strings.Contains(b.log.String(), "the satellite's context ended; stopping") {
+		t.Fatalf("no stop on the context's end in the log:\n%s", tail(b.log.String(), 2000))
+	}
+	if n := b.rdb.Exists(b.ctx, b.c.Keys().Satellite("s1")).Val(); n != 0 {
+		t.Fatal("the stopped satellite's heartbeat record is still there")
+	}
+}
