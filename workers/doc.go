@@ -25,25 +25,32 @@
 // reader takes free pool slots and reads that many tokens with XREADGROUP
 // (one blocking read covers every partition on a single Redis), so a
 // satellite never holds tokens it cannot run. Each token runs in the
-// state-machine wrapper: Begin, the handler under the step timeout,
-// Complete or Fail. Around that:
+// state-machine wrapper: the handler under the step timeout, then Complete
+// or Fail; a handler still running after the begin window (10ms) is begun
+// while it runs (Begin: ACK, ownership for cancel, renewal and reclaim),
+// and a faster one gets its ACK written by Complete or Fail. Around that,
+// one background loop per file:
 //
-//   - reclaim: tokens idle past the visibility timeout (default step
+//   - reclaim (reclaim.go, in the reader): tokens idle past the visibility timeout (default step
 //     timeout + 30s) are claimed with XAUTOCLAIM and run; entries delivered
 //     more often than the step's attempts are poison and go to the dead
 //     letters; deleted entries become "payload lost" dead letters;
-//   - renewal: a handler running long renews its claim every third of the
+//   - renewal (watch.go): a handler running long renews its claim every third of the
 //     visibility timeout, only while it still owns the token;
-//   - cancellation: running handlers of a cancelled task see their context
+//   - cancellation (watch.go): running handlers of a cancelled task see their context
 //     cancelled within WatchInterval (500ms);
-//   - promote: due retries move back to their streams;
-//   - heartbeat: the satellite's record with per-step load, expiring by
+//   - promote (promote.go): due retries move back to their streams;
+//   - heartbeat (heartbeat.go): the satellite's record with per-step load, expiring by
 //     itself when the process dies;
-//   - autoscale: each pool moves between the step's concurrency min and
-//     max, growing while there is backlog and every worker is busy,
-//     shrinking after a quiet period.
+//   - scale (scale_loop.go, policy in scale_policy.go): each pool moves
+//     between the step's concurrency min and max, growing while there is a
+//     backlog and its reader waited for free slots over the interval (not
+//     at an instant: a fast handler's slots are free at almost every
+//     instant), shrinking after a quiet period.
 //
-// Stop stops reading, lets running handlers finish until the shutdown
-// timeout, then cancels them; their tokens stay pending for the reclaimer,
-// so a shutdown, like a crash, loses nothing.
+// Stop (or the end of the context given to Start) stops reading, lets
+// running handlers finish until the shutdown timeout, then cancels them;
+// their tokens stay pending for the reclaimer, so a shutdown, like a
+// crash, loses nothing. A handler that ignores its cancellation is left
+// behind after a short grace, named in the log.
 package workers
