@@ -3,6 +3,7 @@ package dsat_test
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -304,4 +305,61 @@ func TestFinishedTaskKeysAreCompact(t *testing.T) {
 			h.checkInvariants(id)
 		})
 	}
+}
+
+// TestDelayedSubmission: a task submitted to run later exists at once
+// (scheduled, INIT with run_at), its entry token reaches the entry step
+// only when due (promote), and it then runs; cancelled before, it ends
+// CANCELLED with no ACK.
+func TestDelayedSubmission(t *testing.T) {
+	redistest.ForEachBackend(t, func(t *testing.T, b redistest.Backend) {
+		h := newHarness(t, b, linearYAML)
+		runAt := h.now.Add(30 * time.Second)
+		s, err := h.c.Submit(h.ctx, h.p.Name, []byte(`{"x":1}`), dsat.SubmitOptions{RunAt: runAt})
+		if err != nil {
+			t.Fatal(err)
+		}
+		st := h.state(s.ID)
+		if st.Status != dsat.StatusScheduled || st.RunAt == nil || !st.RunAt.Equal(runAt) {
+			t.Fatalf("state %+v", st)
+		}
+		evs := h.events(s.ID)
+		if len(evs) != 1 || evs[0].Event != dsat.EventInit || !strings.Contains(string(evs[0].Detail), fmt.Sprint(runAt.UnixMilli())) {
+			t.Fatalf("events %v", evs)
+		}
+		if len(h.read("a")) != 0 {
+			t.Fatal("the entry token of a scheduled task reached its step early")
+		}
+		if n, _ := h.c.Promote(h.ctx, h.p.Partition(0), 100); n != 0 {
+			t.Fatalf("promoted %d tokens before their time", n)
+		}
+		h.advance(31 * time.Second)
+		h.drain(nil)
+		eq(t, "status", h.state(s.ID).Status, dsat.StatusSucceeded)
+		eq(t, "events", names(h.events(s.ID)), []string{"INIT", "ACK:a", "END:a", "SEND:a", "ACK:b", "END:b", "SEND:b", "ACK:c", "END:c", "HAPPY_END"})
+		h.checkInvariants(s.ID)
+
+		// Cancelled before its time: CANCELLED, and no ACK ever.
+		c, err := h.c.Submit(h.ctx, h.p.Name, []byte(`{}`), dsat.SubmitOptions{RunAt: h.now.Add(time.Minute)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := h.c.Cancel(h.ctx, c.ID, "changed my mind"); err != nil {
+			t.Fatal(err)
+		}
+		h.advance(2 * time.Minute)
+		h.drain(nil)
+		eq(t, "cancelled events", names(h.events(c.ID)), []string{"INIT", "CANCELLED"})
+		eq(t, "cancelled status", h.state(c.ID).Status, dsat.StatusCancelled)
+		h.streamsEmpty()
+
+		// A past run time runs at once; more than a year ahead is refused.
+		p, err := h.c.Submit(h.ctx, h.p.Name, []byte(`{}`), dsat.SubmitOptions{RunAt: h.now.Add(-time.Hour)})
+		if err != nil || h.state(p.ID).Status != dsat.StatusPending {
+			t.Fatalf("past run time: %v %v", err, h.state(p.ID).Status)
+		}
+		if _, err := h.c.Submit(h.ctx, h.p.Name, []byte(`{}`), dsat.SubmitOptions{RunAt: h.now.Add(dsat.MaxDelay + time.Hour)}); !errors.Is(err, dsat.ErrInvalidDelay) {
+			t.Fatalf("two years ahead: %v", err)
+		}
+	})
 }

@@ -30,6 +30,9 @@ var (
 	ErrInvalidEnvelope = errors.New("dsat: invalid envelope")
 	// ErrInvalidPayload means a payload is not valid JSON or is too large.
 	ErrInvalidPayload = errors.New("dsat: invalid payload")
+	// ErrInvalidDelay means a delayed submission's run time is too far
+	// ahead (or its delay malformed).
+	ErrInvalidDelay = errors.New("dsat: invalid delay")
 	// ErrInvalidTrace means a trace context is not a W3C traceparent.
 	ErrInvalidTrace = errors.New("dsat: invalid traceparent")
 	// ErrIdempotencyConflict means an idempotency key was reused with a

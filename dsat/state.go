@@ -14,7 +14,10 @@ import (
 
 // Task statuses.
 const (
-	StatusPending   = "pending"
+	StatusPending = "pending"
+	// StatusScheduled: submitted with a later run time; its entry token
+	// reaches the entry step at RunAt.
+	StatusScheduled = "scheduled"
 	StatusRunning   = "running"
 	StatusSucceeded = "succeeded"
 	StatusFailed    = "failed"
@@ -33,6 +36,9 @@ type TaskState struct {
 	Steps     map[string]StepState `json:"steps"`
 	Result    json.RawMessage      `json:"result"`
 	Error     string               `json:"error"`
+	// RunAt is when a delayed submission's entry token is due (absent
+	// for a task submitted to run at once).
+	RunAt *Time `json:"run_at,omitempty"`
 }
 
 // StepState is one step's part of a task's state: its latest token's
@@ -85,6 +91,10 @@ func stateFromHash(id string, h map[string]string) *TaskState {
 		Steps: map[string]StepState{}, Error: h["error"],
 	}
 	st.Seq, _ = strconv.ParseInt(h["seq"], 10, 64)
+	if v := h["run_at"]; v != "" {
+		t := msTime(v)
+		st.RunAt = &t
+	}
 	latest := map[string]int{} // step -> its latest token
 	for f, v := range h {
 		switch {

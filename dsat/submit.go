@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"hash/fnv"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -21,7 +22,16 @@ type SubmitOptions struct {
 	IdempotencyKey string
 	// Trace is a W3C traceparent carried by every token of the task.
 	Trace string
+	// RunAt delays the task: it exists at once (status scheduled, INIT
+	// written) and its entry token reaches the entry step at RunAt, moved
+	// by the satellites' promote loop (within PromoteInterval, 1s by
+	// default). Zero or a past time runs it at once; at most MaxDelay
+	// ahead.
+	RunAt time.Time
 }
+
+// MaxDelay is how far ahead a submission may be delayed.
+const MaxDelay = 366 * 24 * time.Hour
 
 // Submitted is the outcome of one submission.
 type Submitted struct {
@@ -46,11 +56,20 @@ func (c *Client) Submit(ctx context.Context, pipeline string, payload []byte, op
 
 // SubmitBatch submits many payloads to one pipeline in a single round trip
 // and returns the ids in order. Payloads are all checked before anything is
-// written; a Redis error may leave a prefix of the batch submitted.
-func (c *Client) SubmitBatch(ctx context.Context, pipeline string, payloads [][]byte) ([]string, error) {
+// written; a Redis error may leave a prefix of the batch submitted. An
+// optional SubmitOptions gives every task its Trace and RunAt (an
+// IdempotencyKey is refused: it names one task).
+func (c *Client) SubmitBatch(ctx context.Context, pipeline string, payloads [][]byte, opts ...SubmitOptions) ([]string, error) {
+	var o SubmitOptions
+	if len(opts) > 0 {
+		o = opts[0]
+	}
+	if o.IdempotencyKey != "" {
+		return nil, fmt.Errorf("%w: an idempotency key names one task, not a batch", ErrInvalidPayload)
+	}
 	calls := make([]submitCall, len(payloads))
 	for i, p := range payloads {
-		call, err := c.submitCall(pipeline, p, SubmitOptions{})
+		call, err := c.submitCall(pipeline, p, o)
 		if err != nil {
 			return nil, fmt.Errorf("item %d: %w", i, err)
 		}
@@ -105,6 +124,14 @@ func (c *Client) submitCall(pipeline string, payload []byte, opts SubmitOptions)
 	if len(opts.IdempotencyKey) > 255 {
 		return submitCall{}, fmt.Errorf("%w: idempotency key longer than 255 bytes", ErrInvalidPayload)
 	}
+	now := c.cfg.Now()
+	runAt := ""
+	if !opts.RunAt.IsZero() && opts.RunAt.After(now) {
+		if opts.RunAt.Sub(now) > MaxDelay {
+			return submitCall{}, fmt.Errorf("%w: run time %s is more than a year ahead", ErrInvalidDelay, opts.RunAt.UTC().Format(time.RFC3339))
+		}
+		runAt = ms(opts.RunAt)
+	}
 	var part Partition
 	if opts.IdempotencyKey != "" {
 		h := fnv.New32a()
@@ -113,16 +140,15 @@ func (c *Client) submitCall(pipeline string, payload []byte, opts SubmitOptions)
 	} else {
 		part = p.Partition(int(c.rr.Add(1) % uint64(p.Partitions)))
 	}
-	now := c.cfg.Now()
 	id := NewTaskID(part, now).String()
-	keys := []string{c.keys.Task(part, id), c.keys.TaskLog(part, id), c.keys.Firehose(part), c.keys.Step(part, p.Entry)}
+	keys := []string{c.keys.Task(part, id), c.keys.TaskLog(part, id), c.keys.Firehose(part), c.keys.Step(part, p.Entry), c.keys.Retry(part)}
 	if opts.IdempotencyKey != "" {
 		keys = append(keys, c.keys.Idempotency(part, opts.IdempotencyKey))
 	}
 	sum := sha256.Sum256(payload)
 	args := []any{id, ms(now), c.cfg.FirehoseMaxLen, EnvelopeVersion.API(), p.Version.String(),
 		DefaultContentType, string(payload), p.Entry, opts.Trace, p.Name,
-		c.cfg.IdempotencyTTL.Milliseconds(), hex.EncodeToString(sum[:16])}
+		c.cfg.IdempotencyTTL.Milliseconds(), hex.EncodeToString(sum[:16]), runAt}
 	return submitCall{keys: keys, args: args}, nil
 }
 

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dsat-dev/dsat/dsat"
 	"github.com/dsat-dev/dsat/internal/redistest"
 )
 
@@ -169,5 +170,39 @@ func TestRefusedPayloads(t *testing.T) {
 	}
 	if r := e.do("POST", "/v1/pipelines/demo/batch", "application/json", "["+nest(MaxDepth)+",\"été\"]"); r.status != 202 {
 		t.Errorf("batch at the limit: %d %s", r.status, r.raw)
+	}
+}
+
+// TestDelayedSubmission: ?delay= and ?at= schedule a task (202, status
+// scheduled, run_at in its state); malformed or too distant times are a
+// 400 that says what to send; a past ?at= runs at once.
+func TestDelayedSubmission(t *testing.T) {
+	e := newEnv(t, redistest.Backends()[0])
+	r := e.do("POST", "/v1/pipelines/demo/tasks?delay=30s", "application/json", `{}`)
+	if r.status != 202 || r.body["status"] != "scheduled" {
+		t.Fatalf("delay 30s: %d %s", r.status, r.raw)
+	}
+	g := e.do("GET", "/v1/tasks/"+r.body["id"].(string), "", "")
+	if g.body["status"] != "scheduled" || g.body["run_at"] == nil {
+		t.Fatalf("state of a delayed task: %s", g.raw)
+	}
+	b := e.do("POST", "/v1/pipelines/demo/batch?at="+time.Now().Add(time.Hour).UTC().Format(time.RFC3339), "application/json", `[{},{}]`)
+	if b.status != 202 {
+		t.Fatalf("delayed batch: %d %s", b.status, b.raw)
+	}
+	for _, id := range b.body["ids"].([]any) {
+		if g := e.do("GET", "/v1/tasks/"+id.(string), "", ""); g.body["status"] != "scheduled" {
+			t.Fatalf("batch task %s: %s", id, g.raw)
+		}
+	}
+	if r := e.do("POST", "/v1/pipelines/demo/tasks?at=2020-01-01T00:00:00Z", "application/json", `{}`); r.status != 202 || r.body["status"] != "pending" {
+		t.Fatalf("past at: %d %s", r.status, r.raw)
+	}
+	for _, q := range []string{"delay=soon", "delay=-5s", "delay=9000h", "at=tomorrow", "delay=1s&at=2030-01-01T00:00:00Z",
+		"at=" + time.Now().Add(2*dsat.MaxDelay).UTC().Format(time.RFC3339)} {
+		r := e.do("POST", "/v1/pipelines/demo/tasks?"+q, "application/json", `{}`)
+		if r.status != 400 || r.header.Get("Content-Type") != "application/problem+json" || !strings.Contains(r.raw, "invalid delay") {
+			t.Errorf("?%s: %d %s", q, r.status, r.raw)
+		}
 	}
 }

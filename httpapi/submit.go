@@ -9,6 +9,7 @@ import (
 	"mime"
 	"net/http"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/go-chi/chi/v5"
@@ -148,7 +149,12 @@ func (a *API) submit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	key := r.Header.Get("Idempotency-Key")
-	s, err := a.c.Submit(r.Context(), name, body, dsat.SubmitOptions{IdempotencyKey: key, Trace: r.Header.Get("Traceparent")})
+	at, err := runAt(r)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	s, err := a.c.Submit(r.Context(), name, body, dsat.SubmitOptions{IdempotencyKey: key, Trace: r.Header.Get("Traceparent"), RunAt: at})
 	if err != nil {
 		writeError(w, r, err)
 		return
@@ -160,7 +166,40 @@ func (a *API) submit(w http.ResponseWriter, r *http.Request) {
 	} else {
 		a.cfg.Metrics.submissions.WithLabelValues(name).Inc()
 	}
-	writeJSON(w, status, submitted{ID: s.ID, Pipeline: name, Status: dsat.StatusPending, Links: taskLinks(s.ID)})
+	st := dsat.StatusPending
+	if at.After(time.Now()) {
+		st = dsat.StatusScheduled
+	}
+	writeJSON(w, status, submitted{ID: s.ID, Pipeline: name, Status: st, Links: taskLinks(s.ID)})
+}
+
+// runAt reads a delayed submission's run time: ?delay=<Go duration> or
+// ?at=<RFC 3339>; zero when neither is given (run at once). A past time or
+// a zero delay also runs at once; more than dsat.MaxDelay ahead is refused
+// by dsat.
+func runAt(r *http.Request) (time.Time, error) {
+	q := r.URL.Query()
+	delay, at := q.Get("delay"), q.Get("at")
+	switch {
+	case delay != "" && at != "":
+		return time.Time{}, fmt.Errorf("%w: give ?delay= or ?at=, not both", dsat.ErrInvalidDelay)
+	case delay != "":
+		d, err := time.ParseDuration(delay)
+		if err != nil || d < 0 {
+			return time.Time{}, fmt.Errorf("%w: delay %q is not a positive Go duration (30s, 5m, 2h)", dsat.ErrInvalidDelay, trimID(delay))
+		}
+		if d == 0 {
+			return time.Time{}, nil
+		}
+		return time.Now().Add(d), nil
+	case at != "":
+		t, err := time.Parse(time.RFC3339Nano, at)
+		if err != nil {
+			return time.Time{}, fmt.Errorf("%w: at %q is not an RFC 3339 time (2026-12-01T09:00:00Z)", dsat.ErrInvalidDelay, trimID(at))
+		}
+		return t, nil
+	}
+	return time.Time{}, nil
 }
 
 func (a *API) submitBatch(w http.ResponseWriter, r *http.Request) {
@@ -188,11 +227,16 @@ func (a *API) submitBatch(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, r, http.StatusServiceUnavailable, "busy", "too many batches are being submitted at once; retry later")
 		return
 	}
+	at, err := runAt(r)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
 	payloads, ok := a.decodeBatch(w, r)
 	if !ok {
 		return
 	}
-	ids, err := a.c.SubmitBatch(r.Context(), name, payloads)
+	ids, err := a.c.SubmitBatch(r.Context(), name, payloads, dsat.SubmitOptions{Trace: r.Header.Get("Traceparent"), RunAt: at})
 	if err != nil {
 		writeError(w, r, err)
 		return

@@ -38,7 +38,7 @@ local function begin1(c, tok, att, id)
 
   c.seq = tonumber(v[2]) or 0
   tok_set(c, tok, 'r', att, step, worker)
-  if v[1] == 'pending' then set(c, 'status', 'running') end
+  if v[1] == 'pending' or v[1] == 'scheduled' then set(c, 'status', 'running') end
   emit(c, 'ACK', step, att, worker, '{}')
   save(c)
   return 1

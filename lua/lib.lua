@@ -17,6 +17,8 @@
 -- the fields every script reads come first, because Redis looks a field up
 -- in a small hash by scanning it from the start.
 --   status seq updated ntok live dead pv ct trace
+--   status        pending, scheduled (its entry token waits for run_at),
+--                 running, succeeded, failed, cancelled
 --   live          tokens queued, running or waiting for a retry
 --   dead          tokens that gave up (dead letters) since the last re-drive
 --   ntok          token id counter
@@ -145,7 +147,7 @@ end
 -- script that records its result writes the ACK first, with the time the
 -- handler started (started, ms; "" for now), in the same entry.
 local function ack_late(c, step, att, worker, started)
-  if c.status == 'pending' then
+  if c.status == 'pending' or c.status == 'scheduled' then
     c.status = 'running'
     set(c, 'status', 'running')
   end

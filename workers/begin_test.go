@@ -148,3 +148,35 @@ func (b *bundle) firehoseEntries(task string) map[int64]string {
 	}
 	return out
 }
+
+// TestDelayedTaskRunsWhenDue: a satellite's promote loop brings a delayed
+// task's entry token to its step when due, not before.
+func TestDelayedTaskRunsWhenDue(t *testing.T) {
+	redistest.ForEachBackend(t, func(t *testing.T, be redistest.Backend) {
+		b := setup(t, be, beginYAML)
+		m := NewMux()
+		m.HandleFunc("fast", func(ctx context.Context, task *dsat.Task) (dsat.Result, error) {
+			return dsat.Result{Output: task.Payload}, nil
+		})
+		m.HandleFunc("slow", func(ctx context.Context, task *dsat.Task) (dsat.Result, error) {
+			return dsat.Result{Output: task.Payload}, nil
+		})
+		b.start(m, b.fast("s1"))
+		runAt := time.Now().Add(500 * time.Millisecond)
+		s, err := b.c.Submit(b.ctx, "lazy", []byte(`{}`), dsat.SubmitOptions{RunAt: runAt})
+		if err != nil {
+			t.Fatal(err)
+		}
+		b.wait([]string{s.ID}, 10*time.Second)
+		evs, err := b.c.History(b.ctx, s.ID, "", 0)
+		if err != nil || len(evs) < 2 || evs[1].Event != dsat.EventAck {
+			t.Fatalf("events %v %v", evs, err)
+		}
+		if evs[1].At.Before(runAt.Truncate(time.Millisecond)) {
+			t.Fatalf("the first step started at %v, before its run time %v", evs[1].At, runAt)
+		}
+		if late := evs[1].At.Sub(runAt); late > 2*time.Second {
+			t.Fatalf("the first step started %v after its run time", late)
+		}
+	})
+}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"github.com/dsat-dev/dsat/dsat"
 	"net"
 	"regexp"
 	"strings"
@@ -46,7 +47,7 @@ func TestBenchConcurrencyFlag(t *testing.T) {
 		args     []string
 		min, max int
 	}{
-		{nil, 1, 8},
+		{nil, dsat.DefaultConcurrencyMin, dsat.DefaultConcurrencyMax},
 		{[]string{"--concurrency", "5"}, 5, 5},
 	} {
 		args := append([]string{"bench", "--json", "--mode", "drain", "--tasks", "200", "--steps", "2"}, tc.args...)

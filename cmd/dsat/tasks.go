@@ -10,22 +10,25 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/dsat-dev/dsat/dsat"
 )
 
 func init() {
 	register(&command{name: "submit", summary: "submit a task to a pipeline; prints its id",
-		usage: "PIPELINE [JSON | @FILE | -]",
+		usage: "[--delay D | --at TIME] PIPELINE [JSON | @FILE | -]",
 		help: `Submits a payload (JSON, from the argument, a file with @, or stdin with -;
 {} when none) to the newest version of PIPELINE. Prints the task id on
-stdout.
+stdout. With --delay or --at the task is scheduled: it exists at once and
+its first step runs at that time (within a second).
 
 Examples:
   dsat submit textstats '{"kind":"urgent","text":"disk full"}'
   dsat submit wordcount @payload.json
   echo '{"text":"hi"}' | dsat submit wordcount -
-  id=$(dsat submit flaky) && dsat tail $id`,
+  id=$(dsat submit flaky) && dsat tail $id
+  dsat submit --delay 30s textstats '{"text":"later"}'`,
 		run: runSubmit})
 	register(&command{name: "status", summary: "print a task's state (JSON)", usage: "TASK_ID",
 		help: "Prints the task's state as JSON: status, per-step state, result, error.\n\nExample:\n  dsat status 06h1ki9ia4001ttg3m6qbao188.textstats.1.0.0", run: runStatus})
@@ -45,8 +48,22 @@ func runSubmit(ctx context.Context, env *cliEnv, args []string) error {
 	fs := newFlagSet("submit", env)
 	o := addAPIFlags(fs, env)
 	key := fs.String("idempotency-key", "", "Idempotency-Key header")
+	delay := fs.Duration("delay", 0, "run the task this long from now (e.g. 30s, 2h; at most a year)")
+	at := fs.String("at", "", "run the task at this RFC 3339 time (e.g. 2026-12-01T09:00:00Z)")
 	if err := parse(fs, env, "submit", args); err != nil {
 		return err
+	}
+	q := url.Values{}
+	switch {
+	case *delay < 0 || *delay != 0 && *at != "":
+		return usagef("give a positive --delay or --at, not both")
+	case *delay > 0:
+		q.Set("delay", delay.String())
+	case *at != "":
+		if _, err := time.Parse(time.RFC3339Nano, *at); err != nil {
+			return usagef("--at %q: want an RFC 3339 time such as 2026-12-01T09:00:00Z", *at)
+		}
+		q.Set("at", *at)
 	}
 	if fs.NArg() < 1 || fs.NArg() > 2 {
 		return usagef("want a pipeline name and at most one payload")
@@ -67,7 +84,11 @@ func runSubmit(ctx context.Context, env *cliEnv, args []string) error {
 	if *key != "" {
 		hdr["Idempotency-Key"] = *key
 	}
-	if _, err := c.do(ctx, "POST", "/v1/pipelines/"+url.PathEscape(fs.Arg(0))+"/tasks", payload, hdr, &out); err != nil {
+	path := "/v1/pipelines/" + url.PathEscape(fs.Arg(0)) + "/tasks"
+	if len(q) > 0 {
+		path += "?" + q.Encode()
+	}
+	if _, err := c.do(ctx, "POST", path, payload, hdr, &out); err != nil {
 		return err
 	}
 	fmt.Fprintln(env.stdout, out.ID)
