@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -38,7 +39,7 @@ func TestRunsATask(t *testing.T) {
 		addr := rdb.(*redis.Client).Options().Addr
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
-		var logs bytes.Buffer
+		var logs syncBuffer // the satellite logs from several goroutines
 		done := make(chan error, 1)
 		go func() { done <- run(ctx, []string{"--redis", "redis://" + addr, "--pipelines", "."}, &logs) }()
 
@@ -162,4 +163,22 @@ func waitSucceeded(t *testing.T, c *dsat.Client, id string, limit time.Duration)
 		time.Sleep(20 * time.Millisecond)
 	}
 	t.Fatalf("task %s did not succeed within %s: %s", id, limit, last)
+}
+
+// syncBuffer is a bytes.Buffer safe for concurrent writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
