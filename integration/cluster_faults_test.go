@@ -17,6 +17,7 @@ import (
 // FAILOVER) under load. No CROSSSLOT, scripts reload after NOSCRIPT on the
 // promoted replica, nothing lost.
 func TestCluster(t *testing.T) {
+	fullSuite(t)
 	cl := startCluster(t)
 	rc := cl.client(t)
 	r := newRig(t, rc, cl.url(), loadYAML(12))
@@ -102,6 +103,7 @@ func findReplica(t *testing.T, ctx context.Context, cl *cluster) string {
 // serves partition 0 under load and restart it on its AOF (appendfsync
 // always) before its replica takes over: every accepted task completes.
 func TestClusterMasterCrash(t *testing.T) {
+	fullSuite(t)
 	cl := startCluster(t)
 	rc := cl.client(t)
 	r := newRig(t, rc, cl.url(), loadYAML(12))

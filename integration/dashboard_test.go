@@ -19,6 +19,7 @@ import (
 // HAPPY_END on the live timeline with its result, and a dead letter is
 // retried from the list. Screenshots go to integration/artifacts/.
 func TestDashboard(t *testing.T) {
+	fullSuite(t)
 	ctx := browser(t, 1280, 900)
 	dir := t.TempDir()
 	src, _ := os.ReadFile("../examples/textstats.yaml")
@@ -171,6 +172,7 @@ func waitStatus(t *testing.T, base, id, want string) {
 // once entered it loads pipelines and follows a task's live timeline
 // (EventSource with ?access_token=).
 func TestDashboardWithAuth(t *testing.T) {
+	fullSuite(t)
 	ctx := browser(t, 420, 900)
 	dev := startDsat(t, "dev", nil, "dev", "--addr", "127.0.0.1:0", "--token", "s3cret", "--log-format", "json")
 	base := waitBanner(t, dev)

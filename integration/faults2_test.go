@@ -20,6 +20,7 @@ import (
 // 200ms and the satellites' read timeout is a few milliseconds, so
 // go-redis retries scripts whose reply was lost: state still changes once.
 func TestFaultLostReplies(t *testing.T) {
+	fullSuite(t)
 	_, rdb := standalone(t, "everysec")
 	addr := rdb.Options().Addr
 	r := newRig(t, rdb, "redis://"+addr+"?read_timeout=4ms&max_retries=10&min_retry_backoff=1ms&max_retry_backoff=20ms", loadYAML(1))
@@ -56,6 +57,7 @@ func TestFaultLostReplies(t *testing.T) {
 // 202 completes; the API answers 503 (not 500) and /readyz is 503 while
 // Redis is down; satellites and API reconnect by themselves.
 func TestFaultRedisCrash(t *testing.T) {
+	fullSuite(t)
 	r, missing := redisCrash(t, "always")
 	if missing != 0 {
 		t.Fatalf("%d accepted tasks are gone after a crash with appendfsync always", missing)
@@ -69,6 +71,7 @@ func TestFaultRedisCrash(t *testing.T) {
 // are redone (handlers run again) — never applied twice: the invariants
 // hold for every task that is still there.
 func TestFaultRedisCrashEverysec(t *testing.T) {
+	fullSuite(t)
 	r, missing := redisCrash(t, "everysec")
 	t.Logf("appendfsync everysec: %d of %d accepted tasks were lost with the last second of writes", missing, len(r.ids)+missing)
 	r.check(nil)
@@ -157,6 +160,7 @@ func redisCrash(t *testing.T, fsync string) (*rig, int) {
 // recreate their consumer groups with backoff (bounded command rate) and
 // new work flows.
 func TestFaultRedisFlushed(t *testing.T) {
+	fullSuite(t)
 	_, rdb := standalone(t, "everysec")
 	r := newRig(t, rdb, "redis://"+rdb.Options().Addr, loadYAML(1))
 	r.worker("w1")
@@ -201,6 +205,7 @@ func totalCalls(t *testing.T, rdb *redis.Client) int64 {
 // TestFaultRedisStalls (fault 6): CLIENT PAUSE 3000 WRITE and DEBUG SLEEP 2
 // under load: nothing is reclaimed early, nothing is lost.
 func TestFaultRedisStalls(t *testing.T) {
+	fullSuite(t)
 	_, rdb := standalone(t, "everysec")
 	r := newRig(t, rdb, "redis://"+rdb.Options().Addr, loadYAML(1))
 	w1, w2 := r.worker("w1"), r.worker("w2")
@@ -225,6 +230,7 @@ func TestFaultRedisStalls(t *testing.T) {
 // TestFaultForcedDuplicateDelivery (fault 7): running tokens force-claimed
 // by another consumer (XCLAIM ... FORCE): the state changes once.
 func TestFaultForcedDuplicateDelivery(t *testing.T) {
+	fullSuite(t)
 	_, rdb := standalone(t, "everysec")
 	r := newRig(t, rdb, "redis://"+rdb.Options().Addr, strings.Replace(loadYAML(1), "ms: 3", "ms: 150", 1))
 	r.worker("w1")
@@ -263,6 +269,7 @@ func TestFaultForcedDuplicateDelivery(t *testing.T) {
 // letter; malformed entries become one dead letter each; the satellite
 // stays up.
 func TestFaultPoisonAndBadMessages(t *testing.T) {
+	fullSuite(t)
 	_, rdb := standalone(t, "everysec")
 	yaml := strings.Replace(loadYAML(1), "  pb:     {handler: echo,", "  pb:     {handler: fail, with: {panic: true, attempts: 100}, retries: 1, backoff: {initial: 10ms, max: 10ms},", 1)
 	r := newRig(t, rdb, "redis://"+rdb.Options().Addr, yaml)

@@ -8,6 +8,7 @@ import (
 // TestFaultFree: 2,000 tasks through the load pipeline with two workers,
 // no fault: the baseline every fault test is compared with.
 func TestFaultFree(t *testing.T) {
+	fullSuite(t)
 	_, rdb := standalone(t, "everysec")
 	r := newRig(t, rdb, "", loadYAML(1))
 	r.redis = "redis://" + rdb.Options().Addr
@@ -22,6 +23,7 @@ func TestFaultFree(t *testing.T) {
 // while its handlers run; the others finish its tokens after the
 // visibility timeout.
 func TestFaultSatelliteKilled(t *testing.T) {
+	fullSuite(t)
 	_, rdb := standalone(t, "everysec")
 	r := newRig(t, rdb, "redis://"+rdb.Options().Addr, loadYAML(1))
 	r.worker("steady")
@@ -40,6 +42,7 @@ func TestFaultSatelliteKilled(t *testing.T) {
 // a handler's return and its complete (the test-only hook); reruns
 // complete each token once.
 func TestFaultCrashBeforeComplete(t *testing.T) {
+	fullSuite(t)
 	_, rdb := standalone(t, "everysec")
 	r := newRig(t, rdb, "redis://"+rdb.Options().Addr, loadYAML(1))
 	r.worker("steady")

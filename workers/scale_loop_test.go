@@ -53,6 +53,7 @@ steps:
 // TestIdleSatelliteCPU measures the CPU an idle satellite uses with the
 // default timings (real Redis only: miniredis runs in this process).
 func TestIdleSatelliteCPU(t *testing.T) {
+	redistest.Slow(t, "measures an idle satellite's CPU over 5 s")
 	if testing.Short() {
 		t.Skip("takes 5s")
 	}
@@ -88,6 +89,7 @@ func TestIdleSatelliteCPU(t *testing.T) {
 // tokens its pool must grow (the reader waits for slots), and shrink back
 // once idle.
 func TestPoolGrowsForFastHandler(t *testing.T) {
+	redistest.Slow(t, "13,000 tasks, 7 s; TestPoolGrowsUnderBacklog covers growth in the fast check")
 	redistest.ForEachBackend(t, func(t *testing.T, be redistest.Backend) {
 		b := setup(t, be, `
 name: one

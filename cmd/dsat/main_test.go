@@ -13,12 +13,16 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/dsat-dev/dsat/internal/redistest"
 )
 
-// binPath is the dsat binary built once for the end-to-end tests, with the
-// race detector for the long-running processes (dev, serve, worker);
-// cliPath is a plain build for the short CLI calls (a race-enabled binary
-// takes about a second to start here).
+// binPath is the dsat binary built once for the end-to-end tests: in the
+// full suite (DSAT_INTEGRATION=1, as in CI) with the race detector, for the
+// long-running processes (dev, serve, worker); in the fast `go test ./...`
+// the plain build, since a race build costs about 15 s here. cliPath is a
+// plain build for the short CLI calls (a race-enabled binary takes about a
+// second to start here).
 var binPath, cliPath string
 
 func TestMain(m *testing.M) {
@@ -30,7 +34,9 @@ func TestMain(m *testing.M) {
 	if out, err := exec.Command("go", "build", "-o", cliPath, ".").CombinedOutput(); err != nil {
 		panic(string(out))
 	}
-	if out, err := exec.Command("go", "build", "-race", "-o", binPath, ".").CombinedOutput(); err != nil {
+	if !redistest.Integration() {
+		binPath = cliPath
+	} else if out, err := exec.Command("go", "build", "-race", "-o", binPath, ".").CombinedOutput(); err != nil {
 		// -race needs cgo; use the plain build then.
 		fmt.Fprintf(os.Stderr, "race build failed, using the plain binary: %s\n", out)
 		binPath = cliPath

@@ -4,7 +4,12 @@
 // backend with ForEachBackend.
 //
 // When redis-server is not on PATH the real-Redis cases are skipped with a
-// message, unless DSAT_REQUIRE_REDIS=1 (as in CI), which makes them fail.
+// message, unless DSAT_REQUIRE_REDIS=1 (as in CI) or DSAT_INTEGRATION=1,
+// which make them fail.
+//
+// The slow tests (the fault and cluster suite in integration/, and a few
+// long cases elsewhere) call Slow first: they run only with
+// DSAT_INTEGRATION=1, so that `go test ./...` stays a fast check.
 package redistest
 
 import (
@@ -38,11 +43,31 @@ func RequireBinary(t testing.TB, name string) string {
 	if err == nil {
 		return p
 	}
-	if os.Getenv("DSAT_REQUIRE_REDIS") == "1" {
-		t.Fatalf("%s not found on PATH and DSAT_REQUIRE_REDIS=1", name)
+	if os.Getenv("DSAT_REQUIRE_REDIS") == "1" || os.Getenv(IntegrationEnv) == "1" {
+		t.Fatalf("%s not found on PATH and DSAT_REQUIRE_REDIS=1 or %s=1: install Redis (apt-get install redis-server)", name, IntegrationEnv)
 	}
 	t.Skipf("%s not found on PATH: install Redis (apt-get install redis-server) to run the real-Redis half", name)
 	return ""
+}
+
+// IntegrationEnv names the switch of the full suite: with
+// DSAT_INTEGRATION=1 the slow tests run too.
+const IntegrationEnv = "DSAT_INTEGRATION"
+
+// Integration says whether the full suite runs: DSAT_INTEGRATION=1, or
+// DSAT_REQUIRE_REDIS=1 (CI's "skip nothing"), which implies it so that a
+// CI run never counts a skipped slow test as a pass.
+func Integration() bool {
+	return os.Getenv(IntegrationEnv) == "1" || os.Getenv("DSAT_REQUIRE_REDIS") == "1"
+}
+
+// Slow skips t unless Integration(): a test that takes seconds (what says
+// why), part of the full suite rather than of the fast `go test ./...`.
+func Slow(t testing.TB, what string) {
+	t.Helper()
+	if !Integration() {
+		t.Skipf("slow (%s): runs with %s=1, see README \"Tests\"", what, IntegrationEnv)
+	}
 }
 
 // FreePort returns a loopback TCP port that was free a moment ago.
