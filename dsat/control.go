@@ -73,7 +73,7 @@ func (c *Client) Retry(ctx context.Context, id string) (int, error) {
 	return 0, fmt.Errorf("dsat: retry: unexpected reply %v", r)
 }
 
-// DeadLetter is one entry of a dead-letter stream (DESIGN §7). Entries for
+// DeadLetter is one entry of a dead-letter stream (docs/design.md §3). Entries for
 // stream entries that could not be parsed have no task; Raw then holds
 // what was found.
 type DeadLetter struct {

@@ -5,7 +5,7 @@ import (
 	"time"
 )
 
-// Limits and defaults of pipeline definitions (DESIGN §2).
+// Limits and defaults of pipeline definitions (README, "Pipeline YAML reference").
 const (
 	MaxPartitions = 1024
 

@@ -21,7 +21,7 @@ steps:
   c: {handler: echo}
 `
 
-// textstatsYAML is DESIGN §2's example: a fan-out, a switch and a join.
+// textstatsYAML is the design's example: a fan-out, a switch and a join.
 const textstatsYAML = `
 name: textstats
 version: 1.2.0

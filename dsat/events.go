@@ -13,7 +13,7 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// Event names (DESIGN §5).
+// Event names (docs/design.md §2, Events).
 const (
 	EventInit      = "INIT"
 	EventAck       = "ACK"

@@ -11,7 +11,7 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// SatelliteInfo is a satellite's heartbeat record (DESIGN §7).
+// SatelliteInfo is a satellite's heartbeat record (docs/design.md §2, §3).
 type SatelliteInfo struct {
 	ID        string              `json:"id"`
 	Host      string              `json:"host"`

@@ -24,7 +24,7 @@ const (
 	StatusCancelled = "cancelled"
 )
 
-// TaskState is a task's state as stored in its hash (DESIGN §7).
+// TaskState is a task's state as stored in its hash (docs/design.md §2, §3).
 type TaskState struct {
 	ID        string               `json:"id"`
 	Pipeline  string               `json:"pipeline"`

@@ -114,10 +114,14 @@ func flagsFor(name string, fs *flag.FlagSet) {
 		addAPIFlags(fs, env)
 		if name == "submit" {
 			fs.String("idempotency-key", "", "Idempotency-Key header")
+			fs.Duration("delay", 0, "run the task this long from now")
+			fs.String("at", "", "run the task at this RFC 3339 time")
 		}
+	case "validate":
+		handlersFlag(fs, env)
 	case "tail":
 		addAPIFlags(fs, env)
-		fs.String("after", "", "start after this event id")
+		fs.String("after", "", "start after this event (its seq)")
 	case "dead":
 		addAPIFlags(fs, env)
 		deadFlags(fs)
