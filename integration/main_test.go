@@ -25,7 +25,7 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	dsatBin = filepath.Join(dir, "dsat")
-	if out, err := exec.Command("go", "build", "-o", dsatBin, "../cmd/dsat").CombinedOutput(); err != nil {
+	if out, err := exec.Command("go", "build", "-tags", "dsattest", "-o", dsatBin, "../cmd/dsat").CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "build dsat: %v\n%s", err, out)
 		os.Exit(1)
 	}

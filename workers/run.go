@@ -44,8 +44,8 @@ func (r *stepRunner) run(j *job) {
 	if herr == nil && !json.Valid(res.Output) {
 		herr = fmt.Errorf("handler output is not valid JSON (%d bytes)", len(res.Output))
 	}
-	if herr == nil && r.s.cfg.BeforeComplete != nil {
-		r.s.cfg.BeforeComplete(task)
+	if herr == nil && r.s.cfg.beforeComplete != nil {
+		r.s.cfg.beforeComplete(task)
 	}
 	outcome := r.finish(j, res, herr, timedOut, log)
 	if r.s.cfg.OnResult != nil {

@@ -89,9 +89,11 @@ type Config struct {
 	// ("ok", "error", "timeout", "panic", "snooze", "cancelled") and
 	// duration, e.g. for metrics.
 	OnResult func(pipeline, step, outcome string, d time.Duration)
-	// BeforeComplete is a fault-injection hook for tests only: it runs after
-	// a handler returned and before Complete. Leave nil.
-	BeforeComplete func(t *dsat.Task)
+	// beforeComplete is a fault-injection hook for tests only: it runs
+	// after a handler returned and before Complete. Only this package's
+	// tests and binaries built with the dsattest tag can set it
+	// (testhooks_dsattest.go).
+	beforeComplete func(t *dsat.Task)
 }
 
 func (c Config) withDefaults() Config {

@@ -4,13 +4,9 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"math/rand/v2"
 	"net"
 	"net/http"
-	"os"
-	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -20,12 +16,6 @@ import (
 	"github.com/dsat-dev/dsat/httpapi"
 	"github.com/dsat-dev/dsat/workers"
 )
-
-// crashHookEnv is a fault-injection switch for the integration tests only:
-// set to a probability (0..1), the worker kills itself with SIGKILL after a
-// handler returned and before its Complete, that share of the time. Off by
-// default; never set it in production.
-const crashHookEnv = "DSAT_TEST_CRASH_BEFORE_COMPLETE"
 
 // server is what dev, serve and worker share once their flags are parsed:
 // a logger, the pipelines, a Redis client and a dsat client.
@@ -82,14 +72,7 @@ func startSatellite(ctx context.Context, env *cliEnv, c *dsat.Client, log zerolo
 	if m != nil {
 		cfg.OnResult = m.ObserveStep
 	}
-	if p, err := strconv.ParseFloat(env.getenv(crashHookEnv), 64); err == nil && p > 0 {
-		log.Warn().Float64("probability", p).Msg(crashHookEnv + " is set: this worker will crash on purpose (tests only)")
-		cfg.BeforeComplete = func(*dsat.Task) {
-			if rand.Float64() < p {
-				_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
-			}
-		}
-	}
+	installTestHooks(env, log, &cfg)
 	s, err := workers.New(c, mux, cfg)
 	if err != nil {
 		return nil, err
