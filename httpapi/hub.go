@@ -32,7 +32,6 @@ func newHubs(c *dsat.Client, log zerolog.Logger, m *Metrics) *hubs {
 // hub is one partition's reader and its subscribers.
 type hub struct {
 	part   dsat.Partition
-	key    string
 	start  string // the firehose's last id when the reader started
 	mu     sync.Mutex
 	last   string // id of the last entry broadcast (guarded by mu)
