@@ -291,6 +291,20 @@ func (b *bench) deployed(ctx context.Context) (benchResult, error) {
 	t0 := time.Now()
 	var submitted atomic.Int64 // when the last POST returned (ns since t0)
 	subDone := make(chan struct{})
+	// postOrStop posts chunk k; the first failure is kept and stops every
+	// submitter.
+	postOrStop := func(k int) bool {
+		err := post(k)
+		if err != nil {
+			subMu.Lock()
+			if subErr == nil {
+				subErr = err
+			}
+			subMu.Unlock()
+			cancelSubmit()
+		}
+		return err == nil
+	}
 	if paced {
 		wg.Add(1)
 		go func() {
@@ -303,14 +317,7 @@ func (b *bench) deployed(ctx context.Context) (benchResult, error) {
 				wg.Add(1)
 				go func(k int) {
 					defer wg.Done()
-					if err := post(k); err != nil {
-						subMu.Lock()
-						if subErr == nil {
-							subErr = err
-						}
-						subMu.Unlock()
-						cancelSubmit()
-					}
+					postOrStop(k)
 				}(k)
 			}
 		}()
@@ -325,13 +332,7 @@ func (b *bench) deployed(ctx context.Context) (benchResult, error) {
 				if k >= chunks {
 					return
 				}
-				if err := post(k); err != nil {
-					subMu.Lock()
-					if subErr == nil {
-						subErr = err
-					}
-					subMu.Unlock()
-					cancelSubmit()
+				if !postOrStop(k) {
 					return
 				}
 			}
