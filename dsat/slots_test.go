@@ -59,11 +59,18 @@ func TestEveryScriptCallUsesOneSlot(t *testing.T) {
 		part := p.Partition(n)
 		id := NewTaskID(part, time.Now()).String()
 		calls := map[string][]string{}
-		sc, err := c.submitCall("textstats", []byte(`{}`), SubmitOptions{IdempotencyKey: "k{1}"})
+		sc, err := c.submitCalls("textstats", [][]byte{[]byte(`{}`)}, SubmitOptions{IdempotencyKey: "k{1}"})
 		if err != nil {
 			t.Fatal(err)
 		}
-		calls["submit"] = sc.keys
+		calls["submit"] = sc[0].keys
+		sb, err := c.submitCalls("textstats", [][]byte{[]byte(`{}`), []byte(`{}`), []byte(`{}`)}, SubmitOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, call := range sb {
+			calls["submit batch "+call.part.Tag()] = call.keys
+		}
 		for _, step := range p.Order {
 			id2 := NewTaskID(part, time.Now()).String()
 			d := Delivery{Envelope: Envelope{Task: id, Step: step, Token: "1", Attempt: 1}, EntryID: "1-0", Worker: "w"}

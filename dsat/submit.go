@@ -43,22 +43,22 @@ type Submitted struct {
 // Submit creates a task of the newest version of the named pipeline with
 // payload (JSON) as the entry step's input.
 func (c *Client) Submit(ctx context.Context, pipeline string, payload []byte, opts SubmitOptions) (Submitted, error) {
-	call, err := c.submitCall(pipeline, payload, opts)
+	calls, err := c.submitCalls(pipeline, [][]byte{payload}, opts)
 	if err != nil {
 		return Submitted{}, err
 	}
-	r, err := c.runScript(ctx, lua.Submit, call.keys, call.args...)
+	r, err := c.runScript(ctx, lua.Submit, calls[0].keys, calls[0].args...)
 	if err != nil {
 		return Submitted{}, err
 	}
-	return submitted(r)
+	return submitted(r, 0)
 }
 
 // SubmitBatch submits many payloads to one pipeline in a single round trip
-// and returns the ids in order. Payloads are all checked before anything is
-// written; a Redis error may leave a prefix of the batch submitted. An
-// optional SubmitOptions gives every task its Trace and RunAt (an
-// IdempotencyKey is refused: it names one task).
+// (one script call per partition) and returns the ids in order. Payloads
+// are all checked before anything is written; a Redis error may leave part
+// of the batch submitted. An optional SubmitOptions gives every task its
+// Trace and RunAt (an IdempotencyKey is refused: it names one task).
 func (c *Client) SubmitBatch(ctx context.Context, pipeline string, payloads [][]byte, opts ...SubmitOptions) ([]string, error) {
 	var o SubmitOptions
 	if len(opts) > 0 {
@@ -67,34 +67,37 @@ func (c *Client) SubmitBatch(ctx context.Context, pipeline string, payloads [][]
 	if o.IdempotencyKey != "" {
 		return nil, fmt.Errorf("%w: an idempotency key names one task, not a batch", ErrInvalidPayload)
 	}
-	calls := make([]submitCall, len(payloads))
-	for i, p := range payloads {
-		call, err := c.submitCall(pipeline, p, o)
-		if err != nil {
-			return nil, fmt.Errorf("item %d: %w", i, err)
-		}
-		calls[i] = call
+	calls, err := c.submitCalls(pipeline, payloads, o)
+	if err != nil {
+		return nil, err
 	}
-	replies, errs := c.pipelineScripts(ctx, lua.Submit, len(calls), func(i int) ([]string, []any) {
-		return calls[i].keys, calls[i].args
+	replies, errs := c.pipelineScripts(ctx, lua.Submit, len(calls), func(g int) ([]string, []any) {
+		return calls[g].keys, calls[g].args
 	})
-	ids := make([]string, len(calls))
-	for i, r := range replies {
-		if errs[i] != nil {
-			return nil, errs[i]
+	ids := make([]string, len(payloads))
+	for g, call := range calls {
+		if errs[g] != nil {
+			return nil, errs[g]
 		}
-		s, err := submitted(r)
-		if err != nil {
-			return nil, err
+		for k, i := range call.items {
+			s, err := submitted(replies[g], k)
+			if err != nil {
+				return nil, err
+			}
+			ids[i] = s.ID
 		}
-		ids[i] = s.ID
 	}
 	return ids, nil
 }
 
-func submitted(r []any) (Submitted, error) {
-	id := replyString(r, 1)
-	switch replyCode(r) {
+// submitted reads task k's outcome in a submit reply (code, id per task).
+func submitted(r []any, k int) (Submitted, error) {
+	if len(r) < 2*k+2 {
+		return Submitted{}, fmt.Errorf("dsat: submit: unexpected reply %v", r)
+	}
+	id := replyString(r, 2*k+1)
+	code, _ := r[2*k].(int64)
+	switch code {
 	case 1:
 		return Submitted{ID: id, Created: true}, nil
 	case 0:
@@ -105,51 +108,77 @@ func submitted(r []any) (Submitted, error) {
 	return Submitted{}, fmt.Errorf("dsat: submit: unexpected reply %v", r)
 }
 
+// submitCall is one submit.lua call: tasks of one partition.
 type submitCall struct {
-	keys []string
-	args []any
+	part  Partition
+	keys  []string
+	args  []any
+	items []int // indexes of the payloads
 }
 
-func (c *Client) submitCall(pipeline string, payload []byte, opts SubmitOptions) (submitCall, error) {
+// submitCalls checks every payload and the options, gives each task its
+// partition (by the idempotency key, else round-robin) and id, and groups
+// the tasks into one script call per partition.
+func (c *Client) submitCalls(pipeline string, payloads [][]byte, opts SubmitOptions) ([]*submitCall, error) {
 	p, err := c.Pipeline(pipeline)
 	if err != nil {
-		return submitCall{}, err
+		return nil, err
 	}
-	if err := c.CheckPayload(payload); err != nil {
-		return submitCall{}, err
+	for i, payload := range payloads {
+		if err := c.CheckPayload(payload); err != nil {
+			if len(payloads) > 1 {
+				err = fmt.Errorf("item %d: %w", i, err)
+			}
+			return nil, err
+		}
 	}
 	if err := CheckTrace(opts.Trace); err != nil {
-		return submitCall{}, err
+		return nil, err
 	}
 	if len(opts.IdempotencyKey) > 255 {
-		return submitCall{}, fmt.Errorf("%w: idempotency key longer than 255 bytes", ErrInvalidPayload)
+		return nil, fmt.Errorf("%w: idempotency key longer than 255 bytes", ErrInvalidPayload)
 	}
 	now := c.cfg.Now()
 	runAt := ""
 	if !opts.RunAt.IsZero() && opts.RunAt.After(now) {
 		if opts.RunAt.Sub(now) > MaxDelay {
-			return submitCall{}, fmt.Errorf("%w: run time %s is more than a year ahead", ErrInvalidDelay, opts.RunAt.UTC().Format(time.RFC3339))
+			return nil, fmt.Errorf("%w: run time %s is more than a year ahead", ErrInvalidDelay, opts.RunAt.UTC().Format(time.RFC3339))
 		}
 		runAt = ms(opts.RunAt)
 	}
-	var part Partition
+	idem, digest := "0", ""
 	if opts.IdempotencyKey != "" {
-		h := fnv.New32a()
-		h.Write([]byte(opts.IdempotencyKey))
-		part = p.Partition(int(h.Sum32() % uint32(p.Partitions)))
-	} else {
-		part = p.Partition(int(c.rr.Add(1) % uint64(p.Partitions)))
+		sum := sha256.Sum256(payloads[0])
+		idem, digest = "1", hex.EncodeToString(sum[:16])
 	}
-	id := NewTaskID(part, now).String()
-	keys := []string{c.keys.Task(part, id), c.keys.TaskLog(part, id), c.keys.Firehose(part), c.keys.Step(part, p.Entry), c.keys.Retry(part)}
+	var calls []*submitCall
+	byPart := map[Partition]*submitCall{}
+	for i, payload := range payloads {
+		var part Partition
+		if opts.IdempotencyKey != "" {
+			h := fnv.New32a()
+			h.Write([]byte(opts.IdempotencyKey))
+			part = p.Partition(int(h.Sum32() % uint32(p.Partitions)))
+		} else {
+			part = p.Partition(int(c.rr.Add(1) % uint64(p.Partitions)))
+		}
+		call, ok := byPart[part]
+		if !ok {
+			call = &submitCall{part: part, keys: []string{c.keys.Firehose(part), c.keys.Step(part, p.Entry), c.keys.Retry(part)},
+				args: []any{ms(now), idem, c.cfg.FirehoseMaxLen, EnvelopeVersion.API(), p.Version.String(),
+					DefaultContentType, p.Entry, opts.Trace, p.Name, c.cfg.IdempotencyTTL.Milliseconds(), digest, runAt}}
+			byPart[part] = call
+			calls = append(calls, call)
+		}
+		id := NewTaskID(part, now).String()
+		call.keys = append(call.keys, c.keys.Task(part, id), c.keys.TaskLog(part, id))
+		call.args = append(call.args, id, string(payload))
+		call.items = append(call.items, i)
+	}
 	if opts.IdempotencyKey != "" {
-		keys = append(keys, c.keys.Idempotency(part, opts.IdempotencyKey))
+		calls[0].keys = append(calls[0].keys, c.keys.Idempotency(calls[0].part, opts.IdempotencyKey))
 	}
-	sum := sha256.Sum256(payload)
-	args := []any{id, ms(now), c.cfg.FirehoseMaxLen, EnvelopeVersion.API(), p.Version.String(),
-		DefaultContentType, string(payload), p.Entry, opts.Trace, p.Name,
-		c.cfg.IdempotencyTTL.Milliseconds(), hex.EncodeToString(sum[:16]), runAt}
-	return submitCall{keys: keys, args: args}, nil
+	return calls, nil
 }
 
 // CheckPayload returns an error wrapping ErrInvalidPayload unless b is

@@ -1,62 +1,79 @@
--- submit.lua: create a task and queue its entry token.
--- KEYS[1] -> task state hash              dsat:{T}:t:<task>
--- KEYS[2] -> task event log               dsat:{T}:t:<task>:log
--- KEYS[3] -> partition firehose           dsat:{T}:ev
--- KEYS[4] -> entry step stream            dsat:{T}:s:<entry>
--- KEYS[5] -> retry set (delayed tokens)   dsat:{T}:retry
--- KEYS[6] -> idempotency key (optional)   dsat:{T}:idem:<hash>
--- ARGV[1] -> task id
--- ARGV[2] -> now (ms)
+-- submit.lua: create tasks and queue their entry tokens. One call takes a
+-- batch of tasks of one partition (one, with an idempotency key).
+-- KEYS[1] -> partition firehose           dsat:{T}:ev
+-- KEYS[2] -> entry step stream            dsat:{T}:s:<entry>
+-- KEYS[3] -> retry set (delayed tokens)   dsat:{T}:retry
+-- KEYS[2+2i] -> task i's state hash       dsat:{T}:t:<task>        (i = 1..n)
+-- KEYS[3+2i] -> task i's event log        dsat:{T}:t:<task>:log
+-- KEYS[4+2n] -> idempotency key, when ARGV[2] is "1" (then n = 1)
+-- ARGV[1] -> now (ms)
+-- ARGV[2] -> "1" when the last key is an idempotency key, else "0"
 -- ARGV[3] -> firehose cap, in events (approximate)
 -- ARGV[4] -> envelope format version (X.Y)
 -- ARGV[5] -> pipeline version (X.Y.Z)
 -- ARGV[6] -> content type
--- ARGV[7] -> payload
--- ARGV[8] -> entry step name
--- ARGV[9] -> traceparent ("" for none)
--- ARGV[10] -> pipeline name
--- ARGV[11] -> idempotency TTL (ms)
--- ARGV[12] -> payload digest (for idempotency conflicts)
--- ARGV[13] -> run at (ms): later than now, the task is "scheduled" and its
---             entry token waits in the retry set until then (promote.lua
---             moves it to the entry stream); "" or not later: at once
--- Returns: {1, id} created; {0, id} already exists (same idempotency key and
--- payload, or this very call retried); {-5, id} idempotency key used with a
--- different payload (nothing written).
-local c = context(KEYS[3], ARGV[2], ARGV[3])
-new_task(c, KEYS[1], KEYS[2], ARGV[1])
-c.v, c.pv, c.ct, c.trace = ARGV[4], ARGV[5], ARGV[6], ARGV[9]
-local idem = KEYS[6]
-if idem then
-  local prev = redis.call('GET', idem)
-  if prev then
-    local id, digest = string.match(prev, '^(%S+) (%S+)$')
-    if digest == ARGV[12] then return {0, id} end
-    return {-5, id}
-  end
-end
-if redis.call('EXISTS', c.H) == 1 then return {0, c.task} end
+-- ARGV[7] -> entry step name
+-- ARGV[8] -> traceparent ("" for none)
+-- ARGV[9] -> pipeline name
+-- ARGV[10] -> idempotency TTL (ms)
+-- ARGV[11] -> payload digest (for idempotency conflicts; "" without a key)
+-- ARGV[12] -> run at (ms): later than now, the tasks are "scheduled" and
+--             their entry tokens wait in the retry set until then
+--             (promote.lua moves them to the entry stream); "" or not
+--             later: at once
+-- ARGV[11+2i] -> task i's id
+-- ARGV[12+2i] -> task i's payload
+-- Returns: a flat list, two entries per task: code, id. Codes: 1 created;
+-- 0 already exists (same idempotency key and payload, or this very call
+-- retried); -5 idempotency key used with a different payload (nothing
+-- written).
+local c = context(KEYS[1], ARGV[1], ARGV[3])
+c.v, c.pv, c.ct, c.trace = ARGV[4], ARGV[5], ARGV[6], ARGV[8]
+local entry, pipeline = ARGV[7], ARGV[9]
+local run_at = ARGV[12]
+if run_at ~= '' and tonumber(run_at) <= tonumber(c.now) then run_at = '' end
+local status = 'pending'
+if run_at ~= '' then status = 'scheduled' end
+local n = (#ARGV - 12) / 2
+local idem = false
+if ARGV[2] == '1' then idem = KEYS[4 + 2 * n] end
 
-local entry = ARGV[8]
-local run_at = ARGV[13] or ''
-local status, tok = 'pending', '1'
-if run_at ~= '' and tonumber(run_at) > tonumber(c.now) then
-  status = 'scheduled'
-  redis.call('ZADD', KEYS[5], run_at, cjson.encode(token_fields(c, entry, tok, 1, ARGV[7], run_at)))
-  emit(c, 'INIT', '', '0', '', '{"entry":"' .. entry .. '","token":"1","run_at":' .. run_at .. '}')
-else
-  run_at = ''
-  tok = new_token(c, KEYS[4], entry, ARGV[7])
-  emit(c, 'INIT', '', '0', '', '{"entry":"' .. entry .. '","token":"' .. tok .. '"}') -- step names need no escaping
+local function submit1(H, LOG, id, payload)
+  new_task(c, H, LOG, id)
+  c.seq, c.ntok, c.ntoks, c.live = 0, 0, false, 0
+  if idem then
+    local prev = redis.call('GET', idem)
+    if prev then
+      local pid, digest = string.match(prev, '^(%S+) (%S+)$')
+      if digest == ARGV[11] then return 0, pid end
+      return -5, pid
+    end
+  end
+  if redis.call('EXISTS', H) == 1 then return 0, id end
+  local tok = '1'
+  if run_at ~= '' then
+    redis.call('ZADD', KEYS[3], run_at, cjson.encode(token_fields(c, entry, tok, 1, payload, run_at)))
+    emit(c, 'INIT', '', '0', '', '{"entry":"' .. entry .. '","token":"1","run_at":' .. run_at .. '}')
+  else
+    tok = new_token(c, KEYS[2], entry, payload)
+    emit(c, 'INIT', '', '0', '', '{"entry":"' .. entry .. '","token":"' .. tok .. '"}') -- step names need no escaping
+  end
+  flush(c)
+  -- The fields every script reads first (see lib.lua).
+  redis.call('HSET', H, 'status', status, 'seq', c.seqs, 'updated', c.now, 'ntok', tok, 'live', '1', 'dead', '0',
+    'pv', c.pv, 'ct', c.ct, 'trace', c.trace, 'k:' .. tok, 'q|1|' .. entry .. '|', 'pipeline', pipeline,
+    'created', c.now)
+  if run_at ~= '' then redis.call('HSET', H, 'run_at', run_at) end
+  if idem then
+    redis.call('SET', idem, id .. ' ' .. ARGV[11], 'PX', ARGV[10])
+  end
+  return 1, id
 end
-flush(c)
+
+local out = {}
+for i = 1, n do
+  local code, id = submit1(KEYS[2 + 2 * i], KEYS[3 + 2 * i], ARGV[11 + 2 * i], ARGV[12 + 2 * i])
+  out[2 * i - 1], out[2 * i] = code, id
+end
 publish(c)
--- The fields every script reads first (see lib.lua).
-redis.call('HSET', c.H, 'status', status, 'seq', c.seqs, 'updated', c.now, 'ntok', tok, 'live', '1', 'dead', '0',
-  'pv', c.pv, 'ct', c.ct, 'trace', c.trace, 'k:' .. tok, 'q|1|' .. entry .. '|', 'pipeline', ARGV[10],
-  'created', c.now)
-if run_at ~= '' then redis.call('HSET', c.H, 'run_at', run_at) end
-if idem then
-  redis.call('SET', idem, c.task .. ' ' .. ARGV[12], 'PX', ARGV[11])
-end
-return {1, c.task}
+return out
