@@ -90,7 +90,7 @@ func TestComposeDeployment(t *testing.T) {
 	if err := yaml.Unmarshal(b, &compose); err != nil {
 		t.Fatal(err)
 	}
-	wantPath := map[string]string{"serve": "/readyz", "worker": "/healthz"}
+	wantPath := map[string]string{"serve": "/readyz", "worker": "/readyz"}
 	for name, s := range compose.Services {
 		if !strings.HasPrefix(s.Image, "dsat") {
 			continue

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"net/http"
 	"strings"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/dsat-dev/dsat/dsat"
 	"github.com/dsat-dev/dsat/httpapi"
 	"github.com/dsat-dev/dsat/workers"
 )
@@ -78,9 +80,28 @@ func runWorker(ctx context.Context, env *cliEnv, args []string) error {
 	if err != nil {
 		return err
 	}
+	log.Info().Str("url", baseURL(l)).Msg("worker health and metrics listening")
+	return serveHTTP(ctx, l, workerMux(c, metrics), nil)
+}
+
+// workerMux serves a worker's probes and metrics: /healthz (the process
+// is up), /readyz (Redis answers and every script is loaded: 503
+// otherwise) and /metrics.
+func workerMux(c *dsat.Client, metrics *httpapi.Metrics) *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte(`{"status":"ok"}`)) })
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		w.Header().Set("Content-Type", "application/json")
+		if err := c.Ready(ctx); err != nil {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			b, _ := json.Marshal(map[string]string{"status": "not ready", "detail": err.Error()})
+			_, _ = w.Write(b)
+			return
+		}
+		_, _ = w.Write([]byte(`{"status":"ready"}`))
+	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(metrics.Registry, promhttp.HandlerOpts{}))
-	log.Info().Str("url", baseURL(l)).Msg("worker health and metrics listening")
-	return serveHTTP(ctx, l, mux, nil)
+	return mux
 }
