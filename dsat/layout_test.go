@@ -13,7 +13,7 @@ import (
 )
 
 // TestLayoutHasOneOwner: only dsat/ (and lua/) know the Redis layout. The
-// HTTP API imports neither go-redis nor the scripts; no other package
+// HTTP API and the satellites import neither go-redis nor the scripts; no other package
 // calls a hash command (the task hash's fields are dsat's) or spells a
 // key. A schema change in lua/lib.lua then touches dsat/ only.
 func TestLayoutHasOneOwner(t *testing.T) {
@@ -35,7 +35,7 @@ func TestLayoutHasOneOwner(t *testing.T) {
 			}
 			for _, imp := range file.Imports {
 				path, _ := strconv.Unquote(imp.Path.Value)
-				if filepath.Base(dir) == "httpapi" && (path == "github.com/redis/go-redis/v9" || path == "github.com/dsat-dev/dsat/lua") {
+				if (filepath.Base(dir) == "httpapi" || filepath.Base(dir) == "workers") && (path == "github.com/redis/go-redis/v9" || path == "github.com/dsat-dev/dsat/lua") {
 					t.Errorf("%s imports %s: ask dsat.Client instead", f, path)
 				}
 				if path == "github.com/dsat-dev/dsat/lua" && filepath.Base(dir) != "dsat" {

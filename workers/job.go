@@ -44,13 +44,17 @@ func (j *job) settle() bool {
 
 func newJob(r *stepRunner, m msgRef, env dsat.Envelope, reclaimed bool) *job {
 	j := &job{r: r, m: m, reclaimed: reclaimed,
-		d: dsat.Delivery{Envelope: env, EntryID: m.msg.ID, Worker: r.s.cfg.ID}}
+		d: dsat.Delivery{Envelope: env, EntryID: m.ID, Worker: r.s.cfg.ID}}
 	j.ctx, j.cancel = context.WithCancel(r.s.workCtx)
 	j.renewedAt.Store(time.Now().UnixNano())
 	return j
 }
 
-func (j *job) key() string { return j.m.stream + " " + j.m.msg.ID }
+// key names the job's stream entry: its partition, step and entry id
+// (entry ids repeat across the streams of one partition).
+func (j *job) key() string { return entryKey(j.m.Part, j.r.step.Name, j.m.ID) }
+
+func entryKey(part dsat.Partition, step, id string) string { return part.Tag() + " " + step + " " + id }
 
 // jobTable tracks the jobs running on this satellite, for the cancel
 // watcher, claim renewal and to skip own pending entries re-read.
@@ -73,10 +77,10 @@ func (t *jobTable) remove(j *job) {
 	t.mu.Unlock()
 }
 
-func (t *jobTable) running(stream, id string) bool {
+func (t *jobTable) running(part dsat.Partition, step, id string) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	_, ok := t.jobs[stream+" "+id]
+	_, ok := t.jobs[entryKey(part, step, id)]
 	return ok
 }
 

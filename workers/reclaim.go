@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/dsat-dev/dsat/dsat"
 )
 
@@ -38,12 +36,10 @@ func (r *stepRunner) reclaim(ctx context.Context, n int, st *reclaimState) []msg
 		st.cursor = "0-0"
 	}
 	for pass := 0; pass < 20 && ctx.Err() == nil; pass++ {
-		key, part := r.streams[st.part], r.parts[st.part]
-		msgs, next, deleted, err := r.s.rdb.XAutoClaimWithDeleted(ctx, &redis.XAutoClaimArgs{
-			Stream: key, Group: r.step.Name, Consumer: r.s.cfg.ID, MinIdle: r.vis, Start: st.cursor, Count: int64(n),
-		}).Result()
+		part := r.reader.Partition(st.part)
+		claimed, deleted, next, err := r.reader.Claim(ctx, st.part, r.vis, st.cursor, n)
 		if err != nil {
-			if redis.HasErrorPrefix(err, "NOGROUP") {
+			if dsat.IsNoGroup(err) {
 				_ = r.ensureGroups(ctx)
 			} else if ctx.Err() == nil {
 				r.s.logLimited(r.name()+"/reclaim", r.log.Warn().Err(err), "reclaim failed")
@@ -52,23 +48,19 @@ func (r *stepRunner) reclaim(ctx context.Context, n int, st *reclaimState) []msg
 			return nil
 		}
 		for _, id := range deleted {
-			r.deadLetter(msgRef{part: part, stream: key, msg: redis.XMessage{ID: id}}, "payload lost: the entry was deleted while pending")
+			r.deadLetter(msgRef{Part: part, ID: id}, "payload lost: the entry was deleted while pending")
 		}
-		refs := make([]msgRef, 0, len(msgs))
-		for _, m := range msgs {
-			refs = append(refs, msgRef{part: part, stream: key, msg: m})
-		}
-		refs = r.dropPoison(ctx, refs)
+		refs := r.dropPoison(ctx, claimed)
 		st.cursor = next
 		if next == "0-0" || next == "" {
 			st.cursor = "0-0"
-			if st.part++; st.part == len(r.streams) {
+			if st.part++; st.part == r.reader.Partitions() {
 				st.part = 0
 				r.scanDone(ctx, st)
 			}
 		}
 		if len(refs) > 0 {
-			r.log.Info().Int("tokens", len(refs)).Str("stream", key).Msg("reclaimed abandoned tokens")
+			r.log.Info().Int("tokens", len(refs)).Str("partition", part.Tag()).Msg("reclaimed abandoned tokens")
 			return refs
 		}
 		if !st.due.Before(time.Now()) {
@@ -95,17 +87,10 @@ func (r *stepRunner) dropPoison(ctx context.Context, refs []msgRef) []msgRef {
 	if len(refs) == 0 {
 		return refs
 	}
-	cmds := make([]*redis.XPendingExtCmd, len(refs))
-	_, _ = r.s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for i, m := range refs {
-			cmds[i] = p.XPendingExt(ctx, &redis.XPendingExtArgs{Stream: m.stream, Group: r.step.Name, Start: m.msg.ID, End: m.msg.ID, Count: 1})
-		}
-		return nil
-	})
+	deliveries := r.reader.Deliveries(ctx, refs)
 	keep := refs[:0]
 	for i, m := range refs {
-		pend, err := cmds[i].Result()
-		if err != nil || len(pend) == 0 || pend[0].RetryCount <= int64(r.step.Attempts()) {
+		if deliveries[i] <= int64(r.step.Attempts()) {
 			keep = append(keep, m)
 			continue
 		}
@@ -114,8 +99,8 @@ func (r *stepRunner) dropPoison(ctx context.Context, refs []msgRef) []msgRef {
 			r.deadLetter(m, err.Error())
 			continue
 		}
-		d := dsat.Delivery{Envelope: env, EntryID: m.msg.ID, Worker: r.s.cfg.ID}
-		msg := fmt.Sprintf("poison: delivered %d times, the step allows %d attempts", pend[0].RetryCount, r.step.Attempts())
+		d := dsat.Delivery{Envelope: env, EntryID: m.ID, Worker: r.s.cfg.ID}
+		msg := fmt.Sprintf("poison: delivered %d times, the step allows %d attempts", deliveries[i], r.step.Attempts())
 		err = r.s.engine(func(ctx context.Context) error {
 			_, _, err := r.s.c.Fail(ctx, d, dsat.Failure{Message: msg, Final: true})
 			return err
@@ -139,18 +124,7 @@ func (r *stepRunner) removeDeadConsumers(ctx context.Context) {
 	if idleFor <= 0 {
 		idleFor = max(2*r.vis, 10*time.Minute)
 	}
-	for _, key := range r.streams {
-		cs, err := r.s.rdb.XInfoConsumers(ctx, key, r.step.Name).Result()
-		if err != nil {
-			continue
-		}
-		for _, c := range cs {
-			if c.Pending > 0 || c.Name == r.s.cfg.ID || live[c.Name] || c.Idle < idleFor {
-				continue
-			}
-			if err := r.s.rdb.XGroupDelConsumer(ctx, key, r.step.Name, c.Name).Err(); err == nil {
-				r.log.Info().Str("consumer", c.Name).Str("stream", key).Msg("removed consumer of a dead satellite")
-			}
-		}
+	for _, name := range r.reader.PruneConsumers(ctx, idleFor, func(name string) bool { return name == r.s.cfg.ID || live[name] }) {
+		r.log.Info().Str("consumer", name).Msg("removed consumer of a dead satellite")
 	}
 }

@@ -11,7 +11,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 
 	"github.com/dsat-dev/dsat/dsat"
@@ -171,7 +170,6 @@ const (
 // dead satellites, promoting due retries, heartbeats and autoscaling.
 type Satellite struct {
 	c     *dsat.Client
-	rdb   redis.UniversalClient
 	mux   *Mux
 	cfg   Config
 	log   zerolog.Logger
@@ -200,7 +198,7 @@ type partitionRef struct {
 // settings) and returns a satellite ready to Start.
 func New(c *dsat.Client, mux *Mux, cfg Config) (*Satellite, error) {
 	cfg = cfg.withDefaults()
-	s := &Satellite{c: c, rdb: c.Redis(), mux: mux, cfg: cfg, jobs: newJobTable()}
+	s := &Satellite{c: c, mux: mux, cfg: cfg, jobs: newJobTable()}
 	s.cfg.ID = sanitizeID(cfg.ID)
 	s.log = cfg.Logger.With().Str("satellite", s.cfg.ID).Logger()
 	if s.cfg.MaxPayload <= 0 {

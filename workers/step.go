@@ -2,12 +2,10 @@ package workers
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync/atomic"
 	"time"
 
-	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 
 	"github.com/dsat-dev/dsat/dsat"
@@ -17,17 +15,15 @@ import (
 // stepRunner serves one step of one pipeline version on this satellite:
 // its reader, its pool, its reclaimer and its counters.
 type stepRunner struct {
-	s       *Satellite
-	p       *dsat.Pipeline
-	step    *dsat.Step
-	h       Handler
-	parts   []dsat.Partition
-	streams []string
-	vis     time.Duration
-	pool    *pool
-	scaler  scaler
-	log     zerolog.Logger
-	cluster bool
+	s      *Satellite
+	p      *dsat.Pipeline
+	step   *dsat.Step
+	h      Handler
+	reader *dsat.StepReader // the reader goroutine's, but for EnsureGroups
+	vis    time.Duration
+	pool   *pool
+	scaler scaler
+	log    zerolog.Logger
 
 	processed atomic.Int64
 	failed    atomic.Int64
@@ -39,7 +35,6 @@ type stepRunner struct {
 	runners   *runners      // set by Start
 
 	groupBackoff time.Duration // reader-owned
-	rot          int           // reader-owned: cluster round-robin position
 }
 
 func newStepRunner(s *Satellite, p *dsat.Pipeline, st *dsat.Step, h Handler) *stepRunner {
@@ -49,12 +44,7 @@ func newStepRunner(s *Satellite, p *dsat.Pipeline, st *dsat.Step, h Handler) *st
 	if r.vis <= 0 {
 		r.vis = st.Timeout + 30*time.Second
 	}
-	for n := 0; n < p.Partitions; n++ {
-		part := p.Partition(n)
-		r.parts = append(r.parts, part)
-		r.streams = append(r.streams, s.c.Keys().Step(part, st.Name))
-	}
-	_, r.cluster = s.rdb.(*redis.ClusterClient)
+	r.reader = s.c.NewStepReader(p, st.Name, s.cfg.ID)
 	r.log = s.log.With().Str("pipeline", p.Name).Str("step", st.Name).Logger()
 	r.completer.s = s
 	return r
@@ -66,21 +56,14 @@ func (r *stepRunner) name() string { return r.p.Name + "/" + r.step.Name }
 // ensureGroups creates the step's consumer group on every partition's
 // stream (MKSTREAM; an existing group is fine).
 func (r *stepRunner) ensureGroups(ctx context.Context) error {
-	for _, key := range r.streams {
-		err := r.s.rdb.XGroupCreateMkStream(ctx, key, r.step.Name, "0").Err()
-		if err != nil && !redis.HasErrorPrefix(err, "BUSYGROUP") {
-			return fmt.Errorf("workers: create consumer group %s on %s: %w", r.step.Name, key, err)
-		}
+	if err := r.reader.EnsureGroups(ctx); err != nil {
+		return fmt.Errorf("workers: %w", err)
 	}
 	return nil
 }
 
 // msgRef is one stream entry read for this step.
-type msgRef struct {
-	part   dsat.Partition
-	stream string
-	msg    redis.XMessage
-}
+type msgRef = dsat.Entry
 
 // readLoop is the step's reader. It takes pool slots before reading, so it
 // never holds more tokens than it can run. After start and after any read
@@ -92,7 +75,7 @@ type msgRef struct {
 // from each stream: entries beyond the slots taken are kept (spill) and run
 // first as slots free up; they are this consumer's pending entries already.
 func (r *stepRunner) readLoop(ctx context.Context) {
-	own := newOwnCursor(len(r.parts))
+	own := newOwnCursor(r.reader.Partitions())
 	rec := &reclaimState{due: time.Now().Add(r.reclaimInterval())}
 	want := 1 // slots to wait for: more after a read that found a backlog
 	var spill []msgRef
@@ -150,7 +133,7 @@ func (r *stepRunner) readLoop(ctx context.Context) {
 // exponential backoff, so a broken Redis never causes a hot loop.
 func (r *stepRunner) readFailed(ctx context.Context, err error) {
 	r.groupBackoff = min(max(2*r.groupBackoff, 100*time.Millisecond), 5*time.Second)
-	if redis.HasErrorPrefix(err, "NOGROUP") {
+	if dsat.IsNoGroup(err) {
 		r.log.Warn().Err(err).Dur("backoff", r.groupBackoff).Msg("consumer group missing; recreating it")
 		if gerr := r.ensureGroups(ctx); gerr != nil {
 			r.log.Warn().Err(gerr).Msg("recreate consumer group")
@@ -182,88 +165,29 @@ func (c *ownCursor) reset() {
 }
 
 func (r *stepRunner) readOwn(ctx context.Context, n int, c *ownCursor) ([]msgRef, error) {
-	var out []msgRef
-	for i, key := range r.streams {
+	for i := range c.ids {
 		if c.done[i] {
 			continue
 		}
-		res, err := r.s.rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: r.step.Name, Consumer: r.s.cfg.ID,
-			Streams: []string{key, c.ids[i]}, Count: int64(n), Block: -1}).Result()
-		if err != nil && !errors.Is(err, redis.Nil) {
-			return nil, err
-		}
-		if len(res) == 0 || len(res[0].Messages) == 0 {
-			c.done[i] = true
-			continue
-		}
-		for _, m := range res[0].Messages {
-			out = append(out, msgRef{part: r.parts[i], stream: key, msg: m})
-			c.ids[i] = m.ID
-		}
-		return out, nil
-	}
-	c.active = false
-	return out, nil
-}
-
-// readNew reads new tokens. On one Redis, one XREADGROUP covers every
-// partition's stream, so a step holds one blocked connection. On a cluster
-// a command reaches one slot only: partitions are read round-robin without
-// blocking, and a short blocking read waits on one when all were empty.
-func (r *stepRunner) readNew(ctx context.Context, n int) ([]msgRef, error) {
-	if !r.cluster || len(r.streams) == 1 {
-		args := make([]string, 0, 2*len(r.streams))
-		args = append(args, r.streams...)
-		for range r.streams {
-			args = append(args, ">")
-		}
-		res, err := r.s.rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: r.step.Name, Consumer: r.s.cfg.ID,
-			Streams: args, Count: int64(n), Block: r.s.cfg.Block}).Result()
-		if errors.Is(err, redis.Nil) {
-			return nil, nil
-		}
+		out, err := r.reader.ReadOwn(ctx, i, c.ids[i], n)
 		if err != nil {
 			return nil, err
 		}
-		return r.refs(res), nil
-	}
-	for i := 0; i < len(r.streams); i++ {
-		k := (r.rot + i) % len(r.streams)
-		res, err := r.readOne(ctx, k, n, -1)
-		if err != nil || len(res) > 0 {
-			r.rot = k + 1
-			return res, err
+		if len(out) == 0 {
+			c.done[i] = true
+			continue
 		}
+		c.ids[i] = out[len(out)-1].ID
+		return out, nil
 	}
-	r.rot++
-	return r.readOne(ctx, r.rot%len(r.streams), n, min(r.s.cfg.Block, 250*time.Millisecond))
+	c.active = false
+	return nil, nil
 }
 
-func (r *stepRunner) readOne(ctx context.Context, k, n int, block time.Duration) ([]msgRef, error) {
-	res, err := r.s.rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: r.step.Name, Consumer: r.s.cfg.ID,
-		Streams: []string{r.streams[k], ">"}, Count: int64(n), Block: block}).Result()
-	if errors.Is(err, redis.Nil) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	return r.refs(res), nil
-}
-
-func (r *stepRunner) refs(res []redis.XStream) []msgRef {
-	var out []msgRef
-	for _, st := range res {
-		for i, key := range r.streams {
-			if key != st.Stream {
-				continue
-			}
-			for _, m := range st.Messages {
-				out = append(out, msgRef{part: r.parts[i], stream: key, msg: m})
-			}
-		}
-	}
-	return out
+// readNew reads new tokens (see dsat.StepReader.ReadNew: one blocked
+// connection per step on one Redis, round-robin on a cluster).
+func (r *stepRunner) readNew(ctx context.Context, n int) ([]msgRef, error) {
+	return r.reader.ReadNew(ctx, n, r.s.cfg.Block)
 }
 
 // dispatch parses each entry and starts a job for each valid token; an
@@ -275,7 +199,7 @@ func (r *stepRunner) refs(res []redis.XStream) []msgRef {
 func (r *stepRunner) dispatch(msgs []msgRef, reclaimed bool) int {
 	jobs := make([]*job, 0, len(msgs))
 	for _, m := range msgs {
-		if r.s.jobs.running(m.stream, m.msg.ID) {
+		if r.s.jobs.running(m.Part, r.step.Name, m.ID) {
 			continue // our own pending entry, still being run
 		}
 		env, err := r.parse(m)
@@ -359,7 +283,7 @@ func (r *stepRunner) beginLate(jobs []*job) {
 }
 
 func (r *stepRunner) parse(m msgRef) (dsat.Envelope, error) {
-	env, err := dsat.ParseEnvelope(m.msg.Values, r.s.cfg.MaxPayload)
+	env, err := dsat.ParseEnvelope(m.Values, r.s.cfg.MaxPayload)
 	if err != nil {
 		return env, err
 	}
@@ -367,8 +291,8 @@ func (r *stepRunner) parse(m msgRef) (dsat.Envelope, error) {
 	switch {
 	case env.Step != r.step.Name:
 		return env, fmt.Errorf("invalid envelope: token for step %q found in the stream of step %q", env.Step, r.step.Name)
-	case tid.Partition != m.part:
-		return env, fmt.Errorf("invalid envelope: task %s belongs to another partition than %s", env.Task, m.part.Tag())
+	case tid.Partition != m.Part:
+		return env, fmt.Errorf("invalid envelope: task %s belongs to another partition than %s", env.Task, m.Part.Tag())
 	case !env.PV.Compatible(r.p.Version):
 		return env, fmt.Errorf("invalid envelope: pipeline version %s is not compatible with the loaded %s", env.PV, r.p.Version)
 	}
@@ -379,10 +303,10 @@ func (r *stepRunner) deadLetter(m msgRef, reason string) {
 	r.failed.Add(1)
 	ctx, cancel := context.WithTimeout(r.s.engineCtxOr(), 5*time.Second)
 	defer cancel()
-	err := r.s.c.DeadLetterEntry(ctx, m.part, r.step.Name, m.msg.ID, m.msg.Values, reason, r.s.cfg.ID)
-	ev := r.log.Warn().Str("entry", m.msg.ID).Str("reason", reason)
+	err := r.s.c.DeadLetterEntry(ctx, m.Part, r.step.Name, m.ID, m.Values, reason, r.s.cfg.ID)
+	ev := r.log.Warn().Str("entry", m.ID).Str("reason", reason)
 	if err != nil {
-		ev = r.log.Error().Err(err).Str("entry", m.msg.ID).Str("reason", reason)
+		ev = r.log.Error().Err(err).Str("entry", m.ID).Str("reason", reason)
 	}
 	ev.Msg("stream entry moved to dead letters")
 }
