@@ -166,54 +166,137 @@ func waitHTTP200(ctx context.Context, hc *http.Client, url string, limit time.Du
 // batches, timed from the first POST to the last task's HAPPY_END (the
 // task hash's "updated", stamped by the worker's clock on this machine).
 func (b *bench) deployed(ctx context.Context) (benchResult, error) {
-	exe, err := os.Executable()
+	d, stop, err := b.startDeployment(ctx)
 	if err != nil {
 		return benchResult{}, err
+	}
+	defer stop()
+	cpu0 := redisCPU(ctx, b.rdb)
+	stopProfile, err := b.startProfile()
+	if err != nil {
+		return benchResult{}, err
+	}
+	defer stopProfile()
+	t0 := time.Now()
+	sub := b.submitOverHTTP(ctx, d, t0)
+	defer sub.stop()
+	var sats satSamples
+	cpu1, lastMS, err := b.waitForEnd(ctx, d, sub, &sats)
+	if err != nil {
+		return benchResult{}, err
+	}
+	stopProfile()
+	b.sampleSatellites(ctx, d.hc, d.api, &sats)
+	secs := (lastMS - float64(t0.UnixNano())/1e6) / 1000
+	if secs <= 0 {
+		secs = time.Since(t0).Seconds()
+	}
+	res, err := b.verify(ctx)
+	res.Mode, res.Seconds, res.RedisCPU = "deployed", secs, cpu1-cpu0
+	res.TasksPerS = float64(res.Tasks) / secs
+	res.StepsPerS = res.TasksPerS * float64(b.taskSteps())
+	res.SubmitPerS = float64(len(b.ids)) / time.Duration(sub.took.Load()).Seconds()
+	if steps := res.Tasks * b.taskSteps(); steps > 0 {
+		res.RedisUSPerStep = res.RedisCPU * 1e6 / float64(steps)
+	}
+	res.PoolMax = b.poolMax
+	fmt.Fprintf(b.env.stderr, "dsat bench: GET /v1/satellites: %d samples over %.1fs, %d of them with a record of the worker, %d distinct heartbeats; largest pools %v\n",
+		sats.samples, time.Since(t0).Seconds(), sats.withWorker, len(sats.beats), b.poolMax)
+	return res, err
+}
+
+// deployment is a running "dsat serve" and "dsat worker" pair.
+type deployment struct {
+	serve, worker *benchChild
+	api           string
+	hc            *http.Client
+}
+
+// startDeployment writes the bench pipeline to a temporary folder, starts
+// "dsat serve" and "dsat worker" on free loopback ports and waits until
+// both are ready. stop stops them and removes what was made.
+func (b *bench) startDeployment(ctx context.Context) (d *deployment, stop func(), err error) {
+	var undo []func()
+	stop = func() {
+		for i := len(undo) - 1; i >= 0; i-- {
+			undo[i]()
+		}
+	}
+	defer func() {
+		if err != nil {
+			stop()
+		}
+	}()
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, nil, err
 	}
 	dir, err := os.MkdirTemp("", "dsat-bench-")
 	if err != nil {
-		return benchResult{}, err
+		return nil, nil, err
 	}
-	defer os.RemoveAll(dir)
+	undo = append(undo, func() { os.RemoveAll(dir) })
 	if err := os.WriteFile(filepath.Join(dir, "bench.yaml"), []byte(b.yaml), 0o644); err != nil {
-		return benchResult{}, err
+		return nil, nil, err
 	}
 	apiAddr, err := freeLoopbackAddr()
 	if err != nil {
-		return benchResult{}, err
+		return nil, nil, err
 	}
 	workerAddr, err := freeLoopbackAddr()
 	if err != nil {
-		return benchResult{}, err
+		return nil, nil, err
 	}
 	satID := fmt.Sprintf("bench-%d", os.Getpid())
 	common := []string{"--redis", b.url, "--pipelines", dir, "--prefix", "dsatbench", "--log-level", *b.o.logLevel, "--log-format", "json"}
 	const grace = 15 * time.Second
-	serve, err := b.startChild(exe, "serve", append(common, "--addr", apiAddr, "--token=")...)
-	if err != nil {
-		return benchResult{}, err
+	d = &deployment{api: "http://" + apiAddr}
+	if d.serve, err = b.startChild(exe, "serve", append(common, "--addr", apiAddr, "--token=")...); err != nil {
+		return nil, nil, err
 	}
-	defer serve.stop(grace)
-	worker, err := b.startChild(exe, "worker", append(common, "--addr", workerAddr, "--id", satID, "--steps=", "--shutdown-timeout", "5s")...)
-	if err != nil {
-		return benchResult{}, err
+	undo = append(undo, func() { d.serve.stop(grace) })
+	if d.worker, err = b.startChild(exe, "worker", append(common, "--addr", workerAddr, "--id", satID, "--steps=", "--shutdown-timeout", "5s")...); err != nil {
+		return nil, nil, err
 	}
-	defer func() {
-		worker.stop(grace)
+	undo = append(undo, func() {
+		d.worker.stop(grace)
 		b.rdb.Del(context.Background(), b.c.Keys().Satellite(satID)) // gone already after a clean stop
-	}()
-
-	api := "http://" + apiAddr
+	})
 	tr := &http.Transport{MaxIdleConnsPerHost: 64}
-	defer tr.CloseIdleConnections()
-	hc := &http.Client{Transport: tr, Timeout: 60 * time.Second}
-	if err := waitHTTP200(ctx, hc, api+"/readyz", 30*time.Second, serve, worker); err != nil {
-		return benchResult{}, err
+	undo = append(undo, tr.CloseIdleConnections)
+	d.hc = &http.Client{Transport: tr, Timeout: 60 * time.Second}
+	if err := waitHTTP200(ctx, d.hc, d.api+"/readyz", 30*time.Second, d.serve, d.worker); err != nil {
+		return nil, nil, err
 	}
-	if err := waitHTTP200(ctx, hc, "http://"+workerAddr+"/healthz", 30*time.Second, serve, worker); err != nil {
-		return benchResult{}, err
+	if err := waitHTTP200(ctx, d.hc, "http://"+workerAddr+"/readyz", 30*time.Second, d.serve, d.worker); err != nil {
+		return nil, nil, err
 	}
+	return d, stop, nil
+}
 
+// submission is the POSTs of a deployed run, in flight.
+type submission struct {
+	done   chan struct{} // closed once every POST returned
+	took   atomic.Int64  // ns from the first POST to the last answer
+	cancel context.CancelFunc
+	mu     sync.Mutex
+	err    error      // the first failed POST
+	ids    [][]string // ids per POST
+}
+
+// stop cancels what is left and waits for it.
+func (s *submission) stop() { s.cancel(); <-s.done }
+
+func (s *submission) failure() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.err
+}
+
+// submitOverHTTP submits the run's tasks: --tasks in batches from
+// --clients (4 × 500 by default), or, with --rate, single POSTs at that
+// rate for --duration.
+func (b *bench) submitOverHTTP(ctx context.Context, d *deployment, t0 time.Time) *submission {
 	clients, per := 4, 500
 	if b.o.set["clients"] {
 		clients = *b.o.clients
@@ -226,9 +309,9 @@ func (b *bench) deployed(ctx context.Context) (benchResult, error) {
 	if paced {
 		per, n = 0, max(1, int(float64(*b.o.rate)*b.o.duration.Seconds()))
 	}
-	url, batched := api+"/v1/pipelines/"+b.p.Name+"/batch", per > 0
+	url, batched := d.api+"/v1/pipelines/"+b.p.Name+"/batch", per > 0
 	if !batched {
-		url, per = api+"/v1/pipelines/"+b.p.Name+"/tasks", 1
+		url, per = d.api+"/v1/pipelines/"+b.p.Name+"/tasks", 1
 	}
 	body := func(k int) []byte {
 		if !batched {
@@ -242,13 +325,9 @@ func (b *bench) deployed(ctx context.Context) (benchResult, error) {
 	}
 	full := body(per)
 	chunks := (n + per - 1) / per
-	ids := make([][]string, chunks)
-	var next atomic.Int64
-	sctx, cancelSubmit := context.WithCancel(ctx)
-	defer cancelSubmit()
-	var subErr error
-	var subMu sync.Mutex
-	var wg sync.WaitGroup
+	sub := &submission{done: make(chan struct{}), ids: make([][]string, chunks)}
+	sctx, cancel := context.WithCancel(ctx)
+	sub.cancel = cancel
 	post := func(k int) error {
 		cnt := min(per, n-k*per)
 		payload := full
@@ -257,7 +336,7 @@ func (b *bench) deployed(ctx context.Context) (benchResult, error) {
 		}
 		req, _ := http.NewRequestWithContext(sctx, "POST", url, bytes.NewReader(payload))
 		req.Header.Set("Content-Type", "application/json")
-		res, err := hc.Do(req)
+		res, err := d.hc.Do(req)
 		if err != nil {
 			return err
 		}
@@ -271,40 +350,31 @@ func (b *bench) deployed(ctx context.Context) (benchResult, error) {
 			if err := json.Unmarshal(raw, &one); err != nil || one.ID == "" {
 				return fmt.Errorf("POST %s: unexpected answer %s", url, raw)
 			}
-			ids[k] = []string{one.ID}
+			sub.ids[k] = []string{one.ID}
 			return nil
 		}
 		var many struct{ IDs []string }
 		if err := json.Unmarshal(raw, &many); err != nil || len(many.IDs) != cnt {
 			return fmt.Errorf("POST %s: unexpected answer (%d ids for %d payloads): %.200s", url, len(many.IDs), cnt, raw)
 		}
-		ids[k] = many.IDs
+		sub.ids[k] = many.IDs
 		return nil
 	}
-
-	cpu0 := redisCPU(ctx, b.rdb)
-	stopProfile, err := b.startProfile()
-	if err != nil {
-		return benchResult{}, err
-	}
-	defer stopProfile()
-	t0 := time.Now()
-	var submitted atomic.Int64 // when the last POST returned (ns since t0)
-	subDone := make(chan struct{})
 	// postOrStop posts chunk k; the first failure is kept and stops every
 	// submitter.
 	postOrStop := func(k int) bool {
 		err := post(k)
 		if err != nil {
-			subMu.Lock()
-			if subErr == nil {
-				subErr = err
+			sub.mu.Lock()
+			if sub.err == nil {
+				sub.err = err
 			}
-			subMu.Unlock()
-			cancelSubmit()
+			sub.mu.Unlock()
+			cancel()
 		}
 		return err == nil
 	}
+	var wg sync.WaitGroup
 	if paced {
 		wg.Add(1)
 		go func() {
@@ -323,16 +393,14 @@ func (b *bench) deployed(ctx context.Context) (benchResult, error) {
 		}()
 		clients = 0
 	}
+	var next atomic.Int64
 	for i := 0; i < clients; i++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for sctx.Err() == nil {
 				k := int(next.Add(1) - 1)
-				if k >= chunks {
-					return
-				}
-				if !postOrStop(k) {
+				if k >= chunks || !postOrStop(k) {
 					return
 				}
 			}
@@ -340,48 +408,49 @@ func (b *bench) deployed(ctx context.Context) (benchResult, error) {
 	}
 	go func() {
 		wg.Wait()
-		submitted.Store(int64(time.Since(t0)))
-		close(subDone)
+		sub.took.Store(int64(time.Since(t0)))
+		close(sub.done)
 	}()
-	defer func() { cancelSubmit(); <-subDone }()
+	return sub
+}
 
-	// Wait for the end: cheap polls of the step streams (XLEN and
-	// XPENDING per step) once every POST has returned; when they are all
-	// empty, a scan of the task statuses confirms it. GET /v1/satellites
-	// is sampled meanwhile for the pools' sizes.
-	var sats satSamples
+// waitForEnd waits until every task of the run is final: cheap polls of
+// the step streams (backlog and pending per step) once every POST has
+// returned; when they are all empty, a scan of the task statuses confirms
+// it. GET /v1/satellites is sampled meanwhile for the pools' sizes. It
+// returns Redis's CPU then and the time of the last task's end (ms).
+func (b *bench) waitForEnd(ctx context.Context, d *deployment, sub *submission, sats *satSamples) (cpu1, lastMS float64, err error) {
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
 	lastSat := time.Time{}
 	progress, lastState := time.Now(), ""
-	var cpu1, lastMS float64
 	var nextScan time.Time
-	for done := false; !done; {
+	for {
 		select {
 		case <-ctx.Done():
-			return benchResult{}, ctx.Err()
+			return 0, 0, ctx.Err()
 		case <-tick.C:
 		}
-		for _, ch := range []*benchChild{serve, worker} {
+		for _, ch := range []*benchChild{d.serve, d.worker} {
 			if err := ch.exited(); err != nil {
-				return benchResult{}, err
+				return 0, 0, err
 			}
 		}
 		if time.Since(lastSat) >= 500*time.Millisecond {
 			lastSat = time.Now()
-			b.sampleSatellites(ctx, hc, api, &sats)
+			b.sampleSatellites(ctx, d.hc, d.api, sats)
 		}
 		select {
-		case <-subDone:
+		case <-sub.done:
 		default:
 			continue
 		}
-		if subErr != nil {
-			return benchResult{}, fmt.Errorf("submitting: %w", subErr)
+		if err := sub.failure(); err != nil {
+			return 0, 0, fmt.Errorf("submitting: %w", err)
 		}
 		loads, err := b.c.StepLoads(ctx, b.p)
 		if err != nil {
-			return benchResult{}, err
+			return 0, 0, err
 		}
 		var outstanding int64
 		for _, l := range loads {
@@ -391,17 +460,18 @@ func (b *bench) deployed(ctx context.Context) (benchResult, error) {
 		if outstanding == 0 && time.Now().After(nextScan) {
 			cpu1 = redisCPU(ctx, b.rdb)
 			if len(b.ids) == 0 {
-				for _, c := range ids {
+				for _, c := range sub.ids {
 					b.ids = append(b.ids, c...)
 				}
 			}
-			unfinished, lastMS, err = b.scanStatuses(ctx)
-			if err != nil {
-				return benchResult{}, err
+			if unfinished, lastMS, err = b.scanStatuses(ctx); err != nil {
+				return 0, 0, err
 			}
 			// Tasks waiting for a retry are in no stream: keep waiting,
 			// and scan again later (a scan reads every task).
-			done = unfinished == 0
+			if unfinished == 0 {
+				return cpu1, lastMS, nil
+			}
 			nextScan = time.Now().Add(250 * time.Millisecond)
 		}
 		if outstanding > 0 || unfinished >= 0 { // a tick without a scan tells nothing new
@@ -410,27 +480,9 @@ func (b *bench) deployed(ctx context.Context) (benchResult, error) {
 			}
 		}
 		if time.Since(progress) > 30*time.Second {
-			return benchResult{}, fmt.Errorf("no progress for 30s: %d tokens in the step streams, %d tasks unfinished", outstanding, unfinished)
+			return 0, 0, fmt.Errorf("no progress for 30s: %d tokens in the step streams, %d tasks unfinished", outstanding, unfinished)
 		}
 	}
-	stopProfile()
-	b.sampleSatellites(ctx, hc, api, &sats)
-	secs := (lastMS - float64(t0.UnixNano())/1e6) / 1000
-	if secs <= 0 {
-		secs = time.Since(t0).Seconds()
-	}
-	res, err := b.verify(ctx)
-	res.Mode, res.Seconds, res.RedisCPU = "deployed", secs, cpu1-cpu0
-	res.TasksPerS = float64(res.Tasks) / secs
-	res.StepsPerS = res.TasksPerS * float64(b.taskSteps())
-	res.SubmitPerS = float64(len(b.ids)) / time.Duration(submitted.Load()).Seconds()
-	if steps := res.Tasks * b.taskSteps(); steps > 0 {
-		res.RedisUSPerStep = res.RedisCPU * 1e6 / float64(steps)
-	}
-	res.PoolMax = b.poolMax
-	fmt.Fprintf(b.env.stderr, "dsat bench: GET /v1/satellites: %d samples over %.1fs, %d of them with a record of the worker, %d distinct heartbeats; largest pools %v\n",
-		sats.samples, time.Since(t0).Seconds(), sats.withWorker, len(sats.beats), b.poolMax)
-	return res, err
 }
 
 // satSamples counts what GET /v1/satellites showed during a deployed run.
