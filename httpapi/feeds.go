@@ -67,20 +67,9 @@ func (a *API) taskEvents(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
-	var last int64
-	reset := false
-	if v := lastEventID(r); v != "" {
-		n, err := strconv.ParseInt(v, 10, 64)
-		switch {
-		case err == nil && n >= 0:
-			last = n
-		case dsat.ValidEventID(v):
-			reset = true // an id of an older version's feed: replay all, after the state
-		default:
-			writeProblem(w, r, http.StatusBadRequest, "bad-last-event-id",
-				fmt.Sprintf("Last-Event-ID %q is not an id this feed sent (the seq of an event); reconnect without it to replay from the start", trimID(v)))
-			return
-		}
+	last, reset, ok := taskFeedPosition(w, r)
+	if !ok {
+		return
 	}
 	ctx := r.Context()
 	// Subscribe first: every event after the history read comes live, and
@@ -151,6 +140,26 @@ func (a *API) taskEvents(w http.ResponseWriter, r *http.Request) {
 		err := sse.event(strconv.FormatInt(e.Seq, 10), e.Event, eventData(*e))
 		return dsat.FinalEvent(e.Event), err
 	})
+}
+
+// taskFeedPosition reads a task feed's Last-Event-ID: the seq of the last
+// event the client has (0: none). An id of the former form (a stream id,
+// from a feed of an older version) asks for a reset: the task's state,
+// then every event. Anything else is a 400 (written; ok false).
+func taskFeedPosition(w http.ResponseWriter, r *http.Request) (last int64, reset, ok bool) {
+	v := lastEventID(r)
+	if v == "" {
+		return 0, false, true
+	}
+	if n, err := strconv.ParseInt(v, 10, 64); err == nil && n >= 0 {
+		return n, false, true
+	}
+	if dsat.ValidEventID(v) {
+		return 0, true, true
+	}
+	writeProblem(w, r, http.StatusBadRequest, "bad-last-event-id",
+		fmt.Sprintf("Last-Event-ID %q is not an id this feed sent (the seq of an event); reconnect without it to replay from the start", trimID(v)))
+	return 0, false, false
 }
 
 // follow sends live events until the client leaves, the API closes, the
