@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -170,7 +171,7 @@ func printEvent(w io.Writer, name, data string) {
 		fmt.Fprintf(w, "%-12s %4s  %-9s %s\n", "", "", name, data)
 		return
 	}
-	detail := string(e.Detail)
+	detail := humanDetail(e.Detail)
 	if detail == "{}" {
 		detail = ""
 	}
@@ -179,4 +180,31 @@ func printEvent(w io.Writer, name, data string) {
 		step = fmt.Sprintf("%s#%d", step, e.Attempt)
 	}
 	fmt.Fprintf(w, "%s %4d  %-9s %-12s %-14s %s\n", e.At.Local().Format("15:04:05.000"), e.Seq, e.Event, step, e.Worker, detail)
+}
+
+// humanDetail shows the times in an event's detail (a RETRY's due, a
+// delayed INIT's run_at: ms since the epoch) as local clock times.
+func humanDetail(raw json.RawMessage) string {
+	var d map[string]any
+	if json.Unmarshal(raw, &d) != nil {
+		return string(raw)
+	}
+	changed := false
+	for _, k := range []string{"due", "run_at"} {
+		var ms int64
+		switch v := d[k].(type) {
+		case float64:
+			ms = int64(v)
+		case string:
+			ms, _ = strconv.ParseInt(v, 10, 64)
+		}
+		if ms > 0 {
+			d[k], changed = time.UnixMilli(ms).Local().Format("15:04:05.000"), true
+		}
+	}
+	if !changed {
+		return string(raw)
+	}
+	b, _ := json.Marshal(d)
+	return string(b)
 }

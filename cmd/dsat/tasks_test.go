@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
@@ -107,5 +108,21 @@ func TestRetryDeadLetterID(t *testing.T) {
 	res.Body.Close()
 	if res.StatusCode != 400 || !strings.Contains(string(b), "is a dead letter's id, not a task id") {
 		t.Fatalf("POST retry with a dead letter id: %d %s", res.StatusCode, b)
+	}
+}
+
+// TestTailShowsTimes: a RETRY's due time (and a delayed INIT's run_at)
+// print as clock times, not milliseconds since the epoch.
+func TestTailShowsTimes(t *testing.T) {
+	due := time.Date(2026, 11, 29, 9, 30, 15, 250e6, time.Local)
+	var b strings.Builder
+	printEvent(&b, "RETRY", fmt.Sprintf(`{"task":"t","seq":4,"event":"RETRY","step":"a","attempt":1,"at":"2026-11-29T09:30:14Z","detail":{"attempt":2,"due":"%d"}}`, due.UnixMilli()))
+	if !strings.Contains(b.String(), `"due":"09:30:15.250"`) {
+		t.Fatalf("tail line: %q", b.String())
+	}
+	b.Reset()
+	printEvent(&b, "END", `{"task":"t","seq":5,"event":"END","step":"a","attempt":1,"at":"2026-11-29T09:30:14Z","detail":{"x":1}}`)
+	if !strings.Contains(b.String(), `{"x":1}`) {
+		t.Fatalf("other details must stay as they are: %q", b.String())
 	}
 }
