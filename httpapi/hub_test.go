@@ -13,9 +13,9 @@ import (
 	"github.com/dsat-dev/dsat/internal/redistest"
 )
 
-// TestHubsCloseWaitsForReaders: every firehose reader goroutine has an
+// TestHubsCloseStopsReaders: every firehose reader goroutine has an
 // owner (hubs) and an exit: close stops them and returns once they have.
-func TestHubsCloseWaitsForReaders(t *testing.T) {
+func TestHubsCloseStopsReaders(t *testing.T) {
 	rdb, _ := redistest.Backends()[1].New(t) // real Redis: a blocked XREAD does not end with its context
 	p, err := dsat.ParsePipeline("demo.yaml", []byte(testYAML))
 	if err != nil {
