@@ -175,10 +175,11 @@ type Satellite struct {
 	log   zerolog.Logger
 	steps []*stepRunner
 	parts []partitionRef // every served partition, for the promoter
-	start time.Time
-	jobs  *jobTable
-	// logTimes: key -> time.Time of the last rate-limited log line.
-	logTimes                        sync.Map
+	// sweeps: the time keeping of the served partitions (promoteLoop).
+	sweeps                          []timeSweep
+	start                           time.Time
+	jobs                            *jobTable
+	logs                            logLimiter
 	mu                              sync.Mutex
 	done                            chan struct{} // closed when Stop has finished
 	state                           lifecycle
@@ -223,8 +224,10 @@ func New(c *dsat.Client, mux *Mux, cfg Config) (*Satellite, error) {
 			served++
 		}
 		if hosted {
+			steps := queueTimeoutSteps(p, func(step string) bool { return s.serves(p.Name, step) })
 			for n := 0; n < p.Partitions; n++ {
 				s.parts = append(s.parts, partitionRef{p: p, part: p.Partition(n)})
+				s.sweeps = append(s.sweeps, timeSweep{part: p.Partition(n), steps: steps})
 			}
 		}
 	}
