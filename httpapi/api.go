@@ -183,6 +183,8 @@ func (a *API) routes() chi.Router {
 			r.Post("/pipelines/{name}/batch", a.submitBatch)
 			r.Get("/pipelines", a.listPipelines)
 			r.Get("/pipelines/{name}", a.getPipeline)
+			r.Post("/pipelines/{name}/pause", a.pause)
+			r.Post("/pipelines/{name}/resume", a.resume)
 			r.Get("/tasks/{id}", a.getTask)
 			r.Post("/tasks/{id}/cancel", a.cancel)
 			r.Post("/tasks/{id}/retry", a.retry)

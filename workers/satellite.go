@@ -66,6 +66,9 @@ type Config struct {
 	ReclaimInterval time.Duration
 	// PromoteInterval is how often due retries are moved back. Default 1s.
 	PromoteInterval time.Duration
+	// FlowInterval is how often the pauses are read: a paused step's
+	// reader stops within it. Default 500ms.
+	FlowInterval time.Duration
 	// HeartbeatInterval is how often the satellite reports itself; its
 	// record expires after three intervals. Default 5s.
 	HeartbeatInterval time.Duration
@@ -119,6 +122,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.PromoteInterval <= 0 {
 		c.PromoteInterval = time.Second
+	}
+	if c.FlowInterval <= 0 {
+		c.FlowInterval = 500 * time.Millisecond
 	}
 	if c.HeartbeatInterval <= 0 {
 		c.HeartbeatInterval = 5 * time.Second
@@ -278,6 +284,9 @@ func (s *Satellite) Start(ctx context.Context) error {
 	s.loopCtx, s.stopLoops = context.WithCancel(context.Background())
 	s.workCtx, s.stopWork = context.WithCancel(context.Background())
 	s.engineCtx, s.stopEngine = context.WithCancel(context.Background())
+	pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	s.applyPauses(pctx)
+	cancel()
 	for _, r := range s.steps {
 		r.runners = newRunners(s.loopCtx.Done(), &s.runnerGoroutines, r.run)
 		s.goLoop(r.readLoop)
@@ -286,6 +295,7 @@ func (s *Satellite) Start(ctx context.Context) error {
 	s.goLoop(s.heartbeatLoop)
 	s.goLoop(s.scaleLoop)
 	s.goLoop(s.watchLoop)
+	s.goLoop(s.flowLoop)
 	go s.stopWhenDone(ctx)
 	s.log.Info().Int("steps", len(s.steps)).Msg("satellite started")
 	return nil

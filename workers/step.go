@@ -29,6 +29,11 @@ type stepRunner struct {
 	failed    atomic.Int64
 	backlog   atomic.Int64
 	pending   atomic.Int64
+	// paused is set by the flow loop: the reader reads nothing meanwhile.
+	paused atomic.Bool
+	// limited lists the steps this one feeds that have a max_backlog: the
+	// reader reads only as many tokens as they have room for (headroom).
+	limited []string
 
 	completer completer
 	late      batcher[*job] // jobs due for a late begin
@@ -45,6 +50,7 @@ func newStepRunner(s *Satellite, p *dsat.Pipeline, st *dsat.Step, h Handler) *st
 		r.vis = st.Timeout + 30*time.Second
 	}
 	r.reader = s.c.NewStepReader(p, st.Name, s.cfg.ID)
+	r.limited = limitedTargets(p, st)
 	r.log = s.log.With().Str("pipeline", p.Name).Str("step", st.Name).Logger()
 	r.completer.s = s
 	return r
@@ -80,9 +86,17 @@ func (r *stepRunner) readLoop(ctx context.Context) {
 	want := 1 // slots to wait for: more after a read that found a backlog
 	var spill []msgRef
 	for ctx.Err() == nil {
+		if r.paused.Load() {
+			wait.Sleep(ctx, holdPoll)
+			continue
+		}
 		n, err := r.pool.acquire(ctx, r.s.cfg.ReadBatch, want, r.s.cfg.BatchLinger)
 		if err != nil {
 			return
+		}
+		if n = r.withinHeadroom(ctx, n); n == 0 {
+			wait.Sleep(ctx, holdPoll)
+			continue
 		}
 		var msgs []msgRef
 		reclaimed, fresh := false, false

@@ -116,7 +116,11 @@ func flagsFor(name string, fs *flag.FlagSet) {
 			fs.String("idempotency-key", "", "Idempotency-Key header")
 			fs.Duration("delay", 0, "run the task this long from now")
 			fs.String("at", "", "run the task at this RFC 3339 time")
+			fs.String("deadline", "", "cancel the task if it has not ended by then")
 		}
+	case "pause", "resume":
+		addAPIFlags(fs, env)
+		fs.String("step", "", "only this step of the pipeline")
 	case "validate":
 		handlersFlag(fs, env)
 	case "tail":
