@@ -272,6 +272,6 @@ func encodeValue(v attribute.Value) otlpValue {
 		}
 		return otlpValue{Array: &a}
 	}
-	s := v.Emit()
+	s := v.String()
 	return otlpValue{String: &s}
 }
