@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/rs/zerolog"
 	"github.com/rs/zerolog/hlog"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/dsat-dev/dsat/dsat"
 )
@@ -65,6 +66,9 @@ type Config struct {
 	// per-client stream cap and logs) is then read from that header. 0 (the
 	// default) uses the connection's address: clients could forge the header.
 	TrustedProxies int
+	// TracerProvider, when set, gets a span per submission (see package
+	// tracing); nil: none.
+	TracerProvider trace.TracerProvider
 }
 
 func (c Config) withDefaults() Config {
@@ -115,6 +119,7 @@ type API struct {
 	batchSlots chan struct{}
 	closing    chan struct{}
 	once       sync.Once
+	tracer     trace.Tracer // nil: tracing off
 }
 
 // NewRouter returns the API for cfg.
@@ -124,6 +129,9 @@ func NewRouter(cfg Config) *API {
 		limiter: newStreamLimiter(cfg.MaxStreams, cfg.MaxStreamsPerClient), batchSlots: make(chan struct{}, cfg.MaxBatchDecodes)}
 	a.tokens = tokenDigests(cfg.Tokens)
 	a.hubs = newHubs(cfg.Client, cfg.Logger, cfg.Metrics)
+	if cfg.TracerProvider != nil {
+		a.tracer = cfg.TracerProvider.Tracer("github.com/dsat-dev/dsat/httpapi")
+	}
 	a.router = a.routes()
 	return a
 }

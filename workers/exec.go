@@ -161,6 +161,9 @@ func (s execSettings) environ(t *dsat.Task) []string {
 		}
 	}
 	env = append(env, "DSAT_TASK="+t.ID, "DSAT_STEP="+t.Step, fmt.Sprintf("DSAT_ATTEMPT=%d", t.Attempt))
+	if t.Trace != "" {
+		env = append(env, "TRACEPARENT="+t.Trace) // the step attempt's span, with tracing on
+	}
 	return append(env, s.env...)
 }
 

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/dsat-dev/dsat/dsat"
 )
@@ -91,6 +92,10 @@ type Config struct {
 	// ("ok", "error", "timeout", "panic", "snooze", "cancelled") and
 	// duration, e.g. for metrics.
 	OnResult func(pipeline, step, outcome string, d time.Duration)
+	// TracerProvider, when set, gets one span per step attempt, in the
+	// task's trace (see package tracing; nil: no spans, no cost). Use a
+	// provider with tracing.IDGenerator for a join's links to resolve.
+	TracerProvider trace.TracerProvider
 	// beforeComplete is a fault-injection hook for tests only: it runs
 	// after a handler returned and before Complete. Only this package's
 	// tests and binaries built with the dsattest tag can set it
@@ -186,6 +191,7 @@ type Satellite struct {
 	start                           time.Time
 	jobs                            *jobTable
 	logs                            logLimiter
+	tracer                          trace.Tracer // nil: tracing off
 	mu                              sync.Mutex
 	done                            chan struct{} // closed when Stop has finished
 	state                           lifecycle
@@ -208,6 +214,9 @@ func New(c *dsat.Client, mux *Mux, cfg Config) (*Satellite, error) {
 	s := &Satellite{c: c, mux: mux, cfg: cfg, jobs: newJobTable()}
 	s.cfg.ID = sanitizeID(cfg.ID)
 	s.log = cfg.Logger.With().Str("satellite", s.cfg.ID).Logger()
+	if cfg.TracerProvider != nil {
+		s.tracer = cfg.TracerProvider.Tracer(tracerName)
+	}
 	if s.cfg.MaxPayload <= 0 {
 		s.cfg.MaxPayload = c.Config().MaxPayload
 	}
