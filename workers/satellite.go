@@ -233,8 +233,17 @@ func New(c *dsat.Client, mux *Mux, cfg Config) (*Satellite, error) {
 				errs = append(errs, err)
 				continue
 			}
-			h, _ := mux.Lookup(st.Handler)
-			s.steps = append(s.steps, newStepRunner(s, p, st, h))
+			r := newStepRunner(s, p, st, nil)
+			h, opened, err := mux.stepHandler(st.Handler, StepInfo{Pipeline: p, Step: st, Satellite: s.cfg.ID, Logger: r.log})
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s: pipeline %s: step %q: %w", fileLine(p.File, st.Line), p.Name, st.Name, err))
+				continue
+			}
+			r.h, r.opened = h, opened
+			if b, ok := opened.(bounded); ok {
+				r.bound(b.capacity())
+			}
+			s.steps = append(s.steps, r)
 			hosted = true
 			served++
 		}
@@ -247,6 +256,7 @@ func New(c *dsat.Client, mux *Mux, cfg Config) (*Satellite, error) {
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
+		_ = s.closeSteps(context.Background(), time.Now().Add(cfg.ShutdownTimeout))
 		return nil, err
 	}
 	if served == 0 {
@@ -358,6 +368,7 @@ func (s *Satellite) Stop(ctx context.Context) error {
 	s.state = stopped
 	s.mu.Unlock()
 	defer close(s.done)
+	stopAt := time.Now()
 	s.stopLoops()
 	s.loops.Wait() // readers and background loops have returned
 	done := make(chan struct{})
@@ -385,6 +396,9 @@ func (s *Satellite) Stop(ctx context.Context) error {
 		}
 		err = errors.Join(err, errors.New("workers: stop: some handlers ignored their cancellation (see the log); their tokens stay pending for the reclaimer"))
 	}
+	// Handlers that hold something per step (process: child processes)
+	// release it within what is left of the shutdown timeout.
+	err = errors.Join(err, s.closeSteps(ctx, stopAt.Add(s.cfg.ShutdownTimeout)))
 	s.stopEngine()
 	s.removeHeartbeat()
 	s.log.Info().Msg("satellite stopped")

@@ -19,6 +19,7 @@ type stepRunner struct {
 	p      *dsat.Pipeline
 	step   *dsat.Step
 	h      Handler
+	opened StepHandler      // h's own handler for this step, closed by Stop (nil: none)
 	reader *dsat.StepReader // the reader goroutine's, but for EnsureGroups
 	vis    time.Duration
 	pool   *pool
@@ -40,11 +41,22 @@ type stepRunner struct {
 	runners   *runners      // set by Start
 
 	groupBackoff time.Duration // reader-owned
+
+	// concMin and concMax bound the pool: the step's concurrency, kept
+	// within what its handler can run at once (bound).
+	concMin, concMax int
+}
+
+// bound keeps the step's pool to n tokens at once (before Start).
+func (r *stepRunner) bound(n int) {
+	r.concMax = max(1, min(r.concMax, n))
+	r.concMin = min(r.concMin, r.concMax)
+	r.pool = newPool(r.concMin)
 }
 
 func newStepRunner(s *Satellite, p *dsat.Pipeline, st *dsat.Step, h Handler) *stepRunner {
 	r := &stepRunner{s: s, p: p, step: st, h: h, pool: newPool(st.Concurrency.Min),
-		scaler: scaler{QuietPeriod: s.cfg.QuietPeriod}}
+		scaler: scaler{QuietPeriod: s.cfg.QuietPeriod}, concMin: st.Concurrency.Min, concMax: st.Concurrency.Max}
 	r.vis = s.cfg.VisibilityTimeout
 	if r.vis <= 0 {
 		r.vis = st.Timeout + 30*time.Second

@@ -157,7 +157,8 @@ func checkHandlers(ps []*dsat.Pipeline, external string) error {
 	return builtinMux(0).Check(ps, names...)
 }
 
-// builtinMux is the handlers built into dsat (echo, sleep, fail, exec).
+// builtinMux is the handlers built into dsat (echo, sleep, fail, exec,
+// process).
 func builtinMux(maxOutput int) *workers.Mux {
 	mux := workers.NewMux()
 	workers.RegisterBuiltins(mux, maxOutput)
