@@ -211,6 +211,9 @@ type requestLine struct {
 	Attempt  int             `json:"attempt"`
 	Payload  json.RawMessage `json:"payload"`
 	Settings json.RawMessage `json:"settings"`
+	// Traceparent is the step attempt's W3C trace context (with tracing
+	// on: its span), absent when the task has none.
+	Traceparent string `json:"traceparent,omitempty"`
 }
 
 // request encodes the token's request line (a payload that is not JSON
@@ -221,7 +224,7 @@ func (p *procPool) request(id string, t *dsat.Task) ([]byte, error) {
 		payload, _ = json.Marshal(string(t.Payload))
 	}
 	b, err := json.Marshal(requestLine{ID: id, Task: t.ID, Pipeline: t.Pipeline, Step: t.Step, Attempt: t.Attempt,
-		Payload: payload, Settings: p.s.rest})
+		Payload: payload, Settings: p.s.rest, Traceparent: t.Trace})
 	if err != nil {
 		return nil, fmt.Errorf("encode the request: %w", err)
 	}

@@ -69,9 +69,13 @@ type testAnswer struct {
 	Payload  json.RawMessage `json:"payload"`
 	EnvStep  string          `json:"env_step"`
 	EnvLeak  string          `json:"env_leak"`
+	Trace    string          `json:"traceparent"`
 	Seq      int             `json:"seq"`      // its answer's rank in the process
 	MaxHeld  int             `json:"max_held"` // the most requests the process held at once
 }
+
+// testTraceparent is the trace context of the test tokens.
+const testTraceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
 // call runs one token through the step within limit.
 func (b *procBundle) call(task, payload string, limit time.Duration) (testAnswer, error) {
@@ -82,7 +86,7 @@ func (b *procBundle) call(task, payload string, limit time.Duration) (testAnswer
 
 func (b *procBundle) callCtx(ctx context.Context, task, payload string) (testAnswer, error) {
 	var a testAnswer
-	res, err := b.pool.Handle(ctx, &dsat.Task{ID: task, Pipeline: "p", Step: "s", Attempt: 1, Payload: []byte(payload)})
+	res, err := b.pool.Handle(ctx, &dsat.Task{ID: task, Pipeline: "p", Step: "s", Attempt: 1, Payload: []byte(payload), Trace: testTraceparent})
 	if err == nil {
 		if jerr := json.Unmarshal(res.Output, &a); jerr != nil {
 			b.t.Fatalf("output %s: %v", res.Output, jerr)
@@ -159,7 +163,8 @@ func TestProcessRequestCarriesTheToken(t *testing.T) {
 	t.Setenv("DSAT_REDIS_URL", "redis://:secret@host:6379")
 	b := openProcess(t, "serve", map[string]any{"processes": 1, "inflight": 2, "model": "small", "limits": map[string]any{"n": 3}}, 0)
 	a := b.mustCall(`{"echo": "hi", "x": [1, 2]}`)
-	if a.Task != "t" || a.Pipeline != "p" || a.Step != "s" || a.Attempt != 1 || a.EnvStep != "s" || a.EnvLeak != "" {
+	if a.Task != "t" || a.Pipeline != "p" || a.Step != "s" || a.Attempt != 1 || a.EnvStep != "s" || a.EnvLeak != "" ||
+		a.Trace != testTraceparent {
 		t.Fatalf("answer %+v", a)
 	}
 	if got, _ := json.Marshal(a.Settings); string(got) != `{"limits":{"n":3},"model":"small"}` {

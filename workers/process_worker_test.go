@@ -54,6 +54,7 @@ func testWorker(mode string) int {
 	for sc.Scan() {
 		var req struct {
 			ID, Task, Pipeline, Step string
+			Traceparent              string
 			Attempt                  int
 			Payload                  json.RawMessage
 			Settings                 map[string]any
@@ -103,7 +104,7 @@ func testWorker(mode string) int {
 			default:
 				out := map[string]any{"echo": o.Echo, "pid": os.Getpid(), "attempt": req.Attempt, "task": req.Task,
 					"pipeline": req.Pipeline, "step": req.Step, "settings": req.Settings, "payload": req.Payload,
-					"env_step": os.Getenv("DSAT_STEP"), "env_leak": os.Getenv("DSAT_REDIS_URL")}
+					"env_step": os.Getenv("DSAT_STEP"), "env_leak": os.Getenv("DSAT_REDIS_URL"), "traceparent": req.Traceparent}
 				if o.Big > 0 {
 					out["big"] = strings.Repeat("x", o.Big)
 				}
