@@ -275,7 +275,7 @@ func (c *Client) DeadLetterEntry(ctx context.Context, p Partition, step, entryID
 	if len(raw) > maxErrorText {
 		raw = append(raw[:maxErrorText], "..."...)
 	}
-	task, _ := values["task"].(string)
+	task := entryValues(values)[fTask]
 	if _, err := ParseTaskID(task); err != nil {
 		task = ""
 	}
@@ -301,7 +301,8 @@ func (c *Client) DeadLetterEntry(ctx context.Context, p Partition, step, entryID
 // rejectToken ends the token a rejected entry names, through the fail
 // script (a final failure); false when the entry names no live token.
 func (c *Client) rejectToken(ctx context.Context, step, entryID string, values map[string]any, reason, worker string) (bool, error) {
-	str := func(k string) string { s, _ := values[k].(string); return s }
+	vals := entryValues(values) // either format, unchecked
+	str := func(k string) string { return vals[k] }
 	task, token := str(fTask), str(fToken)
 	if _, err := ParseTaskID(task); err != nil || !validTokenID(token) || strings.ContainsAny(worker, "\r\n|") {
 		return false, nil

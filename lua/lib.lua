@@ -168,10 +168,21 @@ local function save(c)
   redis.call('HSET', c.H, unpack(c.W, 1, c.nw))
 end
 
+-- Envelope (format 1.1, dsat.Envelope.Fields): a token's stream entry is
+-- the packed header h = "<v>|<task>|<step>|<token>|<attempt>|<pv>|<ts>"
+-- (none of these holds "|") and payload; ct only for a content type other
+-- than DEFAULT_CT (dsat.DefaultContentType), trace only when there is one
+-- (either may hold "|"). A retry set member is the JSON array of these
+-- field/value pairs.
+local DEFAULT_CT = 'application/json'
+
 -- token_fields is the envelope of a token (mirrors dsat.Envelope.Fields).
 local function token_fields(c, step, tok, attempt, payload, ts)
-  local f = {'task', c.task, 'step', step, 'token', tok, 'attempt', tostring(attempt),
-             'v', c.v, 'pv', c.pv, 'ct', c.ct, 'payload', payload, 'ts', ts or c.now}
+  local f = {'h', c.v .. '|' .. c.task .. '|' .. step .. '|' .. tok .. '|' .. attempt .. '|' .. c.pv .. '|' .. (ts or c.now),
+             'payload', payload}
+  if c.ct and c.ct ~= DEFAULT_CT then
+    f[#f + 1] = 'ct'; f[#f + 1] = c.ct
+  end
   if c.trace and c.trace ~= '' then
     f[#f + 1] = 'trace'; f[#f + 1] = c.trace
   end
@@ -195,9 +206,9 @@ local function new_token(c, stream, step, payload)
   c.ntok = c.ntok + 1
   local tok = num(c.ntok)
   c.ntoks = tok
-  if c.trace == '' then
-    redis.call('XADD', stream, '*', 'task', c.task, 'step', step, 'token', tok, 'attempt', '1', 'v', c.v,
-      'pv', c.pv, 'ct', c.ct, 'payload', payload, 'ts', c.now)
+  if c.trace == '' and c.ct == DEFAULT_CT then
+    redis.call('XADD', stream, '*', 'h', c.v .. '|' .. c.task .. '|' .. step .. '|' .. tok .. '|1|' .. c.pv .. '|' .. c.now,
+      'payload', payload)
   else
     redis.call('XADD', stream, '*', unpack(token_fields(c, step, tok, 1, payload)))
   end
