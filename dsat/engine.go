@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -468,9 +469,22 @@ func (c *Client) completeCalls(cs []Completion, errs []error) []*batchGroup {
 			index[gk] = g
 			groups = append(groups, g)
 		}
-		g.keys = append(g.keys, c.keys.Task(p, d.Task), c.keys.TaskLog(p, d.Task), c.keys.TaskResult(p, d.Task))
-		g.args = append(g.args, d.Task, d.Token, d.Attempt, d.EntryID, string(x.Output), x.Label, d.startedArg())
 		g.items = append(g.items, i)
+	}
+	// complete.lua removes the acknowledged entries of a call with one trim
+	// of the stream's head when it gets them in the order of their ids
+	// (lib.lua: ack_batch).
+	for _, g := range groups {
+		sort.SliceStable(g.items, func(a, b int) bool {
+			return StreamIDLess(cs[g.items[a]].Delivery.EntryID, cs[g.items[b]].Delivery.EntryID)
+		})
+		for _, i := range g.items {
+			x := cs[i]
+			d := x.Delivery
+			p, _ := deliveryPartition(d)
+			g.keys = append(g.keys, c.keys.Task(p, d.Task), c.keys.TaskLog(p, d.Task), c.keys.TaskResult(p, d.Task))
+			g.args = append(g.args, d.Task, d.Token, d.Attempt, d.EntryID, string(x.Output), x.Label, d.startedArg())
+		}
 	}
 	return groups
 }
