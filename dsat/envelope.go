@@ -14,7 +14,7 @@ import (
 var EnvelopeVersion = MustParseVersion("1.1.0")
 
 // LegacyEnvelopeVersion is the format of entries written before the packed
-// header (dsat 0.1.0 before 1.1): ten fields, task, step, token, attempt,
+// header (format 1.1): ten fields, task, step, token, attempt,
 // v, pv, ct, payload, ts and trace. ParseEnvelope still reads them.
 var LegacyEnvelopeVersion = MustParseVersion("1.0.0")
 
