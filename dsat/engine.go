@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -275,7 +276,7 @@ func (c *Client) DeadLetterEntry(ctx context.Context, p Partition, step, entryID
 	if len(raw) > maxErrorText {
 		raw = append(raw[:maxErrorText], "..."...)
 	}
-	task, _ := values["task"].(string)
+	task := entryValues(values)[fTask]
 	if _, err := ParseTaskID(task); err != nil {
 		task = ""
 	}
@@ -301,7 +302,8 @@ func (c *Client) DeadLetterEntry(ctx context.Context, p Partition, step, entryID
 // rejectToken ends the token a rejected entry names, through the fail
 // script (a final failure); false when the entry names no live token.
 func (c *Client) rejectToken(ctx context.Context, step, entryID string, values map[string]any, reason, worker string) (bool, error) {
-	str := func(k string) string { s, _ := values[k].(string); return s }
+	vals := entryValues(values) // either format, unchecked
+	str := func(k string) string { return vals[k] }
 	task, token := str(fTask), str(fToken)
 	if _, err := ParseTaskID(task); err != nil || !validTokenID(token) || strings.ContainsAny(worker, "\r\n|") {
 		return false, nil
@@ -467,9 +469,22 @@ func (c *Client) completeCalls(cs []Completion, errs []error) []*batchGroup {
 			index[gk] = g
 			groups = append(groups, g)
 		}
-		g.keys = append(g.keys, c.keys.Task(p, d.Task), c.keys.TaskLog(p, d.Task), c.keys.TaskResult(p, d.Task))
-		g.args = append(g.args, d.Task, d.Token, d.Attempt, d.EntryID, string(x.Output), x.Label, d.startedArg())
 		g.items = append(g.items, i)
+	}
+	// complete.lua removes the acknowledged entries of a call with one trim
+	// of the stream's head when it gets them in the order of their ids
+	// (lib.lua: ack_batch).
+	for _, g := range groups {
+		sort.SliceStable(g.items, func(a, b int) bool {
+			return StreamIDLess(cs[g.items[a]].Delivery.EntryID, cs[g.items[b]].Delivery.EntryID)
+		})
+		for _, i := range g.items {
+			x := cs[i]
+			d := x.Delivery
+			p, _ := deliveryPartition(d)
+			g.keys = append(g.keys, c.keys.Task(p, d.Task), c.keys.TaskLog(p, d.Task), c.keys.TaskResult(p, d.Task))
+			g.args = append(g.args, d.Task, d.Token, d.Attempt, d.EntryID, string(x.Output), x.Label, d.startedArg())
+		}
 	}
 	return groups
 }

@@ -6,9 +6,17 @@ import (
 	"strings"
 )
 
-// EnvelopeVersion is the format version of stream entries. A reader accepts
-// entries whose version is compatible (same X.Y).
-var EnvelopeVersion = MustParseVersion("1.0.0")
+// EnvelopeVersion is the format version of the stream entries this
+// version writes: 1.1, the packed header (see Envelope.Fields). A reader
+// accepts entries whose version is compatible (same X.Y) and, so that
+// tokens queued before an upgrade are not lost, entries of format 1.0
+// (LegacyEnvelopeVersion: one field per value).
+var EnvelopeVersion = MustParseVersion("1.1.0")
+
+// LegacyEnvelopeVersion is the format of entries written before the packed
+// header (format 1.1): ten fields, task, step, token, attempt,
+// v, pv, ct, payload, ts and trace. ParseEnvelope still reads them.
+var LegacyEnvelopeVersion = MustParseVersion("1.0.0")
 
 // DefaultContentType is the content type of payloads unless told otherwise.
 const DefaultContentType = "application/json"
@@ -18,11 +26,11 @@ const DefaultMaxPayload = 1 << 20
 
 // Envelope is one token: one stream entry of a step stream.
 type Envelope struct {
-	Task    string // task id
-	Step    string // the step the token is for
-	Token   string // token id, unique within the task
-	Attempt int    // 1 for the first run
-	V       Version
+	Task    string  // task id
+	Step    string  // the step the token is for
+	Token   string  // token id, unique within the task
+	Attempt int     // 1 for the first run
+	V       Version // the format the entry was read in (Fields writes EnvelopeVersion's)
 	PV      Version // pipeline version
 	CT      string  // payload content type
 	Payload []byte
@@ -31,9 +39,20 @@ type Envelope struct {
 }
 
 // Envelope field names. The Lua scripts write the same fields when they
-// emit tokens (lua/lib.lua: emit_token); a contract test parses those with
-// ParseEnvelope.
+// emit tokens (lua/lib.lua: token_fields, new_token); the contract tests
+// parse those with ParseEnvelope.
+//
+// Format 1.1 (written): fH, the packed header
+// "<v>|<task>|<step>|<token>|<attempt>|<pv>|<ts>", then fPayload; fCT
+// only for a content type other than DefaultContentType, fTrace only when
+// there is one. No value of the header can hold "|" (versions, a task id,
+// a step name and numbers), while a content type and a traceparent's
+// later versions can: they keep fields of their own, which a token has
+// only in the rare case it needs them.
+//
+// Format 1.0 (read only): every value in a field of its own.
 const (
+	fH       = "h"
 	fTask    = "task"
 	fStep    = "step"
 	fToken   = "token"
@@ -46,12 +65,18 @@ const (
 	fTrace   = "trace"
 )
 
-// Fields encodes e as XADD field/value pairs.
+// headerParts names the parts of a 1.1 header, in order.
+var headerParts = [...]string{fV, fTask, fStep, fToken, fAttempt, fPV, fTS}
+
+// Fields encodes e as XADD field/value pairs, in the current format
+// (EnvelopeVersion, whatever e.V says): the packed header h, the payload,
+// and ct and trace only when they are not the default and not empty.
 func (e Envelope) Fields() []any {
-	out := []any{
-		fTask, e.Task, fStep, e.Step, fToken, e.Token,
-		fAttempt, strconv.Itoa(e.Attempt), fV, e.V.API(), fPV, e.PV.String(),
-		fCT, e.CT, fPayload, string(e.Payload), fTS, strconv.FormatInt(e.TS, 10),
+	h := strings.Join([]string{EnvelopeVersion.API(), e.Task, e.Step, e.Token,
+		strconv.Itoa(e.Attempt), e.PV.String(), strconv.FormatInt(e.TS, 10)}, "|")
+	out := []any{fH, h, fPayload, string(e.Payload)}
+	if e.CT != "" && e.CT != DefaultContentType {
+		out = append(out, fCT, e.CT)
 	}
 	if e.Trace != "" {
 		out = append(out, fTrace, e.Trace)
@@ -60,7 +85,8 @@ func (e Envelope) Fields() []any {
 }
 
 // EnvelopeError says why a stream entry is not a valid token. It wraps
-// ErrInvalidEnvelope.
+// ErrInvalidEnvelope. Field is the entry's field, or for a part of the
+// packed header, the part's name (task, step, token, attempt, v, pv, ts).
 type EnvelopeError struct {
 	Field  string
 	Reason string
@@ -76,93 +102,189 @@ func (e *EnvelopeError) Error() string {
 // Unwrap returns ErrInvalidEnvelope.
 func (e *EnvelopeError) Unwrap() error { return ErrInvalidEnvelope }
 
-// ParseEnvelope strictly parses a stream entry's values. Every field but
-// trace is required, no unknown field is allowed, the format version must be
-// compatible with EnvelopeVersion and the payload at most maxPayload bytes
-// (0 means DefaultMaxPayload).
+// ParseEnvelope strictly parses a stream entry's values, of format 1.1 (a
+// header field h) or 1.0 (no h: one field per value, written before the
+// upgrade). Every value but trace (and in 1.1 ct) is required, no unknown
+// field is allowed, the format version must be compatible with
+// EnvelopeVersion (or be 1.0 in its own layout) and the payload at most
+// maxPayload bytes (0 means DefaultMaxPayload).
 func ParseEnvelope(values map[string]any, maxPayload int) (Envelope, error) {
 	if maxPayload <= 0 {
 		maxPayload = DefaultMaxPayload
 	}
-	var e Envelope
-	get := func(k string) (string, bool) {
-		v, ok := values[k]
-		if !ok {
-			return "", false
-		}
-		s, isStr := v.(string)
-		return s, isStr
-	}
-	bad := func(f, why string) (Envelope, error) { return Envelope{}, &EnvelopeError{Field: f, Reason: why} }
 	if len(values) == 0 {
-		return bad("", "entry has no fields (payload lost)")
+		return badEnvelope("", "entry has no fields (payload lost)")
 	}
+	if _, ok := values[fH]; ok {
+		return parsePacked(values, maxPayload)
+	}
+	if _, ok := values[fV]; ok {
+		return parseLegacy(values, maxPayload)
+	}
+	return badEnvelope(fH, "missing")
+}
+
+func badEnvelope(f, why string) (Envelope, error) {
+	return Envelope{}, &EnvelopeError{Field: f, Reason: why}
+}
+
+func unknownField(k string) (Envelope, error) {
+	if len(k) > 40 {
+		k = k[:40] + "..."
+	}
+	return badEnvelope(k, "unknown field")
+}
+
+// parsePacked parses format 1.1.
+func parsePacked(values map[string]any, maxPayload int) (Envelope, error) {
+	str := func(k string) (string, bool) {
+		s, ok := values[k].(string)
+		return s, ok
+	}
+	for k := range values {
+		switch k {
+		case fH, fPayload, fCT, fTrace:
+		default:
+			return unknownField(k)
+		}
+	}
+	h, ok := str(fH)
+	if !ok {
+		return badEnvelope(fH, "not a string")
+	}
+	// The version first: a later format may pack other parts.
+	vs, rest, _ := strings.Cut(h, "|")
+	v, err := ParseVersion(vs)
+	if err != nil {
+		return badEnvelope(fV, err.Error())
+	}
+	if !v.Compatible(EnvelopeVersion) {
+		return badEnvelope(fV, fmt.Sprintf("format %s is not compatible with this reader's %s", v.API(), EnvelopeVersion.API()))
+	}
+	parts := strings.Split(rest, "|")
+	if len(parts) != len(headerParts)-1 {
+		return badEnvelope(fH, fmt.Sprintf("want %d parts %s separated by |, got %d",
+			len(headerParts), strings.Join(headerParts[:], "|"), len(parts)+1))
+	}
+	p := map[string]string{fV: vs, fCT: DefaultContentType}
+	for i, name := range headerParts[1:] {
+		p[name] = parts[i]
+	}
+	if _, ok := values[fCT]; ok {
+		if p[fCT], ok = str(fCT); !ok {
+			return badEnvelope(fCT, "must be a content type")
+		}
+	}
+	payload, ok := str(fPayload)
+	if !ok {
+		return badEnvelope(fPayload, "missing")
+	}
+	p[fPayload] = payload
+	e, err := checkEnvelope(p, values, maxPayload)
+	if err != nil {
+		return Envelope{}, err
+	}
+	e.V = v
+	return e, nil
+}
+
+// parseLegacy parses format 1.0.
+func parseLegacy(values map[string]any, maxPayload int) (Envelope, error) {
 	for k := range values {
 		switch k {
 		case fTask, fStep, fToken, fAttempt, fV, fPV, fCT, fPayload, fTS, fTrace:
 		default:
-			if len(k) > 40 {
-				k = k[:40] + "..."
-			}
-			return bad(k, "unknown field")
+			return unknownField(k)
 		}
 	}
+	p := map[string]string{}
 	for _, k := range []string{fV, fTask, fStep, fToken, fAttempt, fPV, fCT, fPayload, fTS} {
-		if _, ok := get(k); !ok {
-			return bad(k, "missing")
+		s, ok := values[k].(string)
+		if !ok {
+			return badEnvelope(k, "missing")
 		}
+		p[k] = s
 	}
-	vs, _ := get(fV)
-	v, err := ParseVersion(vs)
+	v, err := ParseVersion(p[fV])
 	if err != nil {
-		return bad(fV, err.Error())
+		return badEnvelope(fV, err.Error())
 	}
-	if !v.Compatible(EnvelopeVersion) {
-		return bad(fV, fmt.Sprintf("format %s is not compatible with this reader's %s", v.API(), EnvelopeVersion.API()))
+	if !v.Compatible(LegacyEnvelopeVersion) {
+		return badEnvelope(fV, fmt.Sprintf("format %s in separate fields is not compatible with this reader's %s (nor its %s, packed)",
+			v.API(), LegacyEnvelopeVersion.API(), EnvelopeVersion.API()))
+	}
+	e, err := checkEnvelope(p, values, maxPayload)
+	if err != nil {
+		return Envelope{}, err
 	}
 	e.V = v
-	e.Task, _ = get(fTask)
+	return e, nil
+}
+
+// checkEnvelope checks the values of either format (p: by field name,
+// trace read from values) but the format version.
+func checkEnvelope(p map[string]string, values map[string]any, maxPayload int) (Envelope, error) {
+	var e Envelope
+	var err error
+	e.Task = p[fTask]
 	if _, err := ParseTaskID(e.Task); err != nil {
-		return bad(fTask, err.Error())
+		return badEnvelope(fTask, err.Error())
 	}
-	e.Step, _ = get(fStep)
+	e.Step = p[fStep]
 	if !ValidName(e.Step) {
-		return bad(fStep, "not a valid step name")
+		return badEnvelope(fStep, "not a valid step name")
 	}
-	e.Token, _ = get(fToken)
+	e.Token = p[fToken]
 	if !validTokenID(e.Token) {
-		return bad(fToken, "must be a positive number")
+		return badEnvelope(fToken, "must be a positive number")
 	}
-	as, _ := get(fAttempt)
+	as := p[fAttempt]
 	if n, err := strconv.Atoi(as); err != nil || n < 1 || n > 1000 || strconv.Itoa(n) != as {
-		return bad(fAttempt, "must be a number from 1 to 1000")
+		return badEnvelope(fAttempt, "must be a number from 1 to 1000")
 	} else {
 		e.Attempt = n
 	}
-	pvs, _ := get(fPV)
-	if e.PV, err = ParseVersion(pvs); err != nil {
-		return bad(fPV, err.Error())
+	if e.PV, err = ParseVersion(p[fPV]); err != nil {
+		return badEnvelope(fPV, err.Error())
 	}
-	if e.CT, _ = get(fCT); e.CT == "" || len(e.CT) > 200 {
-		return bad(fCT, "must be a content type")
+	if e.CT = p[fCT]; e.CT == "" || len(e.CT) > 200 {
+		return badEnvelope(fCT, "must be a content type")
 	}
-	payload, _ := get(fPayload)
+	payload := p[fPayload]
 	if len(payload) > maxPayload {
-		return bad(fPayload, fmt.Sprintf("%d bytes is larger than the limit of %d", len(payload), maxPayload))
+		return badEnvelope(fPayload, fmt.Sprintf("%d bytes is larger than the limit of %d", len(payload), maxPayload))
 	}
 	e.Payload = []byte(payload)
-	ts, _ := get(fTS)
-	if e.TS, err = strconv.ParseInt(ts, 10, 64); err != nil || e.TS <= 0 {
-		return bad(fTS, "must be a positive number of milliseconds")
+	if e.TS, err = strconv.ParseInt(p[fTS], 10, 64); err != nil || e.TS <= 0 {
+		return badEnvelope(fTS, "must be a positive number of milliseconds")
 	}
 	if tr, ok := values[fTrace]; ok {
 		s, isStr := tr.(string)
 		if !isStr || CheckTrace(s) != nil {
-			return bad(fTrace, "must be a W3C traceparent")
+			return badEnvelope(fTrace, "must be a W3C traceparent")
 		}
 		e.Trace = s
 	}
 	return e, nil
+}
+
+// entryValues returns what a stream entry of either format says, by the
+// 1.0 field names, without checking anything: what the dead-letter path
+// needs of an entry that did not parse.
+func entryValues(values map[string]any) map[string]string {
+	out := map[string]string{}
+	for k, v := range values {
+		if s, ok := v.(string); ok {
+			out[k] = s
+		}
+	}
+	if h, ok := out[fH]; ok {
+		delete(out, fH)
+		for i, part := range strings.SplitN(h, "|", len(headerParts)) {
+			out[headerParts[i]] = part
+		}
+	}
+	return out
 }
 
 // validTokenID reports whether s is a token id: a positive number without

@@ -133,8 +133,5 @@ for i = 1, (#KEYS - kb) / 3 do
   out[2 * i] = label or ''
 end
 publish(c)
-if #acks > 0 then
-  redis.call('XACK', KEYS[2], step, unpack(acks))
-  redis.call('XDEL', KEYS[2], unpack(acks))
-end
+ack_batch(KEYS[2], step, acks)
 return out

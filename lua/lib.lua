@@ -168,10 +168,21 @@ local function save(c)
   redis.call('HSET', c.H, unpack(c.W, 1, c.nw))
 end
 
+-- Envelope (format 1.1, dsat.Envelope.Fields): a token's stream entry is
+-- the packed header h = "<v>|<task>|<step>|<token>|<attempt>|<pv>|<ts>"
+-- (none of these holds "|") and payload; ct only for a content type other
+-- than DEFAULT_CT (dsat.DefaultContentType), trace only when there is one
+-- (either may hold "|"). A retry set member is the JSON array of these
+-- field/value pairs.
+local DEFAULT_CT = 'application/json'
+
 -- token_fields is the envelope of a token (mirrors dsat.Envelope.Fields).
 local function token_fields(c, step, tok, attempt, payload, ts)
-  local f = {'task', c.task, 'step', step, 'token', tok, 'attempt', tostring(attempt),
-             'v', c.v, 'pv', c.pv, 'ct', c.ct, 'payload', payload, 'ts', ts or c.now}
+  local f = {'h', c.v .. '|' .. c.task .. '|' .. step .. '|' .. tok .. '|' .. attempt .. '|' .. c.pv .. '|' .. (ts or c.now),
+             'payload', payload}
+  if c.ct and c.ct ~= DEFAULT_CT then
+    f[#f + 1] = 'ct'; f[#f + 1] = c.ct
+  end
   if c.trace and c.trace ~= '' then
     f[#f + 1] = 'trace'; f[#f + 1] = c.trace
   end
@@ -195,9 +206,9 @@ local function new_token(c, stream, step, payload)
   c.ntok = c.ntok + 1
   local tok = num(c.ntok)
   c.ntoks = tok
-  if c.trace == '' then
-    redis.call('XADD', stream, '*', 'task', c.task, 'step', step, 'token', tok, 'attempt', '1', 'v', c.v,
-      'pv', c.pv, 'ct', c.ct, 'payload', payload, 'ts', c.now)
+  if c.trace == '' and c.ct == DEFAULT_CT then
+    redis.call('XADD', stream, '*', 'h', c.v .. '|' .. c.task .. '|' .. step .. '|' .. tok .. '|1|' .. c.pv .. '|' .. c.now,
+      'payload', payload)
   else
     redis.call('XADD', stream, '*', unpack(token_fields(c, step, tok, 1, payload)))
   end
@@ -218,12 +229,14 @@ local function ack(stream, group, id)
   end
 end
 
--- delivered reports whether stream entry id was delivered to the consumer
--- group (its last-delivered-id is at or past it; no group: not delivered).
+-- stream_id splits a stream entry id into its two numbers (nil for none).
 local function stream_id(id)
   local ms, sq = string.match(id or '', '^(%d+)-?(%d*)$')
   return tonumber(ms), tonumber(sq) or 0
 end
+
+-- delivered reports whether stream entry id was delivered to the consumer
+-- group (its last-delivered-id is at or past it; no group: not delivered).
 local function delivered(stream, group, id)
   local ms, sq = stream_id(id)
   if not ms then return true end
@@ -239,6 +252,51 @@ local function delivered(stream, group, id)
     end
   end
   return false
+end
+
+-- ack_batch acknowledges and removes the stream entries ids of a batch,
+-- each delivered to group, given in the order of their ids (dsat sorts a
+-- complete call's tokens so), with fewer walks of the stream than XDEL's
+-- one walk of a stream node per id. After the XACK, every entry below the
+-- smaller of the group's first pending entry and the id after the batch's
+-- last one has been delivered (ids only grow and a group delivers them in
+-- order) and is no longer pending: acknowledged, so deleted already or
+-- one of ids. One XTRIM MINID removes those (whole nodes at once, then one
+-- pass over the node the bound is in); XDEL removes the ids at or past the
+-- bound, which lie behind an entry still pending (a token still running).
+-- Every id must have been pending (XACK counts them), else the call falls
+-- back to XDEL. No pending and no undelivered entry is ever removed, and no
+-- acknowledged one is left: the stream holds the tokens waiting or
+-- running, as with XDEL alone. (Ids out of order would not make it remove
+-- a wrong entry, only leave some acknowledged ones to a later trim. The
+-- step's group must be its stream's only group, as dsat's layout has it.)
+local function ack_batch(stream, group, ids)
+  local n = #ids
+  if n == 0 then return end
+  if redis.call('XACK', stream, group, unpack(ids)) < n then
+    -- Not every id was pending (a redelivered token's entry acknowledged
+    -- before, or an id never delivered): the bound would not be proven.
+    redis.call('XDEL', stream, unpack(ids))
+    return
+  end
+  local hms, hsq = stream_id(ids[n])
+  -- The bound: the id after the batch's last one, or the first pending.
+  local bms, bsq = hms, hsq + 1
+  local bound = string.match(ids[n], '^%d+') .. '-' .. num(bsq)
+  local p = redis.call('XPENDING', stream, group, '-', '+', 1)[1]
+  if p then
+    local pms, psq = stream_id(p[1])
+    if pms < bms or (pms == bms and psq < bsq) then bms, bsq, bound = pms, psq, p[1] end
+  end
+  -- The ids at or past the bound: the last ones.
+  local k = n
+  while k > 0 do
+    local ms, sq = stream_id(ids[k])
+    if ms < bms or (ms == bms and sq < bsq) then break end
+    k = k - 1
+  end
+  if k > 0 then redis.call('XTRIM', stream, 'MINID', bound) end
+  if k < n then redis.call('XDEL', stream, unpack(ids, k + 1, n)) end
 end
 
 -- park records a token from pred arriving at join j (written at once:

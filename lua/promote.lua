@@ -7,6 +7,11 @@
 -- ARGV[1] -> now (ms)
 -- ARGV[2] -> most members to move in this call
 -- ARGV[3..] -> step names of the pipeline
+-- A member is the JSON array of a token's stream entry fields (lib.lua:
+-- token_fields): {"h", "<v>|<task>|<step>|...", "payload", ...} since
+-- envelope format 1.1, {"task", <task>, "step", <step>, ...} (1.0) when a
+-- version before it queued the retry; either is queued as it is (readers
+-- accept both).
 -- Returns: the number of tokens moved (members for a step this pipeline
 -- version does not have go to the dead letters instead).
 local streams = {}
@@ -15,7 +20,14 @@ local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, to
 local moved = 0
 for _, m in ipairs(due) do
   local ok, f = pcall(cjson.decode, m)
-  local step = ok and type(f) == 'table' and f[4]
+  local step = false
+  if ok and type(f) == 'table' then
+    if f[1] == 'h' and type(f[2]) == 'string' then
+      step = string.match(f[2], '^[^|]*|[^|]*|([^|]*)|')
+    else
+      step = f[4] -- format 1.0
+    end
+  end
   redis.call('ZREM', KEYS[1], m)
   if step and streams[step] then
     redis.call('XADD', streams[step], '*', unpack(f))

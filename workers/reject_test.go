@@ -1,6 +1,7 @@
 package workers
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -14,21 +15,56 @@ import (
 // rejections are the classes of stream entries a satellite refuses, each
 // made from a valid token by one change. Every one names its task and
 // token, so each must end the task (failed, with the reason) instead of
-// leaving it pending forever; retry then re-drives it.
+// leaving it pending forever; retry then re-drives it. Tokens are written
+// in format 1.1 (a packed header h, dsat.Envelope.Fields); the last cases
+// turn them into format 1.0 entries, as a version before 1.1 queued them.
 var rejections = map[string]func(v map[string]any){
 	"unknown field":           func(v map[string]any) { v["bogus"] = "1" },
-	"missing field":           func(v map[string]any) { delete(v, "ts") },
-	"format version":          func(v map[string]any) { v["v"] = "9.0" },
-	"pipeline version":        func(v map[string]any) { v["pv"] = "not-a-version" },
-	"incompatible pipeline":   func(v map[string]any) { v["pv"] = "9.0.0" },
+	"missing field":           func(v map[string]any) { dropPart(v, "ts") },
+	"format version":          func(v map[string]any) { setPart(v, "v", "9.0") },
+	"pipeline version":        func(v map[string]any) { setPart(v, "pv", "not-a-version") },
+	"incompatible pipeline":   func(v map[string]any) { setPart(v, "pv", "9.0.0") },
 	"content type":            func(v map[string]any) { v["ct"] = "" },
 	"payload over the limit":  func(v map[string]any) { v["payload"] = `"` + strings.Repeat("x", 200) + `"` },
-	"timestamp":               func(v map[string]any) { v["ts"] = "-5" },
+	"timestamp":               func(v map[string]any) { setPart(v, "ts", "-5") },
 	"traceparent":             func(v map[string]any) { v["trace"] = strings.Repeat("f", 129) },
-	"attempt":                 func(v map[string]any) { v["attempt"] = "0" },
-	"step of another stream":  func(v map[string]any) { v["step"] = "b" },
-	"step name":               func(v map[string]any) { v["step"] = "no such\nstep" },
-	"attempt and payload bad": func(v map[string]any) { v["attempt"] = "x"; v["payload"] = "{" },
+	"attempt":                 func(v map[string]any) { setPart(v, "attempt", "0") },
+	"step of another stream":  func(v map[string]any) { setPart(v, "step", "b") },
+	"step name":               func(v map[string]any) { setPart(v, "step", "no such\nstep") },
+	"attempt and payload bad": func(v map[string]any) { setPart(v, "attempt", "x"); v["payload"] = "{" },
+	"1.0: format version": func(v map[string]any) {
+		toLegacy(v)
+		v["v"] = "9.0"
+	},
+	"1.0: step of another stream": func(v map[string]any) {
+		toLegacy(v)
+		v["step"] = "b"
+	},
+}
+
+// headerParts are the parts of a 1.1 header, in order.
+var headerParts = []string{"v", "task", "step", "token", "attempt", "pv", "ts"}
+
+// setPart replaces one part of the entry's header.
+func setPart(v map[string]any, name, val string) {
+	parts := strings.Split(v["h"].(string), "|")
+	parts[slices.Index(headerParts, name)] = val
+	v["h"] = strings.Join(parts, "|")
+}
+
+// dropPart removes one part of the entry's header.
+func dropPart(v map[string]any, name string) {
+	parts := strings.Split(v["h"].(string), "|")
+	v["h"] = strings.Join(slices.Delete(parts, slices.Index(headerParts, name), slices.Index(headerParts, name)+1), "|")
+}
+
+// toLegacy turns a 1.1 entry into the 1.0 entry of the same token.
+func toLegacy(v map[string]any) {
+	for i, p := range strings.Split(v["h"].(string), "|") {
+		v[headerParts[i]] = p
+	}
+	delete(v, "h")
+	v["v"], v["ct"] = "1.0", dsat.DefaultContentType
 }
 
 // TestRejectedEntriesEndTheirTask drives every class of rejection through a

@@ -121,7 +121,7 @@ func TestCLIErrors(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "-steps") || !strings.Contains(out, "DSAT_REDIS_URL") || !strings.Contains(out, "Examples:") {
 		t.Fatalf("help worker: %d %s", code, out)
 	}
-	if code, out, _ := runCLI(t, nil, "", "version"); code != 0 || out != "dsat 0.1.0 (envelope format 1.0)\n" {
+	if code, out, _ := runCLI(t, nil, "", "version"); code != 0 || out != "dsat 0.1.0 (envelope format 1.1)\n" {
 		t.Fatalf("version %q", out)
 	}
 }
