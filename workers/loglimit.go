@@ -1,6 +1,7 @@
 package workers
 
 import (
+	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -9,15 +10,23 @@ import (
 // logEvery is how often one repeated log line may be written.
 const logEvery = 5 * time.Second
 
-// logLimited writes ev at most once per logEvery for key, so a loop that
-// fails the same way (Redis down) does not flood the log.
-func (s *Satellite) logLimited(key string, ev *zerolog.Event, msg string) {
-	k := s.cfg.ID + "/" + key
+// logLimiter writes a log line at most once per logEvery for each key, so
+// a loop that fails the same way (Redis down) does not flood the log.
+type logLimiter struct {
+	times sync.Map // key -> time.Time of the last line
+}
+
+func (l *logLimiter) log(key string, ev *zerolog.Event, msg string) {
 	now := time.Now()
-	if last, ok := s.logTimes.Load(k); ok && now.Sub(last.(time.Time)) < logEvery {
+	if last, ok := l.times.Load(key); ok && now.Sub(last.(time.Time)) < logEvery {
 		ev.Discard()
 		return
 	}
-	s.logTimes.Store(k, now)
+	l.times.Store(key, now)
 	ev.Msg(msg)
+}
+
+// logLimited writes ev at most once per logEvery for key.
+func (s *Satellite) logLimited(key string, ev *zerolog.Event, msg string) {
+	s.limiter.log(s.cfg.ID+"/"+key, ev, msg)
 }

@@ -169,16 +169,15 @@ const (
 // the background loops that keep the system healthy: reclaiming tokens of
 // dead satellites, promoting due retries, heartbeats and autoscaling.
 type Satellite struct {
-	c     *dsat.Client
-	mux   *Mux
-	cfg   Config
-	log   zerolog.Logger
-	steps []*stepRunner
-	parts []partitionRef // every served partition, for the promoter
-	start time.Time
-	jobs  *jobTable
-	// logTimes: key -> time.Time of the last rate-limited log line.
-	logTimes                        sync.Map
+	c                               *dsat.Client
+	mux                             *Mux
+	cfg                             Config
+	log                             zerolog.Logger
+	steps                           []*stepRunner
+	parts                           []partitionRef // every served partition, for the promoter
+	start                           time.Time
+	jobs                            *jobTable
+	limiter                         logLimiter
 	mu                              sync.Mutex
 	done                            chan struct{} // closed when Stop has finished
 	state                           lifecycle
