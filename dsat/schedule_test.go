@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-
 	"github.com/dsat-dev/dsat/dsat"
 	"github.com/dsat-dev/dsat/internal/redistest"
 )
