@@ -13,7 +13,9 @@ func init() {
 		usage: "--redis URL --pipelines DIR [--addr :8080] [--token T]",
 		help: `Serves the HTTP API on --addr for the pipelines in --pipelines. At start-up
 it checks that Redis does not evict keys (maxmemory-policy must not be
-allkeys-* or volatile-*: an evicted stream loses work).
+allkeys-* or volatile-*: an evicted stream loses work), and puts the
+schedules the pipeline files declare (schedules:). It fires due schedules
+too, as every worker does (one task per slot).
 
 Examples:
   dsat serve --redis redis://127.0.0.1:6379 --pipelines ./pipelines
@@ -56,10 +58,18 @@ func runServe(ctx context.Context, env *cliEnv, args []string) error {
 		// Tasks of a step no worker can run would queue forever.
 		return fmt.Errorf("%w\n(a handler of your own worker binary: name it in --handlers)", err)
 	}
+	if err := upsertFileSchedules(ctx, c, ps, log); err != nil {
+		return err
+	}
 	l, err := listen(*o.addr)
 	if err != nil {
 		return err
 	}
+	sched, err := startScheduler(ctx, c, log)
+	if err != nil {
+		return err
+	}
+	defer sched.Stop()
 	api := newAPI(c, log, tokens, *o.metricsAuth, httpapi.NewMetrics(c), l)
 	log.Info().Str("url", baseURL(l)).Int("pipelines", len(ps)).Msg("dsat serve listening")
 	return serveHTTP(ctx, l, api, api)
