@@ -25,21 +25,7 @@ import (
 // TestScheduleCommands: "dsat schedule" sets, lists, pauses, resumes and
 // removes schedules through the API, with the CLI's exit codes.
 func TestScheduleCommands(t *testing.T) {
-	mr := miniredis.RunT(t)
-	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
-	t.Cleanup(func() { rdb.Close() })
-	p, err := dsat.ParsePipeline("p.yaml", []byte("name: demo\nversion: 1.0.0\nsteps:\n  a: {handler: echo}\n"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := dsat.NewClient(rdb, dsat.Config{}, p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	api := httpapi.NewRouter(httpapi.Config{Client: c, Logger: zerolog.Nop()})
-	srv := httptest.NewServer(api)
-	t.Cleanup(func() { api.Close(); srv.Close() })
-	env := map[string]string{"DSAT_API": srv.URL}
+	env := map[string]string{"DSAT_API": miniAPI(t, "name: demo\nversion: 1.0.0\nsteps:\n  a: {handler: echo}\n")}
 
 	if code, out, errs := runCLI(t, env, "", "schedule", "list"); code != 0 || out != "" || !strings.Contains(errs, "no schedules") {
 		t.Fatalf("list with none: %d %q %q", code, out, errs)
@@ -132,4 +118,24 @@ func compact(b []byte) string {
 	var out bytes.Buffer
 	_ = json.Compact(&out, b)
 	return out.String()
+}
+
+// miniAPI serves the API for one pipeline on miniredis and returns its URL.
+func miniAPI(t *testing.T, pipelineYAML string) string {
+	t.Helper()
+	mr := miniredis.RunT(t)
+	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
+	t.Cleanup(func() { rdb.Close() })
+	p, err := dsat.ParsePipeline("p.yaml", []byte(pipelineYAML))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := dsat.NewClient(rdb, dsat.Config{}, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	api := httpapi.NewRouter(httpapi.Config{Client: c, Logger: zerolog.Nop()})
+	srv := httptest.NewServer(api)
+	t.Cleanup(func() { api.Close(); srv.Close() })
+	return srv.URL
 }
