@@ -16,6 +16,7 @@ import (
 	"sort"
 	"strings"
 	"syscall"
+	_ "time/tzdata" // schedules' time zones on a machine without a zoneinfo database
 
 	"github.com/redis/go-redis/v9"
 )
