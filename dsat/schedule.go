@@ -134,7 +134,7 @@ func (s *ScheduleSpec) normalizeEvery(bad func(field, format string, a ...any)) 
 	case err != nil:
 		bad("every", "%q is not a Go duration such as 30s, 5m or 1h", trimText(s.Every))
 	case d < MinEvery || d > MaxEvery:
-		bad("every", "%s must be from %s to %s", d, MinEvery, MaxEvery)
+		bad("every", "%s must be from 1s to 8784h (366 days)", d)
 	case d%time.Millisecond != 0:
 		bad("every", "%s must be a whole number of milliseconds", d)
 	default:
@@ -170,7 +170,7 @@ func (s *ScheduleSpec) normalizeJitter(every time.Duration, bad func(field, form
 	case err != nil:
 		bad("jitter", "%q is not a Go duration such as 500ms or 10s", trimText(s.Jitter))
 	case j < 0 || j > MaxJitter:
-		bad("jitter", "%s must be from 0 to %s", j, MaxJitter)
+		bad("jitter", "%s must be from 0 to 1h", j)
 	case every > 0 && j >= every:
 		bad("jitter", "%s must be shorter than every (%s)", j, every)
 	case j == 0:

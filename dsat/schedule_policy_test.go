@@ -211,7 +211,7 @@ func TestNormalize(t *testing.T) {
 		{ScheduleSpec{ID: "s", Pipeline: "p", Cron: "* * * * *", Timezone: "Mars/Olympus"}, "timezone", "not a known IANA time zone"},
 		{ScheduleSpec{ID: "s", Pipeline: "p", Every: "1m", Catchup: "some"}, "catchup", "use none, one or all"},
 		{ScheduleSpec{ID: "s", Pipeline: "p", Every: "1m", Jitter: "1m"}, "jitter", "shorter than every"},
-		{ScheduleSpec{ID: "s", Pipeline: "p", Cron: "@hourly", Jitter: "2h"}, "jitter", "from 0 to 1h0m0s"},
+		{ScheduleSpec{ID: "s", Pipeline: "p", Cron: "@hourly", Jitter: "2h"}, "jitter", "from 0 to 1h"},
 		{ScheduleSpec{ID: "s", Pipeline: "p", Every: "1m", Payload: []byte("{")}, "payload", "not valid JSON"},
 		{ScheduleSpec{ID: "s", Pipeline: "p", Every: "1m", Payload: []byte(`"` + strings.Repeat("x", 100) + `"`)}, "payload", "larger than the limit of 64"},
 	} {

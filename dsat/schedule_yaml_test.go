@@ -56,7 +56,7 @@ steps:
 		t.Fatalf("%v", err)
 	}
 	for _, want := range []string{
-		`bad.yaml:4: field "schedules.fast.every": 1ms must be from 1s to 8784h0m0s`,
+		`bad.yaml:4: field "schedules.fast.every": 1ms must be from 1s to 8784h (366 days)`,
 		`bad.yaml:5: field "schedules.Bad": "Bad" must be 1 to 64 characters`,
 		`bad.yaml:7: field "schedules.x.pipeline": a schedule in a pipeline file runs that file's pipeline`,
 		`bad.yaml:8: field "schedules.x.cron": "nope" is not a cron expression`,
