@@ -30,8 +30,10 @@ import (
 //     keys, so a slot still makes one task;
 //  5. record the outcome (schedule_done.lua), which ends the claim.
 
-// maxDuePerFiring bounds the schedules one FireSchedules call handles.
-const maxDuePerFiring = 100
+// maxDuePerFiring bounds the schedules one FireSchedules call handles:
+// all of them, so that due schedules of pipelines this process has not
+// loaded cannot hold back the others.
+const maxDuePerFiring = MaxSchedules
 
 // ScheduleFiring is what one firing of one schedule did.
 type ScheduleFiring struct {
@@ -128,7 +130,7 @@ type claimed struct {
 func (c *Client) claim(ctx context.Context, rec *scheduleRecord) (*claimed, error) {
 	s, id := rec.spec, rec.spec.ID
 	if _, err := c.Pipeline(s.Pipeline); err != nil {
-		return nil, fmt.Errorf("schedule %s: %w (not loaded by this process)", id, err)
+		return nil, nil // left to the processes that loaded the pipeline
 	}
 	now := c.cfg.Now()
 	slots, f, err := c.planFiring(rec, now)

@@ -289,7 +289,7 @@ func TestScheduleOfAnUnloadedPipeline(t *testing.T) {
 		e.advance(2 * time.Second)
 		other, _ := dsat.ParsePipeline("o.yaml", []byte("name: other\nversion: 1.0.0\nsteps:\n  a: {handler: echo}\n"))
 		fs, err := e.client(other).FireSchedules(e.ctx)
-		if len(fs) != 0 || err == nil || !strings.Contains(err.Error(), "not loaded by this process") {
+		if len(fs) != 0 || err != nil {
 			t.Fatalf("fired by a process without the pipeline: %+v %v", fs, err)
 		}
 		if fs := e.fire(1); len(fs) != 1 || len(fs[0].Tasks) != 1 {
