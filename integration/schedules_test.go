@@ -6,6 +6,7 @@ import (
 	"os"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -131,8 +132,10 @@ func scheduleChaos(t *testing.T, rdb redis.UniversalClient, redisURL string, par
 	sort.Slice(late, func(i, j int) bool { return late[i] < late[j] })
 	t.Logf("%d slots over %s with %d SIGKILLs: one task each; submitted after the slot by %s (median), %s (90th), %s (max)",
 		len(seen), last.Sub(first)+time.Second, kills, late[len(late)/2], late[len(late)*9/10], late[len(late)-1])
-	if late[len(late)-1] > dsat.ScheduleLease+3*time.Second {
-		t.Fatalf("a slot's task came %s after it", late[len(late)-1])
+	// A slot whose claim holder was killed waits for the lease; a loaded
+	// 2-core machine running 5 to 11 servers adds seconds.
+	if max := late[len(late)-1]; max > 3*dsat.ScheduleLease {
+		t.Fatalf("a slot's task came %s after it", max)
 	}
 }
 
@@ -155,7 +158,7 @@ func waitSchedule(t *testing.T, r *rig, ok func(dsat.ScheduleInfo) bool, limit t
 // countTasks counts the pipeline's task hashes on every master.
 func countTasks(t *testing.T, r *rig) int {
 	t.Helper()
-	n := 0
+	var n atomic.Int64 // ForEachMaster runs on every master at once
 	count := func(ctx context.Context, node redis.UniversalClient) error {
 		for p := 0; p < r.p.Partitions; p++ {
 			keys, err := node.Keys(ctx, r.c.Keys().Task(r.p.Partition(p), "*")).Result()
@@ -164,7 +167,7 @@ func countTasks(t *testing.T, r *rig) int {
 			}
 			for _, k := range keys {
 				if !strings.HasSuffix(k, ":log") && !strings.HasSuffix(k, ":res") {
-					n++
+					n.Add(1)
 				}
 			}
 		}
@@ -179,5 +182,5 @@ func countTasks(t *testing.T, r *rig) int {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return n
+	return int(n.Load())
 }
