@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	_ "time/tzdata" // schedules' time zones also where the machine has no zoneinfo
 
 	"github.com/robfig/cron/v3"
 )

@@ -16,7 +16,6 @@ import (
 	"sort"
 	"strings"
 	"syscall"
-	_ "time/tzdata" // schedules' time zones on a machine without a zoneinfo database
 
 	"github.com/redis/go-redis/v9"
 )
