@@ -189,3 +189,52 @@ func redisCPU(b *testing.B, rdb *redis.Client) time.Duration {
 	}
 	return time.Duration(total * float64(time.Second))
 }
+
+// BenchmarkPromoteTickDelayed measures the promoter's tick (one Promote
+// call on a partition) while 100,000 delayed tasks wait in its retry set,
+// none of them due, and reports the Redis memory one waiting delayed task
+// costs (used_memory growth per task). Issue 15: the tick should stay
+// under 50 ms, and a waiting task cost no more than a finished one
+// (docs/performance.md).
+func BenchmarkPromoteTickDelayed(b *testing.B) {
+	rdb, c, p := scriptBench(b)
+	ctx := context.Background()
+	const n, batch = 100_000, 1000
+	payload := []byte(`{"text":"a payload of about a hundred bytes, which is what the benchmarks use......"}`)
+	payloads := make([][]byte, batch)
+	for i := range payloads {
+		payloads[i] = payload
+	}
+	before := usedMemory(b, rdb)
+	for i := 0; i < n/batch; i++ {
+		if _, err := c.SubmitBatch(ctx, p.Name, payloads, dsat.SubmitOptions{RunAt: time.Now().Add(time.Hour)}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	perTask := float64(usedMemory(b, rdb)-before) / n
+	if z := rdb.ZCard(ctx, c.Keys().Retry(p.Partition(0))).Val(); z != n {
+		b.Fatalf("retry set holds %d, want %d", z, n)
+	}
+	b.ResetTimer()
+	for b.Loop() {
+		if moved, err := c.Promote(ctx, p.Partition(0), 100); err != nil || moved != 0 {
+			b.Fatalf("promote: %d %v", moved, err)
+		}
+	}
+	b.ReportMetric(perTask, "B/delayed_task")
+}
+
+func usedMemory(b *testing.B, rdb *redis.Client) int64 {
+	info := rdb.Info(context.Background(), "memory").Val()
+	for _, line := range strings.Split(info, "\r\n") {
+		if v, ok := strings.CutPrefix(line, "used_memory:"); ok {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				b.Fatal(err)
+			}
+			return n
+		}
+	}
+	b.Fatal("no used_memory in INFO memory")
+	return 0
+}

@@ -16,6 +16,9 @@ const (
 	DefaultConcurrencyMin = 1
 	DefaultConcurrencyMax = 64
 	DefaultRouteBy        = "route"
+	// MinQueueTimeout is the shortest queue_timeout: waiting tokens are
+	// looked at about once a second (workers.Config.PromoteInterval).
+	MinQueueTimeout = time.Second
 	// DefaultRouteLabel is the switch case taken when no other case matches.
 	DefaultRouteLabel = "default"
 )
@@ -52,11 +55,16 @@ type Step struct {
 	Routes map[string][]string
 	// Join makes the step a synchronizing merge: it runs once, when every
 	// live token of the task is parked at it.
-	Join        bool
-	Timeout     time.Duration
-	Retries     int
-	Backoff     Backoff
-	Concurrency Concurrency
+	Join    bool
+	Timeout time.Duration
+	// QueueTimeout, when positive, bounds how long a token may wait in
+	// the step's stream before a worker picks it up: past it the token gets
+	// TIMEOUT (no ACK) and is retried or dead-lettered like a failed
+	// attempt (queue_timeout in YAML).
+	QueueTimeout time.Duration
+	Retries      int
+	Backoff      Backoff
+	Concurrency  Concurrency
 	// Preds lists the distinct predecessor steps (filled by validation).
 	Preds []string
 	// Line is where the step is defined in its file (0: not from a file).

@@ -142,6 +142,13 @@ type Failure struct {
 	// Snooze, when positive, runs the token again after this delay without
 	// using up an attempt.
 	Snooze time.Duration
+	// NotRun says no handler ran the token (it waited past the step's
+	// queue_timeout): no ACK is recorded for it.
+	NotRun bool
+
+	// undelivered: the token was never read by a worker (the time keeper,
+	// TimeoutQueued); nothing is done if a worker read it meanwhile.
+	undelivered bool
 }
 
 // FailMode is what Fail did with the token.
@@ -204,12 +211,25 @@ func (c *Client) failCall(d Delivery, f Failure) ([]string, []any, FailMode, err
 	keys = append(keys, c.keys.Retry(p), c.keys.Dead(p))
 	args := []any{d.Task, d.Token, d.Attempt, d.EntryID, d.Step, d.Worker, ms(now),
 		c.cfg.FirehoseMaxLen, c.cfg.Retention.Milliseconds(), EnvelopeVersion.API(),
-		ev, msg, string(mode), ms(due), string(d.Payload), d.startedArg()}
+		ev, msg, string(mode), ms(due), string(d.Payload), d.startedArg(), f.never()}
 	return keys, args, mode, nil
+}
+
+// never is fail.lua's ARGV[17]: how a token that no handler ran came to fail.
+func (f Failure) never() string {
+	switch {
+	case f.undelivered:
+		return "u"
+	case f.NotRun:
+		return "q"
+	}
+	return ""
 }
 
 func failOutcome(r []any) (Outcome, error) {
 	switch replyCode(r) {
+	case 2:
+		return Dropped, nil // undelivered only, and delivered meanwhile
 	case 1:
 		return Applied, nil
 	case 0:

@@ -33,6 +33,9 @@ var (
 	// ErrInvalidDelay means a delayed submission's run time is too far
 	// ahead (or its delay malformed).
 	ErrInvalidDelay = errors.New("dsat: invalid delay")
+	// ErrInvalidDeadline means a submission's deadline has passed, is too
+	// far ahead, comes before its run time, or is malformed.
+	ErrInvalidDeadline = errors.New("dsat: invalid deadline")
 	// ErrInvalidTrace means a trace context is not a W3C traceparent.
 	ErrInvalidTrace = errors.New("dsat: invalid traceparent")
 	// ErrIdempotencyConflict means an idempotency key was reused with a

@@ -12,3 +12,10 @@ func CompleteCallForTest(c *Client, d Delivery, output []byte, label string) ([]
 }
 
 func topoOrderForTest(p *Pipeline) []string { return topoOrder(p) }
+
+// UndeliveredForTest marks a failure as the time keeper's: nothing is done
+// unless the token's entry is still undelivered.
+func UndeliveredForTest(f Failure) Failure {
+	f.undelivered = true
+	return f
+}

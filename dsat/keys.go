@@ -69,6 +69,12 @@ func (k Keys) Firehose(p Partition) string { return k.base(p) + "ev" }
 // Retry is a sorted set: delayed retries, score = due time in ms.
 func (k Keys) Retry(p Partition) string { return k.base(p) + "retry" }
 
+// Deadlines is a partition's sorted set of tasks submitted with a
+// deadline: member the task id, score the deadline (ms). A member leaves
+// when its deadline passes (deadline.lua), even when its task ended
+// before.
+func (k Keys) Deadlines(p Partition) string { return k.base(p) + "deadlines" }
+
 // Dead is a stream: dead letters with their reason.
 func (k Keys) Dead(p Partition) string { return k.base(p) + "dead" }
 

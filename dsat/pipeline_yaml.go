@@ -214,7 +214,7 @@ func (l *loader) pipeline(doc *yaml.Node) *Pipeline {
 	return p
 }
 
-var stepFields = []string{"handler", "with", "next", "route_by", "routes", "join", "timeout", "retries", "backoff", "concurrency", "description"}
+var stepFields = []string{"handler", "with", "next", "route_by", "routes", "join", "timeout", "queue_timeout", "retries", "backoff", "concurrency", "description"}
 
 func (l *loader) step(name string, n *yaml.Node) *Step {
 	s := &Step{
@@ -260,6 +260,12 @@ func (l *loader) step(name string, n *yaml.Node) *Step {
 	}
 	if v, ok := f["timeout"]; ok {
 		s.Timeout = l.duration(v, name, "timeout")
+	}
+	if v, ok := f["queue_timeout"]; ok {
+		s.QueueTimeout = l.duration(v, name, "queue_timeout")
+		if s.QueueTimeout > 0 && s.QueueTimeout < MinQueueTimeout {
+			l.add(v.Line, name, "queue_timeout", fmt.Sprintf("must be at least %s: tokens are looked at about once a second", MinQueueTimeout))
+		}
 	}
 	if v, ok := f["retries"]; ok {
 		s.Retries = l.intIn(v, name, "retries", 0, 100)

@@ -18,6 +18,7 @@ steps:
     with: {command: [python3, normalize.py]}
     next: [count, lang]
     timeout: 5s
+    queue_timeout: 1m
     retries: 3
     backoff: {initial: 200ms, max: 30s}
     concurrency: {min: 1, max: 16}
@@ -40,7 +41,7 @@ func TestParsePipelineDesignExample(t *testing.T) {
 		t.Fatalf("pipeline: %+v", p)
 	}
 	n := p.Steps["normalize"]
-	if n.Timeout != 5*time.Second || n.Retries != 3 || n.Backoff != (Backoff{200 * time.Millisecond, 30 * time.Second}) ||
+	if n.Timeout != 5*time.Second || n.QueueTimeout != time.Minute || p.Steps["count"].QueueTimeout != 0 || n.Retries != 3 || n.Backoff != (Backoff{200 * time.Millisecond, 30 * time.Second}) ||
 		n.Concurrency != (Concurrency{1, 16}) || n.With["command"].([]any)[0] != "python3" {
 		t.Fatalf("normalize: %+v", n)
 	}
@@ -78,7 +79,8 @@ steps:
     next: [c]
     backoff: {initial: 1m, max: 1s}
     concurrency: {min: 4, max: 2}
-  c: {handler: echo, join: true}
+    queue_timeout: 500ms
+  c: {handler: echo, join: true, queue_timeout: soon}
   island: {handler: echo}
   sw: {handler: echo, route_by: x}
 `
@@ -97,6 +99,8 @@ steps:
 		`step "b": field "handler": is required`,
 		`step "b": field "backoff": initial 1m0s is longer than max 1s`,
 		`step "b": field "concurrency": min 4 is larger than max 2`,
+		`broken.yaml:16: step "b": field "queue_timeout": must be at least 1s`,
+		`broken.yaml:17: step "c": field "queue_timeout": must be a positive Go duration`,
 		`step "sw": field "route_by": only makes sense with routes`,
 		`step "a": field "next": unknown target step "ghost"`,
 	}

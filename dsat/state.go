@@ -39,6 +39,9 @@ type TaskState struct {
 	// RunAt is when a delayed submission's entry token is due (absent
 	// for a task submitted to run at once).
 	RunAt *Time `json:"run_at,omitempty"`
+	// Deadline is when the task is cancelled if it has not ended (absent
+	// for a task submitted without one).
+	Deadline *Time `json:"deadline,omitempty"`
 }
 
 // StepState is one step's part of a task's state: its latest token's
@@ -94,6 +97,10 @@ func stateFromHash(id string, h map[string]string) *TaskState {
 	if v := h["run_at"]; v != "" {
 		t := msTime(v)
 		st.RunAt = &t
+	}
+	if v := h["deadline"]; v != "" {
+		t := msTime(v)
+		st.Deadline = &t
 	}
 	latest := map[string]int{} // step -> its latest token
 	for f, v := range h {

@@ -4,6 +4,7 @@ import (
 	"math"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Stream ids ("<ms>-<seq>") and event ids ("<stream id>" or
@@ -112,4 +113,15 @@ func StreamIDLess(x, y string) bool {
 	xa, xb := splitID(x)
 	ya, yb := splitID(y)
 	return xa < ya || xa == ya && xb < yb
+}
+
+// StreamIDTime is the time in a stream id: when Redis added the entry
+// (zero time for an id that is not one).
+func StreamIDTime(id string) time.Time {
+	ms, _, ok := strings.Cut(id, "-")
+	n, err := strconv.ParseInt(ms, 10, 64)
+	if !ok || err != nil {
+		return time.Time{}
+	}
+	return time.UnixMilli(n)
 }

@@ -28,6 +28,12 @@ type SubmitOptions struct {
 	// default). Zero or a past time runs it at once; at most MaxDelay
 	// ahead.
 	RunAt time.Time
+	// Deadline, when set, cancels the task (CANCELLED with the reason
+	// "deadline") once it passes and it has not ended: its running
+	// handlers see their context cancelled. It must be in the future, after
+	// RunAt, and at most MaxDelay ahead. The satellites and dsat serve look
+	// for overdue tasks about once a second.
+	Deadline time.Time
 }
 
 // MaxDelay is how far ahead a submission may be delayed.
@@ -146,6 +152,10 @@ func (c *Client) submitCalls(pipeline string, payloads [][]byte, opts SubmitOpti
 		}
 		runAt = ms(opts.RunAt)
 	}
+	deadline, err := checkDeadline(opts, now)
+	if err != nil {
+		return nil, err
+	}
 	idem, digest := "0", ""
 	if opts.IdempotencyKey != "" {
 		sum := sha256.Sum256(payloads[0])
@@ -164,9 +174,9 @@ func (c *Client) submitCalls(pipeline string, payloads [][]byte, opts SubmitOpti
 		}
 		call, ok := byPart[part]
 		if !ok {
-			call = &submitCall{part: part, keys: []string{c.keys.Firehose(part), c.keys.Step(part, p.Entry), c.keys.Retry(part)},
+			call = &submitCall{part: part, keys: []string{c.keys.Firehose(part), c.keys.Step(part, p.Entry), c.keys.Retry(part), c.keys.Deadlines(part)},
 				args: []any{ms(now), idem, c.cfg.FirehoseMaxLen, EnvelopeVersion.API(), p.Version.String(),
-					DefaultContentType, p.Entry, opts.Trace, p.Name, c.cfg.IdempotencyTTL.Milliseconds(), digest, runAt}}
+					DefaultContentType, p.Entry, opts.Trace, p.Name, c.cfg.IdempotencyTTL.Milliseconds(), digest, runAt, deadline}}
 			byPart[part] = call
 			calls = append(calls, call)
 		}
@@ -179,6 +189,24 @@ func (c *Client) submitCalls(pipeline string, payloads [][]byte, opts SubmitOpti
 		calls[0].keys = append(calls[0].keys, c.keys.Idempotency(calls[0].part, opts.IdempotencyKey))
 	}
 	return calls, nil
+}
+
+// checkDeadline checks opts.Deadline against now and RunAt and returns it
+// as submit.lua's argument ("" for none).
+func checkDeadline(opts SubmitOptions, now time.Time) (string, error) {
+	d := opts.Deadline
+	switch {
+	case d.IsZero():
+		return "", nil
+	case !d.After(now):
+		return "", fmt.Errorf("%w: %s has already passed", ErrInvalidDeadline, d.UTC().Format(time.RFC3339Nano))
+	case d.Sub(now) > MaxDelay:
+		return "", fmt.Errorf("%w: %s is more than a year ahead", ErrInvalidDeadline, d.UTC().Format(time.RFC3339))
+	case !opts.RunAt.IsZero() && !d.After(opts.RunAt):
+		return "", fmt.Errorf("%w: %s is not after the run time %s: the task would be cancelled before it starts",
+			ErrInvalidDeadline, d.UTC().Format(time.RFC3339), opts.RunAt.UTC().Format(time.RFC3339))
+	}
+	return ms(d), nil
 }
 
 // CheckPayload returns an error wrapping ErrInvalidPayload unless b is

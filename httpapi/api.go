@@ -161,13 +161,15 @@ func (a *API) routes() chi.Router {
 	}
 	r.Use(a.sameOrigin)
 
+	// Every route is described in openapi.json (a test keeps them in step).
 	r.Get("/healthz", a.healthz)
 	r.Get("/readyz", a.readyz)
+	r.Get("/openapi.json", a.openapi)
 	metrics := promhttp.HandlerFor(a.cfg.Metrics.Registry, promhttp.HandlerOpts{})
 	if a.cfg.MetricsAuth {
-		r.With(a.auth(false)).Handle("/metrics", metrics)
+		r.With(a.auth(false)).Method(http.MethodGet, "/metrics", metrics)
 	} else {
-		r.Handle("/metrics", metrics)
+		r.Method(http.MethodGet, "/metrics", metrics)
 	}
 
 	r.Route("/v1", func(r chi.Router) {

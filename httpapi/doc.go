@@ -1,7 +1,7 @@
 // Package httpapi is dsat's HTTP API on chi: submitting tasks, reading their
 // state, following them live over server-sent events, control (cancel,
 // retry, dead letters), introspection (pipelines with per-step load,
-// satellites) and operations (/healthz, /readyz, /metrics).
+// satellites) and operations (/healthz, /readyz, /metrics, /openapi.json).
 //
 // # Errors
 //
@@ -29,6 +29,15 @@
 // last): the number of blocking Redis reads does not grow with clients.
 // Each write has its own deadline, so a client that stops reading is cut;
 // caps on open streams answer 429 (per client address) and 503 (total).
+//
+// # OpenAPI
+//
+// GET /openapi.json serves openapi.json, a hand-written OpenAPI 3.1
+// description of every route (embedded; open without a token, like
+// /healthz). The package's tests keep it and the router in step in both
+// directions (chi.Walk) and validate every response of the test suite
+// against it; a new route or parameter goes into openapi.json with the
+// code.
 //
 // # Server settings
 //

@@ -37,6 +37,8 @@ type env struct {
 	c    *dsat.Client
 	api  *API
 	srv  *httptest.Server
+	// openapi checks every exchange with srv against openapi.json.
+	openapi *openAPICheck
 	// release lets held "hold" handlers finish.
 	release chan struct{}
 }
@@ -60,7 +62,8 @@ func newEnv(t *testing.T, b redistest.Backend, opts ...envOpt) *env {
 		o(&cfg)
 	}
 	e.api = NewRouter(cfg)
-	e.srv = httptest.NewServer(e.api)
+	e.openapi = newOpenAPICheck(t, e.api)
+	e.srv = httptest.NewServer(e.openapi)
 	t.Cleanup(func() { e.api.Close(); e.srv.Close() })
 	return e
 }

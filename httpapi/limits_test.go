@@ -206,3 +206,36 @@ func TestDelayedSubmission(t *testing.T) {
 		}
 	}
 }
+
+// TestDeadlineParameter: ?deadline= (a duration or an RFC 3339 time) gives
+// a task, or every task of a batch, a deadline shown in its state; bad
+// deadlines are a 400 that says what to send.
+func TestDeadlineParameter(t *testing.T) {
+	e := newEnv(t, redistest.Backends()[0])
+	r := e.do("POST", "/v1/pipelines/demo/tasks?deadline=10m", "application/json", `{}`)
+	if r.status != 202 {
+		t.Fatalf("deadline 10m: %d %s", r.status, r.raw)
+	}
+	g := e.do("GET", "/v1/tasks/"+r.body["id"].(string), "", "")
+	dl, err := time.Parse(time.RFC3339Nano, fmt.Sprint(g.body["deadline"]))
+	if err != nil || dl.Before(time.Now().Add(9*time.Minute)) || dl.After(time.Now().Add(11*time.Minute)) {
+		t.Fatalf("state of a task with a deadline: %s", g.raw)
+	}
+	at := time.Now().Add(time.Hour).UTC().Format(time.RFC3339)
+	b := e.do("POST", "/v1/pipelines/demo/batch?delay=1m&deadline="+at, "application/json", `[{},{}]`)
+	if b.status != 202 {
+		t.Fatalf("batch with a deadline: %d %s", b.status, b.raw)
+	}
+	for _, id := range b.body["ids"].([]any) {
+		if g := e.do("GET", "/v1/tasks/"+id.(string), "", ""); g.body["deadline"] == nil || g.body["status"] != "scheduled" {
+			t.Fatalf("batch task %s: %s", id, g.raw)
+		}
+	}
+	for _, q := range []string{"deadline=soon", "deadline=-5s", "deadline=0s", "deadline=9000h", "deadline=2020-01-01T00:00:00Z",
+		"delay=1h&deadline=10m"} {
+		r := e.do("POST", "/v1/pipelines/demo/tasks?"+q, "application/json", `{}`)
+		if r.status != 400 || r.header.Get("Content-Type") != "application/problem+json" || !strings.Contains(r.raw, "invalid deadline") {
+			t.Errorf("?%s: %d %s", q, r.status, r.raw)
+		}
+	}
+}

@@ -11,18 +11,20 @@ import (
 
 // stepView is one step in GET /v1/pipelines/{name}.
 type stepView struct {
-	Name        string              `json:"name"`
-	Handler     string              `json:"handler"`
-	With        map[string]any      `json:"with,omitempty"`
-	Next        []string            `json:"next,omitempty"`
-	RouteBy     string              `json:"route_by,omitempty"`
-	Routes      map[string][]string `json:"routes,omitempty"`
-	Join        bool                `json:"join,omitempty"`
-	Timeout     string              `json:"timeout"`
-	Retries     int                 `json:"retries"`
-	Backoff     map[string]string   `json:"backoff"`
-	Concurrency dsat.Concurrency    `json:"concurrency"`
-	Load        *stepLoad           `json:"load,omitempty"`
+	Name    string              `json:"name"`
+	Handler string              `json:"handler"`
+	With    map[string]any      `json:"with,omitempty"`
+	Next    []string            `json:"next,omitempty"`
+	RouteBy string              `json:"route_by,omitempty"`
+	Routes  map[string][]string `json:"routes,omitempty"`
+	Join    bool                `json:"join,omitempty"`
+	Timeout string              `json:"timeout"`
+	// QueueTimeout is absent for a step without one.
+	QueueTimeout string            `json:"queue_timeout,omitempty"`
+	Retries      int               `json:"retries"`
+	Backoff      map[string]string `json:"backoff"`
+	Concurrency  dsat.Concurrency  `json:"concurrency"`
+	Load         *stepLoad         `json:"load,omitempty"`
 }
 
 // stepLoad is a step's load over every satellite.
@@ -52,10 +54,14 @@ func viewOf(p *dsat.Pipeline) pipelineView {
 	}
 	for _, name := range p.Order {
 		s := p.Steps[name]
-		v.Steps = append(v.Steps, stepView{Name: name, Handler: s.Handler, With: s.With, Next: s.Next, RouteBy: s.RouteBy,
+		sv := stepView{Name: name, Handler: s.Handler, With: s.With, Next: s.Next, RouteBy: s.RouteBy,
 			Routes: s.Routes, Join: s.Join, Timeout: s.Timeout.String(), Retries: s.Retries,
 			Backoff:     map[string]string{"initial": s.Backoff.Initial.String(), "max": s.Backoff.Max.String()},
-			Concurrency: s.Concurrency})
+			Concurrency: s.Concurrency}
+		if s.QueueTimeout > 0 {
+			sv.QueueTimeout = s.QueueTimeout.String()
+		}
+		v.Steps = append(v.Steps, sv)
 	}
 	return v
 }

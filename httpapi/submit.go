@@ -148,13 +148,13 @@ func (a *API) submit(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	key := r.Header.Get("Idempotency-Key")
-	at, err := runAt(r)
+	opts, err := submitOptions(r)
 	if err != nil {
 		writeError(w, r, err)
 		return
 	}
-	s, err := a.c.Submit(r.Context(), name, body, dsat.SubmitOptions{IdempotencyKey: key, Trace: r.Header.Get("Traceparent"), RunAt: at})
+	opts.IdempotencyKey = r.Header.Get("Idempotency-Key")
+	s, err := a.c.Submit(r.Context(), name, body, opts)
 	if err != nil {
 		writeError(w, r, err)
 		return
@@ -167,10 +167,44 @@ func (a *API) submit(w http.ResponseWriter, r *http.Request) {
 		a.cfg.Metrics.submissions.WithLabelValues(name).Inc()
 	}
 	st := dsat.StatusPending
-	if at.After(time.Now()) {
+	if opts.RunAt.After(time.Now()) {
 		st = dsat.StatusScheduled
 	}
 	writeJSON(w, status, submitted{ID: s.ID, Pipeline: name, Status: st, Links: taskLinks(s.ID)})
+}
+
+// submitOptions reads the options of a submission from its query and
+// headers: ?delay= or ?at=, ?deadline=, Traceparent.
+func submitOptions(r *http.Request) (dsat.SubmitOptions, error) {
+	at, err := runAt(r)
+	if err != nil {
+		return dsat.SubmitOptions{}, err
+	}
+	dl, err := deadline(r)
+	if err != nil {
+		return dsat.SubmitOptions{}, err
+	}
+	return dsat.SubmitOptions{Trace: r.Header.Get("Traceparent"), RunAt: at, Deadline: dl}, nil
+}
+
+// deadline reads ?deadline=: a Go duration from now (10m) or an RFC 3339
+// time; zero when absent. dsat checks it against now and the run time.
+func deadline(r *http.Request) (time.Time, error) {
+	v := r.URL.Query().Get("deadline")
+	if v == "" {
+		return time.Time{}, nil
+	}
+	if d, err := time.ParseDuration(v); err == nil {
+		if d <= 0 {
+			return time.Time{}, fmt.Errorf("%w: deadline %q is not a positive duration", dsat.ErrInvalidDeadline, trimID(v))
+		}
+		return time.Now().Add(d), nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, v)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("%w: deadline %q is neither a Go duration (10m, 2h) nor an RFC 3339 time", dsat.ErrInvalidDeadline, trimID(v))
+	}
+	return t, nil
 }
 
 // runAt reads a delayed submission's run time: ?delay=<Go duration> or
@@ -227,7 +261,7 @@ func (a *API) submitBatch(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, r, http.StatusServiceUnavailable, "busy", "too many batches are being submitted at once; retry later")
 		return
 	}
-	at, err := runAt(r)
+	opts, err := submitOptions(r)
 	if err != nil {
 		writeError(w, r, err)
 		return
@@ -236,7 +270,7 @@ func (a *API) submitBatch(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	ids, err := a.c.SubmitBatch(r.Context(), name, payloads, dsat.SubmitOptions{Trace: r.Header.Get("Traceparent"), RunAt: at})
+	ids, err := a.c.SubmitBatch(r.Context(), name, payloads, opts)
 	if err != nil {
 		writeError(w, r, err)
 		return

@@ -14,13 +14,6 @@ new_task(c, KEYS[1], KEYS[2], ARGV[1])
 c.retention = ARGV[4]
 if not load(c) then return -1 end
 if is_final(c.status) then return -3 end
-set(c, 'status', 'cancelled')
-c.live = 0
-local detail = '{}'
-if ARGV[5] ~= '' then detail = cjson.encode({reason = ARGV[5]}) end
-emit(c, 'CANCELLED', '', '0', '', detail)
-save(c)
-c.expire = true
-expire(c)
+cancel_task(c, ARGV[5])
 publish(c)
 return 1

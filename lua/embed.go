@@ -5,7 +5,8 @@
 // slot of a Redis Cluster; every script does all its checks before its first
 // write, because Redis has no rollback.
 //
-// The task scripts (submit, begin, complete, fail, cancel, retry) are
+// The task scripts (submit, begin, complete, fail, cancel, retry,
+// deadline) are
 // prepended with lib.lua, the helpers they share; promote and renew
 // (which touch no task state) stand alone. The schedule scripts
 // (schedule_put, schedule_claim, schedule_done) touch only schedule keys,
@@ -46,6 +47,7 @@ var (
 	Fail     = redis.NewScript(withLib("fail.lua"))
 	Cancel   = redis.NewScript(withLib("cancel.lua"))
 	Retry    = redis.NewScript(withLib("retry.lua"))
+	Deadline = redis.NewScript(withLib("deadline.lua"))
 	Promote  = redis.NewScript(mustRead("promote.lua"))
 	Renew    = redis.NewScript(mustRead("renew.lua"))
 	// The schedule scripts (docs/design.md, "Schedules").
@@ -58,6 +60,6 @@ var (
 // pipelines, after a failover).
 var All = map[string]*redis.Script{
 	"submit": Submit, "begin": Begin, "complete": Complete, "fail": Fail,
-	"cancel": Cancel, "retry": Retry, "promote": Promote, "renew": Renew,
+	"cancel": Cancel, "retry": Retry, "deadline": Deadline, "promote": Promote, "renew": Renew,
 	"schedule_put": SchedulePut, "schedule_claim": ScheduleClaim, "schedule_done": ScheduleDone,
 }

@@ -24,13 +24,21 @@
 -- ARGV[15] -> the token's input payload (kept for a retry or a re-drive)
 -- ARGV[16] -> the time the handler started (ms; "" for now): a token still
 --             not begun (no begin call) gets its ACK first, as in complete
+-- ARGV[17] -> "" a handler ran; "q" the token never reached a handler (a
+--             queue timeout seen by the worker that read it): no ACK; "u"
+--             the same for a token no worker has read yet (the time
+--             keeper): nothing is done ({2}) unless the entry is still
+--             undelivered to the step's consumer group
 -- Returns: {1, mode} applied; {0} already applied (entry acknowledged);
--- {-1} task not found; {-2} task cancelled (entry acknowledged).
+-- {-1} task not found; {-2} task cancelled (entry acknowledged); {2} the
+-- entry was delivered meanwhile ("u": nothing written).
 local c = context(KEYS[3], ARGV[7], ARGV[8])
 new_task(c, KEYS[1], KEYS[2], ARGV[1])
 c.retention, c.v = ARGV[9], ARGV[10]
 local tok, att, id, step, worker = ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5], ARGV[6]
 local ev, msg, mode, due, payload = ARGV[11], ARGV[12], ARGV[13], ARGV[14], ARGV[15]
+local never = ARGV[17] or ''
+if never == 'u' and delivered(KEYS[4], step, id) then return {2} end
 if not load(c, tok) then
   ack(KEYS[4], step, id)
   return {-1}
@@ -51,7 +59,7 @@ end
 
 -- All checks done: write.
 att = tonumber(atts)
-if st ~= 'r' then ack_late(c, step, atts, worker, ARGV[16] or '') end
+if st ~= 'r' and never == '' then ack_late(c, step, atts, worker, ARGV[16] or '') end
 if mode == 'snooze' then
   tok_set(c, tok, 's', atts, step, worker)
   redis.call('ZADD', KEYS[5], due, cjson.encode(token_fields(c, step, tok, atts, payload, due)))

@@ -27,6 +27,7 @@
 --                 d done, x dead; a step's state in the API is that of its
 --                 latest token (dsat/state.go)
 --   pipeline created error
+--   run_at        a delayed task's run time (ms);  deadline  its deadline
 --   s:<step>:err  the step's last error (written on failure only)
 --   pk:<join>     tokens parked at a join;  jl:<join> its predecessors
 --   j:<join>:<pred>        a parked predecessor's output
@@ -217,6 +218,29 @@ local function ack(stream, group, id)
   end
 end
 
+-- delivered reports whether stream entry id was delivered to the consumer
+-- group (its last-delivered-id is at or past it; no group: not delivered).
+local function stream_id(id)
+  local ms, sq = string.match(id or '', '^(%d+)-?(%d*)$')
+  return tonumber(ms), tonumber(sq) or 0
+end
+local function delivered(stream, group, id)
+  local ms, sq = stream_id(id)
+  if not ms then return true end
+  for _, g in ipairs(redis.call('XINFO', 'GROUPS', stream)) do
+    local f = {}
+    for i = 1, 12, 2 do
+      if g[i] then f[g[i]] = g[i + 1] end
+    end
+    if f['name'] == group then
+      local lms, lsq = stream_id(f['last-delivered-id'])
+      if not lms then return true end
+      return lms > ms or (lms == ms and lsq >= sq)
+    end
+  end
+  return false
+end
+
 -- park records a token from pred arriving at join j (written at once:
 -- fire_joins reads it back).
 local function park(c, j, pred, output)
@@ -329,6 +353,20 @@ local function expire(c)
     end
     redis.call('SET', c.LOG, redis.call('GET', c.LOG), 'PX', c.retention)
   end
+end
+
+-- cancel_task cancels the loaded task (final at once): queued tokens are
+-- dropped by begin and complete, running handlers see their context
+-- cancelled by the satellite. The caller checked that it is not final.
+local function cancel_task(c, reason)
+  set(c, 'status', 'cancelled')
+  c.live = 0
+  local detail = '{}'
+  if reason ~= '' then detail = cjson.encode({reason = reason}) end
+  emit(c, 'CANCELLED', '', '0', '', detail)
+  save(c)
+  c.expire = true
+  expire(c)
 end
 
 -- stream_map maps the step names of a list to KEYS[first], KEYS[first+1]...

@@ -3,9 +3,10 @@
 -- KEYS[1] -> partition firehose           dsat:{T}:ev
 -- KEYS[2] -> entry step stream            dsat:{T}:s:<entry>
 -- KEYS[3] -> retry set (delayed tokens)   dsat:{T}:retry
--- KEYS[2+2i] -> task i's state hash       dsat:{T}:t:<task>        (i = 1..n)
--- KEYS[3+2i] -> task i's event log        dsat:{T}:t:<task>:log
--- KEYS[4+2n] -> idempotency key, when ARGV[2] is "1" (then n = 1)
+-- KEYS[4] -> deadline set                 dsat:{T}:deadlines
+-- KEYS[3+2i] -> task i's state hash       dsat:{T}:t:<task>        (i = 1..n)
+-- KEYS[4+2i] -> task i's event log        dsat:{T}:t:<task>:log
+-- KEYS[5+2n] -> idempotency key, when ARGV[2] is "1" (then n = 1)
 -- ARGV[1] -> now (ms)
 -- ARGV[2] -> "1" when the last key is an idempotency key, else "0"
 -- ARGV[3] -> firehose cap, in events (approximate)
@@ -21,8 +22,10 @@
 --             their entry tokens wait in the retry set until then
 --             (promote.lua moves them to the entry stream); "" or not
 --             later: at once
--- ARGV[11+2i] -> task i's id
--- ARGV[12+2i] -> task i's payload
+-- ARGV[13] -> deadline (ms; "" for none): the task is cancelled with the
+--             reason "deadline" once it passes (deadline.lua)
+-- ARGV[12+2i] -> task i's id
+-- ARGV[13+2i] -> task i's payload
 -- Returns: a flat list, two entries per task: code, id. Codes: 1 created;
 -- 0 already exists (same idempotency key and payload, or this very call
 -- retried); -5 idempotency key used with a different payload (nothing
@@ -34,9 +37,10 @@ local run_at = ARGV[12]
 if run_at ~= '' and tonumber(run_at) <= tonumber(c.now) then run_at = '' end
 local status = 'pending'
 if run_at ~= '' then status = 'scheduled' end
-local n = (#ARGV - 12) / 2
+local deadline = ARGV[13]
+local n = (#ARGV - 13) / 2
 local idem = false
-if ARGV[2] == '1' then idem = KEYS[4 + 2 * n] end
+if ARGV[2] == '1' then idem = KEYS[5 + 2 * n] end
 
 local function submit1(H, LOG, id, payload)
   new_task(c, H, LOG, id)
@@ -64,6 +68,10 @@ local function submit1(H, LOG, id, payload)
     'pv', c.pv, 'ct', c.ct, 'trace', c.trace, 'k:' .. tok, 'q|1|' .. entry .. '|', 'pipeline', pipeline,
     'created', c.now)
   if run_at ~= '' then redis.call('HSET', H, 'run_at', run_at) end
+  if deadline ~= '' then
+    redis.call('HSET', H, 'deadline', deadline)
+    redis.call('ZADD', KEYS[4], deadline, id)
+  end
   if idem then
     redis.call('SET', idem, id .. ' ' .. ARGV[11], 'PX', ARGV[10])
   end
@@ -72,7 +80,7 @@ end
 
 local out = {}
 for i = 1, n do
-  local code, id = submit1(KEYS[2 + 2 * i], KEYS[3 + 2 * i], ARGV[11 + 2 * i], ARGV[12 + 2 * i])
+  local code, id = submit1(KEYS[3 + 2 * i], KEYS[4 + 2 * i], ARGV[12 + 2 * i], ARGV[13 + 2 * i])
   out[2 * i - 1], out[2 * i] = code, id
 end
 publish(c)

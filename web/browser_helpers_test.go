@@ -39,6 +39,15 @@ func newBrowserEnv(t *testing.T, pipelineYAML string) *browserEnv {
 		}
 		t.Skip("chromium not found: apt-get install chromium to run the browser test")
 	}
+	e := newDashboardEnv(t, pipelineYAML)
+	e.chrome = chrome
+	return e
+}
+
+// newDashboardEnv is a browserEnv without a browser: the API with the
+// dashboard, for plain HTTP requests.
+func newDashboardEnv(t *testing.T, pipelineYAML string) *browserEnv {
+	t.Helper()
 	mr := miniredis.RunT(t)
 	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
 	t.Cleanup(func() { rdb.Close() })
@@ -53,7 +62,7 @@ func newBrowserEnv(t *testing.T, pipelineYAML string) *browserEnv {
 	api := httpapi.NewRouter(httpapi.Config{Client: c, Logger: zerolog.Nop(), Static: web.Handler()})
 	srv := httptest.NewServer(api)
 	t.Cleanup(func() { api.Close(); srv.Close() })
-	return &browserEnv{ctx: context.Background(), rdb: rdb, c: c, srv: srv, chrome: chrome}
+	return &browserEnv{ctx: context.Background(), rdb: rdb, c: c, srv: srv}
 }
 
 // firstToken reads the task's token waiting at step, as a worker would.

@@ -21,6 +21,9 @@ type job struct {
 	lost      atomic.Bool // another consumer took the token over
 	dropped   atomic.Bool // a late begin found the token no longer wanted
 	renewedAt atomic.Int64
+	// queueWait, when positive, is how long the token waited in the
+	// stream past its step's queue_timeout: it is failed, not run.
+	queueWait time.Duration
 
 	// The late begin (see Config.BeginWindow): timer fires it once the
 	// handler outlives the window; beginDone is closed when it returned.

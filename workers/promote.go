@@ -6,10 +6,14 @@ import "context"
 const promoteBatch = 100
 
 // promoteLoop moves due retries of every served partition back to their
-// step streams. Every satellite runs it; the script makes concurrent runs
-// harmless.
+// step streams, cancels tasks past their deadline and times out tokens
+// past their step's queue_timeout (keepTime). Every satellite runs it; the
+// scripts make concurrent runs harmless.
 func (s *Satellite) promoteLoop(ctx context.Context) {
-	every(ctx, s.cfg.PromoteInterval, s.promoteDue)
+	every(ctx, s.cfg.PromoteInterval, func(ctx context.Context) {
+		s.promoteDue(ctx)
+		keepTime(ctx, s.c, s.sweeps, s.logLimited, &s.log)
+	})
 }
 
 // promoteDue moves every due retry of every served partition.

@@ -25,6 +25,10 @@ func (r *stepRunner) run(j *job) {
 	log := r.log.With().Str("task", d.Task).Str("token", d.Token).Int("attempt", d.Attempt).Logger()
 	task := &dsat.Task{ID: d.Task, Pipeline: r.p.Name, Version: r.p.Version, Step: r.step.Name, With: r.step.With,
 		Token: d.Token, Attempt: d.Attempt, Payload: d.Payload, ContentType: d.CT, Trace: d.Trace}
+	if j.queueWait > 0 {
+		r.queueTimedOut(j, log)
+		return
+	}
 	started := time.Now()
 	hctx, cancel := context.WithTimeout(j.ctx, r.step.Timeout)
 	res, herr := r.call(log.WithContext(hctx), task, &log)
@@ -95,6 +99,23 @@ func (r *stepRunner) finish(j *job, res dsat.Result, herr error, timedOut bool, 
 	}
 	log.Info().Str("outcome", label).Str("mode", string(mode)).Str("error", f.Message).Msg("handler failed")
 	return label
+}
+
+// queueTimedOut fails a token that waited in the stream past its step's
+// queue_timeout, without running its handler (TIMEOUT, no ACK).
+func (r *stepRunner) queueTimedOut(j *job, log zerolog.Logger) {
+	f := dsat.Failure{Timeout: true, NotRun: true, Message: dsat.QueueTimeoutMessage(r.step.QueueTimeout, j.queueWait)}
+	var mode dsat.FailMode
+	err := r.s.engine(func(ctx context.Context) (err error) { _, mode, err = r.s.c.Fail(ctx, j.d, f); return err })
+	if err != nil {
+		log.Error().Err(err).Msg("fail failed; the token stays pending for the reclaimer")
+		return
+	}
+	r.failed.Add(1)
+	if r.s.cfg.OnResult != nil {
+		r.s.cfg.OnResult(r.p.Name, r.step.Name, "queue_timeout", 0)
+	}
+	log.Warn().Str("outcome", "queue_timeout").Str("mode", string(mode)).Str("error", f.Message).Msg("token not picked up in time")
 }
 
 var errPanic = errors.New("panic")

@@ -169,15 +169,17 @@ const (
 // the background loops that keep the system healthy: reclaiming tokens of
 // dead satellites, promoting due retries, heartbeats and autoscaling.
 type Satellite struct {
-	c                               *dsat.Client
-	mux                             *Mux
-	cfg                             Config
-	log                             zerolog.Logger
-	steps                           []*stepRunner
-	parts                           []partitionRef // every served partition, for the promoter
+	c     *dsat.Client
+	mux   *Mux
+	cfg   Config
+	log   zerolog.Logger
+	steps []*stepRunner
+	parts []partitionRef // every served partition, for the promoter
+	// sweeps: the time keeping of the served partitions (promoteLoop).
+	sweeps                          []timeSweep
 	start                           time.Time
 	jobs                            *jobTable
-	limiter                         logLimiter
+	logs                            logLimiter
 	mu                              sync.Mutex
 	done                            chan struct{} // closed when Stop has finished
 	state                           lifecycle
@@ -222,8 +224,10 @@ func New(c *dsat.Client, mux *Mux, cfg Config) (*Satellite, error) {
 			served++
 		}
 		if hosted {
+			steps := queueTimeoutSteps(p, func(step string) bool { return s.serves(p.Name, step) })
 			for n := 0; n < p.Partitions; n++ {
 				s.parts = append(s.parts, partitionRef{p: p, part: p.Partition(n)})
+				s.sweeps = append(s.sweeps, timeSweep{part: p.Partition(n), steps: steps})
 			}
 		}
 	}

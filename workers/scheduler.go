@@ -97,13 +97,13 @@ func (s *Scheduler) fire(ctx context.Context) {
 	defer cancel()
 	firings, err := s.c.FireSchedules(fctx)
 	if err != nil {
-		s.limiter.log("fire", s.log.Warn().Err(err), "firing schedules failed")
+		s.limiter.write("fire", s.log.Warn().Err(err), "firing schedules failed")
 	}
 	for _, f := range firings {
 		ev := s.log.Debug()
 		switch {
 		case f.Err != nil:
-			s.limiter.log("fire/"+f.Schedule, s.log.Warn().Err(f.Err).Str("schedule", f.Schedule), "schedule firing stopped before every slot had its task")
+			s.limiter.write("fire/"+f.Schedule, s.log.Warn().Err(f.Err).Str("schedule", f.Schedule), "schedule firing stopped before every slot had its task")
 			continue
 		case f.Skipped > 0:
 			ev = s.log.Info()

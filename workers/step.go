@@ -85,11 +85,11 @@ func (r *stepRunner) readLoop(ctx context.Context) {
 			return
 		}
 		var msgs []msgRef
-		reclaimed := false
+		reclaimed, fresh := false, false
 		switch {
 		case len(spill) > 0:
 			k := min(n, len(spill))
-			msgs, spill = spill[:k:k], spill[k:]
+			msgs, spill, fresh = spill[:k:k], spill[k:], true
 		case own.active:
 			msgs, err = r.readOwn(ctx, n, own)
 		case !rec.due.After(time.Now()):
@@ -98,7 +98,7 @@ func (r *stepRunner) readLoop(ctx context.Context) {
 		want = 1
 		if err == nil && len(msgs) == 0 && !own.active {
 			msgs, err = r.readNew(ctx, n)
-			reclaimed = false
+			reclaimed, fresh = false, true
 			if len(msgs) > n {
 				spill, msgs = msgs[n:], msgs[:n:n]
 			}
@@ -120,7 +120,7 @@ func (r *stepRunner) readLoop(ctx context.Context) {
 			continue
 		}
 		r.groupBackoff = 0
-		used := r.dispatch(msgs, reclaimed)
+		used := r.dispatch(msgs, reclaimed, fresh)
 		r.pool.unreserve(n - used)
 		if trickle := len(msgs) > 0 && len(msgs) < n && len(spill) == 0 && !reclaimed; trickle && r.s.cfg.ReadLinger > 0 {
 			wait.Sleep(ctx, r.s.cfg.ReadLinger)
@@ -195,9 +195,17 @@ func (r *stepRunner) readNew(ctx context.Context, n int) ([]msgRef, error) {
 // with the reason. With a begin window (the default) a job starts at once
 // and is begun only if its handler outlives the window (run, beginLate);
 // otherwise every token is begun in one round trip (BeginBatch) before its
-// handler runs. It returns how many pool slots the jobs took.
-func (r *stepRunner) dispatch(msgs []msgRef, reclaimed bool) int {
+// handler runs. A fresh token (read for the first time) that waited in
+// the stream past the step's queue_timeout is not run: it fails with
+// TIMEOUT (see run). It returns how many pool slots the jobs took.
+func (r *stepRunner) dispatch(msgs []msgRef, reclaimed, fresh bool) int {
 	jobs := make([]*job, 0, len(msgs))
+	var late []*job // past the queue timeout
+	qt := r.step.QueueTimeout
+	var now time.Time
+	if qt > 0 && fresh {
+		now = r.s.c.Config().Now()
+	}
 	for _, m := range msgs {
 		if r.s.jobs.running(m.Part, r.step.Name, m.ID) {
 			continue // our own pending entry, still being run
@@ -207,17 +215,26 @@ func (r *stepRunner) dispatch(msgs []msgRef, reclaimed bool) int {
 			r.deadLetter(m, err.Error())
 			continue
 		}
-		jobs = append(jobs, newJob(r, m, env, reclaimed))
+		j := newJob(r, m, env, reclaimed)
+		if waited := now.Sub(dsat.StreamIDTime(m.ID)); fresh && qt > 0 && waited > qt {
+			j.queueWait = waited
+			late = append(late, j)
+			continue
+		}
+		jobs = append(jobs, j)
+	}
+	for _, j := range late {
+		r.start(j)
 	}
 	if len(jobs) == 0 {
-		return 0
+		return len(late)
 	}
 	lazy := r.s.cfg.BeginWindow > 0
 	var outs []dsat.Outcome
 	if !lazy {
 		outs = r.begin(jobs)
 	}
-	used := 0
+	used := len(late)
 	for i, j := range jobs {
 		if !lazy && outs[i] != dsat.Applied && outs[i] != dsat.AlreadyApplied {
 			j.cancel()
@@ -227,13 +244,18 @@ func (r *stepRunner) dispatch(msgs []msgRef, reclaimed bool) int {
 			j.beginDone = make(chan struct{})
 			j.timer = time.AfterFunc(r.s.cfg.BeginWindow, func() { r.late.add(j, r.beginLate) })
 		}
-		r.s.jobs.add(j)
-		r.s.work.Add(1)
-		r.pool.begin()
+		r.start(j)
 		used++
-		r.runners.start(j)
 	}
 	return used
+}
+
+// start runs a job on the pool.
+func (r *stepRunner) start(j *job) {
+	r.s.jobs.add(j)
+	r.s.work.Add(1)
+	r.pool.begin()
+	r.runners.start(j)
 }
 
 // begin records ACK for a batch of tokens, retrying failed calls a few

@@ -69,6 +69,14 @@ func TestDevEndToEnd(t *testing.T) {
 	if code, _, _ := cli(t, env, "cancel", id); code != 0 && code != 1 {
 		t.Fatalf("cancel exit %d", code)
 	}
+	// --delay and --deadline reach the task's state.
+	code, id, errs := cli(t, env, "submit", "--delay", "1h", "--deadline", "2h", "textstats", `{}`)
+	if code != 0 {
+		t.Fatalf("submit --deadline: %d %s", code, errs)
+	}
+	if _, out, _ := cli(t, env, "status", strings.TrimSpace(id)); !strings.Contains(out, `"deadline"`) || !strings.Contains(out, `"scheduled"`) {
+		t.Fatalf("status of a delayed task with a deadline: %s", out)
+	}
 }
 
 func TestServeAndTwoWorkersOnRealRedis(t *testing.T) {

@@ -6,12 +6,15 @@ import (
 	"fmt"
 
 	"github.com/dsat-dev/dsat/httpapi"
+	"github.com/dsat-dev/dsat/workers"
 )
 
 func init() {
 	register(&command{name: "serve", summary: "run the HTTP API (and the dashboard)",
 		usage: "--redis URL --pipelines DIR [--addr :8080] [--token T]",
-		help: `Serves the HTTP API on --addr for the pipelines in --pipelines. At start-up
+		help: `Serves the HTTP API on --addr for the pipelines in --pipelines, and
+cancels tasks past their ?deadline= and times out tokens past their step's
+queue_timeout (as the workers do), so both hold while no worker runs. At start-up
 it checks that Redis does not evict keys (maxmemory-policy must not be
 allkeys-* or volatile-*: an evicted stream loses work), and puts the
 schedules the pipeline files declare (schedules:). It fires due schedules
@@ -71,6 +74,14 @@ func runServe(ctx context.Context, env *cliEnv, args []string) error {
 	}
 	defer sched.Stop()
 	api := newAPI(c, log, tokens, *o.metricsAuth, httpapi.NewMetrics(c), l)
+	// Deadlines and queue timeouts hold even while no worker runs a step.
+	keeperCtx, stopKeeper := context.WithCancel(ctx)
+	kept := make(chan struct{})
+	go func() {
+		defer close(kept)
+		workers.NewTimeKeeper(c, log, 0).Run(keeperCtx)
+	}()
+	defer func() { stopKeeper(); <-kept }()
 	log.Info().Str("url", baseURL(l)).Int("pipelines", len(ps)).Msg("dsat serve listening")
 	return serveHTTP(ctx, l, api, api)
 }

@@ -17,18 +17,21 @@ import (
 
 func init() {
 	register(&command{name: "submit", summary: "submit a task to a pipeline; prints its id",
-		usage: "[--delay D | --at TIME] PIPELINE [JSON | @FILE | -]",
+		usage: "[--delay D | --at TIME] [--deadline D] PIPELINE [JSON | @FILE | -]",
 		help: `Submits a payload (JSON, from the argument, a file with @, or stdin with -;
 {} when none) to the newest version of PIPELINE. Prints the task id on
 stdout. With --delay or --at the task is scheduled: it exists at once and
-its first step runs at that time (within a second).
+its first step runs at that time (within a second). With --deadline the
+task is cancelled (reason "deadline") if it has not ended that long after
+submission (or at that RFC 3339 time); its running handlers are cancelled.
 
 Examples:
   dsat submit textstats '{"kind":"urgent","text":"disk full"}'
   dsat submit wordcount @payload.json
   echo '{"text":"hi"}' | dsat submit wordcount -
   id=$(dsat submit flaky) && dsat tail $id
-  dsat submit --delay 30s textstats '{"text":"later"}'`,
+  dsat submit --delay 30s textstats '{"text":"later"}'
+  dsat submit --deadline 10m textstats '{"text":"now or never"}'`,
 		run: runSubmit})
 	register(&command{name: "status", summary: "print a task's state (JSON)", usage: "TASK_ID",
 		help: "Prints the task's state as JSON: status, per-step state, result, error.\n\nExample:\n  dsat status 06h1ki9ia4001ttg3m6qbao188.textstats.1.0.0", run: runStatus})
@@ -50,10 +53,17 @@ func runSubmit(ctx context.Context, env *cliEnv, args []string) error {
 	key := fs.String("idempotency-key", "", "Idempotency-Key header")
 	delay := fs.Duration("delay", 0, "run the task this long from now (e.g. 30s, 2h; at most a year)")
 	at := fs.String("at", "", "run the task at this RFC 3339 time (e.g. 2026-12-01T09:00:00Z)")
+	deadline := fs.String("deadline", "", "cancel the task if it has not ended this long after submission (10m) or at this RFC 3339 time")
 	if err := parse(fs, env, "submit", args); err != nil {
 		return err
 	}
 	q := url.Values{}
+	if *deadline != "" {
+		if !validDeadline(*deadline) {
+			return usagef("--deadline %q: want a positive duration such as 10m or an RFC 3339 time", *deadline)
+		}
+		q.Set("deadline", *deadline)
+	}
 	switch {
 	case *delay < 0 || *delay != 0 && *at != "":
 		return usagef("give a positive --delay or --at, not both")
@@ -93,6 +103,16 @@ func runSubmit(ctx context.Context, env *cliEnv, args []string) error {
 	}
 	fmt.Fprintln(env.stdout, out.ID)
 	return nil
+}
+
+// validDeadline reports whether v is a positive Go duration or an RFC 3339
+// time (the server checks the rest).
+func validDeadline(v string) bool {
+	if d, err := time.ParseDuration(v); err == nil {
+		return d > 0
+	}
+	_, err := time.Parse(time.RFC3339Nano, v)
+	return err == nil
 }
 
 func readPayload(arg string, stdin io.Reader) ([]byte, error) {

@@ -1,0 +1,118 @@
+package workers
+
+import (
+	"context"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/dsat-dev/dsat/dsat"
+	"github.com/dsat-dev/dsat/internal/redistest"
+)
+
+const queueTimeoutYAML = `
+name: qt
+version: 1.0.0
+steps:
+  a: {handler: count, next: [b], queue_timeout: 1s, retries: 0}
+  b: {handler: count}
+`
+
+// aheadClient is a client of b's pipeline whose clock runs an hour ahead:
+// every token it sees has waited an hour, every deadline has passed.
+func aheadClient(t *testing.T, b *bundle) *dsat.Client {
+	t.Helper()
+	c, err := dsat.NewClient(b.rdb, dsat.Config{Now: func() time.Time { return time.Now().Add(time.Hour) }}, b.p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// TestReadTooLateTimesOut: a satellite that reads a token which waited in
+// its stream past the step's queue_timeout fails it with TIMEOUT, by its
+// own name and without an ACK, and never runs its handler.
+func TestReadTooLateTimesOut(t *testing.T) {
+	redistest.ForEachBackend(t, func(t *testing.T, be redistest.Backend) {
+		b := setup(t, be, queueTimeoutYAML)
+		var runs atomic.Int32
+		m := NewMux()
+		m.HandleFunc("count", func(ctx context.Context, task *dsat.Task) (dsat.Result, error) {
+			runs.Add(1)
+			return dsat.Result{Output: task.Payload}, nil
+		})
+		cfg := b.fast("s1")
+		cfg.PromoteInterval = time.Hour // the time keeper runs once, at start: before the tasks exist
+		s, err := New(aheadClient(t, b), m, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Start(b.ctx); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = s.Stop(context.Background()) })
+		time.Sleep(50 * time.Millisecond)
+		ids := b.submit(3, `{}`)
+		for _, st := range b.wait(ids, 10*time.Second) {
+			if st.Status != dsat.StatusFailed || !strings.Contains(st.Steps["a"].Error, "queue_timeout of 1s") {
+				t.Fatalf("state %+v", st)
+			}
+			evs, err := b.c.History(b.ctx, st.ID, "", 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, e := range evs {
+				got = append(got, e.Event+":"+e.Worker)
+			}
+			if want := "INIT: TIMEOUT:s1 DEAD:"; strings.Join(got, " ") != want {
+				t.Fatalf("events %v, want %s", got, want)
+			}
+		}
+		if n := runs.Load(); n != 0 {
+			t.Fatalf("the handler ran %d times", n)
+		}
+	})
+}
+
+// TestTimeKeeper: with no satellite at all, a TimeKeeper (what dsat serve
+// runs) cancels tasks past their deadline and times out tokens nobody read
+// within their step's queue_timeout; it stops with its context.
+func TestTimeKeeper(t *testing.T) {
+	redistest.ForEachBackend(t, func(t *testing.T, be redistest.Backend) {
+		b := setup(t, be, queueTimeoutYAML)
+		late := b.submit(1, `{}`)[0]
+		s, err := b.c.Submit(b.ctx, "qt", []byte(`{}`), dsat.SubmitOptions{Deadline: time.Now().Add(time.Minute)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(b.ctx)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			NewTimeKeeper(aheadClient(t, b), zerolog.New(b.log), 20*time.Millisecond).Run(ctx)
+		}()
+		sts := b.wait([]string{late, s.ID}, 10*time.Second)
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			t.Fatal("the time keeper did not stop with its context")
+		}
+		// The deadline came first: the task with one is cancelled, the
+		// other failed by its queue timeout.
+		if sts[1].Status != dsat.StatusCancelled {
+			t.Fatalf("task with a deadline: %+v", sts[1])
+		}
+		if sts[0].Status != dsat.StatusFailed || !strings.Contains(sts[0].Error, "queue_timeout") {
+			t.Fatalf("task past its queue timeout: %+v", sts[0])
+		}
+		evs, err := b.c.History(b.ctx, s.ID, "", 0)
+		if err != nil || len(evs) != 2 || !strings.Contains(string(evs[1].Detail), `"deadline"`) {
+			t.Fatalf("events %v %v", evs, err)
+		}
+	})
+}
