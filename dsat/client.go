@@ -78,6 +78,9 @@ type Client struct {
 	latest map[string]*Pipeline // by name: the newest version, used by Submit
 	byAPI  map[string]*compiled // by "name@X.Y"
 	rr     atomic.Uint64
+	// entryBacklogs caches the entry step backlog of pipelines whose entry
+	// has a max_backlog (checkEntryBacklog).
+	entryBacklogs backlogCache
 }
 
 // compiled is a pipeline with what the scripts need precomputed.

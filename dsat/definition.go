@@ -62,9 +62,14 @@ type Step struct {
 	// TIMEOUT (no ACK) and is retried or dead-lettered like a failed
 	// attempt (queue_timeout in YAML).
 	QueueTimeout time.Duration
-	Retries      int
-	Backoff      Backoff
-	Concurrency  Concurrency
+	// MaxBacklog, when positive, is backpressure: while this many tokens
+	// wait in the step's streams, the steps that feed it read no new
+	// tokens, and a submission to a pipeline whose entry step it is gets
+	// ErrBacklogFull (max_backlog in YAML).
+	MaxBacklog  int
+	Retries     int
+	Backoff     Backoff
+	Concurrency Concurrency
 	// Preds lists the distinct predecessor steps (filled by validation).
 	Preds []string
 	// Line is where the step is defined in its file (0: not from a file).

@@ -52,8 +52,8 @@ func TestLinearPipeline(t *testing.T) {
 		log, _ := h.rdb.Get(h.ctx, h.c.Keys().TaskLog(mustID(t, id).Partition, id)).Result()
 		eq(t, "lines in the task log", strings.Count(log, "\n"), 10)
 		eq(t, "ids", evs[9].ID, "10")
-		for _, s := range []string{"a", "b", "c"} {
-			eq(t, "step "+s, st.Steps[s], dsat.StepState{State: "done", Attempts: 1, Worker: "sat1-w1"})
+		for i, s := range []string{"a", "b", "c"} {
+			eq(t, "step "+s, st.Steps[s], dsat.StepState{State: "done", Token: fmt.Sprint(i + 1), Attempts: 1, Worker: "sat1-w1"})
 		}
 		h.checkInvariants(id)
 		h.streamsEmpty()
@@ -310,7 +310,7 @@ func TestRetriesExhaustedThenRetry(t *testing.T) {
 		st := h.state(id)
 		eq(t, "status", st.Status, dsat.StatusFailed)
 		eq(t, "runs of b", h.runs["b"], 4) // 1 + 3 retries
-		eq(t, "step b", st.Steps["b"], dsat.StepState{State: "dead", Attempts: 4, Worker: "sat1-w1", Error: "disk full"})
+		eq(t, "step b", st.Steps["b"], dsat.StepState{State: "dead", Token: "2", Attempts: 4, Worker: "sat1-w1", Error: "disk full"})
 		eq(t, "error", st.Error, "b: disk full")
 		evs := h.events(id)
 		eq(t, "last events", names(evs[len(evs)-2:]), []string{"ERROR:b", "DEAD"})

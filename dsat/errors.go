@@ -36,6 +36,9 @@ var (
 	// ErrInvalidDeadline means a submission's deadline has passed, is too
 	// far ahead, comes before its run time, or is malformed.
 	ErrInvalidDeadline = errors.New("dsat: invalid deadline")
+	// ErrBacklogFull means a pipeline's entry step has max_backlog tokens
+	// waiting: submit again later.
+	ErrBacklogFull = errors.New("dsat: the entry step's backlog is full")
 	// ErrInvalidTrace means a trace context is not a W3C traceparent.
 	ErrInvalidTrace = errors.New("dsat: invalid traceparent")
 	// ErrIdempotencyConflict means an idempotency key was reused with a

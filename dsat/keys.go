@@ -85,6 +85,11 @@ func (k Keys) Idempotency(p Partition, key string) string {
 	return k.base(p) + "idem:" + hex.EncodeToString(sum[:16])
 }
 
+// Paused is the hash of pauses (dsat.Paused): field "pipeline" or
+// "pipeline/step", value when it was paused (ms). One key outside the
+// partitions: every satellite reads it.
+func (k Keys) Paused() string { return k.prefix + ":paused" }
+
 // Satellite is a string with a TTL: one satellite's heartbeat record
 // (JSON). It lives outside every hash tag.
 func (k Keys) Satellite(id string) string { return k.prefix + ":sat:" + id }

@@ -214,7 +214,7 @@ func (l *loader) pipeline(doc *yaml.Node) *Pipeline {
 	return p
 }
 
-var stepFields = []string{"handler", "with", "next", "route_by", "routes", "join", "timeout", "queue_timeout", "retries", "backoff", "concurrency", "description"}
+var stepFields = []string{"handler", "with", "next", "route_by", "routes", "join", "timeout", "queue_timeout", "max_backlog", "retries", "backoff", "concurrency", "description"}
 
 func (l *loader) step(name string, n *yaml.Node) *Step {
 	s := &Step{
@@ -266,6 +266,9 @@ func (l *loader) step(name string, n *yaml.Node) *Step {
 		if s.QueueTimeout > 0 && s.QueueTimeout < MinQueueTimeout {
 			l.add(v.Line, name, "queue_timeout", fmt.Sprintf("must be at least %s: tokens are looked at about once a second", MinQueueTimeout))
 		}
+	}
+	if v, ok := f["max_backlog"]; ok {
+		s.MaxBacklog = l.intIn(v, name, "max_backlog", 1, 100_000_000)
 	}
 	if v, ok := f["retries"]; ok {
 		s.Retries = l.intIn(v, name, "retries", 0, 100)

@@ -48,7 +48,10 @@ type TaskState struct {
 // state (queued, running, retrying, snoozed, waiting, done, dead), the
 // attempt number, the worker and the last error.
 type StepState struct {
-	State    string `json:"state"`
+	State string `json:"state"`
+	// Token is the id of the step's latest token (absent while tokens
+	// are parked at a join).
+	Token    string `json:"token,omitempty"`
 	Attempts int    `json:"attempts"`
 	Worker   string `json:"worker"`
 	Error    string `json:"error"`
@@ -113,13 +116,13 @@ func stateFromHash(id string, h map[string]string) *TaskState {
 			}
 			latest[rec.step] = tok
 			s := st.Steps[rec.step]
-			s.State, s.Attempts, s.Worker = rec.state, rec.attempts, rec.worker
+			s.State, s.Token, s.Attempts, s.Worker = rec.state, f[2:], rec.attempts, rec.worker
 			st.Steps[rec.step] = s
 		case strings.HasPrefix(f, "pk:"):
 			if n, _ := strconv.Atoi(v); n > 0 {
 				name := f[3:]
 				s := st.Steps[name]
-				s.State = "waiting"
+				s.State, s.Token = "waiting", ""
 				st.Steps[name] = s
 				latest[name] = math.MaxInt // parked tokens outrank any earlier run of the join
 			}

@@ -53,10 +53,14 @@ func (c *Client) Submit(ctx context.Context, pipeline string, payload []byte, op
 	if err != nil {
 		return Submitted{}, err
 	}
+	if err := c.checkEntryBacklog(ctx, c.latest[pipeline], opts); err != nil {
+		return Submitted{}, err
+	}
 	r, err := c.runScript(ctx, lua.Submit, calls[0].keys, calls[0].args...)
 	if err != nil {
 		return Submitted{}, err
 	}
+	c.submittedTo(c.latest[pipeline], 1)
 	return submitted(r, 0)
 }
 
@@ -77,9 +81,13 @@ func (c *Client) SubmitBatch(ctx context.Context, pipeline string, payloads [][]
 	if err != nil {
 		return nil, err
 	}
+	if err := c.checkEntryBacklog(ctx, c.latest[pipeline], o); err != nil {
+		return nil, err
+	}
 	replies, errs := c.pipelineScripts(ctx, lua.Submit, len(calls), func(g int) ([]string, []any) {
 		return calls[g].keys, calls[g].args
 	})
+	c.submittedTo(c.latest[pipeline], len(payloads))
 	ids := make([]string, len(payloads))
 	for g, call := range calls {
 		if errs[g] != nil {

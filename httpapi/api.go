@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/rs/zerolog"
 	"github.com/rs/zerolog/hlog"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/dsat-dev/dsat/dsat"
 )
@@ -66,6 +67,9 @@ type Config struct {
 	// per-client stream cap and logs) is then read from that header. 0 (the
 	// default) uses the connection's address: clients could forge the header.
 	TrustedProxies int
+	// TracerProvider, when set, gets a span per submission (see package
+	// tracing); nil: none.
+	TracerProvider trace.TracerProvider
 }
 
 func (c Config) withDefaults() Config {
@@ -116,6 +120,7 @@ type API struct {
 	batchSlots chan struct{}
 	closing    chan struct{}
 	once       sync.Once
+	tracer     trace.Tracer // nil: tracing off
 }
 
 // NewRouter returns the API for cfg.
@@ -125,6 +130,9 @@ func NewRouter(cfg Config) *API {
 		limiter: newStreamLimiter(cfg.MaxStreams, cfg.MaxStreamsPerClient), batchSlots: make(chan struct{}, cfg.MaxBatchDecodes)}
 	a.tokens = tokenDigests(cfg.Tokens)
 	a.hubs = newHubs(cfg.Client, cfg.Logger, cfg.Metrics)
+	if cfg.TracerProvider != nil {
+		a.tracer = cfg.TracerProvider.Tracer("github.com/dsat-dev/dsat/httpapi")
+	}
 	a.router = a.routes()
 	return a
 }
@@ -184,6 +192,8 @@ func (a *API) routes() chi.Router {
 			r.Post("/pipelines/{name}/batch", a.submitBatch)
 			r.Get("/pipelines", a.listPipelines)
 			r.Get("/pipelines/{name}", a.getPipeline)
+			r.Post("/pipelines/{name}/pause", a.pause)
+			r.Post("/pipelines/{name}/resume", a.resume)
 			r.Get("/tasks/{id}", a.getTask)
 			r.Post("/tasks/{id}/cancel", a.cancel)
 			r.Post("/tasks/{id}/retry", a.retry)

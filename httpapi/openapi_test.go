@@ -115,6 +115,12 @@ func TestOpenAPIResponses(t *testing.T) {
 	ok(e.do("POST", "/v1/pipelines/demo/tasks?at="+time.Now().Add(time.Hour).UTC().Format(time.RFC3339), "application/json", `[1]`), 202, "submit at")
 	ok(e.do("POST", "/v1/pipelines/demo/batch?delay=1h", "application/json", `[{"i":0},"x",null]`), 202, "batch")
 	ok(e.do("GET", "/v1/tasks/"+later, "", ""), 200, "scheduled task")
+	ok(e.do("POST", "/v1/pipelines/demo/pause?step=b", "", ""), 200, "pause a step")
+	ok(e.do("POST", "/v1/pipelines/demo/pause", "", ""), 200, "pause")
+	ok(e.do("GET", "/v1/pipelines/demo", "", ""), 200, "paused pipeline")
+	ok(e.do("POST", "/v1/pipelines/demo/resume", "", ""), 200, "resume")
+	ok(e.do("POST", "/v1/pipelines/demo/resume?step=b", "", ""), 200, "resume a step")
+	ok(e.do("POST", "/v1/pipelines/demo/pause?step=nope", "", ""), 404, "pause an unknown step")
 	ok(e.do("POST", "/v1/tasks/"+later+"/cancel?reason=test", "", ""), 202, "cancel")
 
 	// A task that dies at a, is listed in the dead letters and retried.

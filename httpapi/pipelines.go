@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"fmt"
 	"net/http"
 	"time"
 
@@ -21,10 +22,13 @@ type stepView struct {
 	Timeout string              `json:"timeout"`
 	// QueueTimeout is absent for a step without one.
 	QueueTimeout string            `json:"queue_timeout,omitempty"`
+	MaxBacklog   int               `json:"max_backlog,omitempty"`
 	Retries      int               `json:"retries"`
 	Backoff      map[string]string `json:"backoff"`
 	Concurrency  dsat.Concurrency  `json:"concurrency"`
 	Load         *stepLoad         `json:"load,omitempty"`
+	// Paused: the step is paused, itself or with its pipeline.
+	Paused bool `json:"paused,omitempty"`
 }
 
 // stepLoad is a step's load over every satellite.
@@ -45,10 +49,13 @@ type pipelineView struct {
 	Entry      string      `json:"entry"`
 	Steps      []stepView  `json:"steps"`
 	Edges      []dsat.Edge `json:"edges"`
+	// Paused: the whole pipeline is paused.
+	Paused bool `json:"paused,omitempty"`
 }
 
-func viewOf(p *dsat.Pipeline) pipelineView {
-	v := pipelineView{Name: p.Name, Version: p.Version.String(), Partitions: p.Partitions, Entry: p.Entry, Edges: p.Edges()}
+func viewOf(p *dsat.Pipeline, paused dsat.Paused) pipelineView {
+	_, all := paused[p.Name]
+	v := pipelineView{Name: p.Name, Version: p.Version.String(), Partitions: p.Partitions, Entry: p.Entry, Edges: p.Edges(), Paused: all}
 	if v.Edges == nil {
 		v.Edges = []dsat.Edge{}
 	}
@@ -57,7 +64,7 @@ func viewOf(p *dsat.Pipeline) pipelineView {
 		sv := stepView{Name: name, Handler: s.Handler, With: s.With, Next: s.Next, RouteBy: s.RouteBy,
 			Routes: s.Routes, Join: s.Join, Timeout: s.Timeout.String(), Retries: s.Retries,
 			Backoff:     map[string]string{"initial": s.Backoff.Initial.String(), "max": s.Backoff.Max.String()},
-			Concurrency: s.Concurrency}
+			Concurrency: s.Concurrency, MaxBacklog: s.MaxBacklog, Paused: paused.Step(p.Name, name)}
 		if s.QueueTimeout > 0 {
 			sv.QueueTimeout = s.QueueTimeout.String()
 		}
@@ -67,9 +74,14 @@ func viewOf(p *dsat.Pipeline) pipelineView {
 }
 
 func (a *API) listPipelines(w http.ResponseWriter, r *http.Request) {
+	paused, err := a.c.ListPaused(r.Context())
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
 	out := []pipelineView{}
 	for _, p := range a.c.Pipelines() {
-		out = append(out, viewOf(p))
+		out = append(out, viewOf(p, paused))
 	}
 	writeJSON(w, http.StatusOK, out)
 }
@@ -93,7 +105,12 @@ func (a *API) getPipeline(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
-	v := viewOf(p)
+	paused, err := a.c.ListPaused(r.Context())
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	v := viewOf(p, paused)
 	for i := range v.Steps {
 		s := v.Steps[i].Name
 		l := &stepLoad{Backlog: loads[s].Backlog, Pending: loads[s].Pending}
@@ -109,4 +126,50 @@ func (a *API) getPipeline(w http.ResponseWriter, r *http.Request) {
 		v.Steps[i].Load = l
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"pipeline": v, "measured_at": dsat.Time{Time: time.Now()}})
+}
+
+// pauseView is the answer of pause and resume.
+type pauseView struct {
+	Pipeline string `json:"pipeline"`
+	Step     string `json:"step,omitempty"`
+	// Paused says whether the pipeline (or step) is paused now: a step
+	// resumed while its whole pipeline is paused stays paused.
+	Paused bool `json:"paused"`
+}
+
+func (a *API) pause(w http.ResponseWriter, r *http.Request)  { a.setPaused(w, r, true) }
+func (a *API) resume(w http.ResponseWriter, r *http.Request) { a.setPaused(w, r, false) }
+
+// setPaused pauses or resumes a pipeline, or one step with ?step=.
+func (a *API) setPaused(w http.ResponseWriter, r *http.Request, on bool) {
+	name, step := chi.URLParam(r, "name"), r.URL.Query().Get("step")
+	p, err := a.c.Pipeline(name)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	if _, ok := p.Steps[step]; step != "" && !ok {
+		writeProblem(w, r, http.StatusNotFound, "step-not-found",
+			fmt.Sprintf("pipeline %s has no step %q; GET /v1/pipelines/%s lists its steps", name, trimID(step), name))
+		return
+	}
+	if on {
+		err = a.c.Pause(r.Context(), name, step)
+	} else {
+		err = a.c.Resume(r.Context(), name, step)
+	}
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	paused, err := a.c.ListPaused(r.Context())
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	now := paused.Step(name, step)
+	if step == "" {
+		_, now = paused[name]
+	}
+	writeJSON(w, http.StatusOK, pauseView{Pipeline: name, Step: step, Paused: now})
 }

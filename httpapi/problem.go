@@ -56,6 +56,9 @@ func writeError(w http.ResponseWriter, r *http.Request, err error) {
 		writeProblem(w, r, http.StatusConflict, "idempotency-conflict", err.Error()+"; use a new Idempotency-Key for a different payload")
 	case errors.Is(err, dsat.ErrTaskFinal):
 		writeProblem(w, r, http.StatusConflict, "task-final", err.Error()+"; only a pending or running task can be cancelled")
+	case errors.Is(err, dsat.ErrBacklogFull):
+		w.Header().Set("Retry-After", "1")
+		writeProblem(w, r, http.StatusTooManyRequests, "backlog-full", err.Error()+"; submit again in a moment (the entry step's max_backlog applies backpressure)")
 	case errors.Is(err, dsat.ErrStepNotFound):
 		writeProblem(w, r, http.StatusConflict, "step-not-found", err.Error()+"; load the pipeline version the task was submitted with")
 	case errors.Is(err, dsat.ErrTaskNotFailed):

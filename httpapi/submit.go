@@ -154,7 +154,13 @@ func (a *API) submit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	opts.IdempotencyKey = r.Header.Get("Idempotency-Key")
+	span, err := a.submitSpan(r, name, &opts, 1)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
 	s, err := a.c.Submit(r.Context(), name, body, opts)
+	endSubmitSpan(span, s.ID, err)
 	if err != nil {
 		writeError(w, r, err)
 		return
@@ -270,7 +276,13 @@ func (a *API) submitBatch(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	span, err := a.submitSpan(r, name, &opts, len(payloads))
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
 	ids, err := a.c.SubmitBatch(r.Context(), name, payloads, opts)
+	endSubmitSpan(span, "", err)
 	if err != nil {
 		writeError(w, r, err)
 		return

@@ -16,8 +16,9 @@ type SettingsValidator interface {
 	ValidateSettings(with map[string]any) error
 }
 
-// RegisterBuiltins registers the stock handlers on m: echo, sleep, fail
-// and exec. maxOutput bounds exec's output (0 means dsat.DefaultMaxPayload).
+// RegisterBuiltins registers the stock handlers on m: echo, sleep, fail,
+// exec and process. maxOutput bounds exec's and process's output (0 means
+// dsat.DefaultMaxPayload).
 func RegisterBuiltins(m *Mux, maxOutput int) {
 	if maxOutput <= 0 {
 		maxOutput = dsat.DefaultMaxPayload
@@ -26,6 +27,7 @@ func RegisterBuiltins(m *Mux, maxOutput int) {
 	m.Handle("sleep", sleepHandler{})
 	m.Handle("fail", failHandler{})
 	m.Handle("exec", &ExecHandler{MaxOutput: maxOutput})
+	m.Handle("process", &ProcessHandler{MaxOutput: maxOutput})
 }
 
 // Echo outputs its input.

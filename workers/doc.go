@@ -5,8 +5,10 @@
 //
 // A handler is registered by name on a Mux, like a route on an
 // http.ServeMux; a step's handler: field names it and its with: map arrives
-// as Task.With. RegisterBuiltins adds echo, sleep, fail and exec (one
-// process per token, any language).
+// as Task.With. RegisterBuiltins adds echo, sleep, fail, exec (one
+// process per token, any language) and process (long-lived processes per
+// step and satellite, speaking JSON lines: ProcessHandler). A handler that
+// holds something per step implements StepOpener.
 //
 //	mux := workers.NewMux()
 //	workers.RegisterBuiltins(mux, 0)

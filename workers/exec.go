@@ -60,6 +60,21 @@ func (h *ExecHandler) ValidateSettings(with map[string]any) error {
 }
 
 func parseExecSettings(with map[string]any) (execSettings, error) {
+	s, err := parseCommandSettings(with)
+	if err != nil {
+		return s, err
+	}
+	for k := range with {
+		if !slices.Contains(execSettingNames, k) {
+			return s, fmt.Errorf("with.%s is not an exec setting (%s)", k, strings.Join(execSettingNames, ", "))
+		}
+	}
+	return s, nil
+}
+
+// parseCommandSettings reads command, env, inherit_env and dir (the
+// settings exec and process share) and leaves any other key alone.
+func parseCommandSettings(with map[string]any) (execSettings, error) {
 	var s execSettings
 	raw, ok := with["command"].([]any)
 	if !ok || len(raw) == 0 {
@@ -102,11 +117,6 @@ func parseExecSettings(with map[string]any) (execSettings, error) {
 			return s, errors.New("with.dir must be a string")
 		}
 	}
-	for k := range with {
-		if !slices.Contains(execSettingNames, k) {
-			return s, fmt.Errorf("with.%s is not an exec setting (%s)", k, strings.Join(execSettingNames, ", "))
-		}
-	}
 	return s, nil
 }
 
@@ -118,7 +128,11 @@ func (h *ExecHandler) Handle(ctx context.Context, t *dsat.Task) (dsat.Result, er
 	}
 	cmd := exec.CommandContext(ctx, s.argv[0], s.argv[1:]...)
 	cmd.Dir = s.dir
-	cmd.Env = s.environ(t)
+	vars := []string{"DSAT_TASK=" + t.ID, "DSAT_STEP=" + t.Step, fmt.Sprintf("DSAT_ATTEMPT=%d", t.Attempt)}
+	if t.Trace != "" {
+		vars = append(vars, "TRACEPARENT="+t.Trace) // the step attempt's span, with tracing on
+	}
+	cmd.Env = s.environ(vars...)
 	cmd.Stdin = bytes.NewReader(t.Payload)
 	stdout := &limitedBuffer{max: h.MaxOutput}
 	stderr := &tailBuffer{max: stderrTail}
@@ -134,10 +148,8 @@ func (h *ExecHandler) Handle(ctx context.Context, t *dsat.Task) (dsat.Result, er
 		return dsat.Result{}, fmt.Errorf("output larger than %d bytes", h.MaxOutput)
 	}
 	if err != nil {
-		if errors.Is(err, exec.ErrNotFound) || errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrPermission) {
-			// A missing or unrunnable program (or dir) cannot succeed on a
-			// retry: the token goes to the dead letters at once.
-			return dsat.Result{}, fmt.Errorf("%w: exec %s: %w; install it on the worker's machine or fix with.command", SkipRetry, s.argv[0], err)
+		if ferr := unrunnable(s.argv[0], err); ferr != nil {
+			return dsat.Result{}, ferr
 		}
 		var ee *exec.ExitError
 		if errors.As(err, &ee) {
@@ -152,15 +164,26 @@ func (h *ExecHandler) Handle(ctx context.Context, t *dsat.Task) (dsat.Result, er
 	return dsat.Result{Output: out}, nil
 }
 
+// unrunnable is the error for a start that failed because the program
+// (or dir) is missing or may not be run, or nil for any other error. A
+// retry cannot help: the token goes to the dead letters at once.
+func unrunnable(program string, err error) error {
+	if errors.Is(err, exec.ErrNotFound) || errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrPermission) {
+		return fmt.Errorf("%w: exec %s: %w; install it on the worker's machine or fix with.command", SkipRetry, program, err)
+	}
+	return nil
+}
+
 // environ is the process's environment: never the worker's whole one.
-func (s execSettings) environ(t *dsat.Task) []string {
+// vars (DSAT_ variables) come after the inherited ones, with.env last.
+func (s execSettings) environ(vars ...string) []string {
 	var env []string
 	for _, k := range append(slices.Clone(baseEnv), s.inherit...) {
 		if v, ok := os.LookupEnv(k); ok {
 			env = append(env, k+"="+v)
 		}
 	}
-	env = append(env, "DSAT_TASK="+t.ID, "DSAT_STEP="+t.Step, fmt.Sprintf("DSAT_ATTEMPT=%d", t.Attempt))
+	env = append(env, vars...)
 	return append(env, s.env...)
 }
 
@@ -195,10 +218,11 @@ func (b *tailBuffer) Write(p []byte) (int, error) {
 
 func (b *tailBuffer) Bytes() []byte { return b.buf }
 
-// ResolveExecDirs makes exec steps run next to their pipeline file: a step
-// without with.dir gets the file's folder, and a relative dir is taken
-// from that folder. Call it on pipelines loaded from files.
-func ResolveExecDirs(pipelines []*dsat.Pipeline, handlerName string) {
+// ResolveExecDirs makes the steps of the named handlers (exec, process)
+// run next to their pipeline file: a step without with.dir gets the
+// file's folder, and a relative dir is taken from that folder. Call it on
+// pipelines loaded from files.
+func ResolveExecDirs(pipelines []*dsat.Pipeline, handlerNames ...string) {
 	for _, p := range pipelines {
 		if p.File == "" {
 			continue
@@ -208,7 +232,7 @@ func ResolveExecDirs(pipelines []*dsat.Pipeline, handlerName string) {
 			continue
 		}
 		for _, s := range p.Steps {
-			if s.Handler != handlerName {
+			if !slices.Contains(handlerNames, s.Handler) {
 				continue
 			}
 			if s.With == nil {

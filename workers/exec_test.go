@@ -212,10 +212,13 @@ func TestExecEnvIsMinimal(t *testing.T) {
 	t.Setenv("HTTP_PROXY", "http://proxy:3128")
 	t.Setenv("TZ", "UTC")
 	h := &ExecHandler{MaxOutput: 1 << 20}
+	const traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 	env := func(with map[string]any) map[string]string {
 		t.Helper()
 		with["command"] = []any{"env"}
-		res, err := h.Handle(context.Background(), execTask(with, `{}`))
+		task := execTask(with, `{}`)
+		task.Trace = traceparent
+		res, err := h.Handle(context.Background(), task)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -237,7 +240,8 @@ func TestExecEnvIsMinimal(t *testing.T) {
 			t.Errorf("the worker's %s leaked into the process: %v", k, got)
 		}
 	}
-	if got["PATH"] != os.Getenv("PATH") || got["TZ"] != "UTC" || got["GREETING"] != "hi" || got["DSAT_STEP"] != "s" || got["DSAT_ATTEMPT"] != "1" {
+	if got["PATH"] != os.Getenv("PATH") || got["TZ"] != "UTC" || got["GREETING"] != "hi" || got["DSAT_STEP"] != "s" || got["DSAT_ATTEMPT"] != "1" ||
+		got["TRACEPARENT"] != traceparent {
 		t.Errorf("environment %v", got)
 	}
 	got = env(map[string]any{"inherit_env": []any{"HTTP_PROXY", "NOT_SET_ANYWHERE"}})

@@ -95,10 +95,16 @@ func (m *Mux) Lookup(name string) (Handler, bool) {
 	if !ok {
 		return nil, false
 	}
+	return m.wrapLocked(h), true
+}
+
+// wrapLocked wraps h in the middleware, first added outermost; m.mu is
+// held.
+func (m *Mux) wrapLocked(h Handler) Handler {
 	for i := len(m.middleware) - 1; i >= 0; i-- {
 		h = m.middleware[i](h)
 	}
-	return h, true
+	return h
 }
 
 // raw returns the handler registered under name, without middleware.

@@ -11,6 +11,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/dsat-dev/dsat/dsat"
+	"github.com/dsat-dev/dsat/tracing"
 )
 
 // run is the state-machine wrapper around one handler call: begin, run
@@ -31,6 +32,12 @@ func (r *stepRunner) run(j *job) {
 	}
 	started := time.Now()
 	hctx, cancel := context.WithTimeout(j.ctx, r.step.Timeout)
+	hctx, span := r.startSpan(hctx, j, started)
+	outcome, errText := "interrupted", ""
+	if span != nil {
+		task.Trace = tracing.Traceparent(span.SpanContext())
+		defer func() { endSpan(span, outcome, errText) }()
+	}
 	res, herr := r.call(log.WithContext(hctx), task, &log)
 	timedOut := errors.Is(hctx.Err(), context.DeadlineExceeded) && j.ctx.Err() == nil
 	cancel()
@@ -38,10 +45,12 @@ func (r *stepRunner) run(j *job) {
 		j.d.Started = started // not begun: Complete or Fail writes the ACK
 	}
 	if j.dropped.Load() {
+		outcome = "dropped"
 		log.Debug().Msg("token no longer wanted (task cancelled or finished); result ignored")
 		return
 	}
 	if herr != nil && j.ctx.Err() != nil && !j.cancelled.Load() {
+		errText = herr.Error()
 		log.Warn().Err(herr).Msg("handler interrupted by shutdown; the token stays pending for the reclaimer")
 		return
 	}
@@ -51,7 +60,10 @@ func (r *stepRunner) run(j *job) {
 	if herr == nil && r.s.cfg.beforeComplete != nil {
 		r.s.cfg.beforeComplete(task)
 	}
-	outcome := r.finish(j, res, herr, timedOut, log)
+	if herr != nil {
+		errText = herr.Error()
+	}
+	outcome = r.finish(j, res, herr, timedOut, log)
 	if r.s.cfg.OnResult != nil {
 		r.s.cfg.OnResult(r.p.Name, r.step.Name, outcome, time.Since(started))
 	}
@@ -105,6 +117,8 @@ func (r *stepRunner) finish(j *job, res dsat.Result, herr error, timedOut bool, 
 // queue_timeout, without running its handler (TIMEOUT, no ACK).
 func (r *stepRunner) queueTimedOut(j *job, log zerolog.Logger) {
 	f := dsat.Failure{Timeout: true, NotRun: true, Message: dsat.QueueTimeoutMessage(r.step.QueueTimeout, j.queueWait)}
+	_, span := r.startSpan(j.ctx, j, time.Now())
+	defer endSpan(span, "queue_timeout", f.Message)
 	var mode dsat.FailMode
 	err := r.s.engine(func(ctx context.Context) (err error) { _, mode, err = r.s.c.Fail(ctx, j.d, f); return err })
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/dsat-dev/dsat/dsat"
 )
@@ -66,6 +67,9 @@ type Config struct {
 	ReclaimInterval time.Duration
 	// PromoteInterval is how often due retries are moved back. Default 1s.
 	PromoteInterval time.Duration
+	// FlowInterval is how often the pauses are read: a paused step's
+	// reader stops within it. Default 500ms.
+	FlowInterval time.Duration
 	// HeartbeatInterval is how often the satellite reports itself; its
 	// record expires after three intervals. Default 5s.
 	HeartbeatInterval time.Duration
@@ -88,6 +92,10 @@ type Config struct {
 	// ("ok", "error", "timeout", "panic", "snooze", "cancelled") and
 	// duration, e.g. for metrics.
 	OnResult func(pipeline, step, outcome string, d time.Duration)
+	// TracerProvider, when set, gets one span per step attempt, in the
+	// task's trace (see package tracing; nil: no spans, no cost). Use a
+	// provider with tracing.IDGenerator for a join's links to resolve.
+	TracerProvider trace.TracerProvider
 	// beforeComplete is a fault-injection hook for tests only: it runs
 	// after a handler returned and before Complete. Only this package's
 	// tests and binaries built with the dsattest tag can set it
@@ -119,6 +127,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.PromoteInterval <= 0 {
 		c.PromoteInterval = time.Second
+	}
+	if c.FlowInterval <= 0 {
+		c.FlowInterval = 500 * time.Millisecond
 	}
 	if c.HeartbeatInterval <= 0 {
 		c.HeartbeatInterval = 5 * time.Second
@@ -180,6 +191,7 @@ type Satellite struct {
 	start                           time.Time
 	jobs                            *jobTable
 	logs                            logLimiter
+	tracer                          trace.Tracer // nil: tracing off
 	mu                              sync.Mutex
 	done                            chan struct{} // closed when Stop has finished
 	state                           lifecycle
@@ -202,6 +214,9 @@ func New(c *dsat.Client, mux *Mux, cfg Config) (*Satellite, error) {
 	s := &Satellite{c: c, mux: mux, cfg: cfg, jobs: newJobTable()}
 	s.cfg.ID = sanitizeID(cfg.ID)
 	s.log = cfg.Logger.With().Str("satellite", s.cfg.ID).Logger()
+	if cfg.TracerProvider != nil {
+		s.tracer = cfg.TracerProvider.Tracer(tracerName)
+	}
 	if s.cfg.MaxPayload <= 0 {
 		s.cfg.MaxPayload = c.Config().MaxPayload
 	}
@@ -218,8 +233,17 @@ func New(c *dsat.Client, mux *Mux, cfg Config) (*Satellite, error) {
 				errs = append(errs, err)
 				continue
 			}
-			h, _ := mux.Lookup(st.Handler)
-			s.steps = append(s.steps, newStepRunner(s, p, st, h))
+			r := newStepRunner(s, p, st, nil)
+			h, opened, err := mux.stepHandler(st.Handler, StepInfo{Pipeline: p, Step: st, Satellite: s.cfg.ID, Logger: r.log})
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s: pipeline %s: step %q: %w", fileLine(p.File, st.Line), p.Name, st.Name, err))
+				continue
+			}
+			r.h, r.opened = h, opened
+			if b, ok := opened.(bounded); ok {
+				r.bound(b.capacity())
+			}
+			s.steps = append(s.steps, r)
 			hosted = true
 			served++
 		}
@@ -232,6 +256,7 @@ func New(c *dsat.Client, mux *Mux, cfg Config) (*Satellite, error) {
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
+		_ = s.closeSteps(context.Background(), time.Now().Add(cfg.ShutdownTimeout))
 		return nil, err
 	}
 	if served == 0 {
@@ -278,6 +303,9 @@ func (s *Satellite) Start(ctx context.Context) error {
 	s.loopCtx, s.stopLoops = context.WithCancel(context.Background())
 	s.workCtx, s.stopWork = context.WithCancel(context.Background())
 	s.engineCtx, s.stopEngine = context.WithCancel(context.Background())
+	pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	s.applyPauses(pctx)
+	cancel()
 	for _, r := range s.steps {
 		r.runners = newRunners(s.loopCtx.Done(), &s.runnerGoroutines, r.run)
 		s.goLoop(r.readLoop)
@@ -286,6 +314,7 @@ func (s *Satellite) Start(ctx context.Context) error {
 	s.goLoop(s.heartbeatLoop)
 	s.goLoop(s.scaleLoop)
 	s.goLoop(s.watchLoop)
+	s.goLoop(s.flowLoop)
 	go s.stopWhenDone(ctx)
 	s.log.Info().Int("steps", len(s.steps)).Msg("satellite started")
 	return nil
@@ -339,6 +368,7 @@ func (s *Satellite) Stop(ctx context.Context) error {
 	s.state = stopped
 	s.mu.Unlock()
 	defer close(s.done)
+	stopAt := time.Now()
 	s.stopLoops()
 	s.loops.Wait() // readers and background loops have returned
 	done := make(chan struct{})
@@ -366,6 +396,9 @@ func (s *Satellite) Stop(ctx context.Context) error {
 		}
 		err = errors.Join(err, errors.New("workers: stop: some handlers ignored their cancellation (see the log); their tokens stay pending for the reclaimer"))
 	}
+	// Handlers that hold something per step (process: child processes)
+	// release it within what is left of the shutdown timeout.
+	err = errors.Join(err, s.closeSteps(ctx, stopAt.Add(s.cfg.ShutdownTimeout)))
 	s.stopEngine()
 	s.removeHeartbeat()
 	s.log.Info().Msg("satellite stopped")

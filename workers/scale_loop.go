@@ -37,7 +37,7 @@ func (s *Satellite) scale(ctx context.Context) (backlog bool) {
 			continue
 		}
 		in := scaleInput{Now: time.Now(), Backlog: r.backlog.Load(), poolSample: r.pool.sample(),
-			Min: r.step.Concurrency.Min, Max: r.step.Concurrency.Max}
+			Min: r.concMin, Max: r.concMax}
 		backlog = backlog || in.Backlog > 0
 		next := r.scaler.next(in)
 		if next != in.Limit {

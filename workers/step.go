@@ -19,6 +19,7 @@ type stepRunner struct {
 	p      *dsat.Pipeline
 	step   *dsat.Step
 	h      Handler
+	opened StepHandler      // h's own handler for this step, closed by Stop (nil: none)
 	reader *dsat.StepReader // the reader goroutine's, but for EnsureGroups
 	vis    time.Duration
 	pool   *pool
@@ -29,22 +30,39 @@ type stepRunner struct {
 	failed    atomic.Int64
 	backlog   atomic.Int64
 	pending   atomic.Int64
+	// paused is set by the flow loop: the reader reads nothing meanwhile.
+	paused atomic.Bool
+	// limited lists the steps this one feeds that have a max_backlog: the
+	// reader reads only as many tokens as they have room for (headroom).
+	limited []string
 
 	completer completer
 	late      batcher[*job] // jobs due for a late begin
 	runners   *runners      // set by Start
 
 	groupBackoff time.Duration // reader-owned
+
+	// concMin and concMax bound the pool: the step's concurrency, kept
+	// within what its handler can run at once (bound).
+	concMin, concMax int
+}
+
+// bound keeps the step's pool to n tokens at once (before Start).
+func (r *stepRunner) bound(n int) {
+	r.concMax = max(1, min(r.concMax, n))
+	r.concMin = min(r.concMin, r.concMax)
+	r.pool = newPool(r.concMin)
 }
 
 func newStepRunner(s *Satellite, p *dsat.Pipeline, st *dsat.Step, h Handler) *stepRunner {
 	r := &stepRunner{s: s, p: p, step: st, h: h, pool: newPool(st.Concurrency.Min),
-		scaler: scaler{QuietPeriod: s.cfg.QuietPeriod}}
+		scaler: scaler{QuietPeriod: s.cfg.QuietPeriod}, concMin: st.Concurrency.Min, concMax: st.Concurrency.Max}
 	r.vis = s.cfg.VisibilityTimeout
 	if r.vis <= 0 {
 		r.vis = st.Timeout + 30*time.Second
 	}
 	r.reader = s.c.NewStepReader(p, st.Name, s.cfg.ID)
+	r.limited = limitedTargets(p, st)
 	r.log = s.log.With().Str("pipeline", p.Name).Str("step", st.Name).Logger()
 	r.completer.s = s
 	return r
@@ -80,9 +98,17 @@ func (r *stepRunner) readLoop(ctx context.Context) {
 	want := 1 // slots to wait for: more after a read that found a backlog
 	var spill []msgRef
 	for ctx.Err() == nil {
+		if r.paused.Load() {
+			wait.Sleep(ctx, holdPoll)
+			continue
+		}
 		n, err := r.pool.acquire(ctx, r.s.cfg.ReadBatch, want, r.s.cfg.BatchLinger)
 		if err != nil {
 			return
+		}
+		if n = r.withinHeadroom(ctx, n); n == 0 {
+			wait.Sleep(ctx, holdPoll)
+			continue
 		}
 		var msgs []msgRef
 		reclaimed, fresh := false, false

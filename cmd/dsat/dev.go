@@ -78,9 +78,9 @@ func runDev(ctx context.Context, env *cliEnv, args []string) error {
 		return err
 	}
 	metrics := httpapi.NewMetrics(c)
-	api := newAPI(c, log, tokens, false, metrics, l)
+	api := srv.newAPI(tokens, false, metrics, l)
 	// Short heartbeats so the dashboard's load figures follow quickly.
-	sat, err := startSatellite(ctx, env, c, log, workers.Config{HeartbeatInterval: time.Second}, metrics)
+	sat, err := srv.startSatellite(ctx, env, workers.Config{HeartbeatInterval: time.Second}, metrics)
 	if err != nil {
 		l.Close()
 		return err

@@ -59,9 +59,12 @@ func checkTail(t *testing.T, api string) {
 }
 
 func TestDevEndToEnd(t *testing.T) {
-	p := start(t, nil, "dev", "--addr", "127.0.0.1:0", "--log-format", "json")
+	otlp := newOTLPReceiver(t)
+	p := start(t, []string{"OTEL_EXPORTER_OTLP_ENDPOINT=" + otlp.url, "OTEL_BSP_SCHEDULE_DELAY=50"},
+		"dev", "--addr", "127.0.0.1:0", "--log-format", "json")
 	api := waitLine(t, p.stdout.lines, `API and dashboard:\s+(http://\S+)`, 20*time.Second)
 	checkTail(t, api)
+	otlp.waitForTaskTrace(t, "textstats", 10*time.Second)
 	// A failed task makes tail exit 1.
 	env := []string{"DSAT_API=" + api}
 	_, id, _ := cli(t, env, "submit", "textstats", `{}`)

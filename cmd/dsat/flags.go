@@ -116,7 +116,11 @@ func flagsFor(name string, fs *flag.FlagSet) {
 			fs.String("idempotency-key", "", "Idempotency-Key header")
 			fs.Duration("delay", 0, "run the task this long from now")
 			fs.String("at", "", "run the task at this RFC 3339 time")
+			fs.String("deadline", "", "cancel the task if it has not ended by then")
 		}
+	case "pause", "resume":
+		addAPIFlags(fs, env)
+		fs.String("step", "", "only this step of the pipeline")
 	case "validate":
 		handlersFlag(fs, env)
 	case "tail":
@@ -156,7 +160,8 @@ func checkHandlers(ps []*dsat.Pipeline, external string) error {
 	return builtinMux(0).Check(ps, names...)
 }
 
-// builtinMux is the handlers built into dsat (echo, sleep, fail, exec).
+// builtinMux is the handlers built into dsat (echo, sleep, fail, exec,
+// process).
 func builtinMux(maxOutput int) *workers.Mux {
 	mux := workers.NewMux()
 	workers.RegisterBuiltins(mux, maxOutput)

@@ -151,19 +151,34 @@ func runPipelines(ctx context.Context, env *cliEnv, args []string) error {
 	var ps []struct {
 		Name, Version, Entry string
 		Partitions           int
-		Steps                []struct{ Name string }
+		Paused               bool
+		Steps                []struct {
+			Name   string
+			Paused bool
+		}
 	}
 	if err := json.Unmarshal(raw, &ps); err != nil {
 		return fmt.Errorf("unexpected answer from /v1/pipelines: %v", err)
 	}
 	tw := tabwriter.NewWriter(env.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tVERSION\tPARTITIONS\tENTRY\tSTEPS")
+	fmt.Fprintln(tw, "NAME\tVERSION\tPARTITIONS\tENTRY\tSTEPS\tPAUSED")
 	for _, p := range ps {
 		steps := make([]string, len(p.Steps))
+		var paused []string
 		for i, s := range p.Steps {
 			steps[i] = s.Name
+			if s.Paused {
+				paused = append(paused, s.Name)
+			}
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", p.Name, p.Version, p.Partitions, p.Entry, strings.Join(steps, ","))
+		pausedCol := "-"
+		switch {
+		case p.Paused:
+			pausedCol = "all"
+		case len(paused) > 0:
+			pausedCol = strings.Join(paused, ",")
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\n", p.Name, p.Version, p.Partitions, p.Entry, strings.Join(steps, ","), pausedCol)
 	}
 	return tw.Flush()
 }

@@ -45,8 +45,27 @@ func TestDeadAndPipelines(t *testing.T) {
 
 	code, out, errs := runCLI(t, env, "", "pipelines")
 	if code != 0 || !strings.Contains(out, "NAME") ||
-		!regexpMatch(`(?m)^demo +1\.0\.0 +1 +a +a,b$`, out) || !regexpMatch(`(?m)^other +2\.1\.0 +2 +x +x$`, out) {
+		!regexpMatch(`(?m)^demo +1\.0\.0 +1 +a +a,b +-$`, out) || !regexpMatch(`(?m)^other +2\.1\.0 +2 +x +x +-$`, out) {
 		t.Fatalf("pipelines: exit %d\n%s%s", code, out, errs)
+	}
+	// dsat pause and resume, and the PAUSED column.
+	if code, out, errs := runCLI(t, env, "", "pause", "--step", "b", "demo"); code != 0 || out != "demo/b: paused\n" {
+		t.Fatalf("pause: exit %d %q %s", code, out, errs)
+	}
+	if code, out, _ := runCLI(t, env, "", "pause", "other"); code != 0 || out != "other: paused\n" {
+		t.Fatalf("pause other: exit %d %q", code, out)
+	}
+	if _, out, _ := runCLI(t, env, "", "pipelines"); !regexpMatch(`(?m)^demo .* b$`, out) || !regexpMatch(`(?m)^other .* all$`, out) {
+		t.Fatalf("pipelines with pauses:\n%s", out)
+	}
+	if code, out, _ := runCLI(t, env, "", "resume", "other"); code != 0 || out != "other: running\n" {
+		t.Fatalf("resume: exit %d %q", code, out)
+	}
+	if code, _, errs := runCLI(t, env, "", "pause", "--step", "zz", "demo"); code != 1 || !strings.Contains(errs, "no step") {
+		t.Fatalf("pause an unknown step: exit %d %s", code, errs)
+	}
+	if code, _, errs := runCLI(t, env, "", "pause"); code != 2 || !strings.Contains(errs, "want one pipeline name") {
+		t.Fatalf("pause without a name: exit %d %s", code, errs)
 	}
 	code, out, _ = runCLI(t, env, "", "pipelines", "--json")
 	var list []map[string]any

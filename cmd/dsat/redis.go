@@ -140,6 +140,6 @@ func loadPipelines(dir string, examplesDir func() (string, error)) ([]*dsat.Pipe
 	case err != nil:
 		return nil, fmt.Errorf("pipelines folder %s: %w", dir, err)
 	}
-	workers.ResolveExecDirs(ps, "exec")
+	workers.ResolveExecDirs(ps, "exec", "process")
 	return ps, nil
 }

@@ -11,9 +11,12 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/dsat-dev/dsat/dsat"
 	"github.com/dsat-dev/dsat/httpapi"
+	"github.com/dsat-dev/dsat/tracing"
 	"github.com/dsat-dev/dsat/workers"
 )
 
@@ -24,6 +27,9 @@ type server struct {
 	ps  []*dsat.Pipeline
 	rdb redis.UniversalClient
 	c   *dsat.Client
+	// tp is the OpenTelemetry tracer provider (OTEL_* variables); nil when
+	// tracing is off.
+	tp *sdktrace.TracerProvider
 }
 
 // openServer checks there are no stray arguments, builds the logger, loads
@@ -59,28 +65,57 @@ func openServer(ctx context.Context, env *cliEnv, fs *flag.FlagSet, o *serverOpt
 		rdb.Close()
 		return nil, err
 	}
-	return &server{log: log, ps: ps, rdb: rdb, c: c}, nil
+	tp, err := tracing.FromEnv(ctx, "dsat")
+	if err != nil {
+		rdb.Close()
+		return nil, err
+	}
+	if tp != nil {
+		log.Info().Msg("OpenTelemetry tracing on (OTEL_EXPORTER_OTLP_ENDPOINT)")
+	}
+	return &server{log: log, ps: ps, rdb: rdb, c: c, tp: tp}, nil
 }
 
-func (s *server) close() { _ = s.rdb.Close() }
+// close flushes the spans (up to 5s) and closes the Redis client.
+func (s *server) close() {
+	if s.tp != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := s.tp.Shutdown(ctx); err != nil {
+			s.log.Warn().Err(err).Msg("flush OpenTelemetry spans")
+		}
+		cancel()
+	}
+	_ = s.rdb.Close()
+}
+
+// tracerProvider is s.tp as an interface: nil (not a typed nil) when
+// tracing is off.
+func (s *server) tracerProvider() trace.TracerProvider {
+	if s.tp == nil {
+		return nil
+	}
+	return s.tp
+}
 
 // startSatellite runs a satellite for the pipelines' steps (or a subset).
-func startSatellite(ctx context.Context, env *cliEnv, c *dsat.Client, log zerolog.Logger, cfg workers.Config, m *httpapi.Metrics) (*workers.Satellite, error) {
+func (s *server) startSatellite(ctx context.Context, env *cliEnv, cfg workers.Config, m *httpapi.Metrics) (*workers.Satellite, error) {
+	c, log := s.c, s.log
 	mux := builtinMux(c.Config().MaxPayload)
 	cfg.Logger = log
 	cfg.Version = Version
+	cfg.TracerProvider = s.tracerProvider()
 	if m != nil {
 		cfg.OnResult = m.ObserveStep
 	}
 	installTestHooks(env, log, &cfg)
-	s, err := workers.New(c, mux, cfg)
+	sat, err := workers.New(c, mux, cfg)
 	if err != nil {
 		return nil, err
 	}
-	if err := s.Start(ctx); err != nil {
+	if err := sat.Start(ctx); err != nil {
 		return nil, err
 	}
-	return s, nil
+	return sat, nil
 }
 
 // listen opens addr; ":0" style ports pick a free one.
@@ -118,8 +153,9 @@ func parseTokens(tokens string) ([]string, error) {
 }
 
 // newAPI builds the HTTP API for the listener l.
-func newAPI(c *dsat.Client, log zerolog.Logger, tokens []string, metricsAuth bool, m *httpapi.Metrics, l net.Listener) *httpapi.API {
-	return httpapi.NewRouter(httpapi.Config{Client: c, Logger: log, Tokens: tokens, MetricsAuth: metricsAuth, Metrics: m, Static: dashboard(), Loopback: isLoopback(l)})
+func (s *server) newAPI(tokens []string, metricsAuth bool, m *httpapi.Metrics, l net.Listener) *httpapi.API {
+	return httpapi.NewRouter(httpapi.Config{Client: s.c, Logger: s.log, Tokens: tokens, MetricsAuth: metricsAuth, Metrics: m,
+		Static: dashboard(), Loopback: isLoopback(l), TracerProvider: s.tracerProvider()})
 }
 
 // isLoopback says l accepts connections from this machine only.

@@ -73,7 +73,7 @@ func runServe(ctx context.Context, env *cliEnv, args []string) error {
 		return err
 	}
 	defer sched.Stop()
-	api := newAPI(c, log, tokens, *o.metricsAuth, httpapi.NewMetrics(c), l)
+	api := srv.newAPI(tokens, *o.metricsAuth, httpapi.NewMetrics(c), l)
 	// Deadlines and queue timeouts hold even while no worker runs a step.
 	keeperCtx, stopKeeper := context.WithCancel(ctx)
 	kept := make(chan struct{})

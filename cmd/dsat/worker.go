@@ -68,7 +68,7 @@ func runWorker(ctx context.Context, env *cliEnv, args []string) error {
 		}
 	}
 	metrics := httpapi.NewMetrics(c)
-	sat, err := startSatellite(ctx, env, c, log, workers.Config{ID: *o.id, Steps: steps, ShutdownTimeout: *o.shutdown, VisibilityTimeout: *o.vis}, metrics)
+	sat, err := srv.startSatellite(ctx, env, workers.Config{ID: *o.id, Steps: steps, ShutdownTimeout: *o.shutdown, VisibilityTimeout: *o.vis}, metrics)
 	if err != nil {
 		return err
 	}

@@ -57,7 +57,7 @@ func wordcount(ctx context.Context, t *dsat.Task) (dsat.Result, error) {
 // wordcount. maxOutput bounds exec's output (0: no bound).
 func newMux(maxOutput int) *workers.Mux {
 	mux := workers.NewMux()
-	workers.RegisterBuiltins(mux, maxOutput) // echo, sleep, fail, exec
+	workers.RegisterBuiltins(mux, maxOutput) // echo, sleep, fail, exec, process
 	mux.HandleFunc("wordcount", wordcount)
 	return mux
 }
@@ -96,7 +96,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	workers.ResolveExecDirs(ps, "exec") // exec steps run in their YAML's folder
+	workers.ResolveExecDirs(ps, "exec", "process") // exec and process steps run in their YAML's folder
 	opt, err := redis.ParseURL(*redisURL)
 	if err != nil {
 		return fmt.Errorf("bad --redis %q: %w", *redisURL, err)

@@ -1,0 +1,49 @@
+package httpapi
+
+import (
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/dsat-dev/dsat/dsat"
+	"github.com/dsat-dev/dsat/internal/redistest"
+)
+
+// TestPauseAndResume: pause and resume a pipeline or a step; the
+// pipeline's view shows what is paused; unknown names are 404s.
+func TestPauseAndResume(t *testing.T) {
+	e := newEnv(t, redistest.Backends()[0])
+	check := func(r resp, want string) {
+		t.Helper()
+		if r.status != 200 || strings.TrimSpace(r.raw) != want {
+			t.Fatalf("got %d %s, want 200 %s", r.status, r.raw, want)
+		}
+	}
+	check(e.do("POST", "/v1/pipelines/demo/pause?step=b", "", ""), `{"pipeline":"demo","step":"b","paused":true}`)
+	g := e.do("GET", "/v1/pipelines/demo", "", "")
+	if !strings.Contains(g.raw, `"name":"b"`) || strings.Count(g.raw, `"paused":true`) != 1 {
+		t.Fatalf("pipeline view with b paused: %s", g.raw)
+	}
+	check(e.do("POST", "/v1/pipelines/demo/pause", "", ""), `{"pipeline":"demo","paused":true}`)
+	check(e.do("POST", "/v1/pipelines/demo/resume?step=b", "", ""), `{"pipeline":"demo","step":"b","paused":true}`)
+	check(e.do("POST", "/v1/pipelines/demo/resume", "", ""), `{"pipeline":"demo","paused":false}`)
+	if g := e.do("GET", "/v1/pipelines", "", ""); strings.Contains(g.raw, `"paused"`) {
+		t.Fatalf("nothing paused, yet: %s", g.raw)
+	}
+	for path, typ := range map[string]string{"/v1/pipelines/nope/pause": "pipeline-not-found", "/v1/pipelines/demo/pause?step=nope": "step-not-found"} {
+		if r := e.do("POST", path, "", ""); r.status != 404 || !strings.Contains(r.raw, typ) {
+			t.Errorf("%s: %d %s", path, r.status, r.raw)
+		}
+	}
+}
+
+// TestBacklogFullIs429: a full entry backlog is a 429 with Retry-After.
+func TestBacklogFullIs429(t *testing.T) {
+	w := httptest.NewRecorder()
+	writeError(w, httptest.NewRequest("POST", "/v1/pipelines/p/tasks", nil), fmt.Errorf("%w: 3 tokens wait", dsat.ErrBacklogFull))
+	if w.Code != http.StatusTooManyRequests || w.Header().Get("Retry-After") == "" || !strings.Contains(w.Body.String(), "backlog-full") {
+		t.Fatalf("%d %v %s", w.Code, w.Header(), w.Body)
+	}
+}

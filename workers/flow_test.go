@@ -1,0 +1,124 @@
+package workers
+
+import (
+	"context"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/dsat-dev/dsat/dsat"
+	"github.com/dsat-dev/dsat/internal/redistest"
+)
+
+const flowYAML = `
+name: flow
+version: 1.0.0
+steps:
+  a: {handler: fast, next: [b], concurrency: {min: 4, max: 4}}
+  b: {handler: slow, max_backlog: 10, concurrency: {min: 1, max: 1}}
+`
+
+// TestPauseHoldsStep: after a step is paused no token of it is begun —
+// the tokens wait, the step before it goes on — and after resume they
+// all run.
+func TestPauseHoldsStep(t *testing.T) {
+	redistest.ForEachBackend(t, func(t *testing.T, be redistest.Backend) {
+		b := setup(t, be, flowYAML)
+		var runsB atomic.Int32
+		m := NewMux()
+		m.HandleFunc("fast", func(ctx context.Context, task *dsat.Task) (dsat.Result, error) {
+			return dsat.Result{Output: task.Payload}, nil
+		})
+		m.HandleFunc("slow", func(ctx context.Context, task *dsat.Task) (dsat.Result, error) {
+			runsB.Add(1)
+			return dsat.Result{Output: task.Payload}, nil
+		})
+		if err := b.c.Pause(b.ctx, "flow", "b"); err != nil {
+			t.Fatal(err)
+		}
+		cfg := b.fast("s1")
+		cfg.FlowInterval = 50 * time.Millisecond
+		b.start(m, cfg)
+		ids := b.submit(5, `{}`)
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			n, err := b.c.Backlog(b.ctx, b.p, "b")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n == 5 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("step a did not go on while b was paused: b's backlog %d", n)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		time.Sleep(300 * time.Millisecond)
+		if n := runsB.Load(); n != 0 {
+			t.Fatalf("a paused step ran %d tokens", n)
+		}
+		if err := b.c.Resume(b.ctx, "flow", "b"); err != nil {
+			t.Fatal(err)
+		}
+		for _, st := range b.wait(ids, 5*time.Second) {
+			if st.Status != dsat.StatusSucceeded {
+				t.Fatalf("after resume: %+v", st)
+			}
+		}
+	})
+}
+
+// TestBackpressure: a fast step feeding a slow one with max_backlog 10
+// keeps the slow step's backlog at most 10 plus the fast step's pool (its
+// tokens in flight), and every task gets through.
+func TestBackpressure(t *testing.T) {
+	redistest.ForEachBackend(t, func(t *testing.T, be redistest.Backend) {
+		b := setup(t, be, flowYAML)
+		m := NewMux()
+		m.HandleFunc("fast", func(ctx context.Context, task *dsat.Task) (dsat.Result, error) {
+			return dsat.Result{Output: task.Payload}, nil
+		})
+		m.HandleFunc("slow", func(ctx context.Context, task *dsat.Task) (dsat.Result, error) {
+			time.Sleep(2 * time.Millisecond)
+			return dsat.Result{Output: task.Payload}, nil
+		})
+		b.start(m, b.fast("s1"))
+		ids, err := b.c.SubmitBatch(b.ctx, "flow", manyPayloads())
+		if err != nil {
+			t.Fatal(err)
+		}
+		var peak int64
+		deadline := time.Now().Add(20 * time.Second)
+		for done := false; !done; {
+			n, err := b.c.Backlog(b.ctx, b.p, "b")
+			if err != nil {
+				t.Fatal(err)
+			}
+			peak = max(peak, n)
+			if a, _ := b.c.Backlog(b.ctx, b.p, "a"); a == 0 && n == 0 {
+				done = true
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("not drained after 20s (b's backlog %d)", n)
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+		if limit := int64(10 + 4); peak > limit || peak < 5 {
+			t.Fatalf("b's backlog peaked at %d; want at most %d (max_backlog + a's pool), and the limit reached", peak, limit)
+		}
+		for _, st := range b.wait(ids, 10*time.Second) {
+			if st.Status != dsat.StatusSucceeded {
+				t.Fatalf("task %+v", st)
+			}
+		}
+	})
+}
+
+func manyPayloads() [][]byte {
+	out := make([][]byte, 100)
+	for i := range out {
+		out[i] = []byte(`{}`)
+	}
+	return out
+}
