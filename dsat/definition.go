@@ -35,6 +35,9 @@ type Pipeline struct {
 	Steps map[string]*Step
 	// File is where the definition was read from (for messages).
 	File string
+	// Schedules are the schedules the file declares (schedules:), each
+	// running this pipeline; serve puts them at start.
+	Schedules []ScheduleSpec
 }
 
 // Step is one moving part of a pipeline.

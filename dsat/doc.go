@@ -51,4 +51,16 @@
 // pipeline with several partitions spreads over the cluster's masters. Task
 // ids (ParseTaskID) encode that partition, sort by creation time and are
 // URL-safe, so reading a task needs no scan.
+//
+// # Schedules
+//
+// A schedule (ScheduleSpec: every, or cron in a time zone) submits one
+// task of a pipeline per slot. Schedules live in Redis (PutSchedule,
+// Schedules, PauseSchedule, DeleteSchedule); any number of processes call
+// FireSchedules (workers.Scheduler does, every 500 ms) and each slot still
+// makes exactly one task: a compare-and-set script claims each slot once,
+// and every firing of a slot submits with the slot's idempotency key
+// (SlotKey), so a slot taken over after a crash is not submitted twice.
+// The catch-up policy (none, one, all) and the jitter are pure functions
+// of the definition, the slot and the clock.
 package dsat

@@ -130,3 +130,14 @@ func (es ValidationErrors) Unwrap() []error {
 	}
 	return out
 }
+
+// Schedule errors (schedule_store.go).
+var (
+	// ErrScheduleNotFound means no schedule has that id.
+	ErrScheduleNotFound = errors.New("dsat: schedule not found")
+	// ErrInvalidSchedule means a schedule definition or id is invalid; the
+	// message names each field and what to fix.
+	ErrInvalidSchedule = errors.New("dsat: invalid schedule")
+	// ErrTooManySchedules means MaxSchedules schedules exist already.
+	ErrTooManySchedules = errors.New("dsat: too many schedules")
+)

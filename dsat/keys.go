@@ -100,3 +100,22 @@ func (k Keys) Satellites() string { return k.prefix + ":sats" }
 // pipelinePattern matches every key of every partition of the named
 // pipeline (SCAN MATCH; names hold no glob characters).
 func (k Keys) pipelinePattern(name string) string { return k.prefix + ":{" + name + "@*" }
+
+// schedTag is the hash tag of every schedule key: they all live in one
+// slot of a Redis Cluster, so one script may touch a schedule, the due set
+// and the index together. It holds no '@', so it never matches a
+// pipeline's tag {pipeline@X.Y#N}.
+const schedTag = "{sched}"
+
+// Schedule is a hash: one schedule's definition (JSON), its next slot and
+// what its last firing did (docs/design.md, "Schedules").
+func (k Keys) Schedule(id string) string { return k.prefix + ":" + schedTag + ":sc:" + id }
+
+// SchedulesDue is a sorted set: active schedule id -> when it next needs a
+// firing (ms): its next slot's run time, or when a claimed firing's lease
+// ends.
+func (k Keys) SchedulesDue() string { return k.prefix + ":" + schedTag + ":due" }
+
+// ScheduleIndex is a sorted set (every score 0, so ids sort by name): every
+// schedule id, paused ones included.
+func (k Keys) ScheduleIndex() string { return k.prefix + ":" + schedTag + ":ids" }

@@ -18,7 +18,7 @@ import (
 // key. A schema change in lua/lib.lua then touches dsat/ only.
 func TestLayoutHasOneOwner(t *testing.T) {
 	hashCall := regexp.MustCompile(`^H(Get|MGet|Set|SetNX|GetAll|IncrBy|Del|Exists|Keys|Len)$`)
-	keyLiteral := regexp.MustCompile(`(^|[^a-z]):(t|s|sat|sats|ev|log|res|retry|dead|idem):|\{[a-z0-9_-]+@|^dsat:[^ ]`)
+	keyLiteral := regexp.MustCompile(`(^|[^a-z]):(t|s|sat|sats|ev|log|res|retry|dead|idem|sc):|\{[a-z0-9_-]+@|\{sched\}|^dsat:[^ ]`)
 	for _, dir := range []string{"../httpapi", "../workers", "../cmd/dsat", "../web", "../examples"} {
 		files, _ := filepath.Glob(filepath.Join(dir, "*.go"))
 		for _, f := range files {

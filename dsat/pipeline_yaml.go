@@ -65,6 +65,7 @@ func LoadPipelines(fsys fs.FS) ([]*Pipeline, error) {
 	var out []*Pipeline
 	var errs []error
 	seen := map[string]string{}
+	schedFiles := map[string]string{} // schedule id -> file declaring it
 	for _, n := range names {
 		data, err := fs.ReadFile(fsys, n)
 		if err != nil {
@@ -82,6 +83,7 @@ func LoadPipelines(fsys fs.FS) ([]*Pipeline, error) {
 			continue
 		}
 		seen[key] = n
+		errs = append(errs, scheduleDuplicates(p, schedFiles)...)
 		out = append(out, p)
 	}
 	return out, errors.Join(errs...)
@@ -123,7 +125,11 @@ func (l *loader) fields(n *yaml.Node, step, what string, known ...string) map[st
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
 		if !contains(known, k.Value) {
-			l.add(k.Line, step, k.Value, fmt.Sprintf("unknown field; known fields are %v", known))
+			field := k.Value
+			if step == "" && what != "" {
+				field = what + "." + field // outside the steps: say where (schedules.<id>.<field>)
+			}
+			l.add(k.Line, step, field, fmt.Sprintf("unknown field; known fields are %v", known))
 			continue
 		}
 		if _, dup := out[k.Value]; dup {
@@ -149,7 +155,7 @@ func (l *loader) pipeline(doc *yaml.Node) *Pipeline {
 		doc = doc.Content[0]
 	}
 	p := &Pipeline{File: l.file, Partitions: 1, Steps: map[string]*Step{}}
-	f := l.fields(doc, "", "", "name", "version", "partitions", "entry", "description", "steps")
+	f := l.fields(doc, "", "", "name", "version", "partitions", "entry", "description", "steps", "schedules")
 	if n, ok := f["name"]; ok {
 		p.Name = l.str(n, "", "name")
 		if p.Name != "" && !ValidName(p.Name) {
@@ -172,6 +178,9 @@ func (l *loader) pipeline(doc *yaml.Node) *Pipeline {
 	}
 	if n, ok := f["entry"]; ok {
 		p.Entry = l.str(n, "", "entry")
+	}
+	if n, ok := f["schedules"]; ok {
+		p.Schedules = l.schedules(n, p.Name)
 	}
 	stepsNode, ok := f["steps"]
 	if !ok {

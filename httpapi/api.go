@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -198,6 +199,12 @@ func (a *API) routes() chi.Router {
 			r.Post("/tasks/{id}/retry", a.retry)
 			r.Get("/dead", a.dead)
 			r.Get("/satellites", a.satellites)
+			r.Get("/schedules", a.listSchedules)
+			r.Put("/schedules/{id}", a.putSchedule)
+			r.Get("/schedules/{id}", a.getSchedule)
+			r.Delete("/schedules/{id}", a.deleteSchedule)
+			r.Post("/schedules/{id}/pause", a.pauseSchedule(true))
+			r.Post("/schedules/{id}/resume", a.pauseSchedule(false))
 		})
 	})
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
@@ -226,7 +233,11 @@ func (a *API) accessLog(next http.Handler) http.Handler {
 			ev = hlog.FromRequest(r).Debug()
 		}
 		if id := chi.URLParam(r, "id"); id != "" {
-			ev = ev.Str("task", id)
+			key := "task"
+			if strings.HasPrefix(route, "/v1/schedules") {
+				key = "schedule"
+			}
+			ev = ev.Str(key, id)
 		}
 		ev.Str("method", methodLabel(r.Method)).Str("route", route).Int("status", status).Int("size", size).Dur("duration", d).Msg("request")
 	})(next)
@@ -236,7 +247,7 @@ func (a *API) accessLog(next http.Handler) http.Handler {
 // every few seconds ("/*" is the dashboard's files).
 var pollRoutes = map[string]bool{
 	"/v1/pipelines": true, "/v1/pipelines/{name}": true, "/v1/tasks/{id}": true, "/v1/dead": true,
-	"/v1/satellites": true, "/healthz": true, "/readyz": true, "/metrics": true, "/*": true,
+	"/v1/satellites": true, "/v1/schedules": true, "/v1/schedules/{id}": true, "/healthz": true, "/readyz": true, "/metrics": true, "/*": true,
 }
 
 // polled says a request is a successful read of a polled route: it is

@@ -8,7 +8,9 @@
 // The task scripts (submit, begin, complete, fail, cancel, retry,
 // deadline) are
 // prepended with lib.lua, the helpers they share; promote and renew
-// (which touch no task state) stand alone.
+// (which touch no task state) stand alone. The schedule scripts
+// (schedule_put, schedule_claim, schedule_done) touch only schedule keys,
+// which share the hash tag {sched}, and are prepended with schedlib.lua.
 // Each file opens with a header naming every KEYS and ARGV entry and the
 // return values.
 package lua
@@ -33,6 +35,9 @@ func mustRead(name string) string {
 // withLib prepends the shared helpers to a task script.
 func withLib(name string) string { return mustRead("lib.lua") + "\n" + mustRead(name) }
 
+// withSchedLib prepends the schedule scripts' helper.
+func withSchedLib(name string) string { return mustRead("schedlib.lua") + "\n" + mustRead(name) }
+
 // The scripts. Run them with Script.Run (EVALSHA, falling back to EVAL on
 // NOSCRIPT); inside a pipeline, load them first with Script.Load.
 var (
@@ -45,6 +50,10 @@ var (
 	Deadline = redis.NewScript(withLib("deadline.lua"))
 	Promote  = redis.NewScript(mustRead("promote.lua"))
 	Renew    = redis.NewScript(mustRead("renew.lua"))
+	// The schedule scripts (docs/design.md, "Schedules").
+	SchedulePut   = redis.NewScript(withSchedLib("schedule_put.lua"))
+	ScheduleClaim = redis.NewScript(withSchedLib("schedule_claim.lua"))
+	ScheduleDone  = redis.NewScript(withSchedLib("schedule_done.lua"))
 )
 
 // All lists every script, for loading them up front (readiness checks,
@@ -52,4 +61,5 @@ var (
 var All = map[string]*redis.Script{
 	"submit": Submit, "begin": Begin, "complete": Complete, "fail": Fail,
 	"cancel": Cancel, "retry": Retry, "deadline": Deadline, "promote": Promote, "renew": Renew,
+	"schedule_put": SchedulePut, "schedule_claim": ScheduleClaim, "schedule_done": ScheduleDone,
 }

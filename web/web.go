@@ -2,7 +2,8 @@
 // embedded in the binary and served at / by dsat serve and dsat dev. It
 // uses only the public HTTP API: pipelines drawn as graphs with live step
 // load, a submit form, a task page with a live timeline (EventSource), dead
-// letters and satellites, and a favicon. No asset comes from the internet.
+// letters, schedules (with pause and resume) and satellites, and a
+// favicon. No asset comes from the internet.
 package web
 
 import (

@@ -55,4 +55,12 @@
 // their tokens stay pending for the reclaimer, so a shutdown, like a
 // crash, loses nothing. A handler that ignores its cancellation is left
 // behind after a short grace, named in the log.
+//
+// # Schedules
+//
+// A Scheduler (scheduler.go) fires the schedules stored in Redis: every
+// Interval (500ms) it calls dsat.Client.FireSchedules, one read when
+// nothing is due. dsat serve, worker and dev each run one; a worker binary
+// of your own may run one too. Any number may run at once, with no
+// leader: each slot still makes exactly one task.
 package workers

@@ -86,6 +86,14 @@ func runDev(ctx context.Context, env *cliEnv, args []string) error {
 		return err
 	}
 	defer stopSatellite(sat, log, 30*time.Second)
+	if err := upsertFileSchedules(ctx, c, ps, log); err != nil {
+		return err
+	}
+	sched, err := startScheduler(ctx, c, log)
+	if err != nil {
+		return err
+	}
+	defer sched.Stop()
 	url := baseURL(l)
 	example := ps[0].Name
 	for _, p := range ps {

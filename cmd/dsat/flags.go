@@ -132,6 +132,9 @@ func flagsFor(name string, fs *flag.FlagSet) {
 	case "pipelines":
 		addAPIFlags(fs, env)
 		fs.Bool("json", false, "print JSON")
+	case "schedule":
+		addAPIFlags(fs, env)
+		scheduleFlags(fs)
 	case "bench":
 		benchFlags(fs, env)
 	}

@@ -1,7 +1,7 @@
 // Command dsat runs pipelines on Redis Streams: the HTTP API (serve),
 // satellites (worker), everything at once on an embedded Redis (dev), and
 // clients of the API (submit, status, tail, cancel, retry, dead,
-// pipelines), plus validate, graph, bench and version. Run "dsat help" for the list.
+// pipelines, schedule), plus validate, graph, bench and version. Run "dsat help" for the list.
 package main
 
 import (

@@ -21,6 +21,8 @@ func TestReadmeCommands(t *testing.T) {
 		"POST /v1/pipelines/{name}/tasks", "POST /v1/pipelines/{name}/batch", "GET /v1/tasks/{id}",
 		"GET /v1/tasks/{id}/events", "GET /v1/events", "POST /v1/tasks/{id}/cancel", "POST /v1/tasks/{id}/retry",
 		"GET /v1/dead", "GET /v1/pipelines", "GET /v1/pipelines/{name}", "GET /v1/satellites",
+		"GET /v1/schedules", "PUT /v1/schedules/{id}", "GET /v1/schedules/{id}", "DELETE /v1/schedules/{id}",
+		"POST /v1/schedules/{id}/pause", "POST /v1/schedules/{id}/resume",
 	}
 	checked := 0
 	for _, blk := range blocks {
@@ -35,15 +37,24 @@ func TestReadmeCommands(t *testing.T) {
 				}
 				fs := newFlagSet(c.name, &cliEnv{getenv: func(string) string { return "" }})
 				flagsFor(c.name, fs)
-				if err := fs.Parse(strings.Fields(m[2])); err != nil {
-					t.Errorf("README line %q: %v", line, err)
+				args := strings.Fields(m[2])
+				if c.name == "schedule" && len(args) > 0 {
+					args = args[1:] // the action; its flags may follow the id
+				}
+				for err := fs.Parse(args); ; err = fs.Parse(fs.Args()[1:]) {
+					if err != nil {
+						t.Errorf("README line %q: %v", line, err)
+					}
+					if err != nil || fs.NArg() == 0 {
+						break
+					}
 				}
 				checked++
 			}
 			if m := curlPath.FindStringSubmatch(line); m != nil {
 				method := "GET"
-				if strings.Contains(line, "-X POST") {
-					method = "POST"
+				if m := regexp.MustCompile(`-X ([A-Z]+)`).FindStringSubmatch(line); m != nil {
+					method = m[1]
 				}
 				path := strings.SplitN(m[1], "?", 2)[0]
 				if !matchesRoute(method+" "+path, routes) {

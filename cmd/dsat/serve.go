@@ -16,7 +16,9 @@ func init() {
 cancels tasks past their ?deadline= and times out tokens past their step's
 queue_timeout (as the workers do), so both hold while no worker runs. At start-up
 it checks that Redis does not evict keys (maxmemory-policy must not be
-allkeys-* or volatile-*: an evicted stream loses work).
+allkeys-* or volatile-*: an evicted stream loses work), and puts the
+schedules the pipeline files declare (schedules:). It fires due schedules
+too, as every worker does (one task per slot).
 
 Examples:
   dsat serve --redis redis://127.0.0.1:6379 --pipelines ./pipelines
@@ -59,10 +61,18 @@ func runServe(ctx context.Context, env *cliEnv, args []string) error {
 		// Tasks of a step no worker can run would queue forever.
 		return fmt.Errorf("%w\n(a handler of your own worker binary: name it in --handlers)", err)
 	}
+	if err := upsertFileSchedules(ctx, c, ps, log); err != nil {
+		return err
+	}
 	l, err := listen(*o.addr)
 	if err != nil {
 		return err
 	}
+	sched, err := startScheduler(ctx, c, log)
+	if err != nil {
+		return err
+	}
+	defer sched.Stop()
 	api := srv.newAPI(tokens, *o.metricsAuth, httpapi.NewMetrics(c), l)
 	// Deadlines and queue timeouts hold even while no worker runs a step.
 	keeperCtx, stopKeeper := context.WithCancel(ctx)

@@ -21,7 +21,8 @@ func init() {
 		help: `Runs a satellite: a pool of workers for each step of the pipelines in
 --pipelines (or only --steps), sharing each step's stream with the other
 satellites through its consumer group. It reclaims tokens of dead
-satellites, promotes due retries, scales its pools and reports itself.
+satellites, promotes due retries, scales its pools and reports itself, and
+fires due schedules (as every serve does: one task per slot).
 SIGINT/SIGTERM stop it gracefully: running handlers get --shutdown-timeout
 to finish; unfinished tokens stay pending for other satellites.
 
@@ -72,6 +73,11 @@ func runWorker(ctx context.Context, env *cliEnv, args []string) error {
 		return err
 	}
 	defer stopSatellite(sat, log, *o.shutdown)
+	sched, err := startScheduler(ctx, c, log)
+	if err != nil {
+		return err
+	}
+	defer sched.Stop()
 	if *o.addr == "" {
 		<-ctx.Done()
 		return nil

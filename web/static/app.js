@@ -337,6 +337,45 @@ async function viewSatellites(v) {
   });
 }
 
+// ---- Schedules -------------------------------------------------------
+
+function fmtDateTime(t) { return t ? new Date(t).toLocaleString([], { hour12: false }) : "—"; }
+
+// viewSchedules lists the schedules with their next and last run, and a
+// button that pauses or resumes each (POST /v1/schedules/{id}/pause|resume).
+async function viewSchedules(v) {
+  const body = h("tbody", {});
+  const msg = h("div", { class: "error", "data-role": "schedule-error" });
+  v.append(h("section", { class: "card" }, h("h2", {}, "Schedules"),
+    h("p", { class: "muted" }, "Each slot submits one task, whichever process fires it. Create them with dsat schedule set, PUT /v1/schedules/{id} or a pipeline file's schedules: section."),
+    msg, h("div", { class: "table-wrap" }, h("table", { "data-role": "schedules" },
+      h("thead", {}, h("tr", {}, ["id", "pipeline", "when", "catch-up", "next run", "last run", "last task", ""].map((c) => h("th", {}, c)))), body))));
+  const load = async () => {
+    try {
+      const list = await api("GET", "/v1/schedules");
+      body.replaceChildren(...(list.length ? list.map((s) => scheduleRow(s, msg, load)) :
+        [h("tr", {}, h("td", { colspan: 8, class: "muted" }, "No schedule."))]));
+    } catch (_) { /* banner */ }
+  };
+  every(2000, load);
+}
+
+function scheduleRow(s, msg, reload) {
+  const when = s.cron ? `cron ${s.cron} (${s.timezone})` : `every ${s.every}`;
+  const action = s.paused ? "resume" : "pause";
+  const toggle = async () => {
+    msg.textContent = "";
+    try { await api("POST", "/v1/schedules/" + encodeURIComponent(s.id) + "/" + action); } catch (e) { msg.textContent = e.message; }
+    reload();
+  };
+  return h("tr", { "data-schedule": s.id, "data-paused": String(s.paused) },
+    h("td", {}, s.id), h("td", {}, s.pipeline), h("td", {}, when + (s.jitter ? ` ± ${s.jitter}` : "")), h("td", {}, s.catchup),
+    h("td", { "data-role": "next-run" }, s.paused ? h("span", { class: "muted" }, "paused") : fmtDateTime(s.next_run_at)),
+    h("td", {}, fmtDateTime(s.last_run_at), s.last_error ? h("div", { class: "error" }, s.last_error) : ""),
+    h("td", {}, s.last_task ? h("a", { href: "#/task/" + encodeURIComponent(s.last_task) }, s.last_task) : "—"),
+    h("td", {}, h("button", { "data-action": action, class: s.paused ? "primary" : "", onclick: toggle }, s.paused ? "Resume" : "Pause")));
+}
+
 // ---- Routing ---------------------------------------------------------
 
 async function route() {
@@ -346,6 +385,7 @@ async function route() {
     if (hash.startsWith("/task/")) await viewTask(v, decodeURIComponent(hash.slice(6).split("?")[0]));
     else if (hash === "/dead") await viewDead(v);
     else if (hash === "/satellites") await viewSatellites(v);
+    else if (hash === "/schedules") await viewSchedules(v);
     else await viewPipelines(v);
   } catch (e) {
     v.append(h("p", { class: "error" }, "Could not load this page: " + e.message));
