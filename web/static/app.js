@@ -85,13 +85,31 @@ function pipelineCard(p) {
   const form = h("form", { "data-pipeline": p.name, onsubmit: (e) => { e.preventDefault(); submitTask(p.name, ta, msg); } },
     h("h3", {}, "Submit a task"), ta,
     h("div", { class: "row" }, h("button", { class: "primary", type: "submit" }, "Submit"), msg));
+  // Pause or resume the whole pipeline (POST /v1/pipelines/{name}/pause|resume).
+  const pauseBtn = h("button", { "data-role": "pause", type: "button" });
+  const showPaused = (on) => {
+    pauseBtn.dataset.paused = String(on);
+    pauseBtn.dataset.action = on ? "resume" : "pause";
+    pauseBtn.textContent = on ? "Resume" : "Pause";
+    pauseBtn.className = on ? "primary" : "";
+    pauseBtn.title = on ? "Paused: no new token is begun. Resume it." : "Pause: running handlers finish, no new token is begun.";
+  };
+  pauseBtn.onclick = async () => {
+    msg.textContent = "";
+    try {
+      const r = await api("POST", "/v1/pipelines/" + encodeURIComponent(p.name) + "/" + pauseBtn.dataset.action);
+      showPaused(r.paused);
+    } catch (e) { msg.textContent = e.message; }
+  };
+  showPaused(!!p.paused);
   const card = h("section", { class: "card", "data-pipeline": p.name },
-    h("h2", {}, p.name, " ", h("span", { class: "muted" }, p.version + " · " + p.partitions + " partition" + (p.partitions > 1 ? "s" : ""))),
+    h("h2", {}, p.name, " ", h("span", { class: "muted" }, p.version + " · " + p.partitions + " partition" + (p.partitions > 1 ? "s" : "")), " ", pauseBtn),
     graph, form);
   let drawn = null;
   every(1000, async () => {
     try {
       const d = await api("GET", "/v1/pipelines/" + encodeURIComponent(p.name));
+      showPaused(!!d.pipeline.paused);
       if (!drawn) drawn = drawGraph(graph, d.pipeline);
       updateLoad(drawn, d.pipeline);
     } catch (_) { /* the banner says why */ }
