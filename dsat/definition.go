@@ -70,6 +70,8 @@ type Step struct {
 	Retries     int
 	Backoff     Backoff
 	Concurrency Concurrency
+	// Breaker, when set, is the step's circuit breaker (breaker in YAML).
+	Breaker *Breaker
 	// Preds lists the distinct predecessor steps (filled by validation).
 	Preds []string
 	// Line is where the step is defined in its file (0: not from a file).
@@ -80,6 +82,16 @@ type Step struct {
 type Backoff struct {
 	Initial time.Duration
 	Max     time.Duration
+}
+
+// Breaker is a step's circuit breaker: after Failures failed attempts
+// within Within (all satellites together), the step opens — no new token
+// is begun for OpenFor — then one probe token runs: its success closes the
+// breaker, its failure opens it again.
+type Breaker struct {
+	Failures int           `json:"failures"`
+	Within   time.Duration `json:"-"`
+	OpenFor  time.Duration `json:"-"`
 }
 
 // Concurrency bounds a step's worker pool on each satellite.

@@ -85,6 +85,17 @@ func (k Keys) Idempotency(p Partition, key string) string {
 	return k.base(p) + "idem:" + hex.EncodeToString(sum[:16])
 }
 
+// Breakers is the hash of the steps' circuit breaker states (lua/breaker.lua):
+// field "pipeline/step". It and the failure counts share the hash tag
+// {breakers}, so breaker.lua runs in one slot of a cluster.
+func (k Keys) Breakers() string { return k.prefix + ":{breakers}:state" }
+
+// BreakerFailures counts a step's failed attempts within its breaker's
+// window (a string with that TTL).
+func (k Keys) BreakerFailures(pipeline, step string) string {
+	return k.prefix + ":{breakers}:fails:" + pipeline + "/" + step
+}
+
 // Paused is the hash of pauses (dsat.Paused): field "pipeline" or
 // "pipeline/step", value when it was paused (ms). One key outside the
 // partitions: every satellite reads it.

@@ -214,7 +214,7 @@ func (l *loader) pipeline(doc *yaml.Node) *Pipeline {
 	return p
 }
 
-var stepFields = []string{"handler", "with", "next", "route_by", "routes", "join", "timeout", "queue_timeout", "max_backlog", "retries", "backoff", "concurrency", "description"}
+var stepFields = []string{"handler", "with", "next", "route_by", "routes", "join", "timeout", "queue_timeout", "max_backlog", "breaker", "retries", "backoff", "concurrency", "description"}
 
 func (l *loader) step(name string, n *yaml.Node) *Step {
 	s := &Step{
@@ -279,6 +279,9 @@ func (l *loader) step(name string, n *yaml.Node) *Step {
 	if v, ok := f["concurrency"]; ok {
 		l.concurrency(v, s)
 	}
+	if v, ok := f["breaker"]; ok {
+		l.breaker(v, s)
+	}
 	return s
 }
 
@@ -293,6 +296,23 @@ func (l *loader) backoff(n *yaml.Node, s *Step) {
 	if s.Backoff.Max > 0 && s.Backoff.Initial > s.Backoff.Max {
 		l.add(n.Line, s.Name, "backoff", fmt.Sprintf("initial %s is longer than max %s", s.Backoff.Initial, s.Backoff.Max))
 	}
+}
+
+func (l *loader) breaker(n *yaml.Node, s *Step) {
+	f := l.fields(n, s.Name, "breaker", "failures", "within", "open_for")
+	b := &Breaker{Failures: 20, Within: time.Minute, OpenFor: 30 * time.Second}
+	if v, ok := f["failures"]; ok {
+		b.Failures = l.intIn(v, s.Name, "breaker.failures", 1, 1_000_000)
+	}
+	for name, d := range map[string]*time.Duration{"within": &b.Within, "open_for": &b.OpenFor} {
+		if v, ok := f[name]; ok {
+			*d = l.duration(v, s.Name, "breaker."+name)
+			if *d < time.Second {
+				l.add(v.Line, s.Name, "breaker."+name, "must be at least 1s")
+			}
+		}
+	}
+	s.Breaker = b
 }
 
 func (l *loader) concurrency(n *yaml.Node, s *Step) {

@@ -187,3 +187,38 @@ func FuzzParsePipeline(f *testing.F) {
 		}
 	})
 }
+
+// TestParseBreaker: a breaker's settings and defaults, and its errors
+// with file and line.
+func TestParseBreaker(t *testing.T) {
+	p, err := ParsePipeline("b.yaml", []byte(`
+name: b
+version: 1.0.0
+steps:
+  a: {handler: echo, next: [b], breaker: {failures: 3, within: 10s, open_for: 2s}}
+  b: {handler: echo, breaker: {}}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b := p.Steps["a"].Breaker; b == nil || *b != (Breaker{Failures: 3, Within: 10 * time.Second, OpenFor: 2 * time.Second}) {
+		t.Fatalf("breaker of a: %+v", b)
+	}
+	if b := p.Steps["b"].Breaker; b == nil || *b != (Breaker{Failures: 20, Within: time.Minute, OpenFor: 30 * time.Second}) {
+		t.Fatalf("defaults: %+v", b)
+	}
+	_, err = ParsePipeline("b.yaml", []byte(`
+name: b
+version: 1.0.0
+steps:
+  a:
+    handler: echo
+    breaker: {failures: 0, within: 500ms, colour: red}
+`))
+	for _, want := range []string{`b.yaml:7: step "a": field "breaker.failures": must be a whole number from 1`,
+		`b.yaml:7: step "a": field "breaker.within": must be at least 1s`, `step "a": field "colour": unknown field; known fields are [failures within open_for]`} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("missing %q in %v", want, err)
+		}
+	}
+}

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -45,5 +46,22 @@ func TestBacklogFullIs429(t *testing.T) {
 	writeError(w, httptest.NewRequest("POST", "/v1/pipelines/p/tasks", nil), fmt.Errorf("%w: 3 tokens wait", dsat.ErrBacklogFull))
 	if w.Code != http.StatusTooManyRequests || w.Header().Get("Retry-After") == "" || !strings.Contains(w.Body.String(), "backlog-full") {
 		t.Fatalf("%d %v %s", w.Code, w.Header(), w.Body)
+	}
+}
+
+// TestBreakerInPipelineView: a step's breaker settings, and its state
+// while it is open, are in GET /v1/pipelines/{name}.
+func TestBreakerInPipelineView(t *testing.T) {
+	e := newEnv(t, redistest.Backends()[0])
+	g := e.do("GET", "/v1/pipelines/demo", "", "")
+	if !strings.Contains(g.raw, `"breaker":{"failures":1,"within":"1m0s","open_for":"1m0s"}`) {
+		t.Fatalf("closed breaker: %s", g.raw)
+	}
+	if opened, err := e.c.BreakerFailed(context.Background(), "demo", "c"); err != nil || !opened {
+		t.Fatalf("open the breaker: %v %v", opened, err)
+	}
+	g = e.do("GET", "/v1/pipelines/demo", "", "")
+	if !strings.Contains(g.raw, `"state":{"state":"open","until":"`) {
+		t.Fatalf("open breaker: %s", g.raw)
 	}
 }

@@ -26,7 +26,7 @@ version: 1.0.0
 steps:
   a: {handler: echo, next: [b]}
   b: {handler: hold, next: [c]}
-  c: {handler: echo}
+  c: {handler: echo, breaker: {failures: 1, within: 1m, open_for: 1m}}
 `
 
 // env is an API on a real HTTP server with a satellite behind it.

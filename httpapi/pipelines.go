@@ -29,6 +29,18 @@ type stepView struct {
 	Load         *stepLoad         `json:"load,omitempty"`
 	// Paused: the step is paused, itself or with its pipeline.
 	Paused bool `json:"paused,omitempty"`
+	// Breaker is the step's circuit breaker, absent for none; its State is
+	// absent while it is closed.
+	Breaker *breakerView `json:"breaker,omitempty"`
+}
+
+// breakerView is a step's circuit breaker: its settings and, when it is
+// not closed, its state.
+type breakerView struct {
+	Failures int                `json:"failures"`
+	Within   string             `json:"within"`
+	OpenFor  string             `json:"open_for"`
+	State    *dsat.BreakerState `json:"state,omitempty"`
 }
 
 // stepLoad is a step's load over every satellite.
@@ -65,6 +77,9 @@ func viewOf(p *dsat.Pipeline, paused dsat.Paused) pipelineView {
 			Routes: s.Routes, Join: s.Join, Timeout: s.Timeout.String(), Retries: s.Retries,
 			Backoff:     map[string]string{"initial": s.Backoff.Initial.String(), "max": s.Backoff.Max.String()},
 			Concurrency: s.Concurrency, MaxBacklog: s.MaxBacklog, Paused: paused.Step(p.Name, name)}
+		if b := s.Breaker; b != nil {
+			sv.Breaker = &breakerView{Failures: b.Failures, Within: b.Within.String(), OpenFor: b.OpenFor.String()}
+		}
 		if s.QueueTimeout > 0 {
 			sv.QueueTimeout = s.QueueTimeout.String()
 		}
@@ -110,6 +125,11 @@ func (a *API) getPipeline(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
+	breakers, err := a.c.Breakers(r.Context())
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
 	v := viewOf(p, paused)
 	for i := range v.Steps {
 		s := v.Steps[i].Name
@@ -124,6 +144,9 @@ func (a *API) getPipeline(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		v.Steps[i].Load = l
+		if st, ok := breakers[p.Name+"/"+s]; ok && v.Steps[i].Breaker != nil {
+			v.Steps[i].Breaker.State = &st
+		}
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"pipeline": v, "measured_at": dsat.Time{Time: time.Now()}})
 }

@@ -6,9 +6,9 @@
 // write, because Redis has no rollback.
 //
 // The task scripts (submit, begin, complete, fail, cancel, retry,
-// deadline) are
-// prepended with lib.lua, the helpers they share; promote and renew
-// (which touch no task state) stand alone. The schedule scripts
+// deadline) are prepended with lib.lua, the helpers they share; promote,
+// renew and breaker (which touch no task state; breaker's keys share the
+// hash tag {breakers}) stand alone. The schedule scripts
 // (schedule_put, schedule_claim, schedule_done) touch only schedule keys,
 // which share the hash tag {sched}, and are prepended with schedlib.lua.
 // Each file opens with a header naming every KEYS and ARGV entry and the
@@ -49,6 +49,7 @@ var (
 	Retry    = redis.NewScript(withLib("retry.lua"))
 	Deadline = redis.NewScript(withLib("deadline.lua"))
 	Promote  = redis.NewScript(mustRead("promote.lua"))
+	Breaker  = redis.NewScript(mustRead("breaker.lua"))
 	Renew    = redis.NewScript(mustRead("renew.lua"))
 	// The schedule scripts (docs/design.md, "Schedules").
 	SchedulePut   = redis.NewScript(withSchedLib("schedule_put.lua"))
@@ -60,6 +61,6 @@ var (
 // pipelines, after a failover).
 var All = map[string]*redis.Script{
 	"submit": Submit, "begin": Begin, "complete": Complete, "fail": Fail,
-	"cancel": Cancel, "retry": Retry, "deadline": Deadline, "promote": Promote, "renew": Renew,
+	"cancel": Cancel, "retry": Retry, "deadline": Deadline, "promote": Promote, "breaker": Breaker, "renew": Renew,
 	"schedule_put": SchedulePut, "schedule_claim": ScheduleClaim, "schedule_done": ScheduleDone,
 }

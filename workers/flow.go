@@ -16,7 +16,13 @@ const holdPoll = 50 * time.Millisecond
 // the paused steps (they read, so begin, nothing until resumed). Running
 // handlers finish.
 func (s *Satellite) flowLoop(ctx context.Context) {
-	every(ctx, s.cfg.FlowInterval, s.applyPauses)
+	breakers := s.hasBreakers()
+	every(ctx, s.cfg.FlowInterval, func(ctx context.Context) {
+		s.applyPauses(ctx)
+		if breakers {
+			s.applyBreakers(ctx)
+		}
+	})
 }
 
 // applyPauses reads the pauses and holds or releases each step's reader.

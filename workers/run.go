@@ -64,6 +64,7 @@ func (r *stepRunner) run(j *job) {
 		errText = herr.Error()
 	}
 	outcome = r.finish(j, res, herr, timedOut, log)
+	r.breakerOutcome(outcome)
 	if r.s.cfg.OnResult != nil {
 		r.s.cfg.OnResult(r.p.Name, r.step.Name, outcome, time.Since(started))
 	}

@@ -305,6 +305,9 @@ func (s *Satellite) Start(ctx context.Context) error {
 	s.engineCtx, s.stopEngine = context.WithCancel(context.Background())
 	pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	s.applyPauses(pctx)
+	if s.hasBreakers() {
+		s.applyBreakers(pctx)
+	}
 	cancel()
 	for _, r := range s.steps {
 		r.runners = newRunners(s.loopCtx.Done(), &s.runnerGoroutines, r.run)

@@ -32,6 +32,10 @@ type stepRunner struct {
 	pending   atomic.Int64
 	// paused is set by the flow loop: the reader reads nothing meanwhile.
 	paused atomic.Bool
+	// tripped: the step's circuit breaker is open or half open (flow
+	// loop); the reader reads nothing then but probe tokens (0 or 1).
+	tripped atomic.Bool
+	probe   atomic.Int32
 	// limited lists the steps this one feeds that have a max_backlog: the
 	// reader reads only as many tokens as they have room for (headroom).
 	limited []string
@@ -98,13 +102,22 @@ func (r *stepRunner) readLoop(ctx context.Context) {
 	want := 1 // slots to wait for: more after a read that found a backlog
 	var spill []msgRef
 	for ctx.Err() == nil {
-		if r.paused.Load() {
+		if r.held() {
 			wait.Sleep(ctx, holdPoll)
 			continue
 		}
 		n, err := r.pool.acquire(ctx, r.s.cfg.ReadBatch, want, r.s.cfg.BatchLinger)
 		if err != nil {
 			return
+		}
+		if r.held() { // paused, or the breaker opened, while waiting for a slot
+			r.pool.unreserve(n)
+			continue
+		}
+		tripped := r.tripped.Load()
+		if tripped && n > 1 { // one probe token
+			r.pool.unreserve(n - 1)
+			n = 1
 		}
 		if n = r.withinHeadroom(ctx, n); n == 0 {
 			wait.Sleep(ctx, holdPoll)
@@ -146,6 +159,9 @@ func (r *stepRunner) readLoop(ctx context.Context) {
 			continue
 		}
 		r.groupBackoff = 0
+		if tripped && len(msgs) > 0 {
+			r.probe.Store(0)
+		}
 		used := r.dispatch(msgs, reclaimed, fresh)
 		r.pool.unreserve(n - used)
 		if trickle := len(msgs) > 0 && len(msgs) < n && len(spill) == 0 && !reclaimed; trickle && r.s.cfg.ReadLinger > 0 {
@@ -274,6 +290,13 @@ func (r *stepRunner) dispatch(msgs []msgRef, reclaimed, fresh bool) int {
 		used++
 	}
 	return used
+}
+
+// held reports whether the reader must read nothing now: the step is
+// paused, or its circuit breaker is open and this satellite has no probe
+// to run.
+func (r *stepRunner) held() bool {
+	return r.paused.Load() || r.tripped.Load() && r.probe.Load() == 0
 }
 
 // start runs a job on the pool.
