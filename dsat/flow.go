@@ -109,10 +109,11 @@ type backlogSeen struct {
 }
 
 // checkEntryBacklog returns ErrBacklogFull when p's entry step has a
-// max_backlog and at least that many tokens wait in it (read at most
-// entryBacklogTTL ago). Delayed submissions are not checked: their tokens
-// arrive later.
-func (c *Client) checkEntryBacklog(ctx context.Context, p *Pipeline, opts SubmitOptions) error {
+// max_backlog and n more tokens would take its backlog (read at most
+// entryBacklogTTL ago) past it — unless the step is empty: a batch larger
+// than max_backlog is taken then, or it could never be. Delayed
+// submissions are not checked: their tokens arrive later.
+func (c *Client) checkEntryBacklog(ctx context.Context, p *Pipeline, opts SubmitOptions, n int) error {
 	limit := p.Steps[p.Entry].MaxBacklog
 	if limit <= 0 || opts.RunAt.After(c.cfg.Now()) {
 		return nil
@@ -134,8 +135,9 @@ func (c *Client) checkEntryBacklog(ctx context.Context, p *Pipeline, opts Submit
 		bc.seen[p.Name] = seen
 		bc.mu.Unlock()
 	}
-	if seen.n >= int64(limit) {
-		return fmt.Errorf("%w: %d tokens wait at step %s of %s (max_backlog %d)", ErrBacklogFull, seen.n, p.Entry, p.Name, limit)
+	if seen.n >= int64(limit) || seen.n > 0 && seen.n+int64(n) > int64(limit) {
+		return fmt.Errorf("%w: %d tokens wait at step %s of %s, %d more would pass its max_backlog of %d",
+			ErrBacklogFull, seen.n, p.Entry, p.Name, n, limit)
 	}
 	return nil
 }

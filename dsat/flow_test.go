@@ -64,8 +64,14 @@ steps:
   a: {handler: echo, next: [b], max_backlog: 3}
   b: {handler: echo}
 `)
-		for i := 0; i < 3; i++ {
-			h.submit(`{}`)
+		h.submit(`{}`)
+		// A batch that would take the backlog past max_backlog is refused;
+		// one that fits is taken.
+		if _, err := h.c.SubmitBatch(h.ctx, "bp", [][]byte{[]byte(`{}`), []byte(`{}`), []byte(`{}`)}); !errors.Is(err, dsat.ErrBacklogFull) {
+			t.Fatalf("a batch past the limit: %v, want ErrBacklogFull", err)
+		}
+		if _, err := h.c.SubmitBatch(h.ctx, "bp", [][]byte{[]byte(`{}`), []byte(`{}`)}); err != nil {
+			t.Fatalf("a batch that fits: %v", err)
 		}
 		if _, err := h.c.Submit(h.ctx, "bp", []byte(`{}`), dsat.SubmitOptions{}); !errors.Is(err, dsat.ErrBacklogFull) {
 			t.Fatalf("fourth submission: %v, want ErrBacklogFull", err)

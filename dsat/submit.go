@@ -53,7 +53,7 @@ func (c *Client) Submit(ctx context.Context, pipeline string, payload []byte, op
 	if err != nil {
 		return Submitted{}, err
 	}
-	if err := c.checkEntryBacklog(ctx, c.latest[pipeline], opts); err != nil {
+	if err := c.checkEntryBacklog(ctx, c.latest[pipeline], opts, 1); err != nil {
 		return Submitted{}, err
 	}
 	r, err := c.runScript(ctx, lua.Submit, calls[0].keys, calls[0].args...)
@@ -81,7 +81,7 @@ func (c *Client) SubmitBatch(ctx context.Context, pipeline string, payloads [][]
 	if err != nil {
 		return nil, err
 	}
-	if err := c.checkEntryBacklog(ctx, c.latest[pipeline], o); err != nil {
+	if err := c.checkEntryBacklog(ctx, c.latest[pipeline], o, len(payloads)); err != nil {
 		return nil, err
 	}
 	replies, errs := c.pipelineScripts(ctx, lua.Submit, len(calls), func(g int) ([]string, []any) {

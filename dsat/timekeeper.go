@@ -112,7 +112,7 @@ func QueueTimeoutMessage(limit, waited time.Duration) string {
 func (c *Client) undeliveredStart(ctx context.Context, key, group string) (string, error) {
 	groups, err := c.rdb.XInfoGroups(ctx, key).Result()
 	if err != nil {
-		if redis.HasErrorPrefix(err, "ERR no such key") || errors.Is(err, redis.Nil) {
+		if redis.HasErrorPrefix(err, "no such key") || errors.Is(err, redis.Nil) {
 			return "", nil
 		}
 		return "", fmt.Errorf("dsat: read consumer groups of %s: %w", key, err)

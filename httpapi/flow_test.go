@@ -38,6 +38,12 @@ func TestPauseAndResume(t *testing.T) {
 			t.Errorf("%s: %d %s", path, r.status, r.raw)
 		}
 	}
+	if r := e.do("POST", "/v1/pipelines/demo/pause?step=", "", ""); r.status != 400 || !strings.Contains(r.raw, "is empty") {
+		t.Errorf("an empty step: %d %s", r.status, r.raw)
+	}
+	if g := e.do("GET", "/v1/pipelines/demo", "", ""); strings.Contains(g.raw, `"paused":true`) {
+		t.Errorf("an empty step paused the pipeline: %s", g.raw)
+	}
 }
 
 // TestBacklogFullIs429: a full entry backlog is a 429 with Retry-After.

@@ -239,3 +239,21 @@ func TestDeadlineParameter(t *testing.T) {
 		}
 	}
 }
+
+// TestSubmitRefusesUnknownParameters: a misspelt, empty or repeated query
+// parameter is a 400 that names it, not silently ignored.
+func TestSubmitRefusesUnknownParameters(t *testing.T) {
+	e := newEnv(t, redistest.Backends()[0])
+	for _, q := range []string{"dealine=10m", "deadline=", "deadline=5s&deadline=6s", "delay="} {
+		for _, route := range []string{"tasks", "batch"} {
+			body := `{}`
+			if route == "batch" {
+				body = `[{}]`
+			}
+			r := e.do("POST", "/v1/pipelines/demo/"+route+"?"+q, "application/json", body)
+			if r.status != 400 || !strings.Contains(r.raw, "unknown-parameter") || !strings.Contains(r.raw, "query parameter") {
+				t.Errorf("%s?%s: %d %s", route, q, r.status, r.raw)
+			}
+		}
+	}
+}

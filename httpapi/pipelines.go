@@ -165,6 +165,10 @@ func (a *API) resume(w http.ResponseWriter, r *http.Request) { a.setPaused(w, r,
 
 // setPaused pauses or resumes a pipeline, or one step with ?step=.
 func (a *API) setPaused(w http.ResponseWriter, r *http.Request, on bool) {
+	if err := checkParams(r, "step"); err != nil {
+		writeError(w, r, err)
+		return
+	}
 	name, step := chi.URLParam(r, "name"), r.URL.Query().Get("step")
 	p, err := a.c.Pipeline(name)
 	if err != nil {

@@ -3,7 +3,10 @@ package httpapi
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
+	"slices"
+	"strings"
 
 	"github.com/rs/zerolog/hlog"
 
@@ -37,7 +40,10 @@ func writeProblem(w http.ResponseWriter, r *http.Request, status int, kind, deta
 // 4xx; anything else comes from talking to Redis and is a 503 (never a 500
 // with a stack): the request may be retried.
 func writeError(w http.ResponseWriter, r *http.Request, err error) {
+	var pe *paramError
 	switch {
+	case errors.As(err, &pe):
+		writeProblem(w, r, http.StatusBadRequest, "unknown-parameter", pe.Error())
 	case errors.Is(err, dsat.ErrInvalidTaskID):
 		writeProblem(w, r, http.StatusBadRequest, "invalid-task-id", err.Error()+"; task ids look like 06fa1bqk0c8m3pz4tq2hn6v1a8.pipeline.1.0.0")
 	case errors.Is(err, dsat.ErrTaskNotFound):
@@ -82,4 +88,29 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v)
+}
+
+// paramError is a query parameter a route does not take, or takes once and
+// not empty: a typo must not pass unnoticed (a misspelt ?deadline= would
+// leave the task without one).
+type paramError struct{ name, why string }
+
+func (e *paramError) Error() string {
+	return fmt.Sprintf("query parameter %q %s", e.name, e.why)
+}
+
+// checkParams refuses query parameters outside known, repeated ones and
+// empty ones.
+func checkParams(r *http.Request, known ...string) error {
+	for name, vs := range r.URL.Query() {
+		switch {
+		case !slices.Contains(known, name):
+			return &paramError{name, fmt.Sprintf("is not one this route takes (it takes %s)", strings.Join(known, ", "))}
+		case len(vs) > 1:
+			return &paramError{name, "is given more than once"}
+		case vs[0] == "":
+			return &paramError{name, "is empty: give it a value or leave it out"}
+		}
+	}
+	return nil
 }

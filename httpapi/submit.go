@@ -182,6 +182,9 @@ func (a *API) submit(w http.ResponseWriter, r *http.Request) {
 // submitOptions reads the options of a submission from its query and
 // headers: ?delay= or ?at=, ?deadline=, Traceparent.
 func submitOptions(r *http.Request) (dsat.SubmitOptions, error) {
+	if err := checkParams(r, "delay", "at", "deadline"); err != nil {
+		return dsat.SubmitOptions{}, err
+	}
 	at, err := runAt(r)
 	if err != nil {
 		return dsat.SubmitOptions{}, err

@@ -3,6 +3,7 @@ package workers
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -434,6 +435,24 @@ steps:
 				t.Fatalf("dead consumers not removed: %v", cs)
 			}
 			time.Sleep(50 * time.Millisecond)
+		}
+	})
+}
+
+// TestSkipRetryReasonWithoutMarker: a handler's SkipRetry error goes to
+// the dead letters at once, and the task's error is the reason alone,
+// without the marker's text.
+func TestSkipRetryReasonWithoutMarker(t *testing.T) {
+	redistest.ForEachBackend(t, func(t *testing.T, be redistest.Backend) {
+		b := setup(t, be, "name: sk\nversion: 1.0.0\nsteps:\n  a: {handler: bad}\n")
+		m := NewMux()
+		m.HandleFunc("bad", func(ctx context.Context, task *dsat.Task) (dsat.Result, error) {
+			return dsat.Result{}, fmt.Errorf("%w: the payload needs a text", SkipRetry)
+		})
+		b.start(m, b.fast("s1"))
+		st := b.wait(b.submit(1, `{}`), 5*time.Second)[0]
+		if st.Status != dsat.StatusFailed || st.Error != "a: the payload needs a text" || st.Steps["a"].Attempts != 1 {
+			t.Fatalf("state %+v", st)
 		}
 	})
 }

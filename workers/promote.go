@@ -1,6 +1,10 @@
 package workers
 
-import "context"
+import (
+	"context"
+
+	"github.com/dsat-dev/dsat/dsat"
+)
 
 // promoteBatch is the most retries moved per script call.
 const promoteBatch = 100
@@ -12,7 +16,7 @@ const promoteBatch = 100
 func (s *Satellite) promoteLoop(ctx context.Context) {
 	every(ctx, s.cfg.PromoteInterval, func(ctx context.Context) {
 		s.promoteDue(ctx)
-		keepTime(ctx, s.c, s.sweeps, s.logLimited, &s.log)
+		keepTime(ctx, s.c, s.sweeps, s.stepHeld, s.logLimited, &s.log)
 	})
 }
 
@@ -32,4 +36,16 @@ func (s *Satellite) promoteDue(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// stepHeld reports whether the time keeper must leave a step's queued
+// tokens alone: its reader here is held (paused, breaker open, next step
+// full) or was within the step's queue_timeout.
+func (s *Satellite) stepHeld(p dsat.Partition, step string) bool {
+	for _, r := range s.steps {
+		if r.p.Name == p.Pipeline && r.step.Name == step {
+			return r.recentlyHeld(r.step.QueueTimeout)
+		}
+	}
+	return false
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
+	"strings"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -98,6 +99,8 @@ func (r *stepRunner) finish(j *job, res dsat.Result, herr error, timedOut bool, 
 		f.Snooze, label = snooze.Delay, "snooze"
 	case errors.Is(herr, SkipRetry):
 		f.Final = true
+		// The reason, without the marker's own text ("skip retry: ").
+		f.Message = strings.TrimPrefix(f.Message, SkipRetry.Error()+": ")
 	case errors.Is(herr, errPanic):
 		label = "panic"
 	}

@@ -36,6 +36,8 @@ type stepRunner struct {
 	// loop); the reader reads nothing then but probe tokens (0 or 1).
 	tripped atomic.Bool
 	probe   atomic.Int32
+	// heldAt is when the reader was last held (Unix ns; markHeld).
+	heldAt atomic.Int64
 	// limited lists the steps this one feeds that have a max_backlog: the
 	// reader reads only as many tokens as they have room for (headroom).
 	limited []string
@@ -103,6 +105,7 @@ func (r *stepRunner) readLoop(ctx context.Context) {
 	var spill []msgRef
 	for ctx.Err() == nil {
 		if r.held() {
+			r.markHeld()
 			wait.Sleep(ctx, holdPoll)
 			continue
 		}
@@ -120,6 +123,7 @@ func (r *stepRunner) readLoop(ctx context.Context) {
 			n = 1
 		}
 		if n = r.withinHeadroom(ctx, n); n == 0 {
+			r.markHeld()
 			wait.Sleep(ctx, holdPoll)
 			continue
 		}
@@ -159,6 +163,13 @@ func (r *stepRunner) readLoop(ctx context.Context) {
 			continue
 		}
 		r.groupBackoff = 0
+		if !reclaimed && len(msgs) > 0 && r.held() {
+			// Paused (or the breaker opened) during a blocking read: the
+			// tokens wait, read, until the step runs again.
+			spill = append(msgs, spill...)
+			r.pool.unreserve(n)
+			continue
+		}
 		if tripped && len(msgs) > 0 {
 			r.probe.Store(0)
 		}
@@ -258,7 +269,7 @@ func (r *stepRunner) dispatch(msgs []msgRef, reclaimed, fresh bool) int {
 			continue
 		}
 		j := newJob(r, m, env, reclaimed)
-		if waited := now.Sub(dsat.StreamIDTime(m.ID)); fresh && qt > 0 && waited > qt {
+		if waited := now.Sub(r.waitStart(m.ID)); fresh && qt > 0 && waited > qt {
 			j.queueWait = waited
 			late = append(late, j)
 			continue
@@ -292,11 +303,35 @@ func (r *stepRunner) dispatch(msgs []msgRef, reclaimed, fresh bool) int {
 	return used
 }
 
+// markHeld notes that the reader was held now: a token's queue_timeout
+// counts from the later of its sending and the last hold (dispatch), so
+// tokens that waited because the step was paused, its breaker open or
+// its next step full do not time out for it.
+func (r *stepRunner) markHeld() {
+	r.heldAt.Store(r.s.c.Config().Now().UnixNano())
+}
+
 // held reports whether the reader must read nothing now: the step is
 // paused, or its circuit breaker is open and this satellite has no probe
 // to run.
 func (r *stepRunner) held() bool {
 	return r.paused.Load() || r.tripped.Load() && r.probe.Load() == 0
+}
+
+// waitStart is when a token's wait for this step began, for its
+// queue_timeout: when it was sent, or the end of the last hold if later.
+func (r *stepRunner) waitStart(entryID string) time.Time {
+	sent := dsat.StreamIDTime(entryID)
+	if h := time.Unix(0, r.heldAt.Load()); h.After(sent) {
+		return h
+	}
+	return sent
+}
+
+// recentlyHeld reports whether the reader is held or was within d: the
+// time keeper leaves such a step's tokens alone.
+func (r *stepRunner) recentlyHeld(d time.Duration) bool {
+	return r.held() || r.s.c.Config().Now().Sub(time.Unix(0, r.heldAt.Load())) < d
 }
 
 // start runs a job on the pool.

@@ -33,8 +33,11 @@ func queueTimeoutSteps(p *dsat.Pipeline, serve func(step string) bool) []string 
 }
 
 // keepTime runs each sweep once: every overdue task cancelled, every
-// token past its queue_timeout timed out (in batches). warn gets failures.
-func keepTime(ctx context.Context, c *dsat.Client, sweeps []timeSweep, warn func(key string, ev *zerolog.Event, msg string), log *zerolog.Logger) {
+// token past its queue_timeout timed out (in batches), but not those of a
+// step that held says is held (paused, breaker open, next step full) or
+// was within its queue_timeout. warn gets failures.
+func keepTime(ctx context.Context, c *dsat.Client, sweeps []timeSweep, held func(p dsat.Partition, step string) bool,
+	warn func(key string, ev *zerolog.Event, msg string), log *zerolog.Logger) {
 	for _, sw := range sweeps {
 		for more := true; more && ctx.Err() == nil; {
 			var n int
@@ -51,6 +54,9 @@ func keepTime(ctx context.Context, c *dsat.Client, sweeps []timeSweep, warn func
 			}
 		}
 		for _, step := range sw.steps {
+			if held(sw.part, step) {
+				continue
+			}
 			for more := true; more && ctx.Err() == nil; {
 				var n int
 				var err error
@@ -92,14 +98,53 @@ func NewTimeKeeper(c *dsat.Client, log zerolog.Logger, interval time.Duration) *
 	return &TimeKeeper{c: c, log: log.With().Str("component", "timekeeper").Logger(), interval: interval}
 }
 
-// Run keeps time until ctx ends.
+// Run keeps time until ctx ends. It also moves due retries back to their
+// steps (as satellites do for the steps they run), so a token retried
+// after a queue timeout reaches its step again — and times out again —
+// while no satellite runs that step.
 func (k *TimeKeeper) Run(ctx context.Context) {
 	var sweeps []timeSweep
+	anyQT := false
 	for _, p := range k.c.Pipelines() {
 		steps := queueTimeoutSteps(p, func(string) bool { return true })
+		anyQT = anyQT || len(steps) > 0
 		for n := 0; n < p.Partitions; n++ {
 			sweeps = append(sweeps, timeSweep{part: p.Partition(n), steps: steps})
 		}
 	}
-	every(ctx, k.interval, func(ctx context.Context) { keepTime(ctx, k.c, sweeps, k.logs.write, &k.log) })
+	heldAt := map[string]time.Time{} // pipeline/step -> when last seen held
+	every(ctx, k.interval, func(ctx context.Context) {
+		for _, sw := range sweeps {
+			if _, err := k.c.Promote(ctx, sw.part, keepTimeBatch); err != nil && ctx.Err() == nil {
+				k.logs.write("promote", k.log.Warn().Err(err).Str("partition", sw.part.Tag()), "promote retries failed")
+			}
+		}
+		if anyQT {
+			k.noteHolds(ctx, heldAt)
+		}
+		keepTime(ctx, k.c, sweeps, func(p dsat.Partition, step string) bool {
+			pipe, err := k.c.Pipeline(p.Pipeline)
+			if err != nil {
+				return true
+			}
+			return k.c.Config().Now().Sub(heldAt[p.Pipeline+"/"+step]) < pipe.Steps[step].QueueTimeout
+		}, k.logs.write, &k.log)
+	})
+}
+
+// noteHolds notes now as the last hold of every step that is paused or
+// whose breaker is not closed. A failed read counts every step as held
+// (no token is timed out on a guess).
+func (k *TimeKeeper) noteHolds(ctx context.Context, heldAt map[string]time.Time) {
+	now := k.c.Config().Now()
+	paused, err := k.c.ListPaused(ctx)
+	breakers, err2 := k.c.Breakers(ctx)
+	for _, p := range k.c.Pipelines() {
+		for _, step := range p.Order {
+			_, open := breakers[p.Name+"/"+step]
+			if err != nil || err2 != nil || paused.Step(p.Name, step) || open {
+				heldAt[p.Name+"/"+step] = now
+			}
+		}
+	}
 }

@@ -116,3 +116,71 @@ func TestTimeKeeper(t *testing.T) {
 		}
 	})
 }
+
+// TestTimeKeeperRetriesAndDeadLetters: with no satellite, a token that
+// times out in the queue is retried (the TimeKeeper moves the retry back
+// to its step) and, timing out again, dead-lettered: the task fails
+// instead of waiting in the retry set for a satellite.
+func TestTimeKeeperRetriesAndDeadLetters(t *testing.T) {
+	redistest.ForEachBackend(t, func(t *testing.T, be redistest.Backend) {
+		b := setup(t, be, `
+name: qt
+version: 1.0.0
+steps:
+  a: {handler: count, queue_timeout: 1s, retries: 1, backoff: {initial: 50ms, max: 50ms}}
+`)
+		id := b.submit(1, `{}`)[0]
+		ctx, cancel := context.WithCancel(b.ctx)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			NewTimeKeeper(aheadClient(t, b), zerolog.New(b.log), 20*time.Millisecond).Run(ctx)
+		}()
+		st := b.wait([]string{id}, 10*time.Second)[0]
+		cancel()
+		<-done
+		evs, err := b.c.History(b.ctx, id, "", 0)
+		var got []string
+		for _, e := range evs {
+			got = append(got, e.Event)
+		}
+		if err != nil || st.Status != dsat.StatusFailed || strings.Join(got, " ") != "INIT TIMEOUT RETRY TIMEOUT DEAD" {
+			t.Fatalf("status %s, events %v (%v)", st.Status, got, err)
+		}
+	})
+}
+
+// TestPausedStepDoesNotTimeOut: a paused step's tokens wait past its
+// queue_timeout without timing out (the satellite's time keeper leaves a
+// held step alone), and run when it is resumed (a token's wait counts
+// from the end of the hold).
+func TestPausedStepDoesNotTimeOut(t *testing.T) {
+	redistest.ForEachBackend(t, func(t *testing.T, be redistest.Backend) {
+		b := setup(t, be, queueTimeoutYAML)
+		m := NewMux()
+		m.HandleFunc("count", func(ctx context.Context, task *dsat.Task) (dsat.Result, error) {
+			return dsat.Result{Output: task.Payload}, nil
+		})
+		if err := b.c.Pause(b.ctx, "qt", "a"); err != nil {
+			t.Fatal(err)
+		}
+		cfg := b.fast("s1")
+		cfg.FlowInterval = 50 * time.Millisecond
+		b.start(m, cfg)
+		ids := b.submit(2, `{}`)
+		time.Sleep(1500 * time.Millisecond) // past the step's queue_timeout of 1s
+		for _, id := range ids {
+			if st, _ := b.c.Get(b.ctx, id); st.Status != dsat.StatusPending || st.Steps["a"].Error != "" {
+				t.Fatalf("a token of a paused step timed out: %+v", st)
+			}
+		}
+		if err := b.c.Resume(b.ctx, "qt", "a"); err != nil {
+			t.Fatal(err)
+		}
+		for _, st := range b.wait(ids, 5*time.Second) {
+			if st.Status != dsat.StatusSucceeded {
+				t.Fatalf("after resume: %+v", st)
+			}
+		}
+	})
+}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"net/url"
 )
@@ -39,6 +40,11 @@ func runPause(action string) func(context.Context, *cliEnv, []string) error {
 		}
 		if fs.NArg() != 1 {
 			return usagef("want one pipeline name")
+		}
+		stepSet := false
+		fs.Visit(func(f *flag.Flag) { stepSet = stepSet || f.Name == "step" })
+		if stepSet && *step == "" {
+			return usagef("--step is empty: name a step, or leave --step out to %s the whole pipeline", action)
 		}
 		c, err := newAPIClient(o)
 		if err != nil {

@@ -64,6 +64,9 @@ func TestDeadAndPipelines(t *testing.T) {
 	if code, _, errs := runCLI(t, env, "", "pause", "--step", "zz", "demo"); code != 1 || !strings.Contains(errs, "no step") {
 		t.Fatalf("pause an unknown step: exit %d %s", code, errs)
 	}
+	if code, _, errs := runCLI(t, env, "", "pause", "--step", "", "demo"); code != 2 || !strings.Contains(errs, "--step is empty") {
+		t.Fatalf("pause with an empty --step: exit %d %s", code, errs)
+	}
 	if code, _, errs := runCLI(t, env, "", "pause"); code != 2 || !strings.Contains(errs, "want one pipeline name") {
 		t.Fatalf("pause without a name: exit %d %s", code, errs)
 	}
