@@ -55,6 +55,10 @@ type StepState struct {
 	Attempts int    `json:"attempts"`
 	Worker   string `json:"worker"`
 	Error    string `json:"error"`
+	// Progress is the step's latest progress report while its token runs
+	// (or after it failed; absent once the step is done, and for a step
+	// that never reported).
+	Progress *StepProgress `json:"progress,omitempty"`
 }
 
 // Final reports whether the status is final until a retry.
@@ -125,6 +129,12 @@ func stateFromHash(id string, h map[string]string) *TaskState {
 				s.State, s.Token = "waiting", ""
 				st.Steps[name] = s
 				latest[name] = math.MaxInt // parked tokens outrank any earlier run of the join
+			}
+		case strings.HasPrefix(f, "p:"):
+			if pr, ok := parseProgress(v); ok {
+				s := st.Steps[f[2:]]
+				s.Progress = pr
+				st.Steps[f[2:]] = s
 			}
 		case strings.HasPrefix(f, "s:") && strings.HasSuffix(f, ":err"):
 			name := f[2 : len(f)-4]

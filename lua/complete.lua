@@ -54,7 +54,8 @@ local function queue_ack(id)
 end
 
 local function complete1(c, tok, att, id, output, label, started)
-  local v = redis.call('HMGET', c.H, 'status', 'seq', 'ntok', 'live', 'dead', 'pv', 'ct', 'trace', 'ol', 'k:' .. tok)
+  local v = redis.call('HMGET', c.H, 'status', 'seq', 'ntok', 'live', 'dead', 'pv', 'ct', 'trace', 'ol', 'k:' .. tok,
+    'p:' .. step)
   if not v[1] then
     queue_ack(id)
     return -1
@@ -90,6 +91,9 @@ local function complete1(c, tok, att, id, output, label, started)
   counters(c, v[2], v[3], v[4], v[5])
   c.status, c.pv, c.ct, c.trace, c.ol = v[1], v[6], v[7], v[8] or '', v[9]
   tok_set(c, tok, 'd', att, step, worker)
+  -- A done step's progress report is dropped (it would only keep the hash
+  -- out of its compact encoding).
+  if v[11] then redis.call('HDEL', c.H, 'p:' .. step) end
   if st ~= 'r' then ack_late(c, step, att, worker, started) end
   emit(c, 'END', step, att, worker, '{}')
   c.live = c.live - 1

@@ -6,7 +6,7 @@
 // write, because Redis has no rollback.
 //
 // The task scripts (submit, begin, complete, fail, cancel, retry,
-// deadline) are prepended with lib.lua, the helpers they share; promote,
+// deadline, progress) are prepended with lib.lua, the helpers they share; promote,
 // renew and breaker (which touch no task state; breaker's keys share the
 // hash tag {breakers}) stand alone. The schedule scripts
 // (schedule_put, schedule_claim, schedule_done) touch only schedule keys,
@@ -48,6 +48,7 @@ var (
 	Cancel   = redis.NewScript(withLib("cancel.lua"))
 	Retry    = redis.NewScript(withLib("retry.lua"))
 	Deadline = redis.NewScript(withLib("deadline.lua"))
+	Progress = redis.NewScript(withLib("progress.lua"))
 	Promote  = redis.NewScript(mustRead("promote.lua"))
 	Breaker  = redis.NewScript(mustRead("breaker.lua"))
 	Renew    = redis.NewScript(mustRead("renew.lua"))
@@ -61,6 +62,6 @@ var (
 // pipelines, after a failover).
 var All = map[string]*redis.Script{
 	"submit": Submit, "begin": Begin, "complete": Complete, "fail": Fail,
-	"cancel": Cancel, "retry": Retry, "deadline": Deadline, "promote": Promote, "breaker": Breaker, "renew": Renew,
+	"cancel": Cancel, "retry": Retry, "deadline": Deadline, "progress": Progress, "promote": Promote, "breaker": Breaker, "renew": Renew,
 	"schedule_put": SchedulePut, "schedule_claim": ScheduleClaim, "schedule_done": ScheduleDone,
 }

@@ -1,6 +1,6 @@
 -- lib.lua: helpers shared by the task scripts. lua/embed.go prepends this
--- file to submit, begin, complete, fail, cancel and retry, so each script is
--- still one self-contained EVAL. The helpers work on a task context c that
+-- file to submit, begin, complete, fail, cancel, retry, deadline and
+-- progress, so each script is still one self-contained EVAL. The helpers work on a task context c that
 -- names the keys the calling script received in KEYS: c.H the task state
 -- hash, c.LOG the task's event log, c.FH the partition firehose. begin and
 -- complete take a batch of tokens, one context per token.
@@ -34,6 +34,8 @@
 --   o:<step> / ol outputs of end steps while other tokens are alive,
 --                 composed into the result (stored in the result key c.RES)
 --   x:<tok> / xl  a dead token's [dead letter id, step, payload] / the list
+--   p:<step>      the step's latest progress report "<value>|<at ms>|<message>"
+--                 (progress.lua; complete removes it when the step's token ends)
 --
 -- Cost model: a script reads the hash once (load, or a leaner HMGET in
 -- begin and complete), keeps seq, ntok, live and dead in locals, queues its

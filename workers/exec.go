@@ -1,11 +1,13 @@
 package workers
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -14,6 +16,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/rs/zerolog"
 
 	"github.com/dsat-dev/dsat/dsat"
 )
@@ -25,7 +29,9 @@ import (
 // HOME, LANG and TZ from it, DSAT_TASK, DSAT_STEP and DSAT_ATTEMPT, the
 // variables named in inherit_env, then env. The payload arrives on stdin; stdout is the output (used as is when it is
 // JSON, else as a JSON string). A non-zero exit is an error carrying the
-// tail of stderr. When the step's timeout passes (or the task is
+// tail of stderr. The process may report its progress on file descriptor
+// 3: one JSON line {"progress": 0.4, "message": "11/54 pages"} per report
+// (see Progress; a bad line is logged and ignored). When the step's timeout passes (or the task is
 // cancelled), the whole process group is killed.
 type ExecHandler struct {
 	// MaxOutput bounds stdout; more is an error.
@@ -140,7 +146,7 @@ func (h *ExecHandler) Handle(ctx context.Context, t *dsat.Task) (dsat.Result, er
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = 2 * time.Second
-	err = cmd.Run()
+	err = runWithProgress(ctx, cmd)
 	if ctx.Err() != nil {
 		return dsat.Result{}, ctx.Err()
 	}
@@ -172,6 +178,84 @@ func unrunnable(program string, err error) error {
 		return fmt.Errorf("%w: exec %s: %w; install it on the worker's machine or fix with.command", SkipRetry, program, err)
 	}
 	return nil
+}
+
+// runWithProgress runs cmd with a pipe as its file descriptor 3, from
+// which it reads progress reports, one JSON line each:
+// {"progress": 0.4, "message": "11/54 pages"} (progressLines).
+func runWithProgress(ctx context.Context, cmd *exec.Cmd) error {
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		return fmt.Errorf("progress pipe: %w", err)
+	}
+	cmd.ExtraFiles = []*os.File{pw}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		progressLines(ctx, pr)
+	}()
+	err = cmd.Start()
+	pw.Close()
+	if err == nil {
+		err = cmd.Wait()
+	}
+	// A child of the process may still hold the pipe: read what is there
+	// for a moment, then stop.
+	t := time.NewTimer(100 * time.Millisecond)
+	select {
+	case <-done:
+	case <-t.C:
+	}
+	t.Stop()
+	pr.Close()
+	<-done
+	return err
+}
+
+// maxProgressLine bounds a progress line read from a process; a longer
+// line is skipped with a log line.
+const maxProgressLine = 4096
+
+// progressReport is one progress line of a process.
+type progressReport struct {
+	Progress *float64 `json:"progress"`
+	Message  string   `json:"message"`
+}
+
+// progressLines reads progress lines from r until it ends and reports
+// them (progressAsync); a bad line is logged (the first few) and ignored.
+func progressLines(ctx context.Context, r io.Reader) {
+	br := bufio.NewReaderSize(r, maxProgressLine)
+	bad := 0
+	complain := func(why string, line []byte) {
+		if bad++; bad <= 3 {
+			zerolog.Ctx(ctx).Warn().Str("line", clip(string(line), 200)).Msg("progress line ignored (file descriptor 3): " + why)
+		}
+	}
+	for {
+		line, err := br.ReadSlice('\n')
+		if errors.Is(err, bufio.ErrBufferFull) {
+			complain(fmt.Sprintf("longer than %d bytes", maxProgressLine), line)
+			for errors.Is(err, bufio.ErrBufferFull) {
+				_, err = br.ReadSlice('\n')
+			}
+			if err != nil {
+				return
+			}
+			continue
+		}
+		if t := bytes.TrimSpace(line); len(t) > 0 {
+			var rep progressReport
+			if jerr := json.Unmarshal(t, &rep); jerr != nil || rep.Progress == nil {
+				complain(`not a JSON object with a number "progress"`, t)
+			} else {
+				progressAsync(ctx, *rep.Progress, rep.Message)
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
 }
 
 // environ is the process's environment: never the worker's whole one.

@@ -29,6 +29,12 @@ type job struct {
 	// handler outlives the window; beginDone is closed when it returned.
 	timer     *time.Timer
 	beginDone chan struct{}
+
+	// Progress (progress.go): pc is the parent of the handler's context,
+	// started when the handler started, prog the throttle.
+	pc      progressCtx
+	started time.Time
+	prog    progressState
 }
 
 // settle ends the job's begin window when its handler returned: it stops
@@ -49,6 +55,7 @@ func newJob(r *stepRunner, m msgRef, env dsat.Envelope, reclaimed bool) *job {
 	j := &job{r: r, m: m, reclaimed: reclaimed,
 		d: dsat.Delivery{Envelope: env, EntryID: m.ID, Worker: r.s.cfg.ID}}
 	j.ctx, j.cancel = context.WithCancel(r.s.workCtx)
+	j.pc = progressCtx{Context: j.ctx, j: j}
 	j.renewedAt.Store(time.Now().UnixNano())
 	return j
 }

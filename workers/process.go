@@ -35,8 +35,8 @@ import (
 //	{"id": "7", "output": <JSON>}
 //	{"id": "7", "error": "text", "retry": false}   (retry defaults to true; false: straight to the dead letters)
 //
-// It may send {"id", "progress", "message"} lines before its answer
-// (reserved for progress, issue 18: logged at debug for now). A process
+// It may send {"id": "7", "progress": 0.4, "message": "11/54 pages"} lines
+// before its answer: progress reports (see Progress). A process
 // holds at most `inflight` requests (default 1); the step's concurrency is
 // kept to processes × inflight. stderr lines go to the satellite's log.
 //

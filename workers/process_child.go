@@ -291,10 +291,17 @@ func (p *procPool) result(a answerLine) callResult {
 	return callResult{output: a.Output}
 }
 
-// progress receives a request's progress note. Reserved for progress
-// (issue 18): logged at debug for now.
+// progress receives a request's progress report and passes it on to the
+// token's reporter (Progress; it never waits for Redis). A "progress" that
+// is not a number is logged and ignored.
 func (p *procPool) progress(cl *call, progress json.RawMessage, message string) {
-	zerolog.Ctx(cl.ctx).Debug().RawJSON("progress", progress).Str("note", message).Msg("progress (reserved for issue 18)")
+	var v float64
+	if err := json.Unmarshal(progress, &v); err != nil || string(progress) == "null" {
+		zerolog.Ctx(cl.ctx).Warn().Str("progress", clip(string(progress), 100)).Msg(`progress line ignored: "progress" is not a number`)
+		return
+	}
+	zerolog.Ctx(cl.ctx).Debug().Float64("progress", v).Str("note", message).Msg("progress")
+	progressAsync(cl.ctx, v, message)
 }
 
 // clip cuts s to at most n bytes (on a character boundary), marking the cut.

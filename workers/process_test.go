@@ -347,7 +347,8 @@ func TestProcessMissingProgramIsFinal(t *testing.T) {
 }
 
 // TestProcessStderrAndProgressAreLogged: stderr lines carry the task
-// while the process holds one request; progress lines go to debug.
+// while the process holds one request; progress lines go to debug (and
+// to the token's reporter: TestProgressProcess).
 func TestProcessStderrAndProgressAreLogged(t *testing.T) {
 	b := openProcess(t, "serve", nil, 0)
 	if _, err := b.callCtx(zerolog.New(b.log).Level(zerolog.DebugLevel).WithContext(context.Background()), "t42", `{"stderr": "loading the model", "progress": true, "sleep_ms": 50}`); err != nil {

@@ -32,7 +32,8 @@ func (r *stepRunner) run(j *job) {
 		return
 	}
 	started := time.Now()
-	hctx, cancel := context.WithTimeout(j.ctx, r.step.Timeout)
+	j.started = started
+	hctx, cancel := context.WithTimeout(&j.pc, r.step.Timeout)
 	hctx, span := r.startSpan(hctx, j, started)
 	outcome, errText := "interrupted", ""
 	if span != nil {
@@ -40,6 +41,7 @@ func (r *stepRunner) run(j *job) {
 		defer func() { endSpan(span, outcome, errText) }()
 	}
 	res, herr := r.call(log.WithContext(hctx), task, &log)
+	j.endProgress() // a report kept for the throttle goes before the result
 	timedOut := errors.Is(hctx.Err(), context.DeadlineExceeded) && j.ctx.Err() == nil
 	cancel()
 	if !j.settle() {

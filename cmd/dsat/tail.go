@@ -172,6 +172,9 @@ func printEvent(w io.Writer, name, data string) {
 		return
 	}
 	detail := humanDetail(e.Detail)
+	if e.Event == dsat.EventProgress {
+		detail = progressDetail(e.Detail)
+	}
 	if detail == "{}" {
 		detail = ""
 	}
@@ -180,6 +183,18 @@ func printEvent(w io.Writer, name, data string) {
 		step = fmt.Sprintf("%s#%d", step, e.Attempt)
 	}
 	fmt.Fprintf(w, "%s %4d  %-9s %-12s %-14s %s\n", e.At.Local().Format("15:04:05.000"), e.Seq, e.Event, step, e.Worker, detail)
+}
+
+// progressDetail shows a PROGRESS detail as "40% 11/54 pages".
+func progressDetail(raw json.RawMessage) string {
+	var d struct {
+		Progress *float64 `json:"progress"`
+		Message  string   `json:"message"`
+	}
+	if json.Unmarshal(raw, &d) != nil || d.Progress == nil {
+		return string(raw)
+	}
+	return strings.TrimSpace(fmt.Sprintf("%.0f%% %s", *d.Progress*100, d.Message))
 }
 
 // humanDetail shows the times in an event's detail (a RETRY's due, a

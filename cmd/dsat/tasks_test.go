@@ -126,3 +126,13 @@ func TestTailShowsTimes(t *testing.T) {
 		t.Fatalf("other details must stay as they are: %q", b.String())
 	}
 }
+
+// TestTailShowsProgress: a PROGRESS event prints as a percentage and its
+// message.
+func TestTailShowsProgress(t *testing.T) {
+	var b strings.Builder
+	printEvent(&b, "PROGRESS", `{"task":"t","seq":3,"event":"PROGRESS","step":"pages","attempt":1,"worker":"w1","at":"2026-11-29T09:30:14Z","detail":{"progress":0.4,"message":"11/54 pages"}}`)
+	if !strings.Contains(b.String(), "PROGRESS  pages        w1             40% 11/54 pages\n") {
+		t.Fatalf("tail line: %q", b.String())
+	}
+}

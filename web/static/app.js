@@ -246,8 +246,9 @@ async function viewTask(v, id) {
       head.replaceChildren(h("p", {}, "Pipeline ", h("b", {}, st.pipeline + " " + st.version), " · status ", statusEl(st.status),
         " · created " + fmtTime(st.created_at) + " · updated " + fmtTime(st.updated_at)),
         st.error ? h("p", { class: "error" }, st.error) : "");
-      steps.replaceChildren(h("table", {}, h("thead", {}, h("tr", {}, ["step", "state", "attempts", "worker", "error"].map((c) => h("th", {}, c)))),
-        h("tbody", {}, Object.entries(st.steps || {}).map(([n, s]) => h("tr", {}, h("td", {}, n), h("td", {}, s.state), h("td", {}, s.attempts), h("td", {}, s.worker), h("td", { class: "error" }, s.error))))));
+      steps.replaceChildren(h("table", {}, h("thead", {}, h("tr", {}, ["step", "state", "attempts", "worker", "progress", "error"].map((c) => h("th", {}, c)))),
+        h("tbody", {}, Object.entries(st.steps || {}).map(([n, s]) => h("tr", { "data-step": n }, h("td", {}, n), h("td", {}, s.state), h("td", {}, s.attempts), h("td", {}, s.worker),
+          progressCell(s.progress), h("td", { class: "error" }, s.error))))));
       result.textContent = st.result === null || st.result === undefined ? "—" : JSON.stringify(st.result, null, 2);
       actions.replaceChildren(
         ["pending", "running"].includes(st.status) ? h("button", { class: "danger", "data-action": "cancel", onclick: () => control(id, "cancel", refresh) }, "Cancel") : "",
@@ -277,8 +278,14 @@ async function viewTask(v, id) {
     lastSeq = d.seq;
     lastFinal = FINAL_EVENTS.includes(d.event);
     if (["END", "HAPPY_END", "DEAD", "CANCELLED", "ERROR", "RETRY"].includes(d.event)) refresh();
+    if (d.event === "PROGRESS") {
+      // Up to 5 a second: the step's bar is updated in place.
+      const row = [...steps.querySelectorAll("tr[data-step]")].find((r) => r.dataset.step === d.step);
+      const p = { value: d.detail.progress, message: d.detail.message, at: d.at };
+      if (row) row.children[4].replaceWith(progressCell(p)); else refresh();
+    }
   };
-  for (const name of ["INIT", "ACK", "END", "ERROR", "TIMEOUT", "RETRY", "SEND", "HAPPY_END", "DEAD", "CANCELLED", "reset"]) src.addEventListener(name, onEvent);
+  for (const name of ["INIT", "ACK", "PROGRESS", "END", "ERROR", "TIMEOUT", "RETRY", "SEND", "HAPPY_END", "DEAD", "CANCELLED", "reset"]) src.addEventListener(name, onEvent);
   src.onerror = async () => {
     if (src.readyState === EventSource.CLOSED) { refresh(); return; }
     if (!lastFinal) return; // a dropped connection: EventSource resumes by itself
@@ -293,6 +300,15 @@ async function viewTask(v, id) {
 }
 
 const FINAL_EVENTS = ["HAPPY_END", "DEAD", "CANCELLED"];
+
+// progressCell shows a step's progress report ({value, message, at}) as a
+// bar, its percentage and message; an empty cell for none.
+function progressCell(p) {
+  if (!p) return h("td", { "data-role": "progress" });
+  const pct = Math.round(p.value * 100) + "%";
+  return h("td", { "data-role": "progress", title: "reported " + fmtTime(p.at) },
+    h("progress", { max: "1", value: String(p.value) }), " " + pct + (p.message ? " " + p.message : ""));
+}
 
 // fmtDetail shows an event's detail as JSON, with a RETRY's due time (ms
 // since the epoch) as a local time and how long after the event it is.
