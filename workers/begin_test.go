@@ -152,6 +152,7 @@ func (b *bundle) firehoseEntries(task string) map[int64]string {
 // TestDelayedTaskRunsWhenDue: a satellite's promote loop brings a delayed
 // task's entry token to its step when due, not before.
 func TestDelayedTaskRunsWhenDue(t *testing.T) {
+	t.Parallel()
 	redistest.ForEachBackend(t, func(t *testing.T, be redistest.Backend) {
 		b := setup(t, be, beginYAML)
 		m := NewMux()

@@ -24,6 +24,7 @@ steps:
 `
 
 func TestTimeoutThenRetry(t *testing.T) {
+	t.Parallel()
 	redistest.ForEachBackend(t, func(t *testing.T, be redistest.Backend) {
 		b := setup(t, be, oneStep)
 		m := NewMux()
@@ -77,6 +78,7 @@ func TestPanicIsAnErrorWithTheStackInTheLogOnly(t *testing.T) {
 // is stopped) is delivered again and again; past its attempts it goes to
 // the dead letters while other tasks keep flowing.
 func TestPoisonTokenIsDeadLetteredWhileOthersFlow(t *testing.T) {
+	t.Parallel()
 	redistest.ForEachBackend(t, func(t *testing.T, be redistest.Backend) {
 		b := setup(t, be, `
 name: one
@@ -147,6 +149,7 @@ steps:
 // visibility timeout renews its claim, so a second satellite does not
 // reclaim and rerun it.
 func TestRenewedHandlerIsNotRunTwice(t *testing.T) {
+	t.Parallel()
 	redistest.ForEachBackend(t, func(t *testing.T, be redistest.Backend) {
 		if !be.Real {
 			// miniredis's XCLAIM JUSTID counts a delivery and its idle
@@ -250,7 +253,9 @@ func (h *countingHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis
 // FLUSHALL or an eviction would): the reader recreates its groups with
 // backoff, work flows again, and the command rate stays bounded.
 func TestNoGroupRecoversWithoutSpinning(t *testing.T) {
+	t.Parallel()
 	redistest.ForEachBackend(t, func(t *testing.T, be redistest.Backend) {
+		t.Parallel() // each backend counts its own client's commands
 		b := setup(t, be, oneStep)
 		hook := &countingHook{}
 		b.rdb.AddHook(hook)
@@ -297,6 +302,7 @@ func TestNoGroupRecoversWithoutSpinning(t *testing.T) {
 }
 
 func TestShutdownUnderLoadLosesNothing(t *testing.T) {
+	t.Parallel()
 	redistest.ForEachBackend(t, func(t *testing.T, be redistest.Backend) {
 		b := setup(t, be, twoStep)
 		m := func() *Mux {
@@ -363,6 +369,7 @@ steps:
 // satellite with a pending token is kept until that token was reclaimed;
 // one with nothing pending is removed.
 func TestDeadConsumersRemovedOnlyWhenNothingPending(t *testing.T) {
+	t.Parallel()
 	redistest.ForEachBackend(t, func(t *testing.T, be redistest.Backend) {
 		if !be.Real {
 			// miniredis reports every consumer's idle time as -1 ms.

@@ -23,6 +23,7 @@ steps:
 // still run no more handlers than its pool allows, and run every token it
 // read.
 func TestPoolLimitAcrossPartitions(t *testing.T) {
+	t.Parallel()
 	redistest.ForEachBackend(t, func(t *testing.T, be redistest.Backend) {
 		b := setup(t, be, fourPartitions)
 		var running, most atomic.Int64

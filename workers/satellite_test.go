@@ -165,6 +165,7 @@ steps:
 `
 
 func TestTwoSatellitesShareAStep(t *testing.T) {
+	t.Parallel()
 	redistest.ForEachBackend(t, func(t *testing.T, be redistest.Backend) {
 		b := setup(t, be, twoStep)
 		mk := func() *Mux {
@@ -203,6 +204,7 @@ func TestTwoSatellitesShareAStep(t *testing.T) {
 // (stops without acknowledging); s2 finishes them after the visibility
 // timeout, each task's state changing exactly once.
 func TestCrashedSatelliteTokensAreReclaimed(t *testing.T) {
+	t.Parallel()
 	redistest.ForEachBackend(t, func(t *testing.T, be redistest.Backend) {
 		b := setup(t, be, twoStep)
 		started := make(chan struct{}, 100)
@@ -263,6 +265,7 @@ func TestCrashedSatelliteTokensAreReclaimed(t *testing.T) {
 // shutdown timeout and the cancel grace, leaves the token pending for the
 // reclaimer, and says so in the log.
 func TestStopWithAHandlerThatIgnoresCancellation(t *testing.T) {
+	t.Parallel()
 	b := setup(t, redistest.Backends()[0], `
 name: stuck
 version: 1.0.0

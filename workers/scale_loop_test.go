@@ -14,6 +14,7 @@ import (
 // TestPoolGrowsUnderBacklog: with a backlog and every worker busy the pool
 // grows from min towards max; idle, it returns to min.
 func TestPoolGrowsUnderBacklog(t *testing.T) {
+	t.Parallel()
 	redistest.ForEachBackend(t, func(t *testing.T, be redistest.Backend) {
 		b := setup(t, be, `
 name: one

@@ -14,10 +14,12 @@ package redistest
 
 import (
 	"bufio"
+	"flag"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -67,6 +69,22 @@ func Slow(t testing.TB, what string) {
 	t.Helper()
 	if !Integration() {
 		t.Skipf("slow (%s): runs with %s=1, see README \"Tests\"", what, IntegrationEnv)
+	}
+}
+
+// WaitingTests lets up to n of a package's parallel tests (those that
+// call t.Parallel) run at once, unless -test.parallel was given. Call it
+// from TestMain before m.Run. The tests that call t.Parallel spend their
+// seconds waiting on timers, Redis and child processes, not computing, so
+// the default (one per CPU) would leave a small machine idle.
+func WaitingTests(n int) {
+	flag.Parse()
+	given := false
+	flag.Visit(func(f *flag.Flag) { given = given || f.Name == "test.parallel" })
+	if !given {
+		if err := flag.Set("test.parallel", strconv.Itoa(n)); err != nil {
+			panic(err)
+		}
 	}
 }
 
