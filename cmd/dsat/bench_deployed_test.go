@@ -15,6 +15,7 @@ import (
 // TestBenchDeployed runs "dsat serve" and "dsat worker" as children of the
 // bench, checks the figures and that both children are gone afterwards.
 func TestBenchDeployed(t *testing.T) {
+	t.Parallel()
 	srv := redistest.Start(t)
 	code, out, errs := cli(t, nil, "bench", "--json", "--redis", "redis://"+srv.Addr, "--mode", "deployed",
 		"--tasks", "600", "--steps", "2", "--batch", "100", "--clients", "2")
@@ -43,6 +44,7 @@ func TestBenchDeployed(t *testing.T) {
 // TestBenchConcurrencyFlag: without --concurrency the steps get the
 // pipeline's default (autoscaled) pools, with it fixed pools of N.
 func TestBenchConcurrencyFlag(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		args     []string
 		min, max int

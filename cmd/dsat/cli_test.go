@@ -88,6 +88,7 @@ func TestGraph(t *testing.T) {
 }
 
 func TestCLIErrors(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	for _, tc := range []struct {
 		name string
@@ -135,6 +136,7 @@ func TestRefusesEvictingRedis(t *testing.T) {
 }
 
 func TestEnvironmentVariables(t *testing.T) {
+	t.Parallel()
 	code, _, errs := runCLI(t, map[string]string{"DSAT_REDIS_URL": "redis://127.0.0.1:1", "DSAT_PIPELINES": "../../examples"}, "", "serve")
 	if code != 1 || !strings.Contains(errs, "cannot reach Redis at redis://127.0.0.1:1") {
 		t.Fatalf("env vars not used: %d %s", code, errs)
@@ -144,6 +146,7 @@ func TestEnvironmentVariables(t *testing.T) {
 // TestBenchOnRealRedis: against redis-server the drain reports Redis's CPU
 // per task-step, and --cpuprofile writes a profile.
 func TestBenchOnRealRedis(t *testing.T) {
+	t.Parallel()
 	srv := redistest.Start(t)
 	prof := filepath.Join(t.TempDir(), "drain.prof")
 	code, out, errs := runCLI(t, nil, "", "bench", "--json", "--redis", "redis://"+srv.Addr, "--mode", "drain",
@@ -161,18 +164,22 @@ func TestBenchOnRealRedis(t *testing.T) {
 }
 
 func TestBenchVerifiesEveryTask(t *testing.T) {
+	t.Parallel()
 	for _, args := range [][]string{
 		{"--mode", "drain", "--tasks", "300", "--steps", "3", "--fanout", "2"},
 		{"--mode", "steady", "--rate", "100", "--duration", "500ms", "--steps", "2"},
 	} {
-		code, out, errs := runCLI(t, nil, "", append([]string{"bench", "--json"}, args...)...)
-		var res benchResult
-		if code != 0 || json.Unmarshal([]byte(out), &res) != nil || res.Errors != 0 || res.Tasks == 0 || !res.Embedded {
-			t.Fatalf("bench %v: exit %d\n%s\n%s", args, code, out, errs)
-		}
-		if want := 3; args[1] == "drain" && res.Steps != want+2 {
-			t.Fatalf("fan-out of 2 over 3 steps runs %d steps per task, want 5", res.Steps)
-		}
+		t.Run(args[1], func(t *testing.T) {
+			t.Parallel()
+			code, out, errs := runCLI(t, nil, "", append([]string{"bench", "--json"}, args...)...)
+			var res benchResult
+			if code != 0 || json.Unmarshal([]byte(out), &res) != nil || res.Errors != 0 || res.Tasks == 0 || !res.Embedded {
+				t.Fatalf("bench %v: exit %d\n%s\n%s", args, code, out, errs)
+			}
+			if want := 3; args[1] == "drain" && res.Steps != want+2 {
+				t.Fatalf("fan-out of 2 over 3 steps runs %d steps per task, want 5", res.Steps)
+			}
+		})
 	}
 }
 

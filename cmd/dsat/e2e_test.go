@@ -59,6 +59,7 @@ func checkTail(t *testing.T, api string) {
 }
 
 func TestDevEndToEnd(t *testing.T) {
+	t.Parallel()
 	otlp := newOTLPReceiver(t)
 	p := start(t, []string{"OTEL_EXPORTER_OTLP_ENDPOINT=" + otlp.url, "OTEL_BSP_SCHEDULE_DELAY=50"},
 		"dev", "--addr", "127.0.0.1:0", "--log-format", "json")
@@ -83,6 +84,7 @@ func TestDevEndToEnd(t *testing.T) {
 }
 
 func TestServeAndTwoWorkersOnRealRedis(t *testing.T) {
+	t.Parallel()
 	srv := redistest.Start(t)
 	redisURL := "redis://" + srv.Addr
 	serve := start(t, nil, "serve", "--redis", redisURL, "--pipelines", "../../examples", "--addr", "127.0.0.1:0", "--log-format", "json")

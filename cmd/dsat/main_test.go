@@ -17,15 +17,43 @@ import (
 	"github.com/dsat-dev/dsat/internal/redistest"
 )
 
-// binPath is the dsat binary built once for the end-to-end tests: in the
-// full suite (DSAT_INTEGRATION=1, as in CI) with the race detector, for the
-// long-running processes (dev, serve, worker); in the fast `go test ./...`
-// the plain build, since a race build costs about 15 s here. cliPath is a
-// plain build for the short CLI calls (a race-enabled binary takes about a
-// second to start here).
+// binPath is the dsat binary the end-to-end tests run: in the full suite
+// (DSAT_INTEGRATION=1, as in CI) a build with the race detector, for the
+// long-running processes (dev, serve, worker), since a race build costs
+// about 15 s here. cliPath is a plain build for the short CLI calls (a
+// race-enabled binary takes about a second to start here). In the fast
+// `go test ./...` both are this test binary, which holds all of dsat's
+// code and runs as dsat in the processes the tests start (see TestMain):
+// building dsat once more would cost seconds of a cold build.
 var binPath, cliPath string
 
+// asDsat, set in the environment of the processes the fast suite starts,
+// makes this test binary run dsat's main instead of the tests. (Not
+// DSAT_*: bench --mode deployed drops those from its children's
+// environment.)
+const asDsat = "GO_TEST_BINARY_RUNS_DSAT"
+
 func TestMain(m *testing.M) {
+	// go test starts a test binary with -test.* flags first; started with
+	// asDsat=1 or with dsat's arguments, this binary is dsat: a process an
+	// end-to-end test started, or one that dsat itself started (bench
+	// --mode deployed runs os.Executable()). It never runs the tests
+	// there, which would start processes again.
+	if os.Getenv(asDsat) == "1" || len(os.Args) > 1 && !strings.HasPrefix(os.Args[1], "-test.") {
+		main() // exits
+	}
+	redistest.WaitingTests(16)
+	if !redistest.Integration() && !raceEnabled {
+		self, err := os.Executable()
+		if err != nil {
+			panic(err)
+		}
+		binPath, cliPath = self, self
+		if err := os.Setenv(asDsat, "1"); err != nil { // inherited by the processes the tests start
+			panic(err)
+		}
+		os.Exit(m.Run())
+	}
 	dir, err := os.MkdirTemp("", "dsat-bin-")
 	if err != nil {
 		panic(err)

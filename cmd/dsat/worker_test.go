@@ -18,6 +18,7 @@ import (
 // loads the scripts) and 503, saying why, when Redis is gone; /healthz
 // stays 200.
 func TestWorkerReadyz(t *testing.T) {
+	t.Parallel()
 	mr := miniredis.RunT(t)
 	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr(), MaxRetries: -1})
 	t.Cleanup(func() { rdb.Close() })
