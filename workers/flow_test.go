@@ -22,6 +22,7 @@ steps:
 // the tokens wait, the step before it goes on — and after resume they
 // all run.
 func TestPauseHoldsStep(t *testing.T) {
+	t.Parallel()
 	redistest.ForEachBackend(t, func(t *testing.T, be redistest.Backend) {
 		b := setup(t, be, flowYAML)
 		var runsB atomic.Int32
@@ -73,6 +74,7 @@ func TestPauseHoldsStep(t *testing.T) {
 // keeps the slow step's backlog at most 10 plus the fast step's pool (its
 // tokens in flight), and every task gets through.
 func TestBackpressure(t *testing.T) {
+	t.Parallel()
 	redistest.ForEachBackend(t, func(t *testing.T, be redistest.Backend) {
 		b := setup(t, be, flowYAML)
 		m := NewMux()

@@ -17,6 +17,7 @@ import (
 // every 1s: each slot gets one task, and Stop ends every loop (goleak
 // checks).
 func TestSchedulersFireEachSlotOnce(t *testing.T) {
+	t.Parallel()
 	redistest.ForEachBackend(t, func(t *testing.T, be redistest.Backend) {
 		rdb, _ := be.New(t)
 		p, err := dsat.ParsePipeline("p.yaml", []byte("name: p\nversion: 1.0.0\npartitions: 2\nsteps:\n  a: {handler: echo}\n"))
