@@ -1,3 +1,5 @@
+//go:build integration
+
 package integration
 
 import (
@@ -15,7 +17,8 @@ var dsatBin string
 
 // TestMain builds dsat for the suite; without DSAT_INTEGRATION=1 (or
 // DSAT_REQUIRE_REDIS=1) it builds nothing and every test skips: the suite
-// takes minutes, and `go test ./...` is the fast check.
+// takes minutes. (The fast `go test ./...` does not even compile it: these
+// files need -tags integration.)
 func TestMain(m *testing.M) {
 	if !redistest.Integration() {
 		os.Exit(m.Run())

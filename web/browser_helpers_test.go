@@ -1,30 +1,23 @@
+//go:build integration
+
 package web_test
 
 import (
 	"context"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"testing"
 	"time"
 
-	"github.com/alicebob/miniredis/v2"
 	"github.com/chromedp/chromedp"
-	"github.com/redis/go-redis/v9"
-	"github.com/rs/zerolog"
 
 	"github.com/dsat-dev/dsat/dsat"
-	"github.com/dsat-dev/dsat/httpapi"
-	"github.com/dsat-dev/dsat/web"
 )
 
-// browserEnv is what the dashboard's browser tests share: an API with the
-// dashboard on miniredis for one pipeline, and headless Chromium.
+// browserEnv is what the dashboard's browser tests share: the API with
+// the dashboard (dashboardEnv), and headless Chromium.
 type browserEnv struct {
-	ctx    context.Context
-	rdb    *redis.Client
-	c      *dsat.Client
-	srv    *httptest.Server
+	*dashboardEnv
 	chrome string
 }
 
@@ -39,30 +32,7 @@ func newBrowserEnv(t *testing.T, pipelineYAML string) *browserEnv {
 		}
 		t.Skip("chromium not found: apt-get install chromium to run the browser test")
 	}
-	e := newDashboardEnv(t, pipelineYAML)
-	e.chrome = chrome
-	return e
-}
-
-// newDashboardEnv is a browserEnv without a browser: the API with the
-// dashboard, for plain HTTP requests.
-func newDashboardEnv(t *testing.T, pipelineYAML string) *browserEnv {
-	t.Helper()
-	mr := miniredis.RunT(t)
-	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
-	t.Cleanup(func() { rdb.Close() })
-	p, err := dsat.ParsePipeline("demo.yaml", []byte(pipelineYAML))
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := dsat.NewClient(rdb, dsat.Config{}, p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	api := httpapi.NewRouter(httpapi.Config{Client: c, Logger: zerolog.Nop(), Static: web.Handler()})
-	srv := httptest.NewServer(api)
-	t.Cleanup(func() { api.Close(); srv.Close() })
-	return &browserEnv{ctx: context.Background(), rdb: rdb, c: c, srv: srv}
+	return &browserEnv{dashboardEnv: newDashboardEnv(t, pipelineYAML), chrome: chrome}
 }
 
 // firstToken reads the task's token waiting at step, as a worker would.

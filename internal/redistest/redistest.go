@@ -9,7 +9,9 @@
 //
 // The slow tests (the fault and cluster suite in integration/, and a few
 // long cases elsewhere) call Slow first: they run only with
-// DSAT_INTEGRATION=1, so that `go test ./...` stays a fast check.
+// DSAT_INTEGRATION=1, so that `go test ./...` stays a fast check. The
+// browser tests and integration/ also carry the build tag IntegrationTag:
+// the full suite is DSAT_INTEGRATION=1 go test -race -tags integration ./...
 package redistest
 
 import (
@@ -55,6 +57,14 @@ func RequireBinary(t testing.TB, name string) string {
 // IntegrationEnv names the switch of the full suite: with
 // DSAT_INTEGRATION=1 the slow tests run too.
 const IntegrationEnv = "DSAT_INTEGRATION"
+
+// IntegrationTag is the build tag of the test files that need more than
+// Go and Redis: the dashboard's browser tests (chromedp, Chromium) in web/
+// and the fault and cluster suite in integration/. The fast
+// `go test ./...` does not even compile them (a cold build of chromedp and
+// of those tests is a good part of its time); the full suite passes
+// -tags integration.
+const IntegrationTag = "integration"
 
 // Integration says whether the full suite runs: DSAT_INTEGRATION=1, or
 // DSAT_REQUIRE_REDIS=1 (CI's "skip nothing"), which implies it so that a

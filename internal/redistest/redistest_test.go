@@ -7,7 +7,7 @@ import (
 )
 
 // TestCIRunsTheFullSuite: CI must run the slow tests (DSAT_INTEGRATION=1)
-// and may skip nothing for want of redis-server, chromium, python3 or node,
+// and the tagged ones (-tags integration), and may skip nothing for want of redis-server, chromium, python3 or node,
 // so that a skipped test never counts as a pass there.
 func TestCIRunsTheFullSuite(t *testing.T) {
 	b, err := os.ReadFile("../../.ci/run")
@@ -19,7 +19,7 @@ func TestCIRunsTheFullSuite(t *testing.T) {
 		if len(f) == 0 || f[0] == "#" || f[0] == "echo" || !strings.Contains(line, "go test") || strings.Contains(line, "-fuzz") {
 			continue
 		}
-		for _, want := range []string{IntegrationEnv + "=1", "DSAT_REQUIRE_REDIS=1", "DSAT_REQUIRE_BROWSER=1", "DSAT_REQUIRE_PYTHON=1", "DSAT_REQUIRE_NODE=1", "-race", "./..."} {
+		for _, want := range []string{IntegrationEnv + "=1", "DSAT_REQUIRE_REDIS=1", "DSAT_REQUIRE_BROWSER=1", "DSAT_REQUIRE_PYTHON=1", "DSAT_REQUIRE_NODE=1", "-race", "-tags " + IntegrationTag, "./..."} {
 			if !strings.Contains(line, want) {
 				t.Errorf(".ci/run runs the tests without %s: %s", want, line)
 			}

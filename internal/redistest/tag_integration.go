@@ -1,0 +1,6 @@
+//go:build integration
+
+package redistest
+
+// Tagged says whether this build has the integration tag (IntegrationTag).
+const Tagged = true
