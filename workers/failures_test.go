@@ -49,6 +49,7 @@ func TestTimeoutThenRetry(t *testing.T) {
 }
 
 func TestPanicIsAnErrorWithTheStackInTheLogOnly(t *testing.T) {
+	t.Parallel()
 	redistest.ForEachBackend(t, func(t *testing.T, be redistest.Backend) {
 		b := setup(t, be, oneStep)
 		m := NewMux()

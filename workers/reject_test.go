@@ -71,6 +71,7 @@ func toLegacy(v map[string]any) {
 // satellite: the entry goes to the dead letters, the token dies with the
 // reason, the task ends failed with DEAD, and a retry completes it.
 func TestRejectedEntriesEndTheirTask(t *testing.T) {
+	t.Parallel()
 	redistest.ForEachBackend(t, func(t *testing.T, be redistest.Backend) {
 		b := setup(t, be, `
 name: rej
@@ -166,6 +167,7 @@ steps:
 // the payload limit ends the task failed with the reason, instead of
 // queueing a token no satellite accepts.
 func TestJoinOverTheLimitEndsTheTask(t *testing.T) {
+	t.Parallel()
 	redistest.ForEachBackend(t, func(t *testing.T, be redistest.Backend) {
 		b := setup(t, be, `
 name: big

@@ -35,6 +35,7 @@ func TestWordcount(t *testing.T) {
 // satellite) on each backend for one task of gowords.yaml, then stops it.
 func TestRunsATask(t *testing.T) {
 	redistest.ForEachBackend(t, func(t *testing.T, be redistest.Backend) {
+		t.Parallel() // each stop waits out a 2 s blocking read
 		rdb, _ := be.New(t)
 		addr := rdb.(*redis.Client).Options().Addr
 		ctx, cancel := context.WithCancel(context.Background())

@@ -1,4 +1,4 @@
-package redistest
+package redistest_test
 
 import (
 	"go/parser"
@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	. "github.com/dsat-dev/dsat/internal/redistest" // an external test: redistest is not compiled twice
 )
 
 // TestFullSuiteHasTheTag: the full suite without -tags integration would
