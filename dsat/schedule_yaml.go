@@ -2,6 +2,7 @@ package dsat
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 
@@ -119,4 +120,16 @@ func scheduleDuplicates(p *Pipeline, seen map[string]string) []error {
 		seen[s.ID] = p.File
 	}
 	return errs
+}
+
+// ScheduleDuplicates returns an error naming each schedule id that more
+// than one of ps declares (schedule ids are global; LoadPipelines checks
+// the files of one folder the same way).
+func ScheduleDuplicates(ps []*Pipeline) error {
+	seen := map[string]string{}
+	var errs []error
+	for _, p := range ps {
+		errs = append(errs, scheduleDuplicates(p, seen)...)
+	}
+	return errors.Join(errs...)
 }

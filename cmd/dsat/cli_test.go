@@ -37,6 +37,16 @@ func TestValidate(t *testing.T) {
 	if code, _, _ := runCLI(t, nil, "", "validate"); code != 2 {
 		t.Fatalf("no files: exit %d", code)
 	}
+	// Schedule ids are global: two files declaring one are an error.
+	dir := t.TempDir()
+	for _, name := range []string{"one", "two"} {
+		os.WriteFile(filepath.Join(dir, name+".yaml"), []byte("name: "+name+"\nversion: 1.0.0\nsteps:\n  a: {handler: echo}\n"+
+			"schedules:\n  dup: {every: 1m}\n"), 0o644)
+	}
+	code, _, errs = runCLI(t, nil, "", "validate", filepath.Join(dir, "one.yaml"), filepath.Join(dir, "two.yaml"))
+	if code != 1 || !strings.Contains(errs, `schedule "dup" is also declared in`) {
+		t.Fatalf("duplicate schedule ids: exit %d %s", code, errs)
+	}
 }
 
 // TestValidateHandlers: validate and serve refuse what no worker of this

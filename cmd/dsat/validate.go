@@ -38,16 +38,23 @@ func runValidate(ctx context.Context, env *cliEnv, args []string) error {
 		return usagef("name at least one pipeline file")
 	}
 	bad := 0
+	var loaded []*dsat.Pipeline
 	for _, f := range fs.Args() {
 		p, err := dsat.LoadPipelineFile(f)
 		if err == nil {
 			err = checkHandlers([]*dsat.Pipeline{p}, *handlers)
+		}
+		if err == nil {
+			// Schedule ids are global: one declared in an earlier file too
+			// is an error of this one.
+			err = dsat.ScheduleDuplicates(append(loaded, p))
 		}
 		if err != nil {
 			bad++
 			fmt.Fprintln(env.stderr, unprefixed(err.Error()))
 			continue
 		}
+		loaded = append(loaded, p)
 		fmt.Fprintf(env.stdout, "%s: ok (pipeline %s %s, %d steps)\n", f, p.Name, p.Version, len(p.Order))
 	}
 	if bad > 0 {
