@@ -155,6 +155,7 @@ steps:
 // held step alone), and run when it is resumed (a token's wait counts
 // from the end of the hold).
 func TestPausedStepDoesNotTimeOut(t *testing.T) {
+	t.Parallel()
 	redistest.ForEachBackend(t, func(t *testing.T, be redistest.Backend) {
 		b := setup(t, be, queueTimeoutYAML)
 		m := NewMux()
