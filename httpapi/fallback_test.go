@@ -1,7 +1,6 @@
 package httpapi
 
 import (
-	"github.com/dsat-dev/dsat/dsat"
 	"github.com/rs/zerolog"
 	"net/http"
 	"net/http/httptest"
@@ -19,14 +18,7 @@ func TestFallbackAnswersAreProblems(t *testing.T) {
 	files := http.FileServer(http.FS(fstest.MapFS{"index.html": {Data: []byte("<p>dashboard</p>")}}))
 	// Not newEnv: its OpenAPI check refuses the dashboard's paths.
 	rdb, _ := redistest.Backends()[0].New(t)
-	p, err := dsat.ParsePipeline("demo.yaml", []byte(testYAML))
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := dsat.NewClient(rdb, dsat.Config{}, p)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := demoClient(t, rdb)
 	api := NewRouter(Config{Client: c, Logger: zerolog.Nop(), Static: files})
 	srv := httptest.NewServer(api)
 	t.Cleanup(func() { api.Close(); srv.Close() })
