@@ -208,14 +208,10 @@ func (a *API) routes() chi.Router {
 			r.Post("/schedules/{id}/resume", a.pauseSchedule(false))
 		})
 	})
-	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
-		writeProblem(w, r, http.StatusNotFound, "not-found", "no route "+r.Method+" "+r.URL.Path+"; see the API table in the README")
-	})
-	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
-		writeProblem(w, r, http.StatusMethodNotAllowed, "method-not-allowed", r.Method+" is not allowed on "+r.URL.Path)
-	})
+	r.NotFound(notFound)
+	r.MethodNotAllowed(methodNotAllowed(r))
 	if a.cfg.Static != nil {
-		r.Handle("/*", a.cfg.Static)
+		r.Handle("/*", staticOrNotFound(a.cfg.Static))
 	}
 	return r
 }

@@ -29,6 +29,20 @@ steps:
   c: {handler: echo, breaker: {failures: 1, within: 1m, open_for: 1m}}
 `
 
+// demoClient is a client of the demo pipeline (testYAML) on rdb.
+func demoClient(t *testing.T, rdb redis.UniversalClient) *dsat.Client {
+	t.Helper()
+	p, err := dsat.ParsePipeline("demo.yaml", []byte(testYAML))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := dsat.NewClient(rdb, dsat.Config{}, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
 // env is an API on a real HTTP server with a satellite behind it.
 type env struct {
 	t    *testing.T
@@ -48,14 +62,7 @@ type envOpt func(*Config)
 func newEnv(t *testing.T, b redistest.Backend, opts ...envOpt) *env {
 	t.Helper()
 	rdb, mini := b.New(t)
-	p, err := dsat.ParsePipeline("demo.yaml", []byte(testYAML))
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := dsat.NewClient(rdb, dsat.Config{}, p)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := demoClient(t, rdb)
 	e := &env{t: t, rdb: rdb, mini: mini, c: c, release: make(chan struct{})}
 	cfg := Config{Client: c, Logger: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel), Heartbeat: 200 * time.Millisecond}
 	for _, o := range opts {

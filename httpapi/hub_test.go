@@ -9,7 +9,6 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/dsat-dev/dsat/dsat"
 	"github.com/dsat-dev/dsat/internal/redistest"
 )
 
@@ -17,14 +16,8 @@ import (
 // owner (hubs) and an exit: close stops them and returns once they have.
 func TestHubsCloseStopsReaders(t *testing.T) {
 	rdb, _ := redistest.Backends()[1].New(t) // real Redis: a blocked XREAD does not end with its context
-	p, err := dsat.ParsePipeline("demo.yaml", []byte(testYAML))
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := dsat.NewClient(rdb, dsat.Config{}, p)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := demoClient(t, rdb)
+	p, _ := c.Pipeline("demo")
 	hs := newHubs(c, zerolog.Nop(), NewMetrics(c))
 	for n := 0; n < p.Partitions; n++ {
 		if _, err := hs.subscribe(context.Background(), p.Partition(n), newSubscriber("")); err != nil {

@@ -50,6 +50,9 @@ func FromEnv(ctx context.Context, service string) (*sdktrace.TracerProvider, err
 	default:
 		return nil, fmt.Errorf("%w: OTLP protocol %q: dsat sends OTLP/HTTP with JSON (set http/json and a receiver's HTTP endpoint, usually port 4318)", ErrConfig, p)
 	}
+	if err := checkSampler(getenv); err != nil {
+		return nil, err
+	}
 	headers, err := parseHeaders(first(getenv, "OTEL_EXPORTER_OTLP_TRACES_HEADERS", "OTEL_EXPORTER_OTLP_HEADERS"))
 	if err != nil {
 		return nil, err
@@ -70,6 +73,26 @@ func FromEnv(ctx context.Context, service string) (*sdktrace.TracerProvider, err
 	exp := &Exporter{URL: endpoint, Headers: headers, Timeout: timeout}
 	return sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp), sdktrace.WithResource(res),
 		sdktrace.WithIDGenerator(IDGenerator{})), nil
+}
+
+// checkSampler refuses an OTEL_TRACES_SAMPLER the SDK does not know, or a
+// ratio that is not a number in [0, 1]: the SDK would only log it and
+// sample everything, which is not what the operator asked for.
+func checkSampler(getenv func(string) string) error {
+	name, arg := getenv("OTEL_TRACES_SAMPLER"), getenv("OTEL_TRACES_SAMPLER_ARG")
+	switch name {
+	case "", "always_on", "always_off", "parentbased_always_on", "parentbased_always_off":
+		return nil
+	case "traceidratio", "parentbased_traceidratio":
+		if arg == "" {
+			return nil // the SDK's default ratio, 1
+		}
+		if r, err := strconv.ParseFloat(arg, 64); err != nil || r < 0 || r > 1 {
+			return fmt.Errorf("%w: OTEL_TRACES_SAMPLER_ARG=%q: want a ratio from 0 to 1, e.g. 0.1", ErrConfig, arg)
+		}
+		return nil
+	}
+	return fmt.Errorf("%w: OTEL_TRACES_SAMPLER=%q: use always_on, always_off, traceidratio or parentbased_always_on, parentbased_always_off, parentbased_traceidratio", ErrConfig, name)
 }
 
 // tracesURL is the traces endpoint: OTEL_EXPORTER_OTLP_TRACES_ENDPOINT as

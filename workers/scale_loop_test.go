@@ -2,6 +2,7 @@ package workers
 
 import (
 	"context"
+	"slices"
 	"syscall"
 	"testing"
 	"time"
@@ -72,9 +73,18 @@ func TestIdleSatelliteCPU(t *testing.T) {
 		_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 		return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 	}
-	c0, w0 := cpu(), time.Now()
-	time.Sleep(5 * time.Second)
-	share := float64(cpu()-c0) / float64(time.Since(w0))
+	// The median of five 1-second windows: the process also runs the
+	// garbage collector and the tails of earlier tests (-count, -race),
+	// which show up as one busy window, not as the satellite's idle cost.
+	shares := make([]float64, 5)
+	for i := range shares {
+		c0, w0 := cpu(), time.Now()
+		time.Sleep(time.Second)
+		shares[i] = float64(cpu()-c0) / float64(time.Since(w0))
+	}
+	slices.Sort(shares)
+	share := shares[len(shares)/2]
+	t.Logf("windows %.3f", shares)
 	t.Logf("idle satellite (2 steps x 2 partitions, default timings, -race=%v): %.3f%% of a core", raceEnabled, 100*share)
 	limit := 0.005
 	if raceEnabled {

@@ -216,15 +216,17 @@ type deployment struct {
 // "dsat serve" and "dsat worker" on free loopback ports and waits until
 // both are ready. stop stops them and removes what was made.
 func (b *bench) startDeployment(ctx context.Context) (d *deployment, stop func(), err error) {
+	// The clean-up and the deployment are locals: every "return nil, nil,
+	// err" sets the named results to nil before the deferred clean-up runs.
 	var undo []func()
-	stop = func() {
+	cleanup := func() {
 		for i := len(undo) - 1; i >= 0; i-- {
 			undo[i]()
 		}
 	}
 	defer func() {
 		if err != nil {
-			stop()
+			cleanup()
 		}
 	}()
 	exe, err := os.Executable()
@@ -250,28 +252,28 @@ func (b *bench) startDeployment(ctx context.Context) (d *deployment, stop func()
 	satID := fmt.Sprintf("bench-%d", os.Getpid())
 	common := []string{"--redis", b.url, "--pipelines", dir, "--prefix", "dsatbench", "--log-level", *b.o.logLevel, "--log-format", "json"}
 	const grace = 15 * time.Second
-	d = &deployment{api: "http://" + apiAddr}
-	if d.serve, err = b.startChild(exe, "serve", append(common, "--addr", apiAddr, "--token=")...); err != nil {
+	dep := &deployment{api: "http://" + apiAddr}
+	if dep.serve, err = b.startChild(exe, "serve", append(common, "--addr", apiAddr, "--token=")...); err != nil {
 		return nil, nil, err
 	}
-	undo = append(undo, func() { d.serve.stop(grace) })
-	if d.worker, err = b.startChild(exe, "worker", append(common, "--addr", workerAddr, "--id", satID, "--steps=", "--shutdown-timeout", "5s")...); err != nil {
+	undo = append(undo, func() { dep.serve.stop(grace) })
+	if dep.worker, err = b.startChild(exe, "worker", append(common, "--addr", workerAddr, "--id", satID, "--steps=", "--shutdown-timeout", "5s")...); err != nil {
 		return nil, nil, err
 	}
 	undo = append(undo, func() {
-		d.worker.stop(grace)
+		dep.worker.stop(grace)
 		b.rdb.Del(context.Background(), b.c.Keys().Satellite(satID)) // gone already after a clean stop
 	})
 	tr := &http.Transport{MaxIdleConnsPerHost: 64}
 	undo = append(undo, tr.CloseIdleConnections)
-	d.hc = &http.Client{Transport: tr, Timeout: 60 * time.Second}
-	if err := waitHTTP200(ctx, d.hc, d.api+"/readyz", 30*time.Second, d.serve, d.worker); err != nil {
+	dep.hc = &http.Client{Transport: tr, Timeout: 60 * time.Second}
+	if err := waitHTTP200(ctx, dep.hc, dep.api+"/readyz", 30*time.Second, dep.serve, dep.worker); err != nil {
 		return nil, nil, err
 	}
-	if err := waitHTTP200(ctx, d.hc, "http://"+workerAddr+"/readyz", 30*time.Second, d.serve, d.worker); err != nil {
+	if err := waitHTTP200(ctx, dep.hc, "http://"+workerAddr+"/readyz", 30*time.Second, dep.serve, dep.worker); err != nil {
 		return nil, nil, err
 	}
-	return d, stop, nil
+	return dep, cleanup, nil
 }
 
 // submission is the POSTs of a deployed run, in flight.
