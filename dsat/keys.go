@@ -96,6 +96,11 @@ func (k Keys) BreakerFailures(pipeline, step string) string {
 	return k.prefix + ":{breakers}:fails:" + pipeline + "/" + step
 }
 
+// BreakerTransitions is a hash counting each breaker's transitions since
+// the key was made: field "pipeline/step|to", to one of open, half_open
+// and closed (lua/breaker.lua; read for the Prometheus metrics).
+func (k Keys) BreakerTransitions() string { return k.prefix + ":{breakers}:transitions" }
+
 // Paused is the hash of pauses (dsat.Paused): field "pipeline" or
 // "pipeline/step", value when it was paused (ms). One key outside the
 // partitions: every satellite reads it.

@@ -195,13 +195,19 @@ function drawGraph(container, p) {
     const load = h("text", { class: "load", x: x + 8, y: y + 38 }, "");
     const fail = h("text", { class: "load fail", x: x + 8, y: y + 53 }, "");
     const failTip = h("title", {}, FAIL_TIP);
+    // A badge on the node's top edge while its circuit breaker is open or
+    // half open (GET /v1/pipelines/{name}: steps[].breaker.state).
+    const badgeText = h("text", { x: x + W - 44, y: y + 3, "text-anchor": "middle" }, "");
+    const badgeTip = h("title", {}, "");
+    const badge = h("g", { class: "breaker", "data-role": "breaker", display: "none" },
+      h("rect", { x: x + W - 88, y: y - 8, width: 84, height: 15, rx: 7 }), badgeText, badgeTip);
     const g = h("g", { class: "node " + kind, "data-step": s.name },
       s.join ? h("rect", { class: "outer", x: x - 4, y: y - 4, width: W + 8, height: H + 8, rx: 9 }) : null,
       h("rect", { x, y, width: W, height: H, rx: 6 }),
       h("text", { class: "name", x: x + 8, y: y + 18 }, s.name, h("tspan", { class: "muted" }, " " + s.handler + (s.join ? " · join" : s.routes ? " · switch" : ""))),
-      load, h("g", { "data-role": "counts" }, failTip, fail));
+      load, h("g", { "data-role": "counts" }, failTip, fail), badge);
     svg.append(g);
-    nodes.set(s.name, { g, load, fail });
+    nodes.set(s.name, { g, load, fail, badge, badgeText, badgeTip });
   }
   container.replaceChildren(svg);
   return { nodes, last: new Map(), at: Date.now() };
@@ -223,6 +229,17 @@ function updateLoad(drawn, p) {
     n.fail.textContent = `done ${l.processed} · failed attempts ${l.failed}`;
     n.g.classList.toggle("busy", l.busy > 0);
     n.g.classList.toggle("failing", l.failed > 0);
+    const br = s.breaker && s.breaker.state;
+    if (br) {
+      n.badge.removeAttribute("display");
+      n.badge.dataset.state = br.state;
+      n.badgeText.textContent = br.state === "open" ? "breaker open" : "half open";
+      n.badgeTip.textContent = br.state === "open" ? `circuit breaker open until ${fmtTime(br.until)}: no new token is begun` :
+        `circuit breaker half open: one probe token runs (its lease ends ${fmtTime(br.until)})`;
+    } else {
+      n.badge.setAttribute("display", "none");
+      n.badge.dataset.state = "closed";
+    }
   }
   drawn.at = now;
 }
