@@ -43,7 +43,11 @@ func runTail(ctx context.Context, env *cliEnv, args []string) error {
 		after = fs.String("after", "", "start after this event (its seq; with --pipeline, its id)")
 		pipeline = fs.String("pipeline", "", "follow every event of this pipeline instead of one task")
 	}
-	if hasFlag(args, "pipeline") {
+	// A first parse tells the two forms apart; each then parses for real.
+	probe := newFlagSet("tail", env)
+	addAPIFlags(probe, env)
+	extra(probe)
+	if probe.Parse(args) == nil && *pipeline != "" {
 		return tailPipeline(ctx, env, args, extra, func() (string, string) { return *after, *pipeline })
 	}
 	c, id, err := oneTaskID(env, "tail", args, extra)
@@ -235,21 +239,6 @@ func breakerDetail(raw json.RawMessage) string {
 		return d.State
 	}
 	return d.State + " until " + d.Until.Local().Format("15:04:05.000")
-}
-
-// hasFlag reports whether args set the flag name (-name, --name, with or
-// without =value), before the first non-flag argument.
-func hasFlag(args []string, name string) bool {
-	for _, a := range args {
-		if !strings.HasPrefix(a, "-") || a == "--" {
-			return false
-		}
-		a = strings.TrimLeft(a, "-")
-		if a == name || strings.HasPrefix(a, name+"=") {
-			return true
-		}
-	}
-	return false
 }
 
 // tailPipeline follows a pipeline's feed until interrupted, reconnecting

@@ -143,7 +143,8 @@ func TestTailPipeline(t *testing.T) {
 		fmt.Fprint(w, "id: 6-0\nevent: INIT\ndata: {\"task\":\"06h1ki9ia4001ttg3m6qbao188.demo.1.0.0\",\"pipeline\":\"demo\",\"seq\":1,\"event\":\"INIT\",\"at\":\"2026-11-29T10:00:01.000Z\"}\n\n")
 	}))
 	t.Cleanup(srv.Close)
-	code, out, errs := runCLI(t, map[string]string{"DSAT_API": srv.URL}, "", "tail", "--pipeline", "demo")
+	// --api before --pipeline: a flag's value is not taken for a task id.
+	code, out, errs := runCLI(t, nil, "", "tail", "--api", srv.URL, "--pipeline", "demo")
 	lines := strings.Split(strings.TrimSpace(out), "\n")
 	if code == 0 || len(lines) != 2 || !strings.Contains(errs, "the test's end") || resumed.Load() != "6-0" {
 		t.Fatalf("exit %d, resumed after %v\n%s%s", code, resumed.Load(), out, errs)

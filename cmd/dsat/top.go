@@ -146,7 +146,7 @@ func topFrame(ctx context.Context, c *apiClient, only, window string, interval t
 			if ss := st.Steps[s.Name]; ss != nil {
 				t = ss.Totals
 			}
-			rows = append(rows, []string{p.Pipeline.Name, s.Name, backlog, running, fmt.Sprintf("%.1f", float64(t.Ended)/covered),
+			rows = append(rows, []string{p.Pipeline.Name, s.Name, backlog, running, topRate(float64(t.Ended) / covered),
 				fmt.Sprint(t.Failed), fmt.Sprint(t.Dead), topMS(t.RunP50MS), topMS(t.RunP95MS), topState(p.Pipeline.Paused || s.Paused, s.Breaker)})
 		}
 	}
@@ -178,6 +178,15 @@ func writeColumns(w io.Writer, rows [][]string, first, last int) {
 		}
 		fmt.Fprintln(w, strings.TrimRight(b.String(), " "))
 	}
+}
+
+// topRate shows a rate per second with two digits after the point below
+// 10 (a token a minute is 0.02/s), one above.
+func topRate(r float64) string {
+	if r < 10 {
+		return fmt.Sprintf("%.2f", r)
+	}
+	return fmt.Sprintf("%.1f", r)
 }
 
 // topMS shows a latency in milliseconds, "-" for none.
