@@ -81,6 +81,8 @@ type Client struct {
 	// entryBacklogs caches the entry step backlog of pipelines whose entry
 	// has a max_backlog (checkEntryBacklog).
 	entryBacklogs backlogCache
+	// prio: which pipelines use priorities (priority.go).
+	prio priorityState
 }
 
 // compiled is a pipeline with what the scripts need precomputed.

@@ -13,41 +13,58 @@ import (
 // envelope's fields (see ParseEnvelope), or nothing for an entry deleted
 // while pending.
 type Entry struct {
-	Part   Partition
-	ID     string
-	Values map[string]any
+	Part Partition
+	// Priority is the level of the stream the entry is in (Keys.StepAt).
+	Priority Priority
+	ID       string
+	Values   map[string]any
 }
 
 // StepReader reads the streams of one step, over all of a pipeline
 // version's partitions, as one consumer of the step's group: what a
 // satellite's reader does. It is not safe for concurrent use.
+//
+// It reads the normal level's stream of each partition until
+// EnablePriorities adds the high and low ones (priority.go); streams are
+// numbered partition by partition, normal first, then high, then low.
 type StepReader struct {
 	c        *Client
+	p        *Pipeline
 	step     string
 	consumer string
-	parts    []Partition
+	parts    []Partition // of each stream
+	levels   []Priority  // of each stream
 	keys     []string
 	cluster  bool
 	rot      int // cluster round-robin position
+
+	prio *levelReader // nil until EnablePriorities
 }
 
 // NewStepReader returns a reader of step's streams for consumer.
 func (c *Client) NewStepReader(p *Pipeline, step, consumer string) *StepReader {
-	r := &StepReader{c: c, step: step, consumer: consumer}
-	for n := 0; n < p.Partitions; n++ {
-		part := p.Partition(n)
-		r.parts = append(r.parts, part)
-		r.keys = append(r.keys, c.keys.Step(part, step))
-	}
+	r := &StepReader{c: c, p: p, step: step, consumer: consumer}
+	r.addLevel(PriorityNormal)
 	_, r.cluster = c.rdb.(*redis.ClusterClient)
 	return r
 }
 
-// Partitions is the number of partitions (streams) the reader covers.
-func (r *StepReader) Partitions() int { return len(r.parts) }
+// addLevel adds the level's stream of every partition.
+func (r *StepReader) addLevel(level Priority) {
+	for n := 0; n < r.p.Partitions; n++ {
+		part := r.p.Partition(n)
+		r.parts = append(r.parts, part)
+		r.levels = append(r.levels, level)
+		r.keys = append(r.keys, r.c.keys.StepAt(part, r.step, level))
+	}
+}
 
-// Partition is the n-th partition.
-func (r *StepReader) Partition(n int) Partition { return r.parts[n] }
+// Streams is the number of streams the reader covers: one per partition,
+// three once priorities are enabled.
+func (r *StepReader) Streams() int { return len(r.keys) }
+
+// Stream is the partition and priority level of the n-th stream.
+func (r *StepReader) Stream(n int) (Partition, Priority) { return r.parts[n], r.levels[n] }
 
 // IsNoGroup reports whether err says a step's consumer group is missing
 // (the stream was flushed, evicted or deleted): create the groups again.
@@ -56,7 +73,11 @@ func IsNoGroup(err error) bool { return redis.HasErrorPrefix(err, "NOGROUP") }
 // EnsureGroups creates the step's consumer group on every partition's
 // stream (MKSTREAM; an existing group is fine).
 func (r *StepReader) EnsureGroups(ctx context.Context) error {
-	for _, key := range r.keys {
+	return r.ensureGroups(ctx, r.keys)
+}
+
+func (r *StepReader) ensureGroups(ctx context.Context, keys []string) error {
+	for _, key := range keys {
 		err := r.c.rdb.XGroupCreateMkStream(ctx, key, r.step, "0").Err()
 		if err != nil && !redis.HasErrorPrefix(err, "BUSYGROUP") {
 			return fmt.Errorf("dsat: create consumer group %s on %s: %w", r.step, key, err)
@@ -73,7 +94,7 @@ func (r *StepReader) entries(res []redis.XStream) []Entry {
 				continue
 			}
 			for _, m := range st.Messages {
-				out = append(out, Entry{Part: r.parts[i], ID: m.ID, Values: m.Values})
+				out = append(out, Entry{Part: r.parts[i], Priority: r.levels[i], ID: m.ID, Values: m.Values})
 			}
 		}
 	}
@@ -93,7 +114,7 @@ func (r *StepReader) read(ctx context.Context, streams []string, count int, bloc
 }
 
 // ReadOwn returns up to count of this consumer's pending entries of
-// partition n after the entry id after ("0" for the first): a reply to a
+// stream n after the entry id after ("0" for the first): a reply to a
 // blocking read may have arrived after the client gave up.
 func (r *StepReader) ReadOwn(ctx context.Context, n int, after string, count int) ([]Entry, error) {
 	return r.read(ctx, []string{r.keys[n], after}, count, -1)
@@ -106,6 +127,14 @@ func (r *StepReader) ReadOwn(ctx context.Context, n int, after string, count int
 // round-robin without blocking, and a short blocking read waits on one
 // when all were empty.
 func (r *StepReader) ReadNew(ctx context.Context, count int, block time.Duration) ([]Entry, error) {
+	if r.prio != nil {
+		return r.prio.read(ctx, count, block)
+	}
+	return r.readAll(ctx, count, block)
+}
+
+// readAll is ReadNew over every stream the reader covers.
+func (r *StepReader) readAll(ctx context.Context, count int, block time.Duration) ([]Entry, error) {
 	if !r.cluster || len(r.keys) == 1 {
 		args := make([]string, 0, 2*len(r.keys))
 		args = append(args, r.keys...)
@@ -126,7 +155,7 @@ func (r *StepReader) ReadNew(ctx context.Context, count int, block time.Duration
 	return r.read(ctx, []string{r.keys[r.rot%len(r.keys)], ">"}, count, min(block, 250*time.Millisecond))
 }
 
-// Claim takes over up to count entries of partition n that sat
+// Claim takes over up to count entries of stream n that sat
 // un-acknowledged longer than minIdle, scanning from the cursor start
 // ("0-0" for a new scan); it returns them, the ids of pending entries
 // whose payload was deleted, and the cursor to go on with ("0-0" when the
@@ -140,7 +169,7 @@ func (r *StepReader) Claim(ctx context.Context, n int, minIdle time.Duration, st
 	}
 	claimed = make([]Entry, len(msgs))
 	for i, m := range msgs {
-		claimed[i] = Entry{Part: r.parts[n], ID: m.ID, Values: m.Values}
+		claimed[i] = Entry{Part: r.parts[n], Priority: r.levels[n], ID: m.ID, Values: m.Values}
 	}
 	return claimed, deleted, next, nil
 }
@@ -148,14 +177,18 @@ func (r *StepReader) Claim(ctx context.Context, n int, minIdle time.Duration, st
 // Deliveries returns how many times each entry was delivered (0 when
 // unknown), in one round trip: the poison-message counter.
 func (r *StepReader) Deliveries(ctx context.Context, entries []Entry) []int64 {
-	key := map[Partition]string{}
+	type stream struct {
+		part  Partition
+		level Priority
+	}
+	key := map[stream]string{}
 	for i, p := range r.parts {
-		key[p] = r.keys[i]
+		key[stream{p, r.levels[i]}] = r.keys[i]
 	}
 	cmds := make([]*redis.XPendingExtCmd, len(entries))
 	_, _ = r.c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, e := range entries {
-			cmds[i] = p.XPendingExt(ctx, &redis.XPendingExtArgs{Stream: key[e.Part], Group: r.step, Start: e.ID, End: e.ID, Count: 1})
+			cmds[i] = p.XPendingExt(ctx, &redis.XPendingExtArgs{Stream: key[stream{e.Part, e.Priority}], Group: r.step, Start: e.ID, End: e.ID, Count: 1})
 		}
 		return nil
 	})

@@ -52,9 +52,9 @@ func (c *Client) Retry(ctx context.Context, id string) (int, error) {
 	keys := []string{c.keys.Task(p, id), c.keys.TaskLog(p, id), c.keys.Firehose(p), c.keys.Dead(p)}
 	args := []any{id, ms(c.cfg.Now()), c.cfg.FirehoseMaxLen, EnvelopeVersion.API()}
 	for _, s := range cp.allSteps {
-		keys = append(keys, c.keys.Step(p, s))
 		args = append(args, s)
 	}
+	keys = append(keys, c.levelStreams(p, cp.allSteps)...)
 	r, err := c.runScript(ctx, lua.Retry, keys, args...)
 	if err != nil {
 		return 0, err

@@ -88,7 +88,7 @@ func (c *Client) taskKeys(d Delivery) (Partition, []string, error) {
 	if err != nil {
 		return Partition{}, nil, err
 	}
-	return p, []string{c.keys.Task(p, d.Task), c.keys.TaskLog(p, d.Task), c.keys.Firehose(p), c.keys.Step(p, d.Step)}, nil
+	return p, []string{c.keys.Task(p, d.Task), c.keys.TaskLog(p, d.Task), c.keys.Firehose(p), c.keys.StepAt(p, d.Step, d.Priority)}, nil
 }
 
 // Begin records that worker took the token (event ACK). Run the handler
@@ -252,9 +252,9 @@ func (c *Client) Promote(ctx context.Context, p Partition, limit int) (int, erro
 	keys := []string{c.keys.Retry(p), c.keys.Dead(p)}
 	args := []any{ms(c.cfg.Now()), limit}
 	for _, s := range cp.allSteps {
-		keys = append(keys, c.keys.Step(p, s))
 		args = append(args, s)
 	}
+	keys = append(keys, c.levelStreams(p, cp.allSteps)...)
 	r, err := c.runScript(ctx, lua.Promote, keys, args...)
 	if err != nil {
 		return 0, err
@@ -268,8 +268,10 @@ func (c *Client) Promote(ctx context.Context, p Partition, limit int) (int, erro
 // an entry that names a live token of a known task ends that token as a
 // final failure (ERROR, then DEAD when nothing else is alive; the task
 // becomes failed and `retry` re-drives it), recorded by worker.
-func (c *Client) DeadLetterEntry(ctx context.Context, p Partition, step, entryID string, values map[string]any, reason, worker string) error {
-	if ok, err := c.rejectToken(ctx, step, entryID, values, reason, worker); err != nil || ok {
+//
+// The entry is in the stream of step's priority level (Entry.Priority).
+func (c *Client) DeadLetterEntry(ctx context.Context, p Partition, level Priority, step, entryID string, values map[string]any, reason, worker string) error {
+	if ok, err := c.rejectToken(ctx, level, step, entryID, values, reason, worker); err != nil || ok {
 		return err
 	}
 	raw, _ := json.Marshal(values)
@@ -283,7 +285,7 @@ func (c *Client) DeadLetterEntry(ctx context.Context, p Partition, step, entryID
 	if len(reason) > maxErrorText {
 		reason = reason[:maxErrorText] + "..."
 	}
-	stream := c.keys.Step(p, step)
+	stream := c.keys.StepAt(p, step, level)
 	_, err := c.rdb.TxPipelined(ctx, func(pipe redis.Pipeliner) error {
 		pipe.XAdd(ctx, &redis.XAddArgs{Stream: c.keys.Dead(p), Values: []any{
 			"task", task, "pipeline", p.Pipeline, "step", step, "entry", entryID,
@@ -301,7 +303,7 @@ func (c *Client) DeadLetterEntry(ctx context.Context, p Partition, step, entryID
 
 // rejectToken ends the token a rejected entry names, through the fail
 // script (a final failure); false when the entry names no live token.
-func (c *Client) rejectToken(ctx context.Context, step, entryID string, values map[string]any, reason, worker string) (bool, error) {
+func (c *Client) rejectToken(ctx context.Context, level Priority, step, entryID string, values map[string]any, reason, worker string) (bool, error) {
 	vals := entryValues(values) // either format, unchecked
 	str := func(k string) string { return vals[k] }
 	task, token := str(fTask), str(fToken)
@@ -316,7 +318,7 @@ func (c *Client) rejectToken(ctx context.Context, step, entryID string, values m
 	if c.CheckPayload(payload) != nil {
 		payload = []byte("null") // a re-drive must not carry what was refused
 	}
-	d := Delivery{Envelope: Envelope{Task: task, Step: step, Token: token, Attempt: attempt, Payload: payload},
+	d := Delivery{Envelope: Envelope{Task: task, Step: step, Token: token, Attempt: attempt, Payload: payload, Priority: level},
 		EntryID: entryID, Worker: worker}
 	o, _, err := c.Fail(ctx, d, Failure{Message: reason, Final: true})
 	if err != nil {
@@ -333,7 +335,7 @@ func (c *Client) Renew(ctx context.Context, d Delivery) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	n, err := lua.Renew.Run(ctx, c.rdb, []string{c.keys.Step(tid.Partition, d.Step)}, d.Step, d.Worker, d.EntryID).Int()
+	n, err := lua.Renew.Run(ctx, c.rdb, []string{c.keys.StepAt(tid.Partition, d.Step, d.Priority)}, d.Step, d.Worker, d.EntryID).Int()
 	if err != nil {
 		return false, fmt.Errorf("dsat: renew: %w", err)
 	}
@@ -352,6 +354,7 @@ type batchGroup struct {
 type groupKey struct {
 	part         Partition
 	step, worker string
+	level        Priority // the tokens' streams (Keys.StepAt)
 }
 
 // BeginBatch is Begin for many tokens: one script call per partition and
@@ -386,10 +389,10 @@ func (c *Client) beginCalls(ds []Delivery, errs []error) []*batchGroup {
 			errs[i] = err
 			continue
 		}
-		gk := groupKey{p, d.Step, d.Worker}
+		gk := groupKey{p, d.Step, d.Worker, d.Priority}
 		g, ok := index[gk]
 		if !ok {
-			g = &batchGroup{keys: []string{c.keys.Firehose(p), c.keys.Step(p, d.Step)},
+			g = &batchGroup{keys: []string{c.keys.Firehose(p), c.keys.StepAt(p, d.Step, d.Priority)},
 				args: []any{now, c.cfg.FirehoseMaxLen, d.Step, d.Worker}}
 			index[gk] = g
 			groups = append(groups, g)
@@ -458,13 +461,13 @@ func (c *Client) completeCalls(cs []Completion, errs []error) []*batchGroup {
 			errs[i] = fmt.Errorf("output of step %s: %w", d.Step, err)
 			continue
 		}
-		gk := groupKey{p, d.Step, d.Worker}
+		gk := groupKey{p, d.Step, d.Worker, d.Priority}
 		g, ok := index[gk]
 		if !ok {
-			g = &batchGroup{keys: []string{c.keys.Firehose(p), c.keys.Step(p, d.Step)},
+			g = &batchGroup{keys: []string{c.keys.Firehose(p), c.keys.StepAt(p, d.Step, d.Priority)},
 				args: append([]any{now, c.cfg.FirehoseMaxLen, c.cfg.Retention.Milliseconds(), EnvelopeVersion.API(), d.Step, d.Worker}, route...)}
 			for _, s := range cp.streams[d.Step] {
-				g.keys = append(g.keys, c.keys.Step(p, s))
+				g.keys = append(g.keys, c.keys.StepAt(p, s, d.Priority))
 			}
 			index[gk] = g
 			groups = append(groups, g)

@@ -36,6 +36,9 @@ type Envelope struct {
 	Payload []byte
 	TS      int64  // when the token was emitted (Unix ms)
 	Trace   string // optional W3C traceparent
+	// Priority is the task's priority (field pr, only when not normal);
+	// a token waits in the stream of its level (Keys.StepAt).
+	Priority Priority
 }
 
 // Envelope field names. The Lua scripts write the same fields when they
@@ -63,6 +66,7 @@ const (
 	fPayload = "payload"
 	fTS      = "ts"
 	fTrace   = "trace"
+	fPr      = "pr" // 1.1 only, and only for high or low
 )
 
 // headerParts names the parts of a 1.1 header, in order.
@@ -80,6 +84,9 @@ func (e Envelope) Fields() []any {
 	}
 	if e.Trace != "" {
 		out = append(out, fTrace, e.Trace)
+	}
+	if e.Priority != PriorityNormal {
+		out = append(out, fPr, e.Priority.String())
 	}
 	return out
 }
@@ -143,7 +150,7 @@ func parsePacked(values map[string]any, maxPayload int) (Envelope, error) {
 	}
 	for k := range values {
 		switch k {
-		case fH, fPayload, fCT, fTrace:
+		case fH, fPayload, fCT, fTrace, fPr:
 		default:
 			return unknownField(k)
 		}
@@ -185,6 +192,12 @@ func parsePacked(values map[string]any, maxPayload int) (Envelope, error) {
 		return Envelope{}, err
 	}
 	e.V = v
+	if pr, ok := values[fPr]; ok {
+		s, _ := pr.(string)
+		if e.Priority, err = ParsePriority(s); err != nil || e.Priority == PriorityNormal {
+			return badEnvelope(fPr, "must be high or low")
+		}
+	}
 	return e, nil
 }
 

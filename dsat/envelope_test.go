@@ -257,3 +257,55 @@ func TestCheckTrace(t *testing.T) {
 		}
 	}
 }
+
+// TestEnvelopePriority (issue 16): a high or low token carries pr; a
+// normal one has no such field; pr must be high or low.
+func TestEnvelopePriority(t *testing.T) {
+	e := sampleEnvelope()
+	for _, level := range []Priority{PriorityHigh, PriorityLow} {
+		e.Priority = level
+		f := fieldsMap(e.Fields())
+		if f["pr"] != level.String() {
+			t.Fatalf("fields %v, want pr=%s", f, level)
+		}
+		got, err := ParseEnvelope(f, 0)
+		if err != nil || got.Priority != level || !sameEnvelope(got, e) {
+			t.Fatalf("round trip of %s: %+v %v", level, got, err)
+		}
+	}
+	e.Priority = PriorityNormal
+	if _, ok := fieldsMap(e.Fields())["pr"]; ok {
+		t.Fatal("a normal token has a field pr")
+	}
+	for _, bad := range []string{"normal", "", "urgent"} {
+		f := fieldsMap(e.Fields())
+		f["pr"] = bad
+		if _, err := ParseEnvelope(f, 0); !errors.Is(err, ErrInvalidEnvelope) {
+			t.Fatalf("pr=%q: %v, want ErrInvalidEnvelope", bad, err)
+		}
+	}
+}
+
+func TestParsePriority(t *testing.T) {
+	for s, want := range map[string]Priority{"high": PriorityHigh, "normal": PriorityNormal, "": PriorityNormal, "low": PriorityLow} {
+		if got, err := ParsePriority(s); err != nil || got != want {
+			t.Fatalf("%q: %v %v", s, got, err)
+		}
+	}
+	for _, bad := range []string{"HIGH", "urgent", "1", strings.Repeat("x", 100)} {
+		_, err := ParsePriority(bad)
+		if !errors.Is(err, ErrInvalidPriority) || len(err.Error()) > 120 {
+			t.Fatalf("%q: %v", bad, err)
+		}
+	}
+	// The order of reads: 6 high, 3 normal, 1 low in every 10.
+	n := map[Priority]int{}
+	for _, level := range priorityOrder {
+		n[level]++
+	}
+	for level, w := range PriorityWeights {
+		if n[level] != w {
+			t.Fatalf("priorityOrder has %d %s, want %d", n[level], level, w)
+		}
+	}
+}

@@ -41,6 +41,8 @@ var (
 	ErrBacklogFull = errors.New("dsat: the entry step's backlog is full")
 	// ErrInvalidTrace means a trace context is not a W3C traceparent.
 	ErrInvalidTrace = errors.New("dsat: invalid traceparent")
+	// ErrInvalidPriority: a priority other than high, normal or low.
+	ErrInvalidPriority = errors.New("dsat: invalid priority")
 	// ErrIdempotencyConflict means an idempotency key was reused with a
 	// different payload.
 	ErrIdempotencyConflict = errors.New("dsat: idempotency key reused with a different payload")

@@ -94,11 +94,33 @@ func (h *harness) read(step string) []dsat.Delivery {
 	var out []dsat.Delivery
 	for n := 0; n < h.p.Partitions; n++ {
 		part := h.p.Partition(n)
+		for _, level := range dsat.Levels {
+			out = append(out, h.readLevel(part, level, step)...)
+		}
+	}
+	return out
+}
+
+// readLevel reads the new entries of one priority level's stream of step
+// (creating the group of a high or low stream on first use).
+func (h *harness) readLevel(part dsat.Partition, level dsat.Priority, step string) []dsat.Delivery {
+	h.t.Helper()
+	var out []dsat.Delivery
+	key := h.c.Keys().StepAt(part, step, level)
+	if level != dsat.PriorityNormal {
+		if n, err := h.rdb.Exists(h.ctx, key).Result(); err != nil || n == 0 {
+			return nil // no such stream: nothing to read (and no key made)
+		}
+		if err := h.rdb.XGroupCreate(h.ctx, key, step, "0").Err(); err != nil && !redis.HasErrorPrefix(err, "BUSYGROUP") {
+			h.t.Fatalf("create group: %v", err)
+		}
+	}
+	{
 		res, err := h.rdb.XReadGroup(h.ctx, &redis.XReadGroupArgs{
-			Group: step, Consumer: h.worker, Streams: []string{h.c.Keys().Step(part, step), ">"}, Count: 100, Block: -1,
+			Group: step, Consumer: h.worker, Streams: []string{key, ">"}, Count: 100, Block: -1,
 		}).Result()
 		if errors.Is(err, redis.Nil) {
-			continue
+			return nil
 		}
 		if err != nil {
 			h.t.Fatalf("xreadgroup %s: %v", step, err)
@@ -106,7 +128,7 @@ func (h *harness) read(step string) []dsat.Delivery {
 		for _, m := range res[0].Messages {
 			env, err := dsat.ParseEnvelope(m.Values, 0)
 			if err != nil {
-				if err := h.c.DeadLetterEntry(h.ctx, part, step, m.ID, m.Values, err.Error(), h.worker); err != nil {
+				if err := h.c.DeadLetterEntry(h.ctx, part, level, step, m.ID, m.Values, err.Error(), h.worker); err != nil {
 					h.t.Fatalf("dead-letter entry: %v", err)
 				}
 				continue
@@ -304,16 +326,21 @@ func (h *harness) streamsEmpty() {
 	h.t.Helper()
 	for n := 0; n < h.p.Partitions; n++ {
 		for _, s := range h.p.Order {
-			key := h.c.Keys().Step(h.p.Partition(n), s)
-			if l := h.rdb.XLen(h.ctx, key).Val(); l != 0 {
-				h.t.Fatalf("stream %s still holds %d entries", key, l)
-			}
-			pend, err := h.rdb.XPending(h.ctx, key, s).Result()
-			if err != nil {
-				h.t.Fatal(err)
-			}
-			if pend.Count != 0 {
-				h.t.Fatalf("stream %s has %d pending entries", key, pend.Count)
+			for _, level := range dsat.Levels {
+				key := h.c.Keys().StepAt(h.p.Partition(n), s, level)
+				if level != dsat.PriorityNormal && h.rdb.Exists(h.ctx, key).Val() == 0 {
+					continue // a level no task used
+				}
+				if l := h.rdb.XLen(h.ctx, key).Val(); l != 0 {
+					h.t.Fatalf("stream %s still holds %d entries", key, l)
+				}
+				pend, err := h.rdb.XPending(h.ctx, key, s).Result()
+				if err != nil {
+					h.t.Fatal(err)
+				}
+				if pend.Count != 0 {
+					h.t.Fatalf("stream %s has %d pending entries", key, pend.Count)
+				}
 			}
 		}
 	}

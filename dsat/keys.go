@@ -47,6 +47,18 @@ func (k Keys) base(p Partition) string { return k.prefix + ":" + p.Tag() + ":" }
 // for the step.
 func (k Keys) Step(p Partition, step string) string { return k.base(p) + "s:" + step }
 
+// StepAt is the stream of step's tokens of one priority level (same
+// consumer group): Step for normal, Step + ":hi" / ":lo" for high and low.
+// A step name holds no ':', so no level's key is another step's.
+func (k Keys) StepAt(p Partition, step string, level Priority) string {
+	return k.base(p) + "s:" + step + level.streamSuffix()
+}
+
+// Priorities is the hash of the pipelines that use priorities: field the
+// pipeline's name, value when it was first marked (ms). One key outside
+// the partitions: every satellite reads it (see priority.go).
+func (k Keys) Priorities() string { return k.prefix + ":priorities" }
+
 // Task is a hash: the task's state.
 func (k Keys) Task(p Partition, task string) string { return k.base(p) + "t:" + task }
 

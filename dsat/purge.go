@@ -9,7 +9,8 @@ import (
 )
 
 // Purge deletes every key of every partition and version of the named
-// pipeline (its tasks, streams, retries and dead letters), on each master
+// pipeline (its tasks, streams of every priority level, retries and dead
+// letters, and its mark as a pipeline that uses priorities), on each master
 // of a cluster, and returns how many it deleted. It is for benchmarks and
 // tests: work in flight is lost.
 func (c *Client) Purge(ctx context.Context, pipeline string) (int64, error) {
@@ -56,6 +57,13 @@ func (c *Client) Purge(ctx context.Context, pipeline string) (int64, error) {
 		err = cc.ForEachMaster(ctx, func(ctx context.Context, node *redis.Client) error { return purge(ctx, node) })
 	} else {
 		err = purge(ctx, c.rdb)
+	}
+	if err == nil { // its priority mark too (priority.go)
+		err = c.rdb.HDel(ctx, c.keys.Priorities(), pipeline).Err()
+		c.prio.mu.Lock()
+		delete(c.prio.marked, pipeline)
+		delete(c.prio.on, pipeline)
+		c.prio.mu.Unlock()
 	}
 	if err != nil {
 		return n.Load(), fmt.Errorf("dsat: purge %s: %w", pipeline, err)

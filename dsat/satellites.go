@@ -88,7 +88,8 @@ func (c *Client) Satellites(ctx context.Context) ([]SatelliteInfo, error) {
 }
 
 // StepLoads measures each step's backlog (entries not yet delivered) and
-// pending tokens (delivered, not acknowledged) over every partition, in one
+// pending tokens (delivered, not acknowledged) over every partition (and
+// priority level, for a pipeline that uses priorities), in one
 // round trip. Acknowledged entries are deleted, so a stream's length is
 // exactly backlog + pending. With no steps named, it measures them all.
 func (c *Client) StepLoads(ctx context.Context, p *Pipeline, steps ...string) (map[string]StepLoad, error) {
@@ -100,11 +101,14 @@ func (c *Client) StepLoads(ctx context.Context, p *Pipeline, steps ...string) (m
 		pend *redis.XPendingCmd
 	}
 	all := map[string][]cmds{}
+	levels := c.levels(ctx, p) // normal only, unless p uses priorities
 	_, err := c.rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
 		for _, s := range steps {
 			for n := 0; n < p.Partitions; n++ {
-				key := c.keys.Step(p.Partition(n), s)
-				all[s] = append(all[s], cmds{pipe.XLen(ctx, key), pipe.XPending(ctx, key, s)})
+				for _, level := range levels {
+					key := c.keys.StepAt(p.Partition(n), s, level)
+					all[s] = append(all[s], cmds{pipe.XLen(ctx, key), pipe.XPending(ctx, key, s)})
+				}
 			}
 		}
 		return nil

@@ -42,6 +42,8 @@ type TaskState struct {
 	// Deadline is when the task is cancelled if it has not ended (absent
 	// for a task submitted without one).
 	Deadline *Time `json:"deadline,omitempty"`
+	// Priority is the task's priority: high, normal or low.
+	Priority Priority `json:"priority"`
 }
 
 // StepState is one step's part of a task's state: its latest token's
@@ -109,6 +111,7 @@ func stateFromHash(id string, h map[string]string) *TaskState {
 		t := msTime(v)
 		st.Deadline = &t
 	}
+	st.Priority, _ = ParsePriority(h["pr"])
 	latest := map[string]int{} // step -> its latest token
 	for f, v := range h {
 		switch {

@@ -34,6 +34,11 @@ type SubmitOptions struct {
 	// RunAt, and at most MaxDelay ahead. The satellites and dsat serve look
 	// for overdue tasks about once a second.
 	Deadline time.Time
+	// Priority is the task's priority (every task of a batch): its steps
+	// begin waiting high tokens before normal ones before low ones,
+	// without starving low ones (see priority.go). The zero value is
+	// normal.
+	Priority Priority
 }
 
 // MaxDelay is how far ahead a submission may be delayed.
@@ -55,6 +60,11 @@ func (c *Client) Submit(ctx context.Context, pipeline string, payload []byte, op
 	}
 	if err := c.checkEntryBacklog(ctx, c.latest[pipeline], opts, 1); err != nil {
 		return Submitted{}, err
+	}
+	if opts.Priority != PriorityNormal {
+		if err := c.markPriorities(ctx, pipeline); err != nil {
+			return Submitted{}, err
+		}
 	}
 	r, err := c.runScript(ctx, lua.Submit, calls[0].keys, calls[0].args...)
 	if err != nil {
@@ -83,6 +93,11 @@ func (c *Client) SubmitBatch(ctx context.Context, pipeline string, payloads [][]
 	}
 	if err := c.checkEntryBacklog(ctx, c.latest[pipeline], o, len(payloads)); err != nil {
 		return nil, err
+	}
+	if o.Priority != PriorityNormal {
+		if err := c.markPriorities(ctx, pipeline); err != nil {
+			return nil, err
+		}
 	}
 	replies, errs := c.pipelineScripts(ctx, lua.Submit, len(calls), func(g int) ([]string, []any) {
 		return calls[g].keys, calls[g].args
@@ -149,6 +164,9 @@ func (c *Client) submitCalls(pipeline string, payloads [][]byte, opts SubmitOpti
 	if err := CheckTrace(opts.Trace); err != nil {
 		return nil, err
 	}
+	if opts.Priority < PriorityLow || opts.Priority > PriorityHigh {
+		return nil, fmt.Errorf("%w: %d", ErrInvalidPriority, opts.Priority)
+	}
 	if len(opts.IdempotencyKey) > 255 {
 		return nil, fmt.Errorf("%w: idempotency key longer than 255 bytes", ErrInvalidPayload)
 	}
@@ -182,9 +200,10 @@ func (c *Client) submitCalls(pipeline string, payloads [][]byte, opts SubmitOpti
 		}
 		call, ok := byPart[part]
 		if !ok {
-			call = &submitCall{part: part, keys: []string{c.keys.Firehose(part), c.keys.Step(part, p.Entry), c.keys.Retry(part), c.keys.Deadlines(part)},
+			call = &submitCall{part: part, keys: []string{c.keys.Firehose(part), c.keys.StepAt(part, p.Entry, opts.Priority), c.keys.Retry(part), c.keys.Deadlines(part)},
 				args: []any{ms(now), idem, c.cfg.FirehoseMaxLen, EnvelopeVersion.API(), p.Version.String(),
-					DefaultContentType, p.Entry, opts.Trace, p.Name, c.cfg.IdempotencyTTL.Milliseconds(), digest, runAt, deadline}}
+					DefaultContentType, p.Entry, opts.Trace, p.Name, c.cfg.IdempotencyTTL.Milliseconds(), digest, runAt, deadline,
+					opts.Priority.arg()}}
 			byPart[part] = call
 			calls = append(calls, call)
 		}

@@ -68,7 +68,19 @@ func (c *Client) TimeoutQueued(ctx context.Context, p Partition, step string, li
 	if st.QueueTimeout <= 0 {
 		return 0, false, nil
 	}
-	key := c.keys.Step(p, step)
+	for _, level := range c.levels(ctx, cp.p) { // normal only, unless it uses priorities
+		n, more, err := c.timeoutQueued(ctx, p, st, level, limit-timedOut)
+		if timedOut += n; err != nil || more {
+			return timedOut, more, err
+		}
+	}
+	return timedOut, false, nil
+}
+
+// timeoutQueued is TimeoutQueued for the stream of one priority level.
+func (c *Client) timeoutQueued(ctx context.Context, p Partition, st *Step, level Priority, limit int) (timedOut int, more bool, err error) {
+	step := st.Name
+	key := c.keys.StepAt(p, step, level)
 	start, err := c.undeliveredStart(ctx, key, step)
 	if err != nil || start == "" {
 		return 0, false, err
@@ -82,8 +94,8 @@ func (c *Client) TimeoutQueued(ctx context.Context, p Partition, step string, li
 	n := 0
 	for _, m := range msgs {
 		env, err := ParseEnvelope(m.Values, c.cfg.MaxPayload)
-		if err != nil {
-			continue // not a token: the step's reader dead-letters it
+		if err != nil || env.Priority != level {
+			continue // not a token of this stream: the step's reader dead-letters it
 		}
 		d := Delivery{Envelope: env, EntryID: m.ID}
 		f := Failure{Timeout: true, NotRun: true, undelivered: true,

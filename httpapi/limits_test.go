@@ -257,3 +257,42 @@ func TestSubmitRefusesUnknownParameters(t *testing.T) {
 		}
 	}
 }
+
+// TestPriorityParameter (issue 16): ?priority= gives a task, or every task
+// of a batch, its priority, shown in its state (normal by default); any
+// other value is a 400 invalid-priority.
+func TestPriorityParameter(t *testing.T) {
+	e := newEnv(t, redistest.Backends()[0])
+	r := e.do("POST", "/v1/pipelines/demo/tasks", "application/json", `{}`)
+	if g := e.do("GET", "/v1/tasks/"+r.body["id"].(string), "", ""); g.body["priority"] != "normal" {
+		t.Fatalf("default priority: %s", g.raw)
+	}
+	r = e.do("POST", "/v1/pipelines/demo/tasks?priority=high", "application/json", `{}`)
+	if r.status != 202 {
+		t.Fatalf("priority high: %d %s", r.status, r.raw)
+	}
+	if g := e.do("GET", "/v1/tasks/"+r.body["id"].(string), "", ""); g.body["priority"] != "high" {
+		t.Fatalf("state of a high task: %s", g.raw)
+	}
+	b := e.do("POST", "/v1/pipelines/demo/batch?priority=low", "application/json", `[{},{}]`)
+	if b.status != 202 {
+		t.Fatalf("batch low: %d %s", b.status, b.raw)
+	}
+	for _, id := range b.body["ids"].([]any) {
+		if g := e.do("GET", "/v1/tasks/"+id.(string), "", ""); g.body["priority"] != "low" {
+			t.Fatalf("batch task %s: %s", id, g.raw)
+		}
+	}
+	for _, route := range []string{"tasks", "batch"} {
+		for _, q := range []string{"priority=urgent", "priority=HIGH", "priority=1"} {
+			body := `{}`
+			if route == "batch" {
+				body = `[{}]`
+			}
+			r := e.do("POST", "/v1/pipelines/demo/"+route+"?"+q, "application/json", body)
+			if r.status != 400 || r.header.Get("Content-Type") != "application/problem+json" || !strings.Contains(r.raw, "invalid-priority") {
+				t.Errorf("%s?%s: %d %s", route, q, r.status, r.raw)
+			}
+		}
+	}
+}

@@ -56,6 +56,8 @@ func writeError(w http.ResponseWriter, r *http.Request, err error) {
 		writeProblem(w, r, http.StatusBadRequest, "invalid-delay", err.Error()+"; use ?delay=<Go duration, at most 8784h> or ?at=<RFC 3339 time within a year>")
 	case errors.Is(err, dsat.ErrInvalidDeadline):
 		writeProblem(w, r, http.StatusBadRequest, "invalid-deadline", err.Error()+"; use ?deadline=<Go duration such as 10m> or an RFC 3339 time, after the run time and within a year")
+	case errors.Is(err, dsat.ErrInvalidPriority):
+		writeProblem(w, r, http.StatusBadRequest, "invalid-priority", "parameter priority: "+err.Error())
 	case errors.Is(err, dsat.ErrInvalidTrace):
 		writeProblem(w, r, http.StatusBadRequest, "invalid-traceparent", "header Traceparent: "+err.Error()+"; send a W3C traceparent or no header")
 	case errors.Is(err, dsat.ErrIdempotencyConflict):

@@ -180,9 +180,9 @@ func (a *API) submit(w http.ResponseWriter, r *http.Request) {
 }
 
 // submitOptions reads the options of a submission from its query and
-// headers: ?delay= or ?at=, ?deadline=, Traceparent.
+// headers: ?delay= or ?at=, ?deadline=, ?priority=, Traceparent.
 func submitOptions(r *http.Request) (dsat.SubmitOptions, error) {
-	if err := checkParams(r, "delay", "at", "deadline"); err != nil {
+	if err := checkParams(r, "delay", "at", "deadline", "priority"); err != nil {
 		return dsat.SubmitOptions{}, err
 	}
 	at, err := runAt(r)
@@ -193,7 +193,11 @@ func submitOptions(r *http.Request) (dsat.SubmitOptions, error) {
 	if err != nil {
 		return dsat.SubmitOptions{}, err
 	}
-	return dsat.SubmitOptions{Trace: r.Header.Get("Traceparent"), RunAt: at, Deadline: dl}, nil
+	pr, err := dsat.ParsePriority(r.URL.Query().Get("priority")) // issue 16; every task of a batch
+	if err != nil {
+		return dsat.SubmitOptions{}, err
+	}
+	return dsat.SubmitOptions{Trace: r.Header.Get("Traceparent"), RunAt: at, Deadline: dl, Priority: pr}, nil
 }
 
 // deadline reads ?deadline=: a Go duration from now (10m) or an RFC 3339

@@ -4,6 +4,10 @@
 -- batch of tokens.
 -- KEYS[1] -> partition firehose           dsat:{T}:ev
 -- KEYS[2] -> the step's stream            dsat:{T}:s:<step>
+-- (KEYS[2] and every stream below are those of the priority level of the
+-- call's tokens, dsat:{T}:s:<step>:hi or :lo for high or low: dsat groups
+-- a batch by level; the next tokens take the level of KEYS[2], see
+-- lib.lua, pr and stream_level)
 -- KEYS[3..2+J] -> streams of the pipeline's joins named in ARGV[12..11+J]
 -- KEYS[3+J..2+J+T] -> streams of the step's targets named in ARGV[12+J..]
 -- KEYS[3i+J+T] -> token i's task state hash  (i = 1..n)
@@ -126,6 +130,7 @@ end
 local out = {}
 local kb, ab = 2 + nj + nt, 11 + nj + nt
 local c = context(KEYS[1], ARGV[1], ARGV[2])
+c.pr = stream_level(KEYS[2]) -- priority (issue 16): the next tokens carry it
 c.retention, c.v = ARGV[3], ARGV[4]
 for i = 1, (#KEYS - kb) / 3 do
   local a = ab + 7 * (i - 1)

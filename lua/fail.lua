@@ -4,7 +4,8 @@
 -- KEYS[1] -> task state hash              dsat:{T}:t:<task>
 -- KEYS[2] -> task event log               dsat:{T}:t:<task>:log
 -- KEYS[3] -> partition firehose           dsat:{T}:ev
--- KEYS[4] -> the step's stream            dsat:{T}:s:<step>
+-- KEYS[4] -> the step's stream of the token's priority level
+--             dsat:{T}:s:<step> (normal), ...:hi or ...:lo
 -- KEYS[5] -> retry set                    dsat:{T}:retry
 -- KEYS[6] -> dead-letter stream           dsat:{T}:dead
 -- ARGV[1] -> task id
@@ -38,6 +39,7 @@ c.retention, c.v = ARGV[9], ARGV[10]
 local tok, att, id, step, worker = ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5], ARGV[6]
 local ev, msg, mode, due, payload = ARGV[11], ARGV[12], ARGV[13], ARGV[14], ARGV[15]
 local never = ARGV[17] or ''
+c.pr = stream_level(KEYS[4]) -- a retried or snoozed token keeps its level (issue 16)
 if never == 'u' and delivered(KEYS[4], step, id) then return {2} end
 if not load(c, tok) then
   ack(KEYS[4], step, id)

@@ -36,6 +36,9 @@
 --   x:<tok> / xl  a dead token's [dead letter id, step, payload] / the list
 --   p:<step>      the step's latest progress report "<value>|<at ms>|<message>"
 --                 (progress.lua; complete removes it when the step's token ends)
+--   pr            the task's priority, high or low (absent: normal); its
+--                 tokens carry it (envelope field pr, c.pr) and wait in the
+--                 level's step streams, which the caller passes in KEYS
 --
 -- Cost model: a script reads the hash once (load, or a leaner HMGET in
 -- begin and complete), keeps seq, ntok, live and dead in locals, queues its
@@ -66,7 +69,8 @@ local function context(FH, now, maxlen)
           retention = false, v = false, W = {}, nw = 0, status = false, seq = 0, seqs = false,
           ntok = 0, ntok0 = 0, ntoks = false, live = 0, live0 = 0, dead = 0, dead0 = 0,
           pv = false, ct = false, trace = '', ol = false, tokv = false, pipeline = false,
-          out_step = false, out = false, expire = false, error = false, evs = {}, nev = 0, fh = {}, nfh = 0}
+          out_step = false, out = false, expire = false, error = false, evs = {}, nev = 0, fh = {}, nfh = 0,
+          pr = false}
 end
 
 -- new_task points the context at a task and forgets the previous one.
@@ -179,6 +183,16 @@ end
 local DEFAULT_CT = 'application/json'
 
 -- token_fields is the envelope of a token (mirrors dsat.Envelope.Fields).
+-- stream_level is the priority level a step stream's key names (issue 16):
+-- 'high' for <step>:hi, 'low' for <step>:lo, false for the normal stream
+-- (a step name holds no ':'). A script that queues the next tokens of its
+-- call's tokens takes their level from the stream it was given: no read.
+local function stream_level(key)
+  local s = string.sub(key, -3)
+  if s == ':hi' then return 'high' elseif s == ':lo' then return 'low' end
+  return false
+end
+
 local function token_fields(c, step, tok, attempt, payload, ts)
   local f = {'h', c.v .. '|' .. c.task .. '|' .. step .. '|' .. tok .. '|' .. attempt .. '|' .. c.pv .. '|' .. (ts or c.now),
              'payload', payload}
@@ -187,6 +201,10 @@ local function token_fields(c, step, tok, attempt, payload, ts)
   end
   if c.trace and c.trace ~= '' then
     f[#f + 1] = 'trace'; f[#f + 1] = c.trace
+  end
+  -- Priorities (issue 16): a high or low task's tokens carry pr.
+  if c.pr then
+    f[#f + 1] = 'pr'; f[#f + 1] = c.pr
   end
   return f
 end
@@ -208,7 +226,7 @@ local function new_token(c, stream, step, payload)
   c.ntok = c.ntok + 1
   local tok = num(c.ntok)
   c.ntoks = tok
-  if c.trace == '' and c.ct == DEFAULT_CT then
+  if c.trace == '' and c.ct == DEFAULT_CT and not c.pr then
     redis.call('XADD', stream, '*', 'h', c.v .. '|' .. c.task .. '|' .. step .. '|' .. tok .. '|1|' .. c.pv .. '|' .. c.now,
       'payload', payload)
   else

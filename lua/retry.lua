@@ -4,12 +4,16 @@
 -- KEYS[2] -> task event log               dsat:{T}:t:<task>:log
 -- KEYS[3] -> partition firehose           dsat:{T}:ev
 -- KEYS[4] -> dead-letter stream           dsat:{T}:dead
--- KEYS[5..] -> streams of the steps named in ARGV[5..], in that order
+-- KEYS[5..4+S] -> streams of the steps named in ARGV[5..], in that order
+--             (S steps; the normal level)
+-- KEYS[5+S..4+2S] -> the same steps' high streams   dsat:{T}:s:<step>:hi
+-- KEYS[5+2S..4+3S] -> the same steps' low streams   dsat:{T}:s:<step>:lo
 -- ARGV[1] -> task id
 -- ARGV[2] -> now (ms)
 -- ARGV[3] -> firehose cap, in events (approximate)
 -- ARGV[4] -> envelope format version (X.Y)
 -- ARGV[5..] -> step names of the pipeline
+-- The tokens go to the streams of the task's priority (hash field pr).
 -- Returns: {1, n} re-driven n tokens; {-1} task not found; {-3} not failed
 -- (nothing written); {-6, step} a dead token's step is not in this
 -- pipeline version (nothing written).
@@ -19,7 +23,10 @@ c.v = ARGV[4]
 if not load(c) then return {-1} end
 if c.status ~= 'failed' then return {-3} end
 local streams = {}
-for i = 5, #ARGV do streams[ARGV[i]] = KEYS[i] end
+local ns, shift = #ARGV - 4, 0
+c.pr = redis.call('HGET', c.H, 'pr')
+if c.pr == 'high' then shift = ns elseif c.pr == 'low' then shift = 2 * ns else c.pr = false end
+for i = 5, #ARGV do streams[ARGV[i]] = KEYS[i + shift] end
 local toks = split(redis.call('HGET', c.H, 'xl'))
 local dead = {}
 for i, t in ipairs(toks) do

@@ -1,7 +1,8 @@
 -- submit.lua: create tasks and queue their entry tokens. One call takes a
 -- batch of tasks of one partition (one, with an idempotency key).
 -- KEYS[1] -> partition firehose           dsat:{T}:ev
--- KEYS[2] -> entry step stream            dsat:{T}:s:<entry>
+-- KEYS[2] -> entry step stream of the tasks' priority level
+--             dsat:{T}:s:<entry>, or ...:s:<entry>:hi / :lo (ARGV[14])
 -- KEYS[3] -> retry set (delayed tokens)   dsat:{T}:retry
 -- KEYS[4] -> deadline set                 dsat:{T}:deadlines
 -- KEYS[3+2i] -> task i's state hash       dsat:{T}:t:<task>        (i = 1..n)
@@ -24,8 +25,10 @@
 --             later: at once
 -- ARGV[13] -> deadline (ms; "" for none): the task is cancelled with the
 --             reason "deadline" once it passes (deadline.lua)
--- ARGV[12+2i] -> task i's id
--- ARGV[13+2i] -> task i's payload
+-- ARGV[14] -> priority of the tasks: "" normal, "high" or "low" (kept in
+--             the hash as pr; their tokens carry it)
+-- ARGV[13+2i] -> task i's id
+-- ARGV[14+2i] -> task i's payload
 -- Returns: a flat list, two entries per task: code, id. Codes: 1 created;
 -- 0 already exists (same idempotency key and payload, or this very call
 -- retried); -5 idempotency key used with a different payload (nothing
@@ -38,7 +41,8 @@ if run_at ~= '' and tonumber(run_at) <= tonumber(c.now) then run_at = '' end
 local status = 'pending'
 if run_at ~= '' then status = 'scheduled' end
 local deadline = ARGV[13]
-local n = (#ARGV - 13) / 2
+if ARGV[14] ~= '' then c.pr = ARGV[14] end
+local n = (#ARGV - 14) / 2
 local idem = false
 if ARGV[2] == '1' then idem = KEYS[5 + 2 * n] end
 
@@ -68,6 +72,7 @@ local function submit1(H, LOG, id, payload)
     'pv', c.pv, 'ct', c.ct, 'trace', c.trace, 'k:' .. tok, 'q|1|' .. entry .. '|', 'pipeline', pipeline,
     'created', c.now)
   if run_at ~= '' then redis.call('HSET', H, 'run_at', run_at) end
+  if c.pr then redis.call('HSET', H, 'pr', c.pr) end
   if deadline ~= '' then
     redis.call('HSET', H, 'deadline', deadline)
     redis.call('ZADD', KEYS[4], deadline, id)
@@ -80,7 +85,7 @@ end
 
 local out = {}
 for i = 1, n do
-  local code, id = submit1(KEYS[3 + 2 * i], KEYS[4 + 2 * i], ARGV[12 + 2 * i], ARGV[13 + 2 * i])
+  local code, id = submit1(KEYS[3 + 2 * i], KEYS[4 + 2 * i], ARGV[13 + 2 * i], ARGV[14 + 2 * i])
   out[2 * i - 1], out[2 * i] = code, id
 end
 publish(c)

@@ -19,6 +19,7 @@ func (s *Satellite) flowLoop(ctx context.Context) {
 	breakers := s.hasBreakers()
 	every(ctx, s.cfg.FlowInterval, func(ctx context.Context) {
 		s.applyPauses(ctx)
+		s.applyPriorities(ctx)
 		if breakers {
 			s.applyBreakers(ctx)
 		}

@@ -62,9 +62,16 @@ func newJob(r *stepRunner, m msgRef, env dsat.Envelope, reclaimed bool) *job {
 
 // key names the job's stream entry: its partition, step and entry id
 // (entry ids repeat across the streams of one partition).
-func (j *job) key() string { return entryKey(j.m.Part, j.r.step.Name, j.m.ID) }
+func (j *job) key() string { return entryKey(j.m, j.r.step.Name) }
 
-func entryKey(part dsat.Partition, step, id string) string { return part.Tag() + " " + step + " " + id }
+// entryKey names an entry by partition, step, priority level (its stream)
+// and id.
+func entryKey(m msgRef, step string) string {
+	if m.Priority != dsat.PriorityNormal {
+		step += "/" + m.Priority.String()
+	}
+	return m.Part.Tag() + " " + step + " " + m.ID
+}
 
 // jobTable tracks the jobs running on this satellite, for the cancel
 // watcher, claim renewal and to skip own pending entries re-read.
@@ -87,10 +94,10 @@ func (t *jobTable) remove(j *job) {
 	t.mu.Unlock()
 }
 
-func (t *jobTable) running(part dsat.Partition, step, id string) bool {
+func (t *jobTable) running(m msgRef, step string) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	_, ok := t.jobs[entryKey(part, step, id)]
+	_, ok := t.jobs[entryKey(m, step)]
 	return ok
 }
 

@@ -19,7 +19,7 @@ func (r *stepRunner) reclaimInterval() time.Duration {
 // reclaimState is the reader's position in the reclaim scan.
 type reclaimState struct {
 	due    time.Time // when the next scan starts
-	part   int       // partition being scanned
+	part   int       // stream being scanned (dsat.StepReader.Stream)
 	cursor string    // XAUTOCLAIM cursor within it
 	rounds int       // completed scans
 }
@@ -36,7 +36,7 @@ func (r *stepRunner) reclaim(ctx context.Context, n int, st *reclaimState) []msg
 		st.cursor = "0-0"
 	}
 	for pass := 0; pass < 20 && ctx.Err() == nil; pass++ {
-		part := r.reader.Partition(st.part)
+		part, level := r.reader.Stream(st.part)
 		claimed, deleted, next, err := r.reader.Claim(ctx, st.part, r.vis, st.cursor, n)
 		if err != nil {
 			if dsat.IsNoGroup(err) {
@@ -48,13 +48,13 @@ func (r *stepRunner) reclaim(ctx context.Context, n int, st *reclaimState) []msg
 			return nil
 		}
 		for _, id := range deleted {
-			r.deadLetter(msgRef{Part: part, ID: id}, "payload lost: the entry was deleted while pending")
+			r.deadLetter(msgRef{Part: part, Priority: level, ID: id}, "payload lost: the entry was deleted while pending")
 		}
 		refs := r.dropPoison(ctx, claimed)
 		st.cursor = next
 		if next == "0-0" || next == "" {
 			st.cursor = "0-0"
-			if st.part++; st.part == r.reader.Partitions() {
+			if st.part++; st.part >= r.reader.Streams() {
 				st.part = 0
 				r.scanDone(ctx, st)
 			}

@@ -312,6 +312,7 @@ func (s *Satellite) Start(ctx context.Context) error {
 	s.engineCtx, s.stopEngine = context.WithCancel(context.Background())
 	pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	s.applyPauses(pctx)
+	s.applyPriorities(pctx)
 	if s.hasBreakers() {
 		s.applyBreakers(pctx)
 	}

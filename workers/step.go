@@ -36,6 +36,9 @@ type stepRunner struct {
 	// loop); the reader reads nothing then but probe tokens (0 or 1).
 	tripped atomic.Bool
 	probe   atomic.Int32
+	// prio is set by the flow loop once the pipeline uses priorities:
+	// the reader then reads the step's three levels (priority.go).
+	prio atomic.Bool
 	// heldAt is when the reader was last held (Unix ns; markHeld).
 	heldAt atomic.Int64
 	// limited lists the steps this one feeds that have a max_backlog: the
@@ -102,11 +105,17 @@ type msgRef = dsat.Entry
 // from each stream: entries beyond the slots taken are kept (spill) and run
 // first as slots free up; they are this consumer's pending entries already.
 func (r *stepRunner) readLoop(ctx context.Context) {
-	own := newOwnCursor(r.reader.Partitions())
+	if r.prio.Load() { // before the cursor: our pending high and low entries too
+		r.enablePriorities(ctx)
+	}
+	own := newOwnCursor(r.reader.Streams())
 	rec := &reclaimState{due: time.Now().Add(r.reclaimInterval())}
 	want := 1 // slots to wait for: more after a read that found a backlog
 	var spill []msgRef
 	for ctx.Err() == nil {
+		if r.prio.Load() && !r.reader.PrioritiesEnabled() {
+			r.enablePriorities(ctx)
+		}
 		if r.held() {
 			r.markHeld()
 			wait.Sleep(ctx, holdPoll)
@@ -160,7 +169,7 @@ func (r *stepRunner) readLoop(ctx context.Context) {
 			if ctx.Err() != nil {
 				return
 			}
-			own.reset() // re-reads our pending entries, the spilled ones too
+			own = newOwnCursor(r.reader.Streams()) // re-reads our pending entries, the spilled ones too
 			spill = nil
 			r.readFailed(ctx, err)
 			continue
@@ -263,7 +272,7 @@ func (r *stepRunner) dispatch(msgs []msgRef, reclaimed, fresh bool) int {
 		now = r.s.c.Config().Now()
 	}
 	for _, m := range msgs {
-		if r.s.jobs.running(m.Part, r.step.Name, m.ID) {
+		if r.s.jobs.running(m, r.step.Name) {
 			continue // our own pending entry, still being run
 		}
 		env, err := r.parse(m)
@@ -402,6 +411,8 @@ func (r *stepRunner) parse(m msgRef) (dsat.Envelope, error) {
 		return env, fmt.Errorf("invalid envelope: token for step %q found in the stream of step %q", env.Step, r.step.Name)
 	case tid.Partition != m.Part:
 		return env, fmt.Errorf("invalid envelope: task %s belongs to another partition than %s", env.Task, m.Part.Tag())
+	case env.Priority != m.Priority:
+		return env, fmt.Errorf("invalid envelope: token of priority %s found in the stream of priority %s", env.Priority, m.Priority)
 	case !env.PV.Compatible(r.p.Version):
 		return env, fmt.Errorf("invalid envelope: pipeline version %s is not compatible with the loaded %s", env.PV, r.p.Version)
 	}
@@ -412,7 +423,7 @@ func (r *stepRunner) deadLetter(m msgRef, reason string) {
 	r.failed.Add(1)
 	ctx, cancel := context.WithTimeout(r.s.engineCtxOr(), 5*time.Second)
 	defer cancel()
-	err := r.s.c.DeadLetterEntry(ctx, m.Part, r.step.Name, m.ID, m.Values, reason, r.s.cfg.ID)
+	err := r.s.c.DeadLetterEntry(ctx, m.Part, m.Priority, r.step.Name, m.ID, m.Values, reason, r.s.cfg.ID)
 	ev := r.log.Warn().Str("entry", m.ID).Str("reason", reason)
 	if err != nil {
 		ev = r.log.Error().Err(err).Str("entry", m.ID).Str("reason", reason)

@@ -117,6 +117,7 @@ func TestCLIErrors(t *testing.T) {
 		{"submit no args", []string{"submit"}, 2, "want a pipeline name"},
 		{"submit bad json", []string{"submit", "p", "{"}, 2, "not valid JSON"},
 		{"submit bad deadline", []string{"submit", "--deadline", "soon", "p"}, 2, "--deadline \"soon\": want a positive duration"},
+		{"submit bad priority", []string{"submit", "--priority", "urgent", "p"}, 2, "--priority \"urgent\": want high, normal or low"},
 		{"api down", []string{"status", "--api", "http://127.0.0.1:1", "06h1ki9ia4001ttg3m6qbao188.textstats.1.0.0"}, 1, "cannot reach the dsat API"},
 		{"bad api", []string{"status", "--api", "ftp://x", "06h1ki9ia4001ttg3m6qbao188.textstats.1.0.0"}, 2, "must be an http://"},
 	} {

@@ -81,6 +81,13 @@ func TestDevEndToEnd(t *testing.T) {
 	if _, out, _ := cli(t, env, "status", strings.TrimSpace(id)); !strings.Contains(out, `"deadline"`) || !strings.Contains(out, `"scheduled"`) {
 		t.Fatalf("status of a delayed task with a deadline: %s", out)
 	}
+	// --priority reaches the task's state (issue 16).
+	if code, id, errs = cli(t, env, "submit", "--priority", "low", "textstats", `{}`); code != 0 {
+		t.Fatalf("submit --priority: %d %s", code, errs)
+	}
+	if _, out, _ := cli(t, env, "status", strings.TrimSpace(id)); !strings.Contains(out, `"priority": "low"`) && !strings.Contains(out, `"priority":"low"`) {
+		t.Fatalf("status of a low task: %s", out)
+	}
 }
 
 func TestServeAndTwoWorkersOnRealRedis(t *testing.T) {

@@ -17,13 +17,15 @@ import (
 
 func init() {
 	register(&command{name: "submit", summary: "submit a task to a pipeline; prints its id",
-		usage: "[--delay D | --at TIME] [--deadline D] PIPELINE [JSON | @FILE | -]",
+		usage: "[--delay D | --at TIME] [--deadline D] [--priority high|normal|low] PIPELINE [JSON | @FILE | -]",
 		help: `Submits a payload (JSON, from the argument, a file with @, or stdin with -;
 {} when none) to the newest version of PIPELINE. Prints the task id on
 stdout. With --delay or --at the task is scheduled: it exists at once and
 its first step runs at that time (within a second). With --deadline the
 task is cancelled (reason "deadline") if it has not ended that long after
 submission (or at that RFC 3339 time); its running handlers are cancelled.
+With --priority high or low, every step of the task begins it before
+(after) the normal tasks waiting there, without starving low ones.
 
 Examples:
   dsat submit textstats '{"kind":"urgent","text":"disk full"}'
@@ -31,7 +33,8 @@ Examples:
   echo '{"text":"hi"}' | dsat submit wordcount -
   id=$(dsat submit flaky) && dsat tail $id
   dsat submit --delay 30s textstats '{"text":"later"}'
-  dsat submit --deadline 10m textstats '{"text":"now or never"}'`,
+  dsat submit --deadline 10m textstats '{"text":"now or never"}'
+  dsat submit --priority high textstats '{"text":"first"}'`,
 		run: runSubmit})
 	register(&command{name: "status", summary: "print a task's state (JSON)", usage: "TASK_ID",
 		help: "Prints the task's state as JSON: status, per-step state, result, error.\n\nExample:\n  dsat status 06h1ki9ia4001ttg3m6qbao188.textstats.1.0.0", run: runStatus})
@@ -54,10 +57,17 @@ func runSubmit(ctx context.Context, env *cliEnv, args []string) error {
 	delay := fs.Duration("delay", 0, "run the task this long from now (e.g. 30s, 2h; at most a year)")
 	at := fs.String("at", "", "run the task at this RFC 3339 time (e.g. 2026-12-01T09:00:00Z)")
 	deadline := fs.String("deadline", "", "cancel the task if it has not ended this long after submission (10m) or at this RFC 3339 time")
+	priority := fs.String("priority", "", "the task's priority: high, normal (the default) or low")
 	if err := parse(fs, env, "submit", args); err != nil {
 		return err
 	}
 	q := url.Values{}
+	if *priority != "" {
+		if _, err := dsat.ParsePriority(*priority); err != nil {
+			return usagef("--priority %q: want high, normal or low", *priority)
+		}
+		q.Set("priority", *priority)
+	}
 	if *deadline != "" {
 		if !validDeadline(*deadline) {
 			return usagef("--deadline %q: want a positive duration such as 10m or an RFC 3339 time", *deadline)
