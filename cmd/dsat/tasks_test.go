@@ -10,12 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/alicebob/miniredis/v2"
-	"github.com/redis/go-redis/v9"
-	"github.com/rs/zerolog"
-
 	"github.com/dsat-dev/dsat/dsat"
-	"github.com/dsat-dev/dsat/httpapi"
 )
 
 // sseServer answers every task feed with the given events, then ends the
@@ -56,20 +51,7 @@ func TestTailGoesPastAnOldEnd(t *testing.T) {
 // its task; an id of no dead letter says which id to pass.
 func TestRetryDeadLetterID(t *testing.T) {
 	ctx := context.Background()
-	mr := miniredis.RunT(t)
-	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
-	t.Cleanup(func() { rdb.Close() })
-	p, err := dsat.ParsePipeline("demo.yaml", []byte("name: demo\nversion: 1.0.0\nsteps:\n  a: {handler: echo}\n"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := dsat.NewClient(rdb, dsat.Config{}, p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	api := httpapi.NewRouter(httpapi.Config{Client: c, Logger: zerolog.Nop()})
-	srv := httptest.NewServer(api)
-	t.Cleanup(func() { api.Close(); srv.Close() })
+	rdb, c, cliEnv := demoAPI(t)
 	s, err := c.Submit(ctx, "demo", []byte(`{}`), dsat.SubmitOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -87,7 +69,6 @@ func TestRetryDeadLetterID(t *testing.T) {
 	if err != nil || len(dead) != 1 {
 		t.Fatalf("dead letters %v %v", dead, err)
 	}
-	cliEnv := map[string]string{"DSAT_API": srv.URL}
 	code, out, errs := runCLI(t, cliEnv, "", "retry", dead[0].ID)
 	if code != 0 || !strings.Contains(out, s.ID+": running") || !strings.Contains(errs, "dead letter "+dead[0].ID+" is of task "+s.ID) {
 		t.Fatalf("retry by dead letter id: exit %d\n%s%s", code, out, errs)
@@ -100,7 +81,7 @@ func TestRetryDeadLetterID(t *testing.T) {
 		t.Fatalf("unknown dead letter id: exit %d %s", code, errs)
 	}
 	// The API says the same to other clients.
-	res, err := http.Post(srv.URL+"/v1/tasks/"+dead[0].ID+"/retry", "application/json", nil)
+	res, err := http.Post(cliEnv["DSAT_API"]+"/v1/tasks/"+dead[0].ID+"/retry", "application/json", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
