@@ -63,7 +63,7 @@ end
 -- once, and batch scripts reset it for each token (new_task) instead of
 -- making a new one.
 local function context(FH, now, maxlen)
-  return {H = false, LOG = false, RES = false, FH = FH, IX = false, IXE = false, task = false, now = now, maxlen = maxlen,
+  return {H = false, LOG = false, RES = false, FH = FH, IX = false, IXE = false, ix0 = false, task = false, now = now, maxlen = maxlen,
           retention = false, v = false, W = {}, nw = 0, status = false, seq = 0, seqs = false,
           ntok = 0, ntok0 = 0, ntoks = false, live = 0, live0 = 0, dead = 0, dead0 = 0,
           pv = false, ct = false, trace = '', ol = false, tokv = false, pipeline = false,
@@ -72,7 +72,7 @@ end
 
 -- new_task points the context at a task and forgets the previous one.
 local function new_task(c, H, LOG, task)
-  c.H, c.LOG, c.task = H, LOG, task
+  c.H, c.LOG, c.task, c.ix0 = H, LOG, task, false
   c.nw, c.seqs, c.ntoks, c.out_step, c.out, c.expire, c.error = 0, false, false, false, false, false, false
   c.nev = 0
 end
@@ -156,16 +156,28 @@ end
 -- up to two members whose time has come from both sets: at least as many
 -- as it adds, so neither set outgrows the tasks that still exist. A member
 -- left in c.IXE after a retry (the task left its final status) only prunes
--- a member that is no longer there.
+-- a member that is no longer there. The move is written once per task and
+-- call, when the task is saved (index_flush), so a task that starts and
+-- ends in one call (a one-step task whose handler returned within the begin
+-- window) goes from pending to succeeded in one ZREM and one ZADD.
 local IX_LETTER = {pending = 'p', scheduled = 'w', running = 'r', succeeded = 's', failed = 'f', cancelled = 'c'}
 
--- index_move records the task's new status in the index (c.status is the
--- old one, "" or false for a new task) and sets c.status.
+-- index_move records the task's new status (c.status is the old one, ""
+-- or false for a new task) for index_flush, and sets c.status.
 local function index_move(c, to)
+  if c.ix0 == false then c.ix0 = c.status or '' end
+  c.status = to
+end
+
+-- index_flush writes the index move of the task, if its status changed
+-- since the first index_move of this call.
+local function index_flush(c)
+  if c.ix0 == false then return end
+  local from, l = IX_LETTER[c.ix0], IX_LETTER[c.status]
+  c.ix0 = false
+  if from == l then return end
   local head = string.sub(c.task, 1, 26)
-  local from = IX_LETTER[c.status or '']
   if from then redis.call('ZREM', c.IX, from .. head) end
-  local l = IX_LETTER[to]
   redis.call('ZADD', c.IX, 0, l .. head)
   if (l == 's' or l == 'f' or l == 'c') and c.IXE then
     local now = tonumber(c.now)
@@ -176,7 +188,6 @@ local function index_move(c, to)
     end
     redis.call('ZADD', c.IXE, now + tonumber(c.retention), l .. head)
   end
-  c.status = to
 end
 -- End of the task index block.
 
@@ -194,9 +205,10 @@ local function ack_late(c, step, att, worker, started)
 end
 
 -- save writes the queued fields and the counters that changed in one HSET,
--- and the emitted events (flush).
+-- the emitted events (flush) and the task's index move (index_flush).
 local function save(c)
   flush(c)
+  index_flush(c)
   if c.seqs then set(c, 'seq', c.seqs) end
   if c.ntok ~= c.ntok0 then set(c, 'ntok', c.ntoks or num(c.ntok)) end
   if c.live ~= c.live0 then set(c, 'live', num(c.live)) end

@@ -72,6 +72,7 @@ local function submit1(H, LOG, id, payload)
   if run_at ~= '' then redis.call('HSET', H, 'run_at', run_at) end
   c.status = false
   index_move(c, status)
+  index_flush(c)
   if deadline ~= '' then
     redis.call('HSET', H, 'deadline', deadline)
     redis.call('ZADD', KEYS[4], deadline, id)
