@@ -123,6 +123,13 @@ func compact(b []byte) string {
 // miniAPI serves the API for one pipeline on miniredis and returns its URL.
 func miniAPI(t *testing.T, pipelineYAML string) string {
 	t.Helper()
+	_, _, url := miniAPIClient(t, pipelineYAML)
+	return url
+}
+
+// miniAPIClient is miniAPI that also returns the Redis and dsat clients.
+func miniAPIClient(t *testing.T, pipelineYAML string) (*redis.Client, *dsat.Client, string) {
+	t.Helper()
 	mr := miniredis.RunT(t)
 	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
 	t.Cleanup(func() { rdb.Close() })
@@ -137,5 +144,5 @@ func miniAPI(t *testing.T, pipelineYAML string) string {
 	api := httpapi.NewRouter(httpapi.Config{Client: c, Logger: zerolog.Nop()})
 	srv := httptest.NewServer(api)
 	t.Cleanup(func() { api.Close(); srv.Close() })
-	return srv.URL
+	return rdb, c, srv.URL
 }

@@ -3,16 +3,12 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"net/http/httptest"
 	"strings"
 	"testing"
 
-	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
-	"github.com/rs/zerolog"
 
 	"github.com/dsat-dev/dsat/dsat"
-	"github.com/dsat-dev/dsat/httpapi"
 )
 
 // TestTasksAndBulkCLI: dsat tasks lists by status (table, JSON lines,
@@ -85,19 +81,6 @@ func TestTasksAndBulkCLI(t *testing.T) {
 // environment it returns points the CLI at it.
 func demoAPI(t *testing.T) (*redis.Client, *dsat.Client, map[string]string) {
 	t.Helper()
-	mr := miniredis.RunT(t)
-	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
-	t.Cleanup(func() { rdb.Close() })
-	p, err := dsat.ParsePipeline("demo.yaml", []byte("name: demo\nversion: 1.0.0\nsteps:\n  a: {handler: echo}\n"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := dsat.NewClient(rdb, dsat.Config{}, p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	api := httpapi.NewRouter(httpapi.Config{Client: c, Logger: zerolog.Nop()})
-	srv := httptest.NewServer(api)
-	t.Cleanup(func() { api.Close(); srv.Close() })
-	return rdb, c, map[string]string{"DSAT_API": srv.URL}
+	rdb, c, url := miniAPIClient(t, "name: demo\nversion: 1.0.0\nsteps:\n  a: {handler: echo}\n")
+	return rdb, c, map[string]string{"DSAT_API": url}
 }
