@@ -332,3 +332,50 @@ func TestMapJoinValidation(t *testing.T) {
 		t.Fatalf("join: true: %v %+v", err, p)
 	}
 }
+
+// TestMapSettledHundred: 3 of 100 items always fail (each after its
+// retries), with max_parallel: the join fires once with 97 outputs and 3
+// errors, in element order, and the task succeeds.
+func TestMapSettledHundred(t *testing.T) {
+	redistest.ForEachBackend(t, func(t *testing.T, b redistest.Backend) {
+		h := newHarness(t, b, `
+name: hundred
+version: 1.0.0
+steps:
+  split: {handler: echo, map: items, next: [work]}
+  work: {handler: echo, retries: 2, max_parallel: 10, next: [collect]}
+  collect: {handler: echo, join: settled}
+`)
+		items := make([]string, 100)
+		for i := range items {
+			items[i] = fmt.Sprint(i)
+		}
+		id := h.submit(`{"items":[` + strings.Join(items, ",") + `]}`)
+		h.drain(map[string]handlerFunc{"split": pass, "work": failOn("7", "50", "99"), "collect": pass})
+		var in struct {
+			Outputs []json.RawMessage `json:"outputs"`
+			Errors  map[string]string `json:"errors"`
+		}
+		if err := json.Unmarshal([]byte(joinInput(t, h, id)), &in); err != nil {
+			t.Fatal(err)
+		}
+		eq(t, "outputs", len(in.Outputs), 100)
+		for i, o := range in.Outputs {
+			want := fmt.Sprintf(`{"v":%d}`, i)
+			if i == 7 || i == 50 || i == 99 {
+				want = "null"
+			}
+			eq(t, fmt.Sprintf("output %d", i), string(o), want)
+		}
+		eq(t, "errors", fmt.Sprint(in.Errors), "map[50:boom 50 7:boom 7 99:boom 99]")
+		eq(t, "runs of work", h.runs["work"], 97+3*3)
+		eq(t, "collect ran once", h.runs["collect"], 1)
+		eq(t, "work items", fmt.Sprint(h.state(id).Steps["work"].Items), "map[dead:3 done:97]")
+		// (checkInvariants re-reads the history after every event: too slow
+		// for 100 items in the fast suite; the seq check is what matters.)
+		for i, e := range h.events(id) {
+			eq(t, "seq", e.Seq, int64(i+1))
+		}
+		h.streamsEmpty()
+	})
+}
