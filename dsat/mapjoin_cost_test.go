@@ -105,6 +105,32 @@ steps:
 	h.checkInvariants(id)
 	h.streamsEmpty()
 
+	// With max_parallel: 50, the map step's call queues 50 tokens and
+	// keeps the other elements in the hash.
+	par := newHarness(t, b, `
+name: mapcostpar
+version: 1.0.0
+steps:
+  split: {handler: echo, map: pages, next: [ocr]}
+  ocr: {handler: echo, max_parallel: 50, next: [collect]}
+  collect: {handler: echo, join: all}
+`)
+	par.lazy = true
+	par.submit(items(1000))
+	split = readAll(par, "split")
+	par.rdb.ConfigResetStat(par.ctx)
+	par.run(split[0], pass)
+	calls, usec = evalStats(t, par)
+	t.Logf("map of 1,000 elements with max_parallel 50: %d call(s), %d µs in Redis", calls, usec)
+	ocr = readAll(par, "ocr")
+	eq(t, "queued items", len(ocr), 50)
+	par.rdb.ConfigResetStat(par.ctx)
+	for _, d := range ocr {
+		par.run(d, pass)
+	}
+	calls, usec = evalStats(t, par)
+	t.Logf("an element's complete releasing the next: %d calls, %.1f µs each in Redis", calls, float64(usec)/float64(calls))
+
 	// For comparison: the same three steps without a map.
 	plain := newHarness(t, b, `
 name: plain
