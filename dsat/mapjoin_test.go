@@ -231,19 +231,26 @@ func TestJoinSettled(t *testing.T) {
 	})
 }
 
+// anyRace submits a task of branchesYAML, runs a, reads c's token (not
+// run) and runs b with f: the task and c's deliveries.
+func anyRace(h *harness, f handlerFunc) (string, []dsat.Delivery) {
+	id := h.submit(`{}`)
+	for _, d := range h.read("a") {
+		h.run(d, pass)
+	}
+	cs := h.read("c")
+	for _, d := range h.read("b") {
+		h.run(d, f)
+	}
+	return id, cs
+}
+
 // TestJoinAny: the first arrival fires the join once and cancels the
 // other branch: its queued token is dropped, never run.
 func TestJoinAny(t *testing.T) {
 	redistest.ForEachBackend(t, func(t *testing.T, b redistest.Backend) {
 		h := newHarness(t, b, fmt.Sprintf(branchesYAML, "any"))
-		id := h.submit(`{}`)
-		for _, d := range h.read("a") {
-			h.run(d, pass)
-		}
-		cs := h.read("c")
-		for _, d := range h.read("b") {
-			h.run(d, wrap)
-		}
+		id, cs := anyRace(h, wrap)
 		st := h.state(id)
 		eq(t, "c cancelled", st.Steps["c"].State, "cancelled")
 		for _, d := range cs {
@@ -376,6 +383,66 @@ steps:
 		for i, e := range h.events(id) {
 			eq(t, "seq", e.Seq, int64(i+1))
 		}
+		h.streamsEmpty()
+	})
+}
+
+// TestMapChainSettledCancel: items run a chain of two steps with
+// max_parallel; an item dying in the second step still releases the next
+// and counts for the settled join. A task cancelled mid-map leaves no
+// token behind and its join never fires.
+func TestMapChainSettledCancel(t *testing.T) {
+	redistest.ForEachBackend(t, func(t *testing.T, b redistest.Backend) {
+		h := newHarness(t, b, `
+name: chain
+version: 1.0.0
+steps:
+  split: {handler: echo, map: items, next: [a]}
+  a: {handler: echo, max_parallel: 2, next: [b]}
+  b: {handler: echo, retries: 0, next: [j]}
+  j: {handler: echo, join: settled}
+`)
+		id := h.submit(`{"items":[0,1,2,3,4]}`)
+		h.drain(map[string]handlerFunc{"split": pass, "a": wrap, "b": failOn(`{"v":1}`, `{"v":4}`), "j": pass})
+		eq(t, "join input", joinInput(t, h, id), `{"outputs":[{"v":{"v":0}},null,{"v":{"v":2}},{"v":{"v":3}},null],"errors":{"1":"boom {\"v\":1}","4":"boom {\"v\":4}"}}`)
+		st := h.state(id)
+		eq(t, "a items", fmt.Sprint(st.Steps["a"].Items), "map[done:5]")
+		eq(t, "b items", fmt.Sprint(st.Steps["b"].Items), "map[dead:2 done:3]")
+		h.checkInvariants(id)
+
+		gone := h.submit(`{"items":[0,1,2,3,4]}`)
+		for _, d := range h.read("split") {
+			h.run(d, pass)
+		}
+		first := h.read("a")
+		eq(t, "released", len(first), 2)
+		h.run(first[0], wrap)
+		if err := h.c.Cancel(h.ctx, gone, "test"); err != nil {
+			t.Fatal(err)
+		}
+		h.run(first[1], wrap) // read before the cancel: dropped
+		h.drain(map[string]handlerFunc{"a": wrap, "b": wrap, "j": pass})
+		eq(t, "status", h.state(gone).Status, dsat.StatusCancelled)
+		eq(t, "j ran for the first task only", h.runs["j"], 1)
+		h.streamsEmpty()
+	})
+}
+
+// TestJoinAnyAfterADeadBranch: a branch that died before the first
+// arrival no longer fails the task once the join fires.
+func TestJoinAnyAfterADeadBranch(t *testing.T) {
+	redistest.ForEachBackend(t, func(t *testing.T, b redistest.Backend) {
+		h := newHarness(t, b, fmt.Sprintf(branchesYAML, "any"))
+		id, cs := anyRace(h, failOn("{}"))
+		eq(t, "b dead", h.state(id).Steps["b"].State, "dead")
+		for _, d := range cs {
+			h.run(d, wrap)
+		}
+		h.drain(map[string]handlerFunc{"j": pass})
+		st := h.state(id)
+		eq(t, "join input", joinInput(t, h, id), `{"c":{"v":{}}}`)
+		eq(t, "task error", st.Error, "")
+		h.checkInvariants(id)
 		h.streamsEmpty()
 	})
 }
