@@ -2,6 +2,7 @@ package dsat_test
 
 import (
 	"errors"
+	"fmt"
 	"slices"
 	"sync/atomic"
 	"testing"
@@ -364,4 +365,34 @@ func TestSearchRefusesBadQueries(t *testing.T) {
 	if _, err := h.c.RetryFailed(h.ctx, dsat.TaskQuery{}); !errors.Is(err, dsat.ErrInvalidSearch) {
 		t.Errorf("bulk retry without a pipeline: %v", err)
 	}
+}
+
+// TestTaskIndexWithMaps: tasks of a pipeline with a map and a settled join
+// end succeeded or failed in the index exactly as in their state, however
+// their items end (the map's item scripts end tasks too).
+func TestTaskIndexWithMaps(t *testing.T) {
+	redistest.ForEachBackend(t, func(t *testing.T, b redistest.Backend) {
+		h := newHarness(t, b, fmt.Sprintf(mapYAML, "settled"))
+		var ids []string
+		for _, p := range []string{`{"items":[1,2]}`, `{"items":[1,"bad"]}`, `{"items":[]}`, `{"items":["bad","bad"]}`} {
+			ids = append(ids, h.submit(p))
+		}
+		h.drain(map[string]handlerFunc{"split": pass, "work": failOn(`"bad"`)})
+		seen := map[string]bool{}
+		for _, st := range dsat.Statuses {
+			page, err := h.c.Search(h.ctx, dsat.TaskQuery{Pipeline: "mapper", Status: []string{st}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, it := range page.Items {
+				eq(t, "status of "+it.ID, h.state(it.ID).Status, st)
+				seen[it.ID] = true
+			}
+		}
+		for _, id := range ids {
+			if !seen[id] {
+				t.Errorf("%s (%s) is in no status of the index", id, h.state(id).Status)
+			}
+		}
+	})
 }

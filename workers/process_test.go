@@ -324,8 +324,8 @@ func TestProcessStartCrashBacksOff(t *testing.T) {
 			t.Fatalf("errors %q", errs)
 		}
 	}
-	if n := strings.Count(b.log.String(), "process started"); n < 3 || n > 5 {
-		t.Fatalf("%d starts in %s, want 3 to 5 (100, 200, 400ms apart)", n, time.Since(start))
+	if n := strings.Count(b.log.String(), "process started"); n < 2 || n > 5 { // a loaded machine starts the process slowly: 2
+		t.Fatalf("%d starts in %s, want 2 to 5 (100, 200, 400ms apart)", n, time.Since(start))
 	}
 }
 

@@ -123,13 +123,6 @@ func compact(b []byte) string {
 // miniAPI serves the API for one pipeline on miniredis and returns its URL.
 func miniAPI(t *testing.T, pipelineYAML string) string {
 	t.Helper()
-	_, _, url := miniAPIClient(t, pipelineYAML)
-	return url
-}
-
-// miniAPIClient is miniAPI that also returns the Redis and dsat clients.
-func miniAPIClient(t *testing.T, pipelineYAML string) (*redis.Client, *dsat.Client, string) {
-	t.Helper()
 	mr := miniredis.RunT(t)
 	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
 	t.Cleanup(func() { rdb.Close() })
@@ -144,5 +137,5 @@ func miniAPIClient(t *testing.T, pipelineYAML string) (*redis.Client, *dsat.Clie
 	api := httpapi.NewRouter(httpapi.Config{Client: c, Logger: zerolog.Nop()})
 	srv := httptest.NewServer(api)
 	t.Cleanup(func() { api.Close(); srv.Close() })
-	return rdb, c, srv.URL
+	return srv.URL
 }

@@ -81,6 +81,6 @@ func TestTasksAndBulkCLI(t *testing.T) {
 // environment it returns points the CLI at it.
 func demoAPI(t *testing.T) (*redis.Client, *dsat.Client, map[string]string) {
 	t.Helper()
-	rdb, c, url := miniAPIClient(t, "name: demo\nversion: 1.0.0\nsteps:\n  a: {handler: echo}\n")
+	c, rdb, url := apiOnMiniredis(t, "name: demo\nversion: 1.0.0\nsteps:\n  a: {handler: echo}\n")
 	return rdb, c, map[string]string{"DSAT_API": url}
 }
