@@ -209,10 +209,16 @@ func (c *Client) failCall(d Delivery, f Failure) ([]string, []any, FailMode, err
 	if len(msg) > maxErrorText {
 		msg = msg[:maxErrorText] + "..."
 	}
-	keys = append(keys, c.keys.Retry(p), c.keys.Dead(p))
+	keys = append(keys, c.keys.Retry(p), c.keys.Dead(p), c.keys.TaskIndex(p), c.keys.TaskIndexExpiry(p))
 	args := []any{d.Task, d.Token, d.Attempt, d.EntryID, d.Step, d.Worker, ms(now),
 		c.cfg.FirehoseMaxLen, c.cfg.Retention.Milliseconds(), EnvelopeVersion.API(),
 		ev, msg, string(mode), ms(due), string(d.Payload), d.startedArg(), f.never()}
+	if mj := cp.failMapJoin[d.Step]; mj != nil {
+		args = append(args, mj.args...)
+		for _, s := range mj.streams {
+			keys = append(keys, c.keys.StepAt(p, s, d.Priority))
+		}
+	}
 	return keys, args, mode, nil
 }
 
@@ -392,7 +398,7 @@ func (c *Client) beginCalls(ds []Delivery, errs []error) []*batchGroup {
 		gk := groupKey{p, d.Step, d.Worker, d.Priority}
 		g, ok := index[gk]
 		if !ok {
-			g = &batchGroup{keys: []string{c.keys.Firehose(p), c.keys.StepAt(p, d.Step, d.Priority)},
+			g = &batchGroup{keys: []string{c.keys.Firehose(p), c.keys.StepAt(p, d.Step, d.Priority), c.keys.TaskIndex(p)},
 				args: []any{now, c.cfg.FirehoseMaxLen, d.Step, d.Worker}}
 			index[gk] = g
 			groups = append(groups, g)
@@ -440,6 +446,7 @@ func (c *Client) completeCalls(cs []Completion, errs []error) []*batchGroup {
 	var groups []*batchGroup
 	index := map[groupKey]*batchGroup{}
 	now := ms(c.cfg.Now())
+	labels := make([]string, len(cs)) // a map step sends its items in the label's place
 	for i, x := range cs {
 		d := x.Delivery
 		p, err := deliveryPartition(d)
@@ -461,6 +468,17 @@ func (c *Client) completeCalls(cs []Completion, errs []error) []*batchGroup {
 			errs[i] = fmt.Errorf("output of step %s: %w", d.Step, err)
 			continue
 		}
+		if s := cp.p.Steps[d.Step]; s.Map != "" {
+			// A map step: its items go to complete.lua in the label's place.
+			items, _, err := mapItems(s, x.Output)
+			if err != nil {
+				errs[i] = err
+				continue
+			}
+			labels[i] = items
+		} else {
+			labels[i] = x.Label
+		}
 		gk := groupKey{p, d.Step, d.Worker, d.Priority}
 		g, ok := index[gk]
 		if !ok {
@@ -469,6 +487,7 @@ func (c *Client) completeCalls(cs []Completion, errs []error) []*batchGroup {
 			for _, s := range cp.streams[d.Step] {
 				g.keys = append(g.keys, c.keys.StepAt(p, s, d.Priority))
 			}
+			g.keys = append(g.keys, c.keys.TaskIndex(p), c.keys.TaskIndexExpiry(p))
 			index[gk] = g
 			groups = append(groups, g)
 		}
@@ -486,7 +505,7 @@ func (c *Client) completeCalls(cs []Completion, errs []error) []*batchGroup {
 			d := x.Delivery
 			p, _ := deliveryPartition(d)
 			g.keys = append(g.keys, c.keys.Task(p, d.Task), c.keys.TaskLog(p, d.Task), c.keys.TaskResult(p, d.Task))
-			g.args = append(g.args, d.Task, d.Token, d.Attempt, d.EntryID, string(x.Output), x.Label, d.startedArg())
+			g.args = append(g.args, d.Task, d.Token, d.Attempt, d.EntryID, string(x.Output), labels[i], d.startedArg())
 		}
 	}
 	return groups

@@ -54,6 +54,9 @@ var (
 	// ErrNoRoute means a switch step's output matched no route and the
 	// step has no default route.
 	ErrNoRoute = errors.New("dsat: no route matches")
+	// ErrMapOutput means a map step's output has no array in its map field,
+	// or more items than max_items: a final failure of the step.
+	ErrMapOutput = errors.New("dsat: map output")
 	// ErrNoPipelines means a pipelines folder holds no *.yaml or *.yml file.
 	ErrNoPipelines = errors.New("dsat: no pipeline files (*.yaml, *.yml) found")
 	// ErrStepNotFound means a step is not in the loaded version of its
@@ -150,3 +153,7 @@ var (
 	// ErrTooManySchedules means MaxSchedules schedules exist already.
 	ErrTooManySchedules = errors.New("dsat: too many schedules")
 )
+
+// ErrInvalidSearch means a task search or bulk action was given a bad
+// status, limit, time range or cursor; the message says which.
+var ErrInvalidSearch = errors.New("dsat: invalid task search")

@@ -2,6 +2,7 @@ package dsat_test
 
 import (
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -205,3 +206,31 @@ partitions: 1
 steps:
   a: {handler: echo}
 `
+
+// TestPriorityThroughMapAndJoin (issue 16, 17): a low task's map items, a
+// failed item (join settled) and the join token all wait in the low
+// streams.
+func TestPriorityThroughMapAndJoin(t *testing.T) {
+	redistest.ForEachBackend(t, func(t *testing.T, b redistest.Backend) {
+		h := newHarness(t, b, fmt.Sprintf(mapYAML, "settled"))
+		s, err := h.c.Submit(h.ctx, h.p.Name, []byte(`{"items":[1,2,3]}`), dsat.SubmitOptions{Priority: dsat.PriorityLow})
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		check := func(f handlerFunc) handlerFunc {
+			return func(d dsat.Delivery) ([]byte, string, *dsat.Failure) {
+				n++
+				if d.Priority != dsat.PriorityLow {
+					t.Fatalf("%s token of a low task read as %s", d.Step, d.Priority)
+				}
+				return f(d)
+			}
+		}
+		h.drain(map[string]handlerFunc{"split": check(pass), "work": check(failOn("2")), "collect": check(pass)})
+		eq(t, "status", h.state(s.ID).Status, dsat.StatusSucceeded)
+		eq(t, "tokens run", n, 5)
+		h.checkInvariants(s.ID)
+		h.streamsEmpty()
+	})
+}

@@ -200,7 +200,7 @@ func (c *Client) submitCalls(pipeline string, payloads [][]byte, opts SubmitOpti
 		}
 		call, ok := byPart[part]
 		if !ok {
-			call = &submitCall{part: part, keys: []string{c.keys.Firehose(part), c.keys.StepAt(part, p.Entry, opts.Priority), c.keys.Retry(part), c.keys.Deadlines(part)},
+			call = &submitCall{part: part, keys: []string{c.keys.Firehose(part), c.keys.StepAt(part, p.Entry, opts.Priority), c.keys.Retry(part), c.keys.Deadlines(part), c.keys.TaskIndex(part)},
 				args: []any{ms(now), idem, c.cfg.FirehoseMaxLen, EnvelopeVersion.API(), p.Version.String(),
 					DefaultContentType, p.Entry, opts.Trace, p.Name, c.cfg.IdempotencyTTL.Milliseconds(), digest, runAt, deadline,
 					opts.Priority.arg()}}

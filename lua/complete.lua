@@ -10,9 +10,11 @@
 -- lib.lua, pr and stream_level)
 -- KEYS[3..2+J] -> streams of the pipeline's joins named in ARGV[12..11+J]
 -- KEYS[3+J..2+J+T] -> streams of the step's targets named in ARGV[12+J..]
--- KEYS[3i+J+T] -> token i's task state hash  (i = 1..n)
--- KEYS[3i+J+T+1] -> token i's task event log
--- KEYS[3i+J+T+2] -> token i's task result key
+-- KEYS[3+J+T] -> partition task index     dsat:{T}:ix
+-- KEYS[4+J+T] -> task index expiry set    dsat:{T}:ixe
+-- KEYS[3i+J+T+2] -> token i's task state hash  (i = 1..n)
+-- KEYS[3i+J+T+3] -> token i's task event log
+-- KEYS[3i+J+T+4] -> token i's task result key
 -- ARGV[1] -> now (ms)
 -- ARGV[2] -> firehose cap, in events (approximate)
 -- ARGV[3] -> retention of finished tasks (ms)
@@ -40,9 +42,11 @@
 local step, worker = ARGV[5], ARGV[6]
 local nj, nt = tonumber(ARGV[10]), tonumber(ARGV[11])
 local joins, isjoin, streams, next_steps = {}, {}, {}, {}
+local policies = false -- a join other than all (maplib.lua)
 for i = 1, nj do
-  joins[i] = {ARGV[11 + i], KEYS[2 + i]}
-  isjoin[ARGV[11 + i]] = true
+  joins[i] = join_spec(ARGV[11 + i], KEYS[2 + i])
+  isjoin[joins[i][1]] = joins[i]
+  policies = policies or joins[i][3] ~= ''
 end
 for i = 1, nt do
   next_steps[i] = ARGV[11 + nj + i]
@@ -50,6 +54,14 @@ for i = 1, nt do
 end
 local routes = nil
 if ARGV[7] == 'switch' then routes = cjson.decode(ARGV[9]) end
+-- A map step or a step running a map's items (maplib.lua): ARGV[7] "map"
+-- or "item"; for an item step the last target is the release step.
+local kind, mapstep, ijoin, irel = ARGV[7], false, false, ''
+if kind == 'item' then
+  mapstep = ARGV[8]
+  ijoin, irel = string.match(ARGV[9], '^([^|]*)|(.*)$')
+  if irel ~= '' then next_steps[#next_steps] = nil end
+end
 
 -- Entries to acknowledge and delete, all at once after the batch.
 local acks = {}
@@ -71,10 +83,12 @@ local function complete1(c, tok, att, id, output, label, started)
   local st, tatt, tstep = tok_parse(v[10])
   -- A token not begun (q queued, w or s promoted from the retry set) may
   -- complete: its handler returned within the begin window.
-  if not st or tstep ~= step or tatt ~= att or st == 'd' or st == 'x' then
+  if not st or tstep ~= step or tatt ~= att or st == 'd' or st == 'x' or st == 'c' then
     queue_ack(id)
     return 0
   end
+  local idx = false
+  if mapstep then idx = redis.call('HGET', c.H, 'mi:' .. tok) end
   local targets, route = next_steps, nil
   if routes then
     if label == '' then
@@ -104,8 +118,17 @@ local function complete1(c, tok, att, id, output, label, started)
   if #targets == 0 then
     c.out_step, c.out = step, output
   end
+  if kind == 'map' then
+    map_emit(c, ARGV[9], step, att, worker, label, streams, joins)
+    targets = {}
+  elseif idx then
+    item_next(c, tok, idx, step, att, worker, output, targets[1], isjoin[targets[1]], mapstep, irel, streams)
+    targets = {}
+  end
   for _, to in ipairs(targets) do
-    if isjoin[to] then
+    if isjoin[to] and isjoin[to][3] == 'a' then
+      fire_any(c, isjoin[to], step, att, worker, output, joins)
+    elseif isjoin[to] then
       park(c, to, step, output)
       emit(c, 'SEND', step, att, worker, cjson.encode({to = to, parked = true, route = route}))
     else
@@ -119,7 +142,7 @@ local function complete1(c, tok, att, id, output, label, started)
       emit(c, 'SEND', step, att, worker, d)
     end
   end
-  fire_joins(c, joins)
+  if policies then fire_joins2(c, joins) else fire_joins(c, joins) end
   finish(c)
   save(c)
   expire(c)
@@ -128,10 +151,11 @@ local function complete1(c, tok, att, id, output, label, started)
 end
 
 local out = {}
-local kb, ab = 2 + nj + nt, 11 + nj + nt
+local kb, ab = 4 + nj + nt, 11 + nj + nt
 local c = context(KEYS[1], ARGV[1], ARGV[2])
 c.pr = stream_level(KEYS[2]) -- priority (issue 16): the next tokens carry it
 c.retention, c.v = ARGV[3], ARGV[4]
+c.IX, c.IXE = KEYS[kb - 1], KEYS[kb]
 for i = 1, (#KEYS - kb) / 3 do
   local a = ab + 7 * (i - 1)
   local k = kb + 3 * (i - 1)
