@@ -80,8 +80,10 @@ func levelOrder(start Priority) [3]Priority {
 }
 
 // readLevel reads up to count new tokens of one level without blocking:
-// one XREADGROUP over its partitions' streams on one Redis, its
-// partitions round-robin on a cluster (one command reaches one slot).
+// one XREADGROUP over its partitions' streams on one Redis; on a cluster
+// (one command reaches one slot) one per partition, starting at the next
+// in turn, until count is filled or every partition was tried, so a level
+// gives what all its partitions hold before a lower one is read.
 func (l *levelReader) readLevel(ctx context.Context, level Priority, count int) ([]Entry, error) {
 	idx := l.streams[level]
 	if !l.r.cluster || len(idx) == 1 {
@@ -94,13 +96,16 @@ func (l *levelReader) readLevel(ctx context.Context, level Priority, count int) 
 		}
 		return l.r.read(ctx, args, count, -1)
 	}
-	for k := 0; k < len(idx); k++ {
-		i := idx[(l.rot[level]+k)%len(idx)]
-		res, err := l.r.read(ctx, []string{l.r.keys[i], ">"}, count, -1)
-		if err != nil || len(res) > 0 {
-			l.rot[level] += k + 1
-			return res, err
+	var out []Entry
+	start := l.rot[level]
+	l.rot[level]++
+	for k := 0; k < len(idx) && len(out) < count; k++ {
+		i := idx[(start+k)%len(idx)]
+		res, err := l.r.read(ctx, []string{l.r.keys[i], ">"}, count-len(out), -1)
+		if err != nil {
+			return nil, err
 		}
+		out = append(out, res...)
 	}
-	return nil, nil
+	return out, nil
 }
