@@ -96,6 +96,20 @@ func (k Keys) BreakerFailures(pipeline, step string) string {
 	return k.prefix + ":{breakers}:fails:" + pipeline + "/" + step
 }
 
+// LimitRunning is a sorted set of a step's running leases (lua/limits.lua):
+// lease id -> when it ends (ms). It and LimitRate share a hash tag of
+// their own per step, {limits:<pipeline>/<step>}, so a step's limits hold
+// over all its partitions in one slot of a cluster.
+func (k Keys) LimitRunning(pipeline, step string) string {
+	return k.prefix + ":{limits:" + pipeline + "/" + step + "}:running"
+}
+
+// LimitRate is a sorted set of a step's rate grants in the current window
+// (member <lease id>@<ms>, score = when it was granted, ms).
+func (k Keys) LimitRate(pipeline, step string) string {
+	return k.prefix + ":{limits:" + pipeline + "/" + step + "}:rate"
+}
+
 // Paused is the hash of pauses (dsat.Paused): field "pipeline" or
 // "pipeline/step", value when it was paused (ms). One key outside the
 // partitions: every satellite reads it.

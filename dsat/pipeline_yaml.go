@@ -214,7 +214,8 @@ func (l *loader) pipeline(doc *yaml.Node) *Pipeline {
 	return p
 }
 
-var stepFields = []string{"handler", "with", "next", "route_by", "routes", "join", "timeout", "queue_timeout", "max_backlog", "breaker", "retries", "backoff", "concurrency", "description"}
+var stepFields = []string{"handler", "with", "next", "route_by", "routes", "join", "timeout", "queue_timeout", "max_backlog", "breaker", "retries", "backoff", "concurrency", "description",
+	"limits"}
 
 func (l *loader) step(name string, n *yaml.Node) *Step {
 	s := &Step{
@@ -281,6 +282,9 @@ func (l *loader) step(name string, n *yaml.Node) *Step {
 	}
 	if v, ok := f["breaker"]; ok {
 		l.breaker(v, s)
+	}
+	if v, ok := f["limits"]; ok {
+		l.limits(v, s)
 	}
 	return s
 }

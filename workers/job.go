@@ -21,6 +21,8 @@ type job struct {
 	lost      atomic.Bool // another consumer took the token over
 	dropped   atomic.Bool // a late begin found the token no longer wanted
 	renewedAt atomic.Int64
+	// leased: the token holds a running permit of its step's limits.
+	leased atomic.Bool
 	// queueWait, when positive, is how long the token waited in the
 	// stream past its step's queue_timeout: it is failed, not run.
 	queueWait time.Duration

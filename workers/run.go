@@ -23,6 +23,7 @@ func (r *stepRunner) run(j *job) {
 	defer r.pool.end()
 	defer r.s.jobs.remove(j)
 	defer j.cancel()
+	defer r.lim.release(j)
 	d := j.d
 	log := r.log.With().Str("task", d.Task).Str("token", d.Token).Int("attempt", d.Attempt).Logger()
 	task := &dsat.Task{ID: d.Task, Pipeline: r.p.Name, Version: r.p.Version, Step: r.step.Name, With: r.step.With,

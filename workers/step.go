@@ -41,6 +41,8 @@ type stepRunner struct {
 	// limited lists the steps this one feeds that have a max_backlog: the
 	// reader reads only as many tokens as they have room for (headroom).
 	limited []string
+	// lim is the step's limiter client (nil: the step has no limits).
+	lim *stepLimiter
 
 	completer completer
 	late      batcher[*job] // jobs due for a late begin
@@ -69,6 +71,7 @@ func newStepRunner(s *Satellite, p *dsat.Pipeline, st *dsat.Step, h Handler) *st
 	}
 	r.reader = s.c.NewStepReader(p, st.Name, s.cfg.ID)
 	r.limited = limitedTargets(p, st)
+	r.lim = newStepLimiter(r)
 	r.log = s.log.With().Str("pipeline", p.Name).Str("step", st.Name).Logger()
 	r.completer.s = s
 	return r
@@ -103,7 +106,9 @@ func (r *stepRunner) readLoop(ctx context.Context) {
 	rec := &reclaimState{due: time.Now().Add(r.reclaimInterval())}
 	want := 1 // slots to wait for: more after a read that found a backlog
 	var spill []msgRef
+	var keptAt time.Time
 	for ctx.Err() == nil {
+		spill = r.keepSpill(ctx, spill, &keptAt)
 		if r.held() {
 			r.markHeld()
 			wait.Sleep(ctx, holdPoll)
@@ -139,6 +144,13 @@ func (r *stepRunner) readLoop(ctx context.Context) {
 			msgs, reclaimed = r.reclaim(ctx, n, rec), true
 		}
 		want = 1
+		if err == nil && len(msgs) == 0 && !own.active && r.lim != nil {
+			k := r.lim.readable(ctx, n)
+			r.pool.unreserve(n - k)
+			if n = k; n == 0 {
+				continue
+			}
+		}
 		if err == nil && len(msgs) == 0 && !own.active {
 			msgs, err = r.readNew(ctx, n)
 			reclaimed, fresh = false, true
@@ -173,8 +185,13 @@ func (r *stepRunner) readLoop(ctx context.Context) {
 		if tripped && len(msgs) > 0 {
 			r.probe.Store(0)
 		}
-		used := r.dispatch(msgs, reclaimed, fresh)
+		used, deferred := r.dispatch(msgs, reclaimed, fresh)
 		r.pool.unreserve(n - used)
+		if len(deferred) > 0 { // at the step's limits: read again once a permit frees
+			spill = append(deferred, spill...)
+			r.lim.pause(ctx)
+			continue
+		}
 		if trickle := len(msgs) > 0 && len(msgs) < n && len(spill) == 0 && !reclaimed; trickle && r.s.cfg.ReadLinger > 0 {
 			wait.Sleep(ctx, r.s.cfg.ReadLinger)
 		}
@@ -250,8 +267,10 @@ func (r *stepRunner) readNew(ctx context.Context, n int) ([]msgRef, error) {
 // otherwise every token is begun in one round trip (BeginBatch) before its
 // handler runs. A fresh token (read for the first time) that waited in
 // the stream past the step's queue_timeout is not run: it fails with
-// TIMEOUT (see run). It returns how many pool slots the jobs took.
-func (r *stepRunner) dispatch(msgs []msgRef, reclaimed, fresh bool) int {
+// TIMEOUT (see run). A step with limits begins only the tokens its
+// limiter grants, eagerly; the others are returned (deferred) to be
+// dispatched again. It returns how many pool slots the jobs took.
+func (r *stepRunner) dispatch(msgs []msgRef, reclaimed, fresh bool) (int, []msgRef) {
 	jobs := make([]*job, 0, len(msgs))
 	var late []*job // past the queue timeout
 	qt := r.step.QueueTimeout
@@ -279,18 +298,20 @@ func (r *stepRunner) dispatch(msgs []msgRef, reclaimed, fresh bool) int {
 	for _, j := range late {
 		r.start(j)
 	}
+	jobs, deferred, at := r.limitGrant(jobs)
 	if len(jobs) == 0 {
-		return len(late)
+		return len(late), deferred
 	}
-	lazy := r.s.cfg.BeginWindow > 0
+	lazy := r.s.cfg.BeginWindow > 0 && r.lim == nil
 	var outs []dsat.Outcome
 	if !lazy {
-		outs = r.begin(jobs)
+		outs = r.begin(jobs, at)
 	}
 	used := len(late)
 	for i, j := range jobs {
 		if !lazy && outs[i] != dsat.Applied && outs[i] != dsat.AlreadyApplied {
 			j.cancel()
+			r.lim.release(j)
 			continue
 		}
 		if lazy {
@@ -300,7 +321,7 @@ func (r *stepRunner) dispatch(msgs []msgRef, reclaimed, fresh bool) int {
 		r.start(j)
 		used++
 	}
-	return used
+	return used, deferred
 }
 
 // markHeld notes that the reader was held now: a token's queue_timeout
@@ -343,9 +364,9 @@ func (r *stepRunner) start(j *job) {
 }
 
 // begin records ACK for a batch of tokens, retrying failed calls a few
-// times in smaller batches (inBatches). A token whose begin failed is not
-// run: it stays pending for the reclaimer.
-func (r *stepRunner) begin(jobs []*job) []dsat.Outcome {
+// times in smaller batches (inBatches), at time at (zero: now). A token
+// whose begin failed is not run: it stays pending for the reclaimer.
+func (r *stepRunner) begin(jobs []*job, at time.Time) []dsat.Outcome {
 	outs := make([]dsat.Outcome, len(jobs))
 	todo := make([]int, len(jobs))
 	for i := range todo {
@@ -356,7 +377,7 @@ func (r *stepRunner) begin(jobs []*job) []dsat.Outcome {
 		for k, i := range chunk {
 			ds[k] = jobs[i].d
 		}
-		o, errs := r.s.c.BeginBatch(ctx, ds)
+		o, errs := r.beginBatch(ctx, ds, at)
 		var again []int
 		for k, i := range chunk {
 			outs[i] = o[k]
@@ -378,7 +399,7 @@ func (r *stepRunner) begin(jobs []*job) []dsat.Outcome {
 // token stale) has its handler cancelled and its result ignored; a token
 // whose begin failed keeps running (its result records the ACK).
 func (r *stepRunner) beginLate(jobs []*job) {
-	outs := r.begin(jobs)
+	outs := r.begin(jobs, time.Time{})
 	for i, j := range jobs {
 		if outs[i] == dsat.Dropped {
 			j.dropped.Store(true)
