@@ -39,9 +39,12 @@ type stepView struct {
 
 // limitsView is a step's limits: its settings and what they hold now.
 type limitsView struct {
-	Rate    string           `json:"rate,omitempty"`
-	Running int              `json:"running,omitempty"`
-	Usage   *dsat.LimitUsage `json:"usage,omitempty"`
+	Rate          string           `json:"rate,omitempty"`
+	Running       int              `json:"running,omitempty"`
+	Key           string           `json:"key,omitempty"`
+	RunningPerKey int              `json:"running_per_key,omitempty"`
+	RatePerKey    string           `json:"rate_per_key,omitempty"`
+	Usage         *dsat.LimitUsage `json:"usage,omitempty"`
 }
 
 // breakerView is a step's circuit breaker: its settings and, when it is
@@ -94,7 +97,8 @@ func viewOf(p *dsat.Pipeline, paused dsat.Paused) pipelineView {
 			sv.QueueTimeout = s.QueueTimeout.String()
 		}
 		if lim := s.Limits; lim != nil {
-			sv.Limits = &limitsView{Rate: lim.Rate.String(), Running: lim.Running}
+			sv.Limits = &limitsView{Rate: lim.Rate.String(), Running: lim.Running, Key: lim.Key,
+				RunningPerKey: lim.RunningPerKey, RatePerKey: lim.RatePerKey.String()}
 		}
 		v.Steps = append(v.Steps, sv)
 	}

@@ -47,6 +47,9 @@ func (r *stepRunner) run(j *job) {
 	cancel()
 	if !j.settle() {
 		j.d.Started = started // not begun: Complete or Fail writes the ACK
+		if !j.grantAt.IsZero() {
+			j.d.Started = j.grantAt // at its limiter's grant (limits.go)
+		}
 	}
 	if j.dropped.Load() {
 		outcome = "dropped"

@@ -138,6 +138,8 @@ func (r *stepRunner) readLoop(ctx context.Context) {
 		case len(spill) > 0:
 			k := min(n, len(spill))
 			msgs, spill, fresh = spill[:k:k], spill[k:], true
+		case r.lim != nil && len(r.lim.parked) > 0 && !own.active:
+			msgs, fresh = r.lim.ready(n), true
 		case own.active:
 			msgs, err = r.readOwn(ctx, n, own)
 		case !rec.due.After(time.Now()):
@@ -169,8 +171,11 @@ func (r *stepRunner) readLoop(ctx context.Context) {
 			if ctx.Err() != nil {
 				return
 			}
-			own.reset() // re-reads our pending entries, the spilled ones too
+			own.reset() // re-reads our pending entries, the spilled and parked ones too
 			spill = nil
+			if r.lim != nil {
+				r.lim.parked = nil
+			}
 			r.readFailed(ctx, err)
 			continue
 		}
@@ -185,10 +190,9 @@ func (r *stepRunner) readLoop(ctx context.Context) {
 		if tripped && len(msgs) > 0 {
 			r.probe.Store(0)
 		}
-		used, deferred := r.dispatch(msgs, reclaimed, fresh)
+		used := r.dispatch(msgs, reclaimed, fresh)
 		r.pool.unreserve(n - used)
-		if len(deferred) > 0 { // at the step's limits: read again once a permit frees
-			spill = append(deferred, spill...)
+		if r.lim != nil && r.lim.free == 0 { // at the step's limits: wait for a permit
 			r.lim.pause(ctx)
 			continue
 		}
@@ -257,7 +261,7 @@ func (r *stepRunner) readOwn(ctx context.Context, n int, c *ownCursor) ([]msgRef
 // readNew reads new tokens (see dsat.StepReader.ReadNew: one blocked
 // connection per step on one Redis, round-robin on a cluster).
 func (r *stepRunner) readNew(ctx context.Context, n int) ([]msgRef, error) {
-	return r.reader.ReadNew(ctx, n, r.s.cfg.Block)
+	return r.reader.ReadNew(ctx, n, r.lim.readBlock(r.s.cfg.Block))
 }
 
 // dispatch parses each entry and starts a job for each valid token; an
@@ -267,10 +271,11 @@ func (r *stepRunner) readNew(ctx context.Context, n int) ([]msgRef, error) {
 // otherwise every token is begun in one round trip (BeginBatch) before its
 // handler runs. A fresh token (read for the first time) that waited in
 // the stream past the step's queue_timeout is not run: it fails with
-// TIMEOUT (see run). A step with limits begins only the tokens its
-// limiter grants, eagerly; the others are returned (deferred) to be
-// dispatched again. It returns how many pool slots the jobs took.
-func (r *stepRunner) dispatch(msgs []msgRef, reclaimed, fresh bool) (int, []msgRef) {
+// TIMEOUT (see run). A step with limits starts only the tokens its
+// limiter granted a permit, their ACK timed at the grant; the others are
+// parked (limitGrant) to be offered again. It returns how many pool slots
+// the jobs took.
+func (r *stepRunner) dispatch(msgs []msgRef, reclaimed, fresh bool) int {
 	jobs := make([]*job, 0, len(msgs))
 	var late []*job // past the queue timeout
 	qt := r.step.QueueTimeout
@@ -298,11 +303,11 @@ func (r *stepRunner) dispatch(msgs []msgRef, reclaimed, fresh bool) (int, []msgR
 	for _, j := range late {
 		r.start(j)
 	}
-	jobs, deferred, at := r.limitGrant(jobs)
+	jobs, at := r.limitGrant(jobs)
 	if len(jobs) == 0 {
-		return len(late), deferred
+		return len(late)
 	}
-	lazy := r.s.cfg.BeginWindow > 0 && r.lim == nil
+	lazy := r.s.cfg.BeginWindow > 0
 	var outs []dsat.Outcome
 	if !lazy {
 		outs = r.begin(jobs, at)
@@ -321,7 +326,7 @@ func (r *stepRunner) dispatch(msgs []msgRef, reclaimed, fresh bool) (int, []msgR
 		r.start(j)
 		used++
 	}
-	return used, deferred
+	return used
 }
 
 // markHeld notes that the reader was held now: a token's queue_timeout
@@ -399,7 +404,7 @@ func (r *stepRunner) begin(jobs []*job, at time.Time) []dsat.Outcome {
 // token stale) has its handler cancelled and its result ignored; a token
 // whose begin failed keeps running (its result records the ACK).
 func (r *stepRunner) beginLate(jobs []*job) {
-	outs := r.begin(jobs, time.Time{})
+	outs := r.beginAtGrant(jobs)
 	for i, j := range jobs {
 		if outs[i] == dsat.Dropped {
 			j.dropped.Store(true)
