@@ -79,6 +79,9 @@ type Step struct {
 	Preds []string
 	// Line is where the step is defined in its file (0: not from a file).
 	Line int `json:"-"`
+
+	// Map, join policies (issue 17; dsat/mapjoin.go).
+	MapJoin
 }
 
 // Backoff is the delay schedule between attempts of a step.
@@ -181,7 +184,11 @@ func (p *Pipeline) Edges() []Edge {
 	for _, name := range p.Order {
 		s := p.Steps[name]
 		for _, t := range s.Next {
-			out = append(out, Edge{From: name, To: t})
+			e := Edge{From: name, To: t}
+			if s.Map != "" {
+				e.Label = "map " + s.Map // one token per element (issue 17)
+			}
+			out = append(out, e)
 		}
 		for _, label := range sortedKeys(s.Routes) {
 			for _, t := range s.Routes[label] {

@@ -52,11 +52,21 @@ var (
 	// ErrNoRoute means a switch step's output matched no route and the
 	// step has no default route.
 	ErrNoRoute = errors.New("dsat: no route matches")
+	// ErrMapOutput means a map step's output has no array in its map field,
+	// or more items than max_items: a final failure of the step.
+	ErrMapOutput = errors.New("dsat: map output")
 	// ErrNoPipelines means a pipelines folder holds no *.yaml or *.yml file.
 	ErrNoPipelines = errors.New("dsat: no pipeline files (*.yaml, *.yml) found")
 	// ErrStepNotFound means a step is not in the loaded version of its
 	// pipeline (a token or dead letter of another version).
 	ErrStepNotFound = errors.New("dsat: no such step in the loaded pipeline version")
+)
+
+// Stats errors.
+var (
+	// ErrInvalidWindow means a stats window is not a duration Stats reads
+	// (ParseStatsWindow).
+	ErrInvalidWindow = errors.New("dsat: invalid stats window")
 )
 
 // Temporary reports whether err is a failure of Redis or of the way to it

@@ -215,7 +215,7 @@ func (l *loader) pipeline(doc *yaml.Node) *Pipeline {
 }
 
 var stepFields = []string{"handler", "with", "next", "route_by", "routes", "join", "timeout", "queue_timeout", "max_backlog", "breaker", "retries", "backoff", "concurrency", "description",
-	"limits"}
+	"map", "max_items", "max_parallel", "limits"}
 
 func (l *loader) step(name string, n *yaml.Node) *Step {
 	s := &Step{
@@ -255,10 +255,9 @@ func (l *loader) step(name string, n *yaml.Node) *Step {
 		}
 	}
 	if v, ok := f["join"]; ok {
-		if v.Kind != yaml.ScalarNode || v.Decode(&s.Join) != nil {
-			l.add(v.Line, name, "join", "must be true or false")
-		}
+		l.join(v, s)
 	}
+	l.mapFields(f, s)
 	if v, ok := f["timeout"]; ok {
 		s.Timeout = l.duration(v, name, "timeout")
 	}

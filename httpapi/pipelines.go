@@ -35,6 +35,10 @@ type stepView struct {
 	// Limits are the step's limits, absent for none; Usage is filled by
 	// GET /v1/pipelines/{name}.
 	Limits *limitsView `json:"limits,omitempty"`
+	// Map and join policy settings (issue 17), and the map step whose
+	// items the step runs (the dashboard draws it as a stack).
+	dsat.MapJoin
+	MappedBy string `json:"mapped_by,omitempty"`
 }
 
 // limitsView is a step's limits: its settings and what they hold now.
@@ -89,7 +93,8 @@ func viewOf(p *dsat.Pipeline, paused dsat.Paused) pipelineView {
 		sv := stepView{Name: name, Handler: s.Handler, With: s.With, Next: s.Next, RouteBy: s.RouteBy,
 			Routes: s.Routes, Join: s.Join, Timeout: s.Timeout.String(), Retries: s.Retries,
 			Backoff:     map[string]string{"initial": s.Backoff.Initial.String(), "max": s.Backoff.Max.String()},
-			Concurrency: s.Concurrency, MaxBacklog: s.MaxBacklog, Paused: paused.Step(p.Name, name)}
+			Concurrency: s.Concurrency, MaxBacklog: s.MaxBacklog, Paused: paused.Step(p.Name, name),
+			MapJoin: s.MapJoin, MappedBy: p.MapStep(name)}
 		if b := s.Breaker; b != nil {
 			sv.Breaker = &breakerView{Failures: b.Failures, Within: b.Within.String(), OpenFor: b.OpenFor.String()}
 		}

@@ -29,6 +29,9 @@
 --             the same for a token no worker has read yet (the time
 --             keeper): nothing is done ({2}) unless the entry is still
 --             undelivered to the step's consumer group
+-- ARGV[18..], KEYS[7..] -> only for a pipeline with a map or a join
+--             policy: the step's item spec, the join specs, their streams
+--             and the release step's stream (maplib.lua, fail_mapjoin)
 -- Returns: {1, mode} applied; {0} already applied (entry acknowledged);
 -- {-1} task not found; {-2} task cancelled (entry acknowledged); {2} the
 -- entry was delivered meanwhile ("u": nothing written).
@@ -52,10 +55,14 @@ local st, tatt, tstep = tok_parse(c.tokv)
 -- (dsat.DeadLetterEntry) ends the token at its current attempt.
 local atts = ARGV[3]
 if atts == '0' and tatt then atts = tatt end
-if not st or tstep ~= step or tatt ~= atts or st == 'd' or st == 'x' then
+if not st or tstep ~= step or tatt ~= atts or st == 'd' or st == 'x' or st == 'c' then
   ack(KEYS[4], step, id)
   return {0}
 end
+
+-- Map and join policies (issue 17, maplib.lua): only when dsat passes them.
+local mj, idx = fail_mapjoin(), nil
+if mj and mj.item then idx = redis.call('HGET', c.H, 'mi:' .. tok) end
 
 -- All checks done: write.
 att = tonumber(atts)
@@ -70,6 +77,8 @@ elseif mode == 'retry' then
   emit(c, ev, step, atts, worker, cjson.encode({error = msg}))
   redis.call('ZADD', KEYS[5], due, cjson.encode(token_fields(c, step, tok, att + 1, payload, due)))
   emit(c, 'RETRY', step, atts, worker, cjson.encode({attempt = att + 1, due = due}))
+elseif idx and mj.item.jspec[3] == 'ms' then
+  item_settle(c, mj.item, tok, atts, step, worker, ev, msg, idx, KEYS[6])
 else
   tok_set(c, tok, 'x', atts, step, worker)
   c.error = step .. ': ' .. msg
@@ -77,7 +86,7 @@ else
   emit(c, ev, step, atts, worker, cjson.encode({error = msg, final = true}))
   local did = redis.call('XADD', KEYS[6], '*', 'task', c.task, 'pipeline', c.pipeline, 'step', step,
     'token', tok, 'attempts', atts, 'reason', msg, 'at', c.now)
-  set(c, 'x:' .. tok, cjson.encode({did, step, payload}))
+  set(c, 'x:' .. tok, cjson.encode({did, step, payload, idx})) -- idx: a map's item (retry.lua)
   local xl = redis.call('HGET', c.H, 'xl') or ''
   if xl ~= '' then xl = xl .. ',' end
   set(c, 'xl', xl .. tok)
@@ -85,6 +94,7 @@ else
   c.dead = c.dead + 1
   -- A dead token keeps every join from firing until a re-drive (retry.lua),
   -- so the task ends DEAD once the other tokens are done or parked.
+  if mj then fire_joins2(c, mj.joins) end -- a settled join takes the death
   finish(c)
 end
 save(c)

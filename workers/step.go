@@ -44,6 +44,9 @@ type stepRunner struct {
 	// lim is the step's limiter client (nil: the step has no limits).
 	lim *stepLimiter
 
+	// stats: the step's counts since the last stats flush (stats.go).
+	stats stepStats
+
 	completer completer
 	late      batcher[*job] // jobs due for a late begin
 	runners   *runners      // set by Start
