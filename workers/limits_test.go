@@ -173,7 +173,7 @@ steps:
 `)
 		m := NewMux()
 		m.HandleFunc("echo", Echo)
-		b.submitAll(`{}`, `{}`, `{}`)
+		ids := b.submitAll(`{}`, `{}`, `{}`)
 		for _, id := range []string{"s1", "s2"} {
 			cfg := b.fast(id)
 			cfg.VisibilityTimeout = 2 * time.Second
@@ -194,7 +194,19 @@ steps:
 			}
 			return out
 		}
-		time.Sleep(500 * time.Millisecond)
+		// The first token (the minute's one grant) has run: the others wait.
+		deadline := time.Now().Add(10 * time.Second)
+		for done := 0; done == 0; time.Sleep(50 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatal("no token ran within 10s")
+			}
+			for _, id := range ids {
+				if st, err := b.c.Get(b.ctx, id); err == nil && st.Status == dsat.StatusSucceeded {
+					done++
+				}
+			}
+		}
+		time.Sleep(200 * time.Millisecond)
 		before := owners()
 		time.Sleep(3 * time.Second)
 		after := owners()
