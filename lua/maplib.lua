@@ -288,16 +288,16 @@ end
 -- fail_mapjoin reads what fail.lua gets after its own arguments when the
 -- pipeline has a map or a join policy: ARGV[18] the step's item spec
 -- "<map step>|<join>|<release step>" ("" for a step that runs no map's
--- items), ARGV[19..] the join specs, KEYS[7..] their streams, then the
+-- items), ARGV[19..] the join specs, KEYS[9..] their streams, then the
 -- release step's stream. nil without them.
 local function fail_mapjoin()
   if not ARGV[18] then return nil end
   local joins = {}
-  for i = 19, #ARGV do joins[#joins + 1] = join_spec(ARGV[i], KEYS[7 + i - 19]) end
+  for i = 19, #ARGV do joins[#joins + 1] = join_spec(ARGV[i], KEYS[9 + i - 19]) end
   local r = {joins = joins}
   if ARGV[18] ~= '' then
     local m, J, rel = string.match(ARGV[18], '^([^|]*)|([^|]*)|(.*)$')
-    r.item = {map = m, join = J, release = rel, rstream = KEYS[7 + #joins]}
+    r.item = {map = m, join = J, release = rel, rstream = KEYS[9 + #joins]}
     for _, j in ipairs(joins) do
       if j[1] == J then r.item.jspec = j end
     end
