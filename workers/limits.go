@@ -2,6 +2,7 @@ package workers
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	"github.com/dsat-dev/dsat/dsat"
@@ -48,16 +49,20 @@ type stepLimiter struct {
 	wait    time.Duration
 	parked  []parkedRef
 	blocked map[string]time.Time
-	// wake gets a signal when a token of this step ends here.
-	wake chan struct{}
-	rel  batcher[dsat.LimitRequest]
+	// wake gets a signal when a token of this step ends here and its
+	// permit was given back; freed (under mu) lists the keys of those
+	// permits: the reader offers their parked tokens again at once.
+	wake  chan struct{}
+	rel   batcher[dsat.LimitRequest]
+	mu    sync.Mutex
+	freed map[string]bool
 }
 
 func newStepLimiter(r *stepRunner) *stepLimiter {
 	if r.step.Limits == nil {
 		return nil
 	}
-	return &stepLimiter{r: r, free: -1, wake: make(chan struct{}, 1), blocked: map[string]time.Time{}}
+	return &stepLimiter{r: r, free: -1, wake: make(chan struct{}, 1), blocked: map[string]time.Time{}, freed: map[string]bool{}}
 }
 
 // readable returns how many of n tokens the reader may read now: n, or
@@ -98,6 +103,12 @@ func (l *stepLimiter) ready(n int) []msgRef {
 	if len(l.parked) == 0 {
 		return nil
 	}
+	l.mu.Lock()
+	for k := range l.freed {
+		delete(l.blocked, k)
+	}
+	clear(l.freed)
+	l.mu.Unlock()
 	now := time.Now()
 	rank := make([]int, len(l.parked)) // 0: not offered; else its round
 	seen := map[string]int{}
@@ -201,17 +212,13 @@ func (l *stepLimiter) pause(ctx context.Context) {
 }
 
 // release gives back the running permit of a job that ended (or was not
-// begun), batched with the other jobs ending meanwhile, and wakes the
-// reader.
+// begun), batched with the other jobs ending meanwhile; once given back,
+// the reader is woken (sendRelease).
 func (l *stepLimiter) release(j *job) {
 	if l == nil || !j.leased.Swap(false) {
 		return
 	}
 	l.rel.add(dsat.LimitRequest{ID: j.m.LeaseID(), Key: j.limKey}, l.sendRelease)
-	select {
-	case l.wake <- struct{}{}:
-	default:
-	}
 }
 
 // sendRelease releases a batch of permits, retrying a few times; a permit
@@ -228,6 +235,15 @@ func (l *stepLimiter) sendRelease(reqs []dsat.LimitRequest) {
 	})
 	if len(failed) > 0 {
 		l.r.log.Warn().Int("permits", len(failed)).Dur("lease", l.r.vis).Msg("release running permits failed; they come back when their lease ends")
+	}
+	l.mu.Lock()
+	for _, q := range reqs {
+		l.freed[q.Key] = true
+	}
+	l.mu.Unlock()
+	select {
+	case l.wake <- struct{}{}:
+	default:
 	}
 }
 
