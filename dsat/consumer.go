@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/dsat-dev/dsat/lua"
 )
 
 // Entry is one entry of a step stream as a consumer read it: a token
@@ -174,21 +176,29 @@ func (r *StepReader) Claim(ctx context.Context, n int, minIdle time.Duration, st
 	return claimed, deleted, next, nil
 }
 
+// streamOf names one of the reader's streams: a partition's, of a level.
+type streamOf struct {
+	part  Partition
+	level Priority
+}
+
+// streamKeys maps each of the reader's streams to its key.
+func (r *StepReader) streamKeys() map[streamOf]string {
+	key := make(map[streamOf]string, len(r.keys))
+	for i, p := range r.parts {
+		key[streamOf{p, r.levels[i]}] = r.keys[i]
+	}
+	return key
+}
+
 // Deliveries returns how many times each entry was delivered (0 when
 // unknown), in one round trip: the poison-message counter.
 func (r *StepReader) Deliveries(ctx context.Context, entries []Entry) []int64 {
-	type stream struct {
-		part  Partition
-		level Priority
-	}
-	key := map[stream]string{}
-	for i, p := range r.parts {
-		key[stream{p, r.levels[i]}] = r.keys[i]
-	}
+	key := r.streamKeys()
 	cmds := make([]*redis.XPendingExtCmd, len(entries))
 	_, _ = r.c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, e := range entries {
-			cmds[i] = p.XPendingExt(ctx, &redis.XPendingExtArgs{Stream: key[stream{e.Part, e.Priority}], Group: r.step, Start: e.ID, End: e.ID, Count: 1})
+			cmds[i] = p.XPendingExt(ctx, &redis.XPendingExtArgs{Stream: key[streamOf{e.Part, e.Priority}], Group: r.step, Start: e.ID, End: e.ID, Count: 1})
 		}
 		return nil
 	})
@@ -197,6 +207,24 @@ func (r *StepReader) Deliveries(ctx context.Context, entries []Entry) []int64 {
 		if pend, err := cmd.Result(); err == nil && len(pend) == 1 {
 			out[i] = pend[0].RetryCount
 		}
+	}
+	return out
+}
+
+// Keep renews this consumer's claim of entries it read and holds without
+// beginning them (a step at its limits, or paused, keeps them in memory),
+// in one round trip (renew.lua), so no reclaimer takes them over and their
+// delivery counter does not grow while they wait. It returns whether each
+// is still this consumer's: one that is not must be dropped.
+func (r *StepReader) Keep(ctx context.Context, entries []Entry) []bool {
+	key := r.streamKeys()
+	replies, errs := r.c.pipelineScripts(ctx, lua.Renew, len(entries), func(i int) ([]string, []any) {
+		return []string{key[streamOf{entries[i].Part, entries[i].Priority}]}, []any{r.step, r.consumer, entries[i].ID}
+	})
+	out := make([]bool, len(entries))
+	for i := range entries {
+		// An error keeps the entry: it is tried again at the next renewal.
+		out[i] = errs[i] != nil || len(replies[i]) == 1 && replies[i][0] == int64(1)
 	}
 	return out
 }

@@ -56,6 +56,8 @@ var (
 	Promote  = redis.NewScript(mustRead("promote.lua"))
 	Breaker  = redis.NewScript(mustRead("breaker.lua"))
 	Renew    = redis.NewScript(mustRead("renew.lua"))
+	// Limits holds a step's limits (rate, running) over every satellite.
+	Limits = redis.NewScript(mustRead("limits.lua"))
 	// The schedule scripts (docs/design.md, "Schedules").
 	SchedulePut   = redis.NewScript(withSchedLib("schedule_put.lua"))
 	ScheduleClaim = redis.NewScript(withSchedLib("schedule_claim.lua"))
@@ -68,4 +70,5 @@ var All = map[string]*redis.Script{
 	"submit": Submit, "begin": Begin, "complete": Complete, "fail": Fail,
 	"cancel": Cancel, "retry": Retry, "deadline": Deadline, "progress": Progress, "promote": Promote, "breaker": Breaker, "renew": Renew,
 	"schedule_put": SchedulePut, "schedule_claim": ScheduleClaim, "schedule_done": ScheduleDone,
+	"limits": Limits,
 }

@@ -87,3 +87,53 @@ func TestSatellitePriorities(t *testing.T) {
 		}
 	})
 }
+
+// TestPrioritiesWithLimits (issue 16): high and low tokens parked by a
+// step's running limit are kept (their claims renewed in their own level's
+// stream) and each runs once.
+func TestPrioritiesWithLimits(t *testing.T) {
+	t.Parallel()
+	redistest.ForEachBackend(t, func(t *testing.T, be redistest.Backend) {
+		b := setup(t, be, `
+name: plim
+version: 1.0.0
+steps:
+  a: {handler: rec, limits: {running: 1}, concurrency: {min: 4, max: 4}}
+`)
+		var mu sync.Mutex
+		runs := map[string]int{}
+		m := NewMux()
+		m.HandleFunc("rec", func(ctx context.Context, task *dsat.Task) (dsat.Result, error) {
+			time.Sleep(20 * time.Millisecond)
+			mu.Lock()
+			runs[task.ID]++
+			mu.Unlock()
+			return dsat.Result{Output: task.Payload}, nil
+		})
+		var ids []string
+		for _, level := range []dsat.Priority{dsat.PriorityLow, dsat.PriorityHigh, dsat.PriorityNormal} {
+			for i := 0; i < 8; i++ {
+				s, err := b.c.Submit(b.ctx, b.p.Name, []byte(`{}`), dsat.SubmitOptions{Priority: level})
+				if err != nil {
+					t.Fatal(err)
+				}
+				ids = append(ids, s.ID)
+			}
+		}
+		cfg := b.fast("s1")
+		cfg.FlowInterval = 50 * time.Millisecond
+		b.start(m, cfg)
+		for _, st := range b.wait(ids, 30*time.Second) {
+			if st.Status != dsat.StatusSucceeded {
+				t.Fatalf("task: %+v", st)
+			}
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		for _, id := range ids {
+			if runs[id] != 1 {
+				t.Fatalf("task %s ran %d times, want 1", id, runs[id])
+			}
+		}
+	})
+}
