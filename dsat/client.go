@@ -186,6 +186,7 @@ func compile(p *Pipeline) *compiled {
 		cp.routeArg[name] = args
 		cp.streams[name] = streams
 	}
+	cp.withOnFailure()
 	return cp
 }
 

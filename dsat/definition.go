@@ -38,6 +38,11 @@ type Pipeline struct {
 	// Schedules are the schedules the file declares (schedules:), each
 	// running this pipeline; serve puts them at start.
 	Schedules []ScheduleSpec
+
+	// OnFailure names the step run once, with {task, step, error, input},
+	// when a task of this pipeline fails (on_failure in YAML; "" none).
+	// No step sends to it (onfailure.go).
+	OnFailure string
 }
 
 // Step is one moving part of a pipeline.

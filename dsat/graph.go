@@ -66,7 +66,7 @@ func (l *loader) graph(p *Pipeline, lines map[string]int, entryNode *yaml.Node) 
 	walk(p.Entry)
 	for _, name := range p.Order {
 		s := p.Steps[name]
-		if !reach[name] {
+		if !reach[name] && name != p.OnFailure {
 			l.add(lines[name], name, "", fmt.Sprintf("unreachable from the entry step %q", p.Entry))
 		}
 		if s.Join && len(s.Preds) < 2 {

@@ -155,7 +155,7 @@ func (l *loader) pipeline(doc *yaml.Node) *Pipeline {
 		doc = doc.Content[0]
 	}
 	p := &Pipeline{File: l.file, Partitions: 1, Steps: map[string]*Step{}}
-	f := l.fields(doc, "", "", "name", "version", "partitions", "entry", "description", "steps", "schedules")
+	f := l.fields(doc, "", "", "name", "version", "partitions", "entry", "description", "steps", "schedules", "on_failure")
 	if n, ok := f["name"]; ok {
 		p.Name = l.str(n, "", "name")
 		if p.Name != "" && !ValidName(p.Name) {
@@ -210,7 +210,11 @@ func (l *loader) pipeline(doc *yaml.Node) *Pipeline {
 	if p.Entry == "" && len(p.Order) > 0 {
 		p.Entry = p.Order[0]
 	}
+	if n, ok := f["on_failure"]; ok {
+		p.OnFailure = l.str(n, "", "on_failure") // before graph: the handler is reached by no edge
+	}
 	l.graph(p, lines, f["entry"])
+	l.onFailure(p, f["on_failure"])
 	return p
 }
 

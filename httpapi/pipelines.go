@@ -63,11 +63,13 @@ type pipelineView struct {
 	Edges      []dsat.Edge `json:"edges"`
 	// Paused: the whole pipeline is paused.
 	Paused bool `json:"paused,omitempty"`
+	// OnFailure is the pipeline's failure handler step (absent: none).
+	OnFailure string `json:"on_failure,omitempty"`
 }
 
 func viewOf(p *dsat.Pipeline, paused dsat.Paused) pipelineView {
 	_, all := paused[p.Name]
-	v := pipelineView{Name: p.Name, Version: p.Version.String(), Partitions: p.Partitions, Entry: p.Entry, Edges: p.Edges(), Paused: all}
+	v := pipelineView{Name: p.Name, Version: p.Version.String(), Partitions: p.Partitions, Entry: p.Entry, Edges: p.Edges(), Paused: all, OnFailure: p.OnFailure}
 	if v.Edges == nil {
 		v.Edges = []dsat.Edge{}
 	}

@@ -29,12 +29,16 @@
 --             the same for a token no worker has read yet (the time
 --             keeper): nothing is done ({2}) unless the entry is still
 --             undelivered to the step's consumer group
+-- KEYS[7] -> the failure handler's stream, when ARGV[18] names it
+-- ARGV[18] -> the pipeline's on_failure step ("" or absent: none); a
+--             task that ends failed runs it first (lib.lua, on_failure)
 -- Returns: {1, mode} applied; {0} already applied (entry acknowledged);
 -- {-1} task not found; {-2} task cancelled (entry acknowledged); {2} the
 -- entry was delivered meanwhile ("u": nothing written).
 local c = context(KEYS[3], ARGV[7], ARGV[8])
 new_task(c, KEYS[1], KEYS[2], ARGV[1])
 c.retention, c.v = ARGV[9], ARGV[10]
+if (ARGV[18] or '') ~= '' then c.onf = {step = ARGV[18], stream = KEYS[7]} end
 local tok, att, id, step, worker = ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5], ARGV[6]
 local ev, msg, mode, due, payload = ARGV[11], ARGV[12], ARGV[13], ARGV[14], ARGV[15]
 local never = ARGV[17] or ''

@@ -38,6 +38,7 @@ for i, t in ipairs(toks) do
   steps[i] = step
 end
 redis.call('HDEL', c.H, 'xl')
+redis.call('HDEL', c.H, 'of') -- the failure handler runs again if the task fails again
 c.dead = 0
 set(c, 'status', 'running'); set(c, 'error', '')
 emit(c, 'RETRY', '', '0', '', cjson.encode({steps = steps}))
