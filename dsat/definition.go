@@ -81,6 +81,11 @@ type Step struct {
 	Preds []string
 	// Line is where the step is defined in its file (0: not from a file).
 	Line int `json:"-"`
+
+	// Pipeline, for a sub-pipeline step (pipeline in YAML, no handler),
+	// names the pipeline of the child task it submits with its input; the
+	// step ends with the child (subpipe.go).
+	Pipeline string
 }
 
 // Backoff is the delay schedule between attempts of a step.

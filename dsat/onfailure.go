@@ -56,5 +56,7 @@ func (l *loader) onFailure(p *Pipeline, n *yaml.Node) {
 		l.add(n.Line, "", "on_failure", fmt.Sprintf("names %q, which %s sends to; the failure handler must be a step that nothing else reaches", p.OnFailure, strings.Join(s.Preds, ", ")))
 	case len(s.Next) > 0 || s.IsSwitch() || s.Join:
 		l.add(s.Line, p.OnFailure, "on_failure", "the failure handler ends the task: it has no next, routes or join")
+	case s.Pipeline != "":
+		l.add(s.Line, p.OnFailure, "on_failure", "the failure handler runs a handler, not a sub-pipeline")
 	}
 }

@@ -21,6 +21,8 @@ func TestParseOnFailure(t *testing.T) {
 			`f.yaml:6: field "on_failure": names "b", which a sends to`},
 		{"has next", "name: p\nversion: '1.0'\nsteps:\n  a: {handler: h}\n  alert: {handler: h, next: [z]}\n  z: {handler: h}\non_failure: alert\n",
 			`f.yaml:5: step "alert": field "on_failure": the failure handler ends the task`},
+		{"sub-pipeline", "name: p\nversion: '1.0'\nsteps:\n  a: {handler: h}\n  alert: {pipeline: q}\non_failure: alert\n",
+			`f.yaml:5: step "alert": field "on_failure": the failure handler runs a handler`},
 		{"other unreachable", "name: p\nversion: '1.0'\nsteps:\n  a: {handler: h}\n  alert: {handler: h}\n  z: {handler: h}\non_failure: alert\n",
 			`f.yaml:6: step "z": unreachable`},
 	} {

@@ -86,6 +86,7 @@ func LoadPipelines(fsys fs.FS) ([]*Pipeline, error) {
 		errs = append(errs, scheduleDuplicates(p, schedFiles)...)
 		out = append(out, p)
 	}
+	errs = append(errs, subPipelineChecks(out, true)...)
 	return out, errors.Join(errs...)
 }
 
@@ -218,7 +219,7 @@ func (l *loader) pipeline(doc *yaml.Node) *Pipeline {
 	return p
 }
 
-var stepFields = []string{"handler", "with", "next", "route_by", "routes", "join", "timeout", "queue_timeout", "max_backlog", "breaker", "retries", "backoff", "concurrency", "description"}
+var stepFields = []string{"handler", "with", "next", "route_by", "routes", "join", "timeout", "queue_timeout", "max_backlog", "breaker", "retries", "backoff", "concurrency", "description", "pipeline"}
 
 func (l *loader) step(name string, n *yaml.Node) *Step {
 	s := &Step{
@@ -229,7 +230,10 @@ func (l *loader) step(name string, n *yaml.Node) *Step {
 	f := l.fields(n, name, "", stepFields...)
 	if h, ok := f["handler"]; ok {
 		s.Handler = l.str(h, name, "handler")
-	} else if n.Kind == yaml.MappingNode {
+	}
+	if _, sub := f["pipeline"]; sub {
+		l.subPipeline(s, f)
+	} else if _, ok := f["handler"]; !ok && n.Kind == yaml.MappingNode {
 		l.add(n.Line, name, "handler", "is required: name a handler registered in the worker binary (e.g. echo)")
 	}
 	if w, ok := f["with"]; ok {

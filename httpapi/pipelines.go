@@ -32,6 +32,8 @@ type stepView struct {
 	// Breaker is the step's circuit breaker, absent for none; its State is
 	// absent while it is closed.
 	Breaker *breakerView `json:"breaker,omitempty"`
+	// Pipeline is, for a sub-pipeline step, the child tasks' pipeline.
+	Pipeline string `json:"pipeline,omitempty"`
 }
 
 // breakerView is a step's circuit breaker: its settings and, when it is
@@ -78,7 +80,7 @@ func viewOf(p *dsat.Pipeline, paused dsat.Paused) pipelineView {
 		sv := stepView{Name: name, Handler: s.Handler, With: s.With, Next: s.Next, RouteBy: s.RouteBy,
 			Routes: s.Routes, Join: s.Join, Timeout: s.Timeout.String(), Retries: s.Retries,
 			Backoff:     map[string]string{"initial": s.Backoff.Initial.String(), "max": s.Backoff.Max.String()},
-			Concurrency: s.Concurrency, MaxBacklog: s.MaxBacklog, Paused: paused.Step(p.Name, name)}
+			Concurrency: s.Concurrency, MaxBacklog: s.MaxBacklog, Paused: paused.Step(p.Name, name), Pipeline: s.Pipeline}
 		if b := s.Breaker; b != nil {
 			sv.Breaker = &breakerView{Failures: b.Failures, Within: b.Within.String(), OpenFor: b.OpenFor.String()}
 		}

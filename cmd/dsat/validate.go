@@ -57,6 +57,12 @@ func runValidate(ctx context.Context, env *cliEnv, args []string) error {
 		loaded = append(loaded, p)
 		fmt.Fprintf(env.stdout, "%s: ok (pipeline %s %s, %d steps)\n", f, p.Name, p.Version, len(p.Order))
 	}
+	// Sub-pipelines may cross files: a cycle among the files given is an
+	// error (one named in none of them is not checked here).
+	if err := dsat.SubPipelineCycles(loaded); err != nil {
+		bad++
+		fmt.Fprintln(env.stderr, unprefixed(err.Error()))
+	}
 	if bad > 0 {
 		return &exitError{code: 1, msg: fmt.Sprintf("%d of %d files have problems", bad, fs.NArg())}
 	}
