@@ -97,6 +97,27 @@ func TestGraph(t *testing.T) {
 	}
 }
 
+// TestGraphSubPipelineAndFailureHandler: a sub-pipeline step is drawn as a
+// link to its pipeline's graph, the failure handler as a dashed box.
+func TestGraphSubPipelineAndFailureHandler(t *testing.T) {
+	f := filepath.Join(t.TempDir(), "p.yaml")
+	yaml := "name: p\nversion: '1.0'\nsteps:\n  a: {handler: echo, next: [m]}\n  m: {pipeline: mailer}\n  alert: {handler: echo}\non_failure: alert\n"
+	if err := os.WriteFile(f, []byte(yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errs := runCLI(t, nil, "", "graph", f)
+	if code != 0 {
+		t.Fatalf("graph: %d %s", code, errs)
+	}
+	for _, want := range []string{
+		`"m" [label="m\n(pipeline mailer)", shape=component, style=solid, URL="mailer.svg", tooltip="sub-pipeline: a child task of mailer"]`,
+		`"alert" [label="alert\n(echo)", style=dashed, xlabel="on_failure"]`, `"a" -> "m";`} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("graph lacks %s:\n%s", want, out)
+		}
+	}
+}
+
 func TestCLIErrors(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()

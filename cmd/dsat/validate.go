@@ -19,7 +19,9 @@ Examples:
 		run: runValidate})
 	register(&command{name: "graph", summary: "print a pipeline as Graphviz DOT", usage: "FILE",
 		help: `Prints the pipeline's graph in Graphviz DOT: steps as boxes, the switch
-cases as edge labels, joins as double boxes.
+cases as edge labels, joins as double boxes, the failure handler
+(on_failure) as a dashed box, and a sub-pipeline step as a component box
+linking to <pipeline>.svg (render each pipeline's file to its own SVG).
 
 Example:
   dsat graph examples/textstats.yaml | dot -Tsvg > textstats.svg`,
@@ -93,6 +95,11 @@ func dot(p *dsat.Pipeline) string {
 		s := p.Steps[name]
 		attrs := []string{`label="` + dotEscape(name) + `\n(` + dotEscape(s.Handler) + `)"`}
 		switch {
+		case s.Pipeline != "": // a link to the child pipeline's own graph
+			attrs = []string{`label="` + dotEscape(name) + `\n(pipeline ` + dotEscape(s.Pipeline) + `)"`, "shape=component", "style=solid",
+				`URL="` + dotEscape(s.Pipeline) + `.svg"`, `tooltip="sub-pipeline: a child task of ` + dotEscape(s.Pipeline) + `"`}
+		case name == p.OnFailure:
+			attrs = append(attrs, "style=dashed", `xlabel="on_failure"`)
 		case s.Join:
 			attrs = append(attrs, "peripheries=2", `xlabel="join"`)
 		case s.IsSwitch():
