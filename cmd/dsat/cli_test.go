@@ -249,3 +249,23 @@ func TestLoopbackListener(t *testing.T) {
 		l.Close()
 	}
 }
+
+// TestValidateSubPipelineCycle: dsat validate refuses a cycle of
+// sub-pipelines across the files it is given, with file:line.
+func TestValidateSubPipelineCycle(t *testing.T) {
+	dir := t.TempDir()
+	a, b := filepath.Join(dir, "a.yaml"), filepath.Join(dir, "b.yaml")
+	if err := os.WriteFile(a, []byte("name: a\nversion: '1.0'\nsteps:\n  s: {pipeline: b}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(b, []byte("name: b\nversion: '1.0'\nsteps:\n  s: {handler: echo, next: [t]}\n  t: {pipeline: a}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, errs := runCLI(t, nil, "", "validate", a); code != 0 {
+		t.Fatalf("one file (its sub-pipeline not given): exit %d %s", code, errs)
+	}
+	code, _, errs := runCLI(t, nil, "", "validate", a, b)
+	if code != 1 || !strings.Contains(errs, `b.yaml:5: step "t": field "pipeline": sub-pipeline cycle: a -> b -> a`) {
+		t.Fatalf("cycle: exit %d\n%s", code, errs)
+	}
+}
