@@ -14,6 +14,8 @@ import (
 const (
 	BreakerOpen     = "open"
 	BreakerHalfOpen = "half_open"
+	// BreakerClosed is only ever the state of a BREAKER event.
+	BreakerClosed = "closed"
 )
 
 // BreakerState is the state of a step's circuit breaker that is not
@@ -24,9 +26,16 @@ type BreakerState struct {
 	Until Time   `json:"until"`
 }
 
+// BreakerDetail is the detail of a BREAKER event: the state the breaker
+// moved to, and until when (absent for closed).
+type BreakerDetail struct {
+	State string `json:"state"`
+	Until *Time  `json:"until,omitempty"`
+}
+
 // breakerCall runs breaker.lua for step of pipeline.
 func (c *Client) breakerCall(ctx context.Context, pipeline, step string, args ...any) (any, error) {
-	keys := []string{c.keys.Breakers(), c.keys.BreakerFailures(pipeline, step)}
+	keys := []string{c.keys.Breakers(), c.keys.BreakerFailures(pipeline, step), c.keys.BreakerTransitions()}
 	r, err := lua.Breaker.Run(ctx, c.rdb, keys, args...).Result()
 	if err != nil {
 		return nil, fmt.Errorf("dsat: breaker of %s/%s: %w", pipeline, step, err)
@@ -51,31 +60,49 @@ func (c *Client) breakerOf(pipeline, step string) (*Breaker, error) {
 	return st.Breaker, nil
 }
 
-// BreakerFailed counts a failed attempt of step and reports whether the
-// breaker opened now (a failed probe opens it again).
-func (c *Client) BreakerFailed(ctx context.Context, pipeline, step string) (opened bool, err error) {
+// BreakerFailed counts a failed attempt of step, seen by the satellite
+// who, and reports whether the breaker opened now (a failed probe opens it
+// again); an opening is published on the firehose (PublishBreaker). An
+// error with opened true means only the event could not be written.
+func (c *Client) BreakerFailed(ctx context.Context, pipeline, step, who string) (opened bool, err error) {
 	b, err := c.breakerOf(pipeline, step)
 	if err != nil {
 		return false, err
 	}
-	r, err := c.breakerCall(ctx, pipeline, step, "fail", pipeline+"/"+step, ms(c.cfg.Now()), b.Failures,
+	now := c.cfg.Now()
+	r, err := c.breakerCall(ctx, pipeline, step, "fail", pipeline+"/"+step, ms(now), b.Failures,
 		b.Within.Milliseconds(), b.OpenFor.Milliseconds())
-	return r == "opened", err
+	if r != "opened" || err != nil {
+		return false, err
+	}
+	return true, c.PublishBreaker(ctx, pipeline, step, who, BreakerState{State: BreakerOpen, Until: Time{Time: now.Add(b.OpenFor).UTC()}}, now)
 }
 
-// BreakerSucceeded records a successful attempt of step while its breaker
-// is not closed, and reports whether that closed it (a probe succeeded).
-func (c *Client) BreakerSucceeded(ctx context.Context, pipeline, step string) (closed bool, err error) {
-	r, err := c.breakerCall(ctx, pipeline, step, "ok", pipeline+"/"+step, ms(c.cfg.Now()))
-	return r == "closed", err
+// BreakerSucceeded records a successful attempt of step, by the satellite
+// who, while its breaker is not closed, and reports whether that closed it
+// (a probe succeeded); a closing is published on the firehose (an error
+// with closed true: only the event could not be written).
+func (c *Client) BreakerSucceeded(ctx context.Context, pipeline, step, who string) (closed bool, err error) {
+	now := c.cfg.Now()
+	r, err := c.breakerCall(ctx, pipeline, step, "ok", pipeline+"/"+step, ms(now))
+	if r != "closed" || err != nil {
+		return false, err
+	}
+	return true, c.PublishBreaker(ctx, pipeline, step, who, BreakerState{State: BreakerClosed}, now)
 }
 
 // BreakerProbe asks to run the one probe token of an open breaker whose
 // time is up (or whose last prober's lease ran out); true: the caller, who,
-// runs it now and holds the probe for lease.
+// runs it now and holds the probe for lease. The move from open to half
+// open is published on the firehose (an error with true: only the event
+// could not be written; the caller holds the probe).
 func (c *Client) BreakerProbe(ctx context.Context, pipeline, step, who string, lease time.Duration) (bool, error) {
-	r, err := c.breakerCall(ctx, pipeline, step, "probe", pipeline+"/"+step, ms(c.cfg.Now()), who, lease.Milliseconds())
+	now := c.cfg.Now()
+	r, err := c.breakerCall(ctx, pipeline, step, "probe", pipeline+"/"+step, ms(now), who, lease.Milliseconds())
 	n, _ := r.(int64)
+	if n == 2 {
+		return true, c.PublishBreaker(ctx, pipeline, step, who, BreakerState{State: BreakerHalfOpen, Until: Time{Time: now.Add(lease).UTC()}}, now)
+	}
 	return n == 1, err
 }
 

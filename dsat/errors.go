@@ -59,6 +59,13 @@ var (
 	ErrStepNotFound = errors.New("dsat: no such step in the loaded pipeline version")
 )
 
+// Stats errors.
+var (
+	// ErrInvalidWindow means a stats window is not a duration Stats reads
+	// (ParseStatsWindow).
+	ErrInvalidWindow = errors.New("dsat: invalid stats window")
+)
+
 // Temporary reports whether err is a failure of Redis or of the way to it
 // (network, timeout, a server busy, loading, failing over or without the
 // script), after which the same call may succeed: an engine call is

@@ -46,6 +46,10 @@ type Event struct {
 	Worker   string          `json:"worker"`
 	At       Time            `json:"at"`
 	Detail   json.RawMessage `json:"detail"`
+	// Partition is the partition whose firehose held the event (set by
+	// FirehoseRange and FirehoseRead; a pipeline-level event has no task
+	// id to tell it).
+	Partition Partition `json:"-"`
 }
 
 // parseLine decodes one event line "<seq>|<event>|<attempt>|<at ms>|
@@ -105,7 +109,9 @@ func ParseLog(task, log string) ([]Event, error) {
 
 // ParseEntry decodes a firehose entry. A script writes one entry per call
 // (lua/lib.lua, publish) with one field, x: for each task it changed a line
-// "@<task>", then the task's event lines (as in its log). The last event of an
+// "@<task>", then the task's event lines (as in its log). A line
+// "!<pipeline>" starts pipeline-level events instead (EventBreaker: Task
+// "", Seq 0), written by PublishBreaker. The last event of an
 // entry has the entry's stream id as its ID; an earlier one, the k-th, has
 // "<id>.<k>", so every event has its own resume position (EventIDLess
 // orders them).
@@ -128,13 +134,18 @@ func ParseEntry(m redis.XMessage) ([]Event, error) {
 		lines := strings.Split(x, "\n")
 		out := make([]Event, 0, len(lines))
 		task, pipeline := "", ""
+		level := false // pipeline-level events (EventBreaker): no task
 		for _, line := range lines {
 			if t, ok := strings.CutPrefix(line, "@"); ok {
-				task, pipeline = t, pipelineOf(t)
+				task, pipeline, level = t, pipelineOf(t), false
+				continue
+			}
+			if pl, ok := strings.CutPrefix(line, pipelineMark); ok {
+				task, pipeline, level = "", pl, ValidName(pl)
 				continue
 			}
 			e, err := parseLine(task, pipeline, line)
-			if err != nil || task == "" {
+			if err != nil || task == "" && !level {
 				return nil, fmt.Errorf("dsat: event entry %s: an event of no task, or %w", m.ID, err)
 			}
 			out = append(out, e)

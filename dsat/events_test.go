@@ -108,6 +108,24 @@ func TestParseEntryFirehose(t *testing.T) {
 	}
 }
 
+// TestParseEntryPipelineLevel: a line "!<pipeline>" starts pipeline-level
+// events (BREAKER): no task, seq 0; a bad pipeline name does not parse.
+func TestParseEntryPipelineLevel(t *testing.T) {
+	evs, err := dsat.ParseEntry(redis.XMessage{ID: "6-0", Values: map[string]any{
+		"x": "!textstats\n0|BREAKER|0|1764201600123|lang|vm-1|" + `{"state":"open","until":"2025-11-27T00:00:30.123Z"}`}})
+	if err != nil || len(evs) != 1 {
+		t.Fatalf("%v %v", evs, err)
+	}
+	evs[0].At = dsat.Time{}
+	eq(t, "BREAKER", evs[0], dsat.Event{ID: "6-0", Pipeline: "textstats", Event: dsat.EventBreaker, Step: "lang", Worker: "vm-1",
+		Detail: []byte(`{"state":"open","until":"2025-11-27T00:00:30.123Z"}`)})
+	for _, bad := range []string{"!Bad Name\n0|BREAKER|0|1|a|w|{}", "!\n0|BREAKER|0|1|a|w|{}"} {
+		if _, err := dsat.ParseEntry(redis.XMessage{ID: "6-1", Values: map[string]any{"x": bad}}); err == nil {
+			t.Fatalf("%q parsed", bad)
+		}
+	}
+}
+
 func TestParseLog(t *testing.T) {
 	id := dsat.NewTaskID(dsat.Partition{Pipeline: "p", API: "1.0"}, time.Now()).String()
 	evs, err := dsat.ParseLog(id, "1|INIT|0|5|||{\"entry\":\"a\"}\n2|ACK|1|6|a|w|{}\n")

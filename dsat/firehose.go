@@ -17,11 +17,14 @@ type FirehoseEntry struct {
 	Events []Event
 }
 
-func firehoseEntries(msgs []redis.XMessage) []FirehoseEntry {
+func firehoseEntries(p Partition, msgs []redis.XMessage) []FirehoseEntry {
 	out := make([]FirehoseEntry, len(msgs))
 	for i, m := range msgs {
 		out[i].ID = m.ID
 		out[i].Events, _ = ParseEntry(m)
+		for k := range out[i].Events {
+			out[i].Events[k].Partition = p
+		}
 	}
 	return out
 }
@@ -61,7 +64,7 @@ func (c *Client) FirehoseRange(ctx context.Context, p Partition, after string, c
 	if err != nil {
 		return nil, fmt.Errorf("dsat: read firehose: %w", err)
 	}
-	return firehoseEntries(msgs), nil
+	return firehoseEntries(p, msgs), nil
 }
 
 // FirehoseRead waits up to block for entries of the partition's firehose
@@ -75,5 +78,5 @@ func (c *Client) FirehoseRead(ctx context.Context, p Partition, after string, co
 	if err != nil {
 		return nil, fmt.Errorf("dsat: follow firehose: %w", err)
 	}
-	return firehoseEntries(res[0].Messages), nil
+	return firehoseEntries(p, res[0].Messages), nil
 }

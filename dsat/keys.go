@@ -96,6 +96,11 @@ func (k Keys) BreakerFailures(pipeline, step string) string {
 	return k.prefix + ":{breakers}:fails:" + pipeline + "/" + step
 }
 
+// BreakerTransitions is a hash counting each breaker's transitions since
+// the key was made: field "pipeline/step|to", to one of open, half_open
+// and closed (lua/breaker.lua; read for the Prometheus metrics).
+func (k Keys) BreakerTransitions() string { return k.prefix + ":{breakers}:transitions" }
+
 // Paused is the hash of pauses (dsat.Paused): field "pipeline" or
 // "pipeline/step", value when it was paused (ms). One key outside the
 // partitions: every satellite reads it.
@@ -130,6 +135,15 @@ func (k Keys) SchedulesDue() string { return k.prefix + ":" + schedTag + ":due" 
 // ScheduleIndex is a sorted set (every score 0, so ids sort by name): every
 // schedule id, paused ones included.
 func (k Keys) ScheduleIndex() string { return k.prefix + ":" + schedTag + ":ids" }
+
+// Stats is a hash with a TTL: one pipeline's step statistics for the
+// bucket starting at the Unix second bucket (dsat.RecordStats, fields
+// "<step>:<kind>"). Every bucket of a pipeline shares the hash tag
+// {stats:<pipeline>} (no '@', so it never matches a partition's tag): one
+// cluster slot per pipeline, so Stats reads a window in one round trip.
+func (k Keys) Stats(pipeline string, bucket int64) string {
+	return k.prefix + ":{stats:" + pipeline + "}:" + strconv.FormatInt(bucket, 10)
+}
 
 // Sub-pipelines (issue 17; docs/design.md, "Sub-pipelines").
 

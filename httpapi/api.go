@@ -192,6 +192,7 @@ func (a *API) routes() chi.Router {
 			r.Post("/pipelines/{name}/batch", a.submitBatch)
 			r.Get("/pipelines", a.listPipelines)
 			r.Get("/pipelines/{name}", a.getPipeline)
+			r.Get("/pipelines/{name}/stats", a.stats)
 			r.Post("/pipelines/{name}/pause", a.pause)
 			r.Post("/pipelines/{name}/resume", a.resume)
 			r.Get("/tasks/{id}", a.getTask)
@@ -242,7 +243,7 @@ func (a *API) accessLog(next http.Handler) http.Handler {
 // pollRoutes are the routes that the dashboard, probes and scrapers read
 // every few seconds ("/*" is the dashboard's files).
 var pollRoutes = map[string]bool{
-	"/v1/pipelines": true, "/v1/pipelines/{name}": true, "/v1/tasks/{id}": true, "/v1/dead": true,
+	"/v1/pipelines": true, "/v1/pipelines/{name}": true, "/v1/pipelines/{name}/stats": true, "/v1/tasks/{id}": true, "/v1/dead": true,
 	"/v1/satellites": true, "/v1/schedules": true, "/v1/schedules/{id}": true, "/healthz": true, "/readyz": true, "/metrics": true, "/*": true,
 }
 

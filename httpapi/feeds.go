@@ -251,11 +251,7 @@ func (a *API) firehose(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	a.follow(r, sse, sub, func(e *dsat.Event) (bool, error) {
-		tid, err := dsat.ParseTaskID(e.Task)
-		if err != nil {
-			return false, nil
-		}
-		n, ok := index[tid.Partition]
+		n, ok := index[e.Partition] // a pipeline-level event (BREAKER) has no task id
 		if !ok || !dsat.EventIDLess(pos[n], e.ID) {
 			return false, nil
 		}

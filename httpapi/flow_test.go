@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/dsat-dev/dsat/dsat"
 	"github.com/dsat-dev/dsat/internal/redistest"
@@ -56,18 +57,56 @@ func TestBacklogFullIs429(t *testing.T) {
 }
 
 // TestBreakerInPipelineView: a step's breaker settings, and its state
-// while it is open, are in GET /v1/pipelines/{name}.
+// while it is open, are in GET /v1/pipelines/{name}; its transitions are
+// BREAKER events on the pipeline's live feed (once each, not per
+// partition) and in the metrics.
 func TestBreakerInPipelineView(t *testing.T) {
-	e := newEnv(t, redistest.Backends()[0])
-	g := e.do("GET", "/v1/pipelines/demo", "", "")
-	if !strings.Contains(g.raw, `"breaker":{"failures":1,"within":"1m0s","open_for":"1m0s"}`) {
-		t.Fatalf("closed breaker: %s", g.raw)
-	}
-	if opened, err := e.c.BreakerFailed(context.Background(), "demo", "c"); err != nil || !opened {
-		t.Fatalf("open the breaker: %v %v", opened, err)
-	}
-	g = e.do("GET", "/v1/pipelines/demo", "", "")
-	if !strings.Contains(g.raw, `"state":{"state":"open","until":"`) {
-		t.Fatalf("open breaker: %s", g.raw)
-	}
+	redistest.ForEachBackend(t, func(t *testing.T, b redistest.Backend) {
+		e := newEnv(t, b)
+		g := e.do("GET", "/v1/pipelines/demo", "", "")
+		if !strings.Contains(g.raw, `"breaker":{"failures":1,"within":"1m0s","open_for":"1m0s"}`) {
+			t.Fatalf("closed breaker: %s", g.raw)
+		}
+		m := e.do("GET", "/metrics", "", "")
+		for _, want := range []string{`dsat_breaker_state{pipeline="demo",state="closed",step="c"} 1`, `dsat_breaker_transitions_total{pipeline="demo",step="c",to="open"} 0`} {
+			if !strings.Contains(m.raw, want) {
+				t.Fatalf("metrics lack %s", want)
+			}
+		}
+		if strings.Contains(m.raw, `step="a"`) && strings.Contains(m.raw, `dsat_breaker_state{pipeline="demo",state="closed",step="a"}`) {
+			t.Fatalf("a step without a breaker has breaker metrics")
+		}
+		_, evs, _, cancel := e.stream("/v1/events?pipeline=demo")
+		defer cancel()
+		ctx := context.Background()
+		if opened, err := e.c.BreakerFailed(ctx, "demo", "c", "t"); err != nil || !opened {
+			t.Fatalf("open the breaker: %v %v", opened, err)
+		}
+		g = e.do("GET", "/v1/pipelines/demo", "", "")
+		if !strings.Contains(g.raw, `"state":{"state":"open","until":"`) {
+			t.Fatalf("open breaker: %s", g.raw)
+		}
+		select {
+		case ev := <-evs:
+			if ev.Event != dsat.EventBreaker || !strings.Contains(ev.Data, `"task":"","pipeline":"demo","seq":0,"event":"BREAKER","step":"c"`) ||
+				!strings.Contains(ev.Data, `"worker":"t"`) || !strings.Contains(ev.Data, `"detail":{"state":"open","until":"`) {
+				t.Fatalf("firehose event %+v, want BREAKER open", ev)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("no BREAKER event on the pipeline's feed")
+		}
+		// The rest of the cycle (half open, closed) is TestCircuitBreaker's.
+		m = e.do("GET", "/metrics", "", "")
+		for _, want := range []string{`dsat_breaker_state{pipeline="demo",state="open",step="c"} 1`, `dsat_breaker_state{pipeline="demo",state="closed",step="c"} 0`,
+			`dsat_breaker_transitions_total{pipeline="demo",step="c",to="open"} 1`} {
+			if !strings.Contains(m.raw, want) {
+				t.Fatalf("metrics lack %s", want)
+			}
+		}
+		select {
+		case ev := <-evs:
+			t.Fatalf("a second event %+v: want one BREAKER per transition", ev)
+		case <-time.After(300 * time.Millisecond):
+		}
+	})
 }

@@ -38,6 +38,9 @@ func NewMetrics(c *dsat.Client) *Metrics {
 	if c != nil {
 		m.Registry.MustRegister(&backlogCollector{c: c, desc: prometheus.NewDesc("dsat_step_backlog", "Tokens waiting in a step's streams, not yet delivered.", []string{"pipeline", "step"}, nil),
 			pendDesc: prometheus.NewDesc("dsat_step_pending", "Tokens delivered to a worker and not yet acknowledged.", []string{"pipeline", "step"}, nil)})
+		m.Registry.MustRegister(&breakerCollector{c: c,
+			moves: prometheus.NewDesc("dsat_breaker_transitions_total", "Circuit breaker transitions by pipeline, step and the state moved to (open, half_open, closed), over every satellite.", []string{"pipeline", "step", "to"}, nil),
+			state: prometheus.NewDesc("dsat_breaker_state", "1 for a circuit breaker's current state (closed, open, half_open), 0 for the others.", []string{"pipeline", "step", "state"}, nil)})
 	}
 	return m
 }
@@ -81,6 +84,56 @@ func (b *backlogCollector) Collect(ch chan<- prometheus.Metric) {
 		for _, s := range p.Order {
 			ch <- prometheus.MustNewConstMetric(b.desc, prometheus.GaugeValue, float64(loads[s].Backlog), p.Name, s)
 			ch <- prometheus.MustNewConstMetric(b.pendDesc, prometheus.GaugeValue, float64(loads[s].Pending), p.Name, s)
+		}
+	}
+}
+
+// breakerCollector reads the circuit breakers' states and transition
+// counts from Redis at scrape time (two reads of one slot), only for the
+// steps of loaded pipelines that have a breaker: nothing without one.
+type breakerCollector struct {
+	c            *dsat.Client
+	moves, state *prometheus.Desc
+}
+
+func (b *breakerCollector) Describe(ch chan<- *prometheus.Desc) { ch <- b.moves; ch <- b.state }
+
+func (b *breakerCollector) Collect(ch chan<- prometheus.Metric) {
+	type ps struct{ pipeline, step string }
+	var steps []ps
+	for _, p := range b.c.Pipelines() {
+		for _, s := range p.Order {
+			if p.Steps[s].Breaker != nil {
+				steps = append(steps, ps{p.Name, s})
+			}
+		}
+	}
+	if len(steps) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	states, err := b.c.Breakers(ctx)
+	if err != nil {
+		return
+	}
+	moves, err := b.c.BreakerTransitions(ctx)
+	if err != nil {
+		return
+	}
+	for _, s := range steps {
+		field := s.pipeline + "/" + s.step
+		now := dsat.BreakerClosed
+		if st, ok := states[field]; ok {
+			now = st.State
+		}
+		for _, to := range []string{dsat.BreakerClosed, dsat.BreakerOpen, dsat.BreakerHalfOpen} {
+			v := 0.0
+			if to == now {
+				v = 1
+			}
+			ch <- prometheus.MustNewConstMetric(b.state, prometheus.GaugeValue, v, s.pipeline, s.step, to)
+			ch <- prometheus.MustNewConstMetric(b.moves, prometheus.CounterValue, float64(moves[field][to]), s.pipeline, s.step, to)
 		}
 	}
 }

@@ -154,6 +154,7 @@ func TestOpenAPIResponses(t *testing.T) {
 
 	ok(e.do("GET", "/v1/pipelines", "", ""), 200, "pipelines")
 	ok(e.do("GET", "/v1/pipelines/demo", "", ""), 200, "pipeline")
+	ok(e.do("GET", "/v1/pipelines/demo/stats?window=1m", "", ""), 200, "stats")
 	ok(e.do("GET", "/v1/satellites", "", ""), 200, "satellites")
 	// Schedules: created, replaced, listed, paused, resumed, deleted.
 	ok(e.do("PUT", "/v1/schedules/nightly", "application/json", `{"pipeline": "demo", "cron": "0 3 * * *", "timezone": "Europe/Paris", "jitter": "1m"}`), 201, "create a schedule")
@@ -177,6 +178,7 @@ func TestOpenAPIResponses(t *testing.T) {
 	ok(e.do("POST", "/v1/pipelines/demo/tasks", "application/json", `"`+strings.Repeat("x", 1<<20)+`"`), 413, "too large")
 	ok(e.do("POST", "/v1/tasks/"+id+"/cancel", "", ""), 409, "cancel a finished task")
 	ok(e.do("GET", "/v1/events", "", ""), 400, "firehose without a pipeline")
+	ok(e.do("GET", "/v1/pipelines/demo/stats?window=1h", "", ""), 400, "a stats window over 15m")
 	ok(e.do("DELETE", "/v1/tasks/"+id, "", ""), 405, "a method no route has")
 	ok(e.do("GET", "/v1/nowhere", "", ""), 404, "no route")
 

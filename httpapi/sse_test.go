@@ -27,7 +27,9 @@ func TestTaskFeedReplayFollowAndClose(t *testing.T) {
 			t.Fatalf("headers %v", res.Header)
 		}
 		first := <-evs
-		if d := time.Since(start); d > 100*time.Millisecond {
+		// Prompt, not after a poll or heartbeat; the bound is loose enough
+		// for a loaded machine (timings are measured in benchmarks).
+		if d := time.Since(start); d > time.Second {
 			t.Fatalf("first event after %s", d)
 		}
 		if first.Event != "INIT" || first.ID == "" {

@@ -17,7 +17,7 @@ import (
 )
 
 // TestDashboard drives the dashboard of "dsat dev" in headless Chromium:
-// the graph shows every step, a task submitted through the form reaches
+// the graph shows every step and each step's charts, a task submitted through the form reaches
 // HAPPY_END on the live timeline with its result, and a dead letter is
 // retried from the list. Screenshots go to integration/artifacts/.
 func TestDashboard(t *testing.T) {
@@ -85,6 +85,12 @@ func TestDashboard(t *testing.T) {
 		t.Fatal(err)
 	}
 	time.Sleep(2500 * time.Millisecond)
+	// The step charts (issue 18) show the task: the stats are flushed every
+	// 2 s and the page reads them every 10 s.
+	err = chromedp.Do(ctx, chromedp.WaitReady(`section[data-pipeline="textstats"] svg[data-chart="throughput"][data-step="intake"] path[data-series="done"]:not([data-nonzero="0"])`))
+	if err != nil {
+		t.Fatalf("no throughput chart with data: %v", err)
+	}
 	shot("dashboard-pipelines.png")
 	// Invalid JSON is refused before sending.
 	err = chromedp.Do(ctx,

@@ -49,9 +49,8 @@ func (s *Satellite) applyBreakers(ctx context.Context) {
 			continue
 		}
 		won, err := s.c.BreakerProbe(ctx, r.p.Name, r.step.Name, s.cfg.ID, r.step.Timeout+probeLease)
-		if err != nil {
+		if err != nil { // won: only its BREAKER event was not written
 			s.logLimited(r.name()+"/probe", r.log.Warn().Err(err), "claim a circuit breaker's probe failed")
-			continue
 		}
 		if won {
 			r.probe.Store(1)
@@ -71,10 +70,9 @@ func (r *stepRunner) breakerOutcome(outcome string) {
 	defer cancel()
 	switch outcome {
 	case "error", "timeout", "panic":
-		opened, err := r.s.c.BreakerFailed(ctx, r.p.Name, r.step.Name)
-		if err != nil {
+		opened, err := r.s.c.BreakerFailed(ctx, r.p.Name, r.step.Name, r.s.cfg.ID)
+		if err != nil { // opened: only its BREAKER event was not written
 			r.s.logLimited(r.name()+"/breaker", r.log.Warn().Err(err), "count a failure for the circuit breaker failed")
-			return
 		}
 		if opened {
 			r.tripped.Store(true)
@@ -87,10 +85,9 @@ func (r *stepRunner) breakerOutcome(outcome string) {
 		if !r.tripped.Load() {
 			return
 		}
-		closed, err := r.s.c.BreakerSucceeded(ctx, r.p.Name, r.step.Name)
-		if err != nil {
+		closed, err := r.s.c.BreakerSucceeded(ctx, r.p.Name, r.step.Name, r.s.cfg.ID)
+		if err != nil { // closed: only its BREAKER event was not written
 			r.s.logLimited(r.name()+"/breaker", r.log.Warn().Err(err), "report a success to the circuit breaker failed")
-			return
 		}
 		if closed {
 			r.tripped.Store(false)

@@ -2,7 +2,10 @@ package workers
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"maps"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -81,6 +84,33 @@ func TestCircuitBreaker(t *testing.T) {
 		}
 		if states, _ := b.c.Breakers(b.ctx); len(states) != 0 {
 			t.Fatalf("breaker not closed after a successful probe: %v", states)
+		}
+		// Every transition is a BREAKER event on the firehose, in order,
+		// and counted for the metrics.
+		var got []string
+		entries, err := b.c.FirehoseRange(b.ctx, b.p.Partition(0), "0-0", 10000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range entries {
+			for _, e := range m.Events {
+				if e.Event != dsat.EventBreaker {
+					continue
+				}
+				var d dsat.BreakerDetail
+				if err := json.Unmarshal(e.Detail, &d); err != nil || e.Task != "" || e.Pipeline != "brk" || e.Step != "call" || e.Worker != "s1" ||
+					(d.Until == nil) != (d.State == dsat.BreakerClosed) {
+					t.Fatalf("BREAKER event %+v (%v)", e, err)
+				}
+				got = append(got, d.State)
+			}
+		}
+		if strings.Join(got, ",") != "open,half_open,open,half_open,closed" {
+			t.Fatalf("BREAKER events %v", got)
+		}
+		moves, err := b.c.BreakerTransitions(b.ctx)
+		if want := map[string]int64{"open": 2, "half_open": 2, "closed": 1}; err != nil || !maps.Equal(moves["brk/call"], want) {
+			t.Fatalf("transitions %v %v, want %v", moves, err, want)
 		}
 	})
 }

@@ -41,7 +41,7 @@ func TestPauseHoldsStep(t *testing.T) {
 		cfg.FlowInterval = 50 * time.Millisecond
 		b.start(m, cfg)
 		ids := b.submit(5, `{}`)
-		deadline := time.Now().Add(5 * time.Second)
+		deadline := time.Now().Add(15 * time.Second) // a loaded machine
 		for {
 			n, err := b.c.Backlog(b.ctx, b.p, "b")
 			if err != nil {

@@ -16,7 +16,7 @@ func TestPoolAcquireLinger(t *testing.T) {
 	if n, err := p.acquire(ctx, 8, 8, time.Hour); err != nil || n != 8 {
 		t.Fatalf("idle pool: %d %v", n, err)
 	}
-	if d := time.Since(start); d > 20*time.Millisecond {
+	if d := time.Since(start); d > time.Second { // vs a linger of an hour
 		t.Fatalf("idle pool waited %v", d)
 	}
 
@@ -59,7 +59,7 @@ func TestPoolAcquireLinger(t *testing.T) {
 		linger time.Duration
 	}{{1, time.Hour}, {8, -1}} {
 		start = time.Now()
-		if n, err := p.acquire(ctx, 8, c.want, c.linger); err != nil || n != 1 || time.Since(start) > 20*time.Millisecond {
+		if n, err := p.acquire(ctx, 8, c.want, c.linger); err != nil || n != 1 || time.Since(start) > time.Second {
 			t.Fatalf("want %d linger %v: %d %v after %v", c.want, c.linger, n, err, time.Since(start))
 		}
 		p.unreserve(1)

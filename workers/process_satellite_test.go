@@ -32,7 +32,7 @@ steps:
   a:
     handler: process
     with: {command: [%q], env: {%s: serve, GORACE: atexit_sleep_ms=0}, processes: 2, greeting: hi}
-    timeout: 500ms
+    timeout: 2s
     retries: 1
     backoff: {initial: 10ms, max: 20ms}
 `, exe, testWorkerEnv))
@@ -61,7 +61,7 @@ steps:
 		}{
 			{`{"echo": 1}`, dsat.StatusSucceeded, 1, "", ""},
 			{`{"crash": 1}`, dsat.StatusSucceeded, 2, "ERROR", "process exited with status 1: crashing on purpose"},
-			{`{"hang": 1}`, dsat.StatusSucceeded, 2, "TIMEOUT", "timeout of 500ms"},
+			{`{"hang": 1}`, dsat.StatusSucceeded, 2, "TIMEOUT", "timeout of 2s"},
 			{`{"error": "bad input", "retry": false}`, dsat.StatusFailed, 1, "ERROR", "bad input"},
 			{`{"error": "flaky"}`, dsat.StatusFailed, 2, "ERROR", "flaky"},
 		}

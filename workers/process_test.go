@@ -288,7 +288,7 @@ func TestProcessCancelAbandonsTheRequest(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	time.AfterFunc(30*time.Millisecond, cancel)
 	start := time.Now()
-	if _, err := b.callCtx(ctx, "t", `{"sleep_ms": 300, "echo": "late"}`); !errors.Is(err, context.Canceled) || time.Since(start) > 250*time.Millisecond {
+	if _, err := b.callCtx(ctx, "t", `{"sleep_ms": 1000, "echo": "late"}`); !errors.Is(err, context.Canceled) || time.Since(start) > 700*time.Millisecond {
 		t.Fatalf("cancelled request: %v after %s", err, time.Since(start))
 	}
 	// inflight 1: the next request waits for the abandoned one's answer,
@@ -324,8 +324,8 @@ func TestProcessStartCrashBacksOff(t *testing.T) {
 			t.Fatalf("errors %q", errs)
 		}
 	}
-	if n := strings.Count(b.log.String(), "process started"); n < 3 || n > 5 {
-		t.Fatalf("%d starts in %s, want 3 to 5 (100, 200, 400ms apart)", n, time.Since(start))
+	if n := strings.Count(b.log.String(), "process started"); n < 2 || n > 5 { // a loaded machine starts the process slowly: 2
+		t.Fatalf("%d starts in %s, want 2 to 5 (100, 200, 400ms apart)", n, time.Since(start))
 	}
 }
 

@@ -71,6 +71,7 @@ func (r *stepRunner) run(j *job) {
 		errText = herr.Error()
 	}
 	outcome = r.finish(j, res, herr, timedOut, log)
+	r.stats.observe(outcome, started, time.Since(started), d.TS)
 	r.breakerOutcome(outcome)
 	if r.s.cfg.OnResult != nil {
 		r.s.cfg.OnResult(r.p.Name, r.step.Name, outcome, time.Since(started))
@@ -119,6 +120,9 @@ func (r *stepRunner) finish(j *job, res dsat.Result, herr error, timedOut bool, 
 	if label != "snooze" && label != "cancelled" {
 		r.failed.Add(1)
 	}
+	if mode == dsat.FailDead {
+		r.stats.dead.Add(1)
+	}
 	log.Info().Str("outcome", label).Str("mode", string(mode)).Str("error", f.Message).Msg("handler failed")
 	return label
 }
@@ -136,6 +140,10 @@ func (r *stepRunner) queueTimedOut(j *job, log zerolog.Logger) {
 		return
 	}
 	r.failed.Add(1)
+	r.stats.failed.Add(1)
+	if mode == dsat.FailDead {
+		r.stats.dead.Add(1)
+	}
 	if r.s.cfg.OnResult != nil {
 		r.s.cfg.OnResult(r.p.Name, r.step.Name, "queue_timeout", 0)
 	}

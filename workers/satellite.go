@@ -92,6 +92,10 @@ type Config struct {
 	// ("ok", "error", "timeout", "panic", "snooze", "cancelled") and
 	// duration, e.g. for metrics.
 	OnResult func(pipeline, step, outcome string, d time.Duration)
+	// StatsInterval is how often the steps' statistics (dsat.RecordStats)
+	// are written: one pipelined write per interval for all steps, and one
+	// at each stats bucket's end. Default 2s; negative turns them off.
+	StatsInterval time.Duration
 	// TracerProvider, when set, gets one span per step attempt, in the
 	// task's trace (see package tracing; nil: no spans, no cost). Use a
 	// provider with tracing.IDGenerator for a join's links to resolve.
@@ -142,6 +146,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.WatchInterval <= 0 {
 		c.WatchInterval = 500 * time.Millisecond
+	}
+	if c.StatsInterval == 0 {
+		c.StatsInterval = 2 * time.Second
 	}
 	return c
 }
@@ -324,6 +331,9 @@ func (s *Satellite) Start(ctx context.Context) error {
 	s.goLoop(s.scaleLoop)
 	s.goLoop(s.watchLoop)
 	s.goLoop(s.flowLoop)
+	if s.cfg.StatsInterval > 0 {
+		s.goLoop(s.statsLoop)
+	}
 	go s.stopWhenDone(ctx)
 	s.log.Info().Int("steps", len(s.steps)).Msg("satellite started")
 	return nil
@@ -408,6 +418,9 @@ func (s *Satellite) Stop(ctx context.Context) error {
 	// Handlers that hold something per step (process: child processes)
 	// release it within what is left of the shutdown timeout.
 	err = errors.Join(err, s.closeSteps(ctx, stopAt.Add(s.cfg.ShutdownTimeout)))
+	if s.cfg.StatsInterval > 0 {
+		s.flushStats(s.engineCtx, time.Now()) // the last handlers' counts
+	}
 	s.stopEngine()
 	s.removeHeartbeat()
 	s.log.Info().Msg("satellite stopped")

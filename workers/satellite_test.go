@@ -295,7 +295,7 @@ steps:
 	err = s.Stop(context.Background())
 	d := time.Since(t0)
 	close(release)
-	if err == nil || d > cfg.ShutdownTimeout+cancelGrace+time.Second {
+	if err == nil || d > cfg.ShutdownTimeout+cancelGrace+5*time.Second { // bounded, with room for a loaded machine
 		t.Fatalf("Stop returned %v after %v", err, d)
 	}
 	if !strings.Contains(b.log.String(), "handler ignored its cancellation") || !strings.Contains(b.log.String(), id) {

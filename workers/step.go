@@ -42,6 +42,9 @@ type stepRunner struct {
 	// reader reads only as many tokens as they have room for (headroom).
 	limited []string
 
+	// stats: the step's counts since the last stats flush (stats.go).
+	stats stepStats
+
 	completer completer
 	late      batcher[*job] // jobs due for a late begin
 	runners   *runners      // set by Start

@@ -81,8 +81,16 @@ func TestStepSpans(t *testing.T) {
 		if st := b.wait([]string{s.ID}, 10*time.Second)[0]; st.Status != dsat.StatusSucceeded {
 			t.Fatalf("task %+v", st)
 		}
+		// The last step's span ends just after its script made the task
+		// final: wait for every span to be exported.
+		want := map[string]string{"a/1": "ok", "b/1": "error", "b/2": "ok", "c/1": "ok", "d/1": "ok", "j/1": "ok"}
+		spans := exp.GetSpans().Snapshots()
+		for deadline := time.Now().Add(5 * time.Second); len(spans) < len(want)+1 && time.Now().Before(deadline); {
+			time.Sleep(10 * time.Millisecond)
+			spans = exp.GetSpans().Snapshots()
+		}
 		byKey := map[string]sdktrace.ReadOnlySpan{}
-		for _, sp := range exp.GetSpans().Snapshots() {
+		for _, sp := range spans {
 			if sp.Name() == "submit traced" {
 				continue
 			}
@@ -106,7 +114,6 @@ func TestStepSpans(t *testing.T) {
 				t.Errorf("%s: the handler's Trace %q is not its span %v", key, handlerTrace, sp.SpanContext())
 			}
 		}
-		want := map[string]string{"a/1": "ok", "b/1": "error", "b/2": "ok", "c/1": "ok", "d/1": "ok", "j/1": "ok"}
 		if len(byKey) != len(want) {
 			t.Fatalf("spans %v, want %v", keys(byKey), want)
 		}

@@ -35,6 +35,23 @@ Example:
 		run: runPipelines})
 }
 
+// pipelineNames returns only, or when it is empty every pipeline the API
+// has loaded.
+func pipelineNames(ctx context.Context, c *apiClient, only string) ([]string, error) {
+	if only != "" {
+		return []string{only}, nil
+	}
+	var ps []struct{ Name string }
+	if _, err := c.do(ctx, "GET", "/v1/pipelines", nil, nil, &ps); err != nil {
+		return nil, err
+	}
+	names := make([]string, 0, len(ps))
+	for _, p := range ps {
+		names = append(names, p.Name)
+	}
+	return names, nil
+}
+
 func deadFlags(fs *flag.FlagSet) (pipeline *string, limit *int, before *string, asJSON *bool) {
 	return fs.String("pipeline", "", "only this pipeline's dead letters (default: every loaded pipeline)"),
 		fs.Int("limit", 20, "at most this many dead letters per pipeline (1 to 1000)"),
@@ -62,16 +79,9 @@ func runDead(ctx context.Context, env *cliEnv, args []string) error {
 	if err != nil {
 		return err
 	}
-	names := []string{*pipeline}
-	if *pipeline == "" {
-		var ps []struct{ Name string }
-		if _, err := c.do(ctx, "GET", "/v1/pipelines", nil, nil, &ps); err != nil {
-			return err
-		}
-		names = names[:0]
-		for _, p := range ps {
-			names = append(names, p.Name)
-		}
+	names, err := pipelineNames(ctx, c, *pipeline)
+	if err != nil {
+		return err
 	}
 	items := []dsat.DeadLetter{}
 	next := ""

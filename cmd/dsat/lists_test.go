@@ -3,45 +3,21 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"net/http/httptest"
 	"regexp"
 	"strings"
 	"testing"
 
-	"github.com/alicebob/miniredis/v2"
-	"github.com/redis/go-redis/v9"
-	"github.com/rs/zerolog"
-
 	"github.com/dsat-dev/dsat/dsat"
-	"github.com/dsat-dev/dsat/httpapi"
 )
 
 // TestDeadAndPipelines: "dsat pipelines" lists the loaded pipelines and
 // "dsat dead" their dead letters, of one pipeline or of all (issue 14).
 func TestDeadAndPipelines(t *testing.T) {
 	ctx := context.Background()
-	mr := miniredis.RunT(t)
-	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
-	t.Cleanup(func() { rdb.Close() })
-	var ps []*dsat.Pipeline
-	for _, y := range []string{
+	c, rdb, api := apiOnMiniredis(t,
 		"name: demo\nversion: 1.0.0\nsteps:\n  a: {handler: echo, next: [b]}\n  b: {handler: echo}\n",
-		"name: other\nversion: 2.1.0\npartitions: 2\nsteps:\n  x: {handler: echo}\n",
-	} {
-		p, err := dsat.ParsePipeline("p.yaml", []byte(y))
-		if err != nil {
-			t.Fatal(err)
-		}
-		ps = append(ps, p)
-	}
-	c, err := dsat.NewClient(rdb, dsat.Config{}, ps...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	api := httpapi.NewRouter(httpapi.Config{Client: c, Logger: zerolog.Nop()})
-	srv := httptest.NewServer(api)
-	t.Cleanup(func() { api.Close(); srv.Close() })
-	env := map[string]string{"DSAT_API": srv.URL}
+		"name: other\nversion: 2.1.0\npartitions: 2\nsteps:\n  x: {handler: echo}\n")
+	env := map[string]string{"DSAT_API": api}
 
 	code, out, errs := runCLI(t, env, "", "pipelines")
 	if code != 0 || !strings.Contains(out, "NAME") ||

@@ -18,7 +18,7 @@ import (
 )
 
 func init() {
-	register(&command{name: "tail", summary: "follow a task's events live until it ends", usage: "TASK_ID",
+	register(&command{name: "tail", summary: "follow a task's events live until it ends, or a pipeline's", usage: "TASK_ID | --pipeline NAME",
 		help: `Prints each event of the task as a readable line as it happens (time,
 seq, event, step, worker, detail), from its first event. It reconnects by
 itself (resuming after the last event it printed) and exits 0 when the
@@ -26,16 +26,36 @@ task succeeds (HAPPY_END), 1 when it fails (DEAD) or is cancelled. A task
 that was retried after it died shows its whole history: the old DEAD, then
 what followed, up to its current end.
 
-Example:
-  dsat tail 06h1ki9ia4001ttg3m6qbao188.textstats.1.0.0`,
+With --pipeline NAME instead of a task id it follows every event of the
+pipeline from now on (GET /v1/events?pipeline=), each line led by its
+task id, including the pipeline-level BREAKER events (a step's circuit
+breaker opened, went half open or closed), until interrupted.
+
+Examples:
+  dsat tail 06h1ki9ia4001ttg3m6qbao188.textstats.1.0.0
+  dsat tail --pipeline textstats`,
 		run: runTail})
 }
 
 func runTail(ctx context.Context, env *cliEnv, args []string) error {
-	var after *string
-	c, id, err := oneTaskID(env, "tail", args, func(fs *flag.FlagSet) { after = fs.String("after", "", "start after this event (its seq)") })
+	var after, pipeline *string
+	extra := func(fs *flag.FlagSet) {
+		after = fs.String("after", "", "start after this event (its seq; with --pipeline, its id)")
+		pipeline = fs.String("pipeline", "", "follow every event of this pipeline instead of one task")
+	}
+	// A first parse tells the two forms apart; each then parses for real.
+	probe := newFlagSet("tail", env)
+	addAPIFlags(probe, env)
+	extra(probe)
+	if probe.Parse(args) == nil && *pipeline != "" {
+		return tailPipeline(ctx, env, args, extra, func() (string, string) { return *after, *pipeline })
+	}
+	c, id, err := oneTaskID(env, "tail", args, extra)
 	if err != nil {
 		return err
+	}
+	if *pipeline != "" {
+		return usagef("give a task id or --pipeline, not both")
 	}
 	c.hc.Timeout = 0 // a stream lasts as long as the task
 	last := *after
@@ -44,7 +64,7 @@ func runTail(ctx context.Context, env *cliEnv, args []string) error {
 	var down *unreachableError
 	reported := false
 	for attempt := 0; ; attempt++ {
-		final, err := tailOnce(ctx, c, id, &last, env.stdout)
+		final, err := tailOnce(ctx, c, "/v1/tasks/"+url.PathEscape(id)+"/events", &last, env.stdout, false)
 		switch {
 		case final == dsat.EventHappyEnd:
 			return nil
@@ -89,8 +109,8 @@ func (e *unreachableError) Error() string { return e.err.Error() }
 // stream after its current final event, so what counts is the last one.
 // A reset that carries a finished task's state (a resume at its end)
 // counts as that task's final event.
-func tailOnce(ctx context.Context, c *apiClient, id string, last *string, w io.Writer) (string, error) {
-	req, err := http.NewRequestWithContext(ctx, "GET", c.base+"/v1/tasks/"+url.PathEscape(id)+"/events", nil)
+func tailOnce(ctx context.Context, c *apiClient, path string, last *string, w io.Writer, withTask bool) (string, error) {
+	req, err := http.NewRequestWithContext(ctx, "GET", c.base+path, nil)
 	if err != nil {
 		return "", err
 	}
@@ -130,7 +150,11 @@ func tailOnce(ctx context.Context, c *apiClient, id string, last *string, w io.W
 			if evID != "" {
 				*last = evID
 			}
-			printEvent(w, name, data)
+			if withTask {
+				printPipelineEvent(w, name, data)
+			} else {
+				printEvent(w, name, data)
+			}
 			lastName = name
 			if name == "reset" {
 				lastName = finalOfState(data)
@@ -183,6 +207,85 @@ func printEvent(w io.Writer, name, data string) {
 		step = fmt.Sprintf("%s#%d", step, e.Attempt)
 	}
 	fmt.Fprintf(w, "%s %4d  %-9s %-12s %-14s %s\n", e.At.Local().Format("15:04:05.000"), e.Seq, e.Event, step, e.Worker, detail)
+}
+
+// printPipelineEvent writes one event of a pipeline feed as a line: the
+// task id (or "-" for a pipeline-level event), then as printEvent.
+func printPipelineEvent(w io.Writer, name, data string) {
+	var e dsat.Event
+	if name == "reset" || json.Unmarshal([]byte(data), &e) != nil {
+		fmt.Fprintf(w, "%-12s %-9s %s\n", "", name, data)
+		return
+	}
+	task := e.Task
+	if task == "" {
+		task = "-"
+	}
+	fmt.Fprintf(w, "%s ", task)
+	if e.Event == dsat.EventBreaker {
+		fmt.Fprintf(w, "%s %4s  %-9s %-12s %-14s %s\n", e.At.Local().Format("15:04:05.000"), "", e.Event, e.Step, e.Worker, breakerDetail(e.Detail))
+		return
+	}
+	printEvent(w, name, data)
+}
+
+// breakerDetail shows a BREAKER detail as "open until 15:04:05.000".
+func breakerDetail(raw json.RawMessage) string {
+	var d dsat.BreakerDetail
+	if json.Unmarshal(raw, &d) != nil || d.State == "" {
+		return string(raw)
+	}
+	if d.Until == nil {
+		return d.State
+	}
+	return d.State + " until " + d.Until.Local().Format("15:04:05.000")
+}
+
+// tailPipeline follows a pipeline's feed until interrupted, reconnecting
+// (resuming after the last event printed) when the stream breaks.
+// extra adds tail's flags, values reads them after parsing.
+func tailPipeline(ctx context.Context, env *cliEnv, args []string, extra func(*flag.FlagSet), values func() (after, pipeline string)) error {
+	fs := newFlagSet("tail", env)
+	o := addAPIFlags(fs, env)
+	extra(fs)
+	if err := parse(fs, env, "tail", args); err != nil {
+		return err
+	}
+	after, pipeline := values()
+	if fs.NArg() != 0 || pipeline == "" {
+		return usagef("give a task id or --pipeline NAME, not both")
+	}
+	c, err := newAPIClient(o)
+	if err != nil {
+		return err
+	}
+	c.hc.Timeout = 0
+	last, backoff, connected := after, 200*time.Millisecond, false
+	for attempt := 0; ctx.Err() == nil; attempt++ {
+		_, err := tailOnce(ctx, c, "/v1/events?pipeline="+url.QueryEscape(pipeline), &last, env.stdout, true)
+		var down *unreachableError
+		switch {
+		case ctx.Err() != nil:
+			return nil
+		case err != nil && errors.Is(err, errFatal):
+			return err
+		case errors.As(err, &down) && !connected:
+			return fmt.Errorf("cannot reach the dsat API at %s: %v; is dsat serve (or dsat dev) running? set --api or DSAT_API", c.base, down.err)
+		case err == nil:
+			attempt = 0 // the server ended a healthy stream (e.g. a restart)
+		}
+		connected = connected || !errors.As(err, &down)
+		if attempt >= 30 {
+			return fmt.Errorf("the event stream keeps failing: %v", err)
+		}
+		select {
+		case <-time.After(backoff):
+		case <-ctx.Done():
+			return nil
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+	return nil
 }
 
 // progressDetail shows a PROGRESS detail as "40% 11/54 pages".

@@ -7,15 +7,11 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/alicebob/miniredis/v2"
-	"github.com/redis/go-redis/v9"
-	"github.com/rs/zerolog"
-
 	"github.com/dsat-dev/dsat/dsat"
-	"github.com/dsat-dev/dsat/httpapi"
 )
 
 // sseServer answers every task feed with the given events, then ends the
@@ -56,20 +52,7 @@ func TestTailGoesPastAnOldEnd(t *testing.T) {
 // its task; an id of no dead letter says which id to pass.
 func TestRetryDeadLetterID(t *testing.T) {
 	ctx := context.Background()
-	mr := miniredis.RunT(t)
-	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
-	t.Cleanup(func() { rdb.Close() })
-	p, err := dsat.ParsePipeline("demo.yaml", []byte("name: demo\nversion: 1.0.0\nsteps:\n  a: {handler: echo}\n"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := dsat.NewClient(rdb, dsat.Config{}, p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	api := httpapi.NewRouter(httpapi.Config{Client: c, Logger: zerolog.Nop()})
-	srv := httptest.NewServer(api)
-	t.Cleanup(func() { api.Close(); srv.Close() })
+	c, rdb, api := apiOnMiniredis(t, "name: demo\nversion: 1.0.0\nsteps:\n  a: {handler: echo}\n")
 	s, err := c.Submit(ctx, "demo", []byte(`{}`), dsat.SubmitOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -87,7 +70,7 @@ func TestRetryDeadLetterID(t *testing.T) {
 	if err != nil || len(dead) != 1 {
 		t.Fatalf("dead letters %v %v", dead, err)
 	}
-	cliEnv := map[string]string{"DSAT_API": srv.URL}
+	cliEnv := map[string]string{"DSAT_API": api}
 	code, out, errs := runCLI(t, cliEnv, "", "retry", dead[0].ID)
 	if code != 0 || !strings.Contains(out, s.ID+": running") || !strings.Contains(errs, "dead letter "+dead[0].ID+" is of task "+s.ID) {
 		t.Fatalf("retry by dead letter id: exit %d\n%s%s", code, out, errs)
@@ -100,7 +83,7 @@ func TestRetryDeadLetterID(t *testing.T) {
 		t.Fatalf("unknown dead letter id: exit %d %s", code, errs)
 	}
 	// The API says the same to other clients.
-	res, err := http.Post(srv.URL+"/v1/tasks/"+dead[0].ID+"/retry", "application/json", nil)
+	res, err := http.Post(api+"/v1/tasks/"+dead[0].ID+"/retry", "application/json", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,5 +117,47 @@ func TestTailShowsProgress(t *testing.T) {
 	printEvent(&b, "PROGRESS", `{"task":"t","seq":3,"event":"PROGRESS","step":"pages","attempt":1,"worker":"w1","at":"2026-11-29T09:30:14Z","detail":{"progress":0.4,"message":"11/54 pages"}}`)
 	if !strings.Contains(b.String(), "PROGRESS  pages        w1             40% 11/54 pages\n") {
 		t.Fatalf("tail line: %q", b.String())
+	}
+}
+
+// TestTailPipeline: tail --pipeline follows the pipeline's feed, shows
+// each event with its task id and a BREAKER event's state, and resumes
+// after the last event it printed when the stream ends.
+func TestTailPipeline(t *testing.T) {
+	var calls atomic.Int32
+	var resumed atomic.Value
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/v1/events" || r.URL.Query().Get("pipeline") != "demo" {
+			http.Error(w, "wrong path "+r.URL.String(), 500)
+			return
+		}
+		if calls.Add(1) > 1 {
+			resumed.Store(r.Header.Get("Last-Event-ID"))
+			w.Header().Set("Content-Type", "application/problem+json")
+			w.WriteHeader(404)
+			fmt.Fprint(w, `{"detail":"no pipeline demo (the test's end)"}`)
+			return
+		}
+		w.Header().Set("Content-Type", "text/event-stream")
+		fmt.Fprint(w, "id: 5-0\nevent: BREAKER\ndata: {\"task\":\"\",\"pipeline\":\"demo\",\"seq\":0,\"event\":\"BREAKER\",\"step\":\"charge\",\"worker\":\"sat-1\",\"at\":\"2026-11-29T10:00:00.000Z\",\"detail\":{\"state\":\"open\",\"until\":\"2026-11-29T10:00:30.000Z\"}}\n\n")
+		fmt.Fprint(w, "id: 6-0\nevent: INIT\ndata: {\"task\":\"06h1ki9ia4001ttg3m6qbao188.demo.1.0.0\",\"pipeline\":\"demo\",\"seq\":1,\"event\":\"INIT\",\"at\":\"2026-11-29T10:00:01.000Z\"}\n\n")
+	}))
+	t.Cleanup(srv.Close)
+	// --api before --pipeline: a flag's value is not taken for a task id.
+	code, out, errs := runCLI(t, nil, "", "tail", "--api", srv.URL, "--pipeline", "demo")
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if code == 0 || len(lines) != 2 || !strings.Contains(errs, "the test's end") || resumed.Load() != "6-0" {
+		t.Fatalf("exit %d, resumed after %v\n%s%s", code, resumed.Load(), out, errs)
+	}
+	until := time.Date(2026, 11, 29, 10, 0, 30, 0, time.UTC).Local().Format("15:04:05.000")
+	if !strings.HasPrefix(lines[0], "- ") || !strings.Contains(lines[0], "BREAKER") || !strings.Contains(lines[0], "charge") ||
+		!strings.Contains(lines[0], "sat-1") || !strings.HasSuffix(lines[0], "open until "+until) {
+		t.Fatalf("BREAKER line %q", lines[0])
+	}
+	if !strings.HasPrefix(lines[1], "06h1ki9ia4001ttg3m6qbao188.demo.1.0.0 ") || !strings.Contains(lines[1], "INIT") {
+		t.Fatalf("task event line %q", lines[1])
+	}
+	if code, _, errs := runCLI(t, map[string]string{"DSAT_API": srv.URL}, "", "tail", "--pipeline", "demo", "06h1ki9ia4001ttg3m6qbao188.demo.1.0.0"); code != 2 || !strings.Contains(errs, "not both") {
+		t.Fatalf("a task id and --pipeline: exit %d %s", code, errs)
 	}
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -28,6 +29,11 @@ func TestWorkerReadyz(t *testing.T) {
 	}
 	c, err := dsat.NewClient(rdb, dsat.Config{}, p)
 	if err != nil {
+		t.Fatal(err)
+	}
+	// Load the scripts first: on a loaded machine, compiling all of them
+	// in miniredis's Lua under -race can take longer than the probe's 2 s.
+	if err := c.Ready(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	srv := httptest.NewServer(workerMux(c, httpapi.NewMetrics(c)))

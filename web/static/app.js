@@ -6,7 +6,7 @@ const state = { token: sessionStorage.getItem("dsat-token") || "", timers: [], s
 
 // h builds an element: h("div", {class: "x", onclick: f}, child, "text").
 function h(tag, attrs, ...children) {
-  const svg = ["svg", "g", "rect", "path", "text", "line", "polygon", "marker", "defs", "title"].includes(tag);
+  const svg = ["svg", "g", "rect", "path", "text", "line", "polygon", "marker", "defs", "title", "circle"].includes(tag);
   const el = svg ? document.createElementNS("http://www.w3.org/2000/svg", tag) : document.createElement(tag);
   for (const [k, v] of Object.entries(attrs || {})) {
     if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
@@ -105,9 +105,10 @@ function pipelineCard(p) {
     } catch (e) { msg.textContent = e.message; }
   };
   showPaused(!!p.paused);
+  const charts = h("div", { class: "charts", "data-role": "charts" });
   const card = h("section", { class: "card", "data-pipeline": p.name },
     h("h2", {}, p.name, " ", h("span", { class: "muted" }, p.version + " · " + p.partitions + " partition" + (p.partitions > 1 ? "s" : "")), " ", pauseBtn),
-    graph, form);
+    graph, charts, form);
   let drawn = null;
   every(1000, async () => {
     try {
@@ -117,8 +118,80 @@ function pipelineCard(p) {
       updateLoad(drawn, d.pipeline);
     } catch (_) { /* the banner says why */ }
   });
+  // The stats move in 10-second buckets: one read per bucket is enough.
+  every(10000, async () => {
+    try {
+      drawCharts(charts, await api("GET", "/v1/pipelines/" + encodeURIComponent(p.name) + "/stats?window=15m"), (p.steps || []).map((s) => s.name));
+    } catch (_) { /* the banner says why */ }
+  });
   return card;
 }
+
+// ---- Charts ----------------------------------------------------------
+
+// drawCharts shows, per step, its throughput, failures and handler
+// latency (p50, p95) over the stats window (GET /v1/pipelines/{name}/stats:
+// one value per 10-second bucket, the last one still filling).
+// Steps come in the pipeline's order, then any other (an older version's).
+function drawCharts(container, st, order) {
+  const n = st.times.length, secs = st.bucket_seconds || 10;
+  const start = n ? fmtClock(st.times[0]) : "", end = n ? fmtClock(st.times[n - 1]) : "";
+  const names = order.filter((n) => st.steps[n]).concat(Object.keys(st.steps).filter((n) => !order.includes(n)));
+  const rows = names.map((name) => {
+    const s = st.steps[name], t = s.totals;
+    const rate = (v) => v.map((x) => x / secs);
+    return h("tr", { "data-step": name }, h("td", {}, name),
+      h("td", {}, chart(name, "throughput", "/s", [{ label: "done", cls: "ok", values: rate(s.ended) }], start, end),
+        h("div", { class: "muted" }, `${t.ended} done`)),
+      h("td", {}, chart(name, "failures", "", [{ label: "failed attempts", cls: "bad", values: s.failed }, { label: "dead", cls: "dead", values: s.dead }], start, end),
+        h("div", { class: "muted" }, `${t.failed} failed attempts · ${t.dead} dead`)),
+      h("td", {}, chart(name, "latency", " ms", [{ label: "p50", cls: "p50", values: s.run_p50_ms }, { label: "p95", cls: "p95", values: s.run_p95_ms }], start, end),
+        h("div", { class: "muted" }, t.run_p50_ms === null ? "no run" : `p50 ${fmtMS(t.run_p50_ms)} · p95 ${fmtMS(t.run_p95_ms)} (wait p95 ${fmtMS(t.wait_p95_ms)})`)));
+  });
+  container.replaceChildren(h("h3", {}, "Last " + fmtWindow(st.window), " ", h("span", { class: "muted" }, "per 10-second bucket; handler run time")),
+    h("div", { class: "table-wrap" }, h("table", { class: "charts" },
+      h("thead", {}, h("tr", {}, ["step", "throughput", "failures", "latency p50 / p95"].map((c) => h("th", {}, c)))), h("tbody", {}, rows))));
+}
+
+function fmtClock(t) { return new Date(t).toLocaleTimeString([], { hour12: false, hour: "2-digit", minute: "2-digit" }); }
+function fmtMS(v) { return v === null || v === undefined ? "—" : v < 10 ? v.toFixed(2) + " ms" : v < 10000 ? Math.round(v) + " ms" : (v / 1000).toFixed(1) + " s"; }
+function fmtWindow(w) { const m = /^(\d+)m0s$/.exec(w); return m ? m[1] + " minutes" : w; }
+
+// chart draws series (values per bucket, null for no value) as lines on
+// one scale from 0, with the scale's top and the window's ends as labels.
+// Each series' path carries data-points, how many values it drew.
+function chart(step, kind, unit, series, start, end) {
+  const W = 260, H = 64, L = 4, T = 12, B = 12, n = Math.max(...series.map((x) => x.values.length), 1);
+  const top = Math.max(1e-9, ...series.flatMap((x) => x.values.filter((v) => v !== null)));
+  const X = (i) => L + (n > 1 ? i * (W - 2 * L) / (n - 1) : 0), Y = (v) => T + (H - T - B) * (1 - v / top);
+  const svg = h("svg", { class: "chart", width: W, height: H, viewBox: `0 0 ${W} ${H}`, role: "img", "data-chart": kind, "data-step": step,
+    "aria-label": `${kind} of ${step}` },
+    h("line", { class: "axis", x1: L, y1: H - B, x2: W - L, y2: H - B }),
+    h("text", { class: "tick", x: L, y: 9 }, top > 1e-6 ? fmtTop(top) + unit : "0"),
+    h("text", { class: "tick", x: L, y: H - 1 }, start), h("text", { class: "tick", x: W - L, y: H - 1, "text-anchor": "end" }, end));
+  const legend = [];
+  for (const x of series) {
+    let d = "", pen = false, points = 0;
+    x.values.forEach((v, i) => {
+      if (v === null || v === undefined) { pen = false; return; }
+      d += (pen ? "L" : "M") + X(i).toFixed(1) + "," + Y(v).toFixed(1);
+      pen = true;
+      points++;
+    });
+    svg.append(h("path", { class: "series " + x.cls, d: d || "M0,0", "data-series": x.label, "data-points": points,
+      "data-nonzero": x.values.filter((v) => v).length }, h("title", {}, x.label)));
+    // A value with no neighbour draws no line: a dot shows it.
+    const has = (i) => x.values[i] !== null && x.values[i] !== undefined;
+    x.values.forEach((v, i) => {
+      if (has(i) && !has(i - 1) && !has(i + 1)) svg.append(h("circle", { class: "dot " + x.cls, cx: X(i).toFixed(1), cy: Y(v).toFixed(1), r: 2 }));
+    });
+    legend.push(x.label);
+  }
+  if (series.length > 1) svg.append(h("text", { class: "tick", x: W / 2, y: H - 1, "text-anchor": "middle" }, legend.join(" / ")));
+  return svg;
+}
+
+function fmtTop(v) { return v >= 100 ? Math.round(v) : v >= 1 ? +v.toFixed(1) : +v.toPrecision(2); }
 
 function examplePayload(name) {
   return { textstats: '{"kind": "urgent", "text": "disk full"}', wordcount: '{"text": "the quick brown fox"}' }[name] || "{}";
@@ -200,14 +273,20 @@ function drawGraph(container, p) {
     const load = h("text", { class: "load", x: x + 8, y: y + 38 }, "");
     const fail = h("text", { class: "load fail", x: x + 8, y: y + 53 }, "");
     const failTip = h("title", {}, FAIL_TIP);
+    // A badge on the node's top edge while its circuit breaker is open or
+    // half open (GET /v1/pipelines/{name}: steps[].breaker.state).
+    const badgeText = h("text", { x: x + W - 44, y: y + 3, "text-anchor": "middle" }, "");
+    const badgeTip = h("title", {}, "");
+    const badge = h("g", { class: "breaker", "data-role": "breaker", display: "none" },
+      h("rect", { x: x + W - 88, y: y - 8, width: 84, height: 15, rx: 7 }), badgeText, badgeTip);
     const g = h("g", { class: "node " + kind, "data-step": s.name },
       s.join ? h("rect", { class: "outer", x: x - 4, y: y - 4, width: W + 8, height: H + 8, rx: 9 }) : null,
       h("rect", { x, y, width: W, height: H, rx: 6 }),
       h("text", { class: "name", x: x + 8, y: y + 18 }, s.name, h("tspan", { class: "muted" }, what)),
-      load, h("g", { "data-role": "counts" }, failTip, fail));
+      load, h("g", { "data-role": "counts" }, failTip, fail), badge);
     if (s.pipeline) g.addEventListener("click", () => document.querySelector(`section.card[data-pipeline="${CSS.escape(s.pipeline)}"]`)?.scrollIntoView());
     svg.append(g);
-    nodes.set(s.name, { g, load, fail });
+    nodes.set(s.name, { g, load, fail, badge, badgeText, badgeTip });
   }
   container.replaceChildren(svg);
   return { nodes, last: new Map(), at: Date.now() };
@@ -229,6 +308,17 @@ function updateLoad(drawn, p) {
     n.fail.textContent = `done ${l.processed} · failed attempts ${l.failed}`;
     n.g.classList.toggle("busy", l.busy > 0);
     n.g.classList.toggle("failing", l.failed > 0);
+    const br = s.breaker && s.breaker.state;
+    if (br) {
+      n.badge.removeAttribute("display");
+      n.badge.dataset.state = br.state;
+      n.badgeText.textContent = br.state === "open" ? "breaker open" : "half open";
+      n.badgeTip.textContent = br.state === "open" ? `circuit breaker open until ${fmtTime(br.until)}: no new token is begun` :
+        `circuit breaker half open: one probe token runs (its lease ends ${fmtTime(br.until)})`;
+    } else {
+      n.badge.setAttribute("display", "none");
+      n.badge.dataset.state = "closed";
+    }
   }
   drawn.at = now;
 }
