@@ -88,3 +88,35 @@ func TestSubPipelineInASatellite(t *testing.T) {
 		}
 	})
 }
+
+// TestOnFailureInASatellite: a satellite runs the failure handler of a
+// task that fails, once, with the failure; the task ends failed after it.
+func TestOnFailureInASatellite(t *testing.T) {
+	t.Parallel()
+	redistest.ForEachBackend(t, func(t *testing.T, be redistest.Backend) {
+		b := setup(t, be, "name: onf\nversion: 1.0.0\nsteps:\n  a: {handler: fail, with: {rate: 1}, retries: 0}\n  alert: {handler: alert}\non_failure: alert\n")
+		m := NewMux()
+		RegisterBuiltins(m, 0)
+		inputs := make(chan string, 4)
+		m.HandleFunc("alert", func(ctx context.Context, task *dsat.Task) (dsat.Result, error) {
+			inputs <- string(task.Payload)
+			return dsat.Result{Output: []byte(`{}`)}, nil
+		})
+		b.start(m, b.fast("s1"))
+		id := b.submit(1, `{"n":1}`)[0]
+		st := b.wait([]string{id}, 10*time.Second)[0]
+		if st.Status != dsat.StatusFailed || st.Steps["alert"].State != "done" || !strings.HasPrefix(st.Error, "a: ") {
+			t.Fatalf("%s %q %+v", st.Status, st.Error, st.Steps)
+		}
+		in := <-inputs
+		if !strings.Contains(in, `"task":"`+id+`"`) || !strings.Contains(in, `"step":"a"`) || !strings.Contains(in, `"input":{"n":1}`) {
+			t.Fatalf("handler input %s", in)
+		}
+		if n := b.eventCounts(id); n["DEAD"] != 1 || n["SEND"] != 1 {
+			t.Fatalf("events %v", n)
+		}
+		if len(inputs) != 0 {
+			t.Fatal("the failure handler ran twice")
+		}
+	})
+}
