@@ -121,3 +121,37 @@ func TestOnFailure(t *testing.T) {
 		})
 	})
 }
+
+// TestOnFailureWithJoin: a branch that dies before a join runs the
+// failure handler while the other branch waits parked at the join; a
+// retry re-drives the dead branch and the join fires.
+func TestOnFailureWithJoin(t *testing.T) {
+	redistest.ForEachBackend(t, func(t *testing.T, b redistest.Backend) {
+		h := newHarness(t, b, `
+name: onfj
+version: 1.0.0
+steps:
+  a: {handler: echo, next: [b, c]}
+  b: {handler: echo, retries: 0, next: [j]}
+  c: {handler: echo, next: [j]}
+  j: {handler: echo, join: true}
+  alert: {handler: echo}
+on_failure: alert
+`)
+		id := h.submit(`{}`)
+		h.drain(map[string]handlerFunc{"b": failB})
+		st := h.state(id)
+		eq(t, "status", st.Status, dsat.StatusFailed)
+		eq(t, "runs", h.runs, map[string]int{"a": 1, "b": 1, "c": 1, "alert": 1})
+		eq(t, "the join waits", st.Steps["j"].State, "waiting")
+		h.checkInvariants(id)
+		if _, err := h.c.Retry(h.ctx, id); err != nil {
+			t.Fatal(err)
+		}
+		h.drain(nil)
+		st = h.state(id)
+		eq(t, "status after retry", st.Status, dsat.StatusSucceeded)
+		eq(t, "runs after retry", h.runs, map[string]int{"a": 1, "b": 2, "c": 1, "alert": 1, "j": 1})
+		h.checkInvariants(id)
+	})
+}
