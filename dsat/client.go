@@ -90,6 +90,9 @@ type compiled struct {
 	routeArg map[string][]any    // step -> complete.lua's ARGV[7..]
 	streams  map[string][]string // step -> step names behind complete.lua's KEYS[3..]
 	allSteps []string            // every step, declaration order
+	// failMapJoin: fail.lua's extra arguments per step, for a pipeline
+	// with a map or a join policy (nil for every other).
+	failMapJoin map[string]*mapJoinCall
 }
 
 // NewClient returns a Client for the given pipelines. Several versions of a
@@ -174,12 +177,20 @@ func compile(p *Pipeline) *compiled {
 			}
 			kind, by, routes = "switch", s.RouteBy, string(b)
 		}
-		args := []any{kind, by, routes, len(cp.joins), len(s.Targets())}
+		targets := s.Targets()
+		args := []any{kind, by, routes}
+		if margs, release, ok := mapRouteArg(p, s); ok {
+			args = margs
+			if release != "" {
+				targets = append(append([]string{}, targets...), release) // complete.lua: the last "target" is the release step
+			}
+		}
+		args = append(args, len(cp.joins), len(targets))
 		streams := append([]string{}, cp.joins...)
 		for _, j := range cp.joins {
-			args = append(args, j)
+			args = append(args, joinSpec(p, j))
 		}
-		for _, t := range s.Targets() {
+		for _, t := range targets {
 			args = append(args, t)
 			streams = append(streams, t)
 		}
@@ -187,6 +198,7 @@ func compile(p *Pipeline) *compiled {
 		cp.streams[name] = streams
 	}
 	cp.withOnFailure()
+	cp.failMapJoin = failMapJoinCalls(p, cp.joins)
 	return cp
 }
 

@@ -86,6 +86,8 @@ type Step struct {
 	// names the pipeline of the child task it submits with its input; the
 	// step ends with the child (subpipe.go).
 	Pipeline string
+	// Map, join policies (issue 17; dsat/mapjoin.go).
+	MapJoin
 }
 
 // Backoff is the delay schedule between attempts of a step.
@@ -188,7 +190,11 @@ func (p *Pipeline) Edges() []Edge {
 	for _, name := range p.Order {
 		s := p.Steps[name]
 		for _, t := range s.Next {
-			out = append(out, Edge{From: name, To: t})
+			e := Edge{From: name, To: t}
+			if s.Map != "" {
+				e.Label = "map " + s.Map // one token per element (issue 17)
+			}
+			out = append(out, e)
 		}
 		for _, label := range sortedKeys(s.Routes) {
 			for _, t := range s.Routes[label] {

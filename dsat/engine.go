@@ -214,6 +214,12 @@ func (c *Client) failCall(d Delivery, f Failure) ([]string, []any, FailMode, err
 		c.cfg.FirehoseMaxLen, c.cfg.Retention.Milliseconds(), EnvelopeVersion.API(),
 		ev, msg, string(mode), ms(due), string(d.Payload), d.startedArg(), f.never()}
 	keys, args = c.onFailureArgs(cp, p, keys, args)
+	if mj := cp.failMapJoin[d.Step]; mj != nil {
+		args = append(args, mj.args...)
+		for _, s := range mj.streams {
+			keys = append(keys, c.keys.Step(p, s))
+		}
+	}
 	return keys, args, mode, nil
 }
 
@@ -438,6 +444,7 @@ func (c *Client) completeCalls(cs []Completion, errs []error) []*batchGroup {
 	var groups []*batchGroup
 	index := map[groupKey]*batchGroup{}
 	now := ms(c.cfg.Now())
+	labels := make([]string, len(cs)) // a map step sends its items in the label's place
 	for i, x := range cs {
 		d := x.Delivery
 		p, err := deliveryPartition(d)
@@ -458,6 +465,17 @@ func (c *Client) completeCalls(cs []Completion, errs []error) []*batchGroup {
 		if err := c.CheckPayload(x.Output); err != nil {
 			errs[i] = fmt.Errorf("output of step %s: %w", d.Step, err)
 			continue
+		}
+		if s := cp.p.Steps[d.Step]; s.Map != "" {
+			// A map step: its items go to complete.lua in the label's place.
+			items, _, err := mapItems(s, x.Output)
+			if err != nil {
+				errs[i] = err
+				continue
+			}
+			labels[i] = items
+		} else {
+			labels[i] = x.Label
 		}
 		gk := groupKey{p, d.Step, d.Worker}
 		g, ok := index[gk]
@@ -484,7 +502,7 @@ func (c *Client) completeCalls(cs []Completion, errs []error) []*batchGroup {
 			d := x.Delivery
 			p, _ := deliveryPartition(d)
 			g.keys = append(g.keys, c.keys.Task(p, d.Task), c.keys.TaskLog(p, d.Task), c.keys.TaskResult(p, d.Task))
-			g.args = append(g.args, d.Task, d.Token, d.Attempt, d.EntryID, string(x.Output), x.Label, d.startedArg())
+			g.args = append(g.args, d.Task, d.Token, d.Attempt, d.EntryID, string(x.Output), labels[i], d.startedArg())
 		}
 	}
 	return groups

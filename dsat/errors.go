@@ -52,6 +52,9 @@ var (
 	// ErrNoRoute means a switch step's output matched no route and the
 	// step has no default route.
 	ErrNoRoute = errors.New("dsat: no route matches")
+	// ErrMapOutput means a map step's output has no array in its map field,
+	// or more items than max_items: a final failure of the step.
+	ErrMapOutput = errors.New("dsat: map output")
 	// ErrNoPipelines means a pipelines folder holds no *.yaml or *.yml file.
 	ErrNoPipelines = errors.New("dsat: no pipeline files (*.yaml, *.yml) found")
 	// ErrStepNotFound means a step is not in the loaded version of its

@@ -69,7 +69,8 @@ func (l *loader) graph(p *Pipeline, lines map[string]int, entryNode *yaml.Node) 
 		if !reach[name] && name != p.OnFailure {
 			l.add(lines[name], name, "", fmt.Sprintf("unreachable from the entry step %q", p.Entry))
 		}
-		if s.Join && len(s.Preds) < 2 {
+		l.mapGraph(p, s)
+		if s.Join && len(s.Preds) < 2 && !l.mapJoinPreds(p, s) {
 			l.add(lines[name], name, "join", fmt.Sprintf("a join needs two or more predecessor steps, has %d", len(s.Preds)))
 		}
 	}

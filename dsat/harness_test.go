@@ -136,7 +136,7 @@ func (h *harness) run(d dsat.Delivery, f handlerFunc) {
 	out, label, fail := f(d)
 	if fail == nil {
 		_, err = h.c.Complete(h.ctx, d, out, label)
-		if errors.Is(err, dsat.ErrNoRoute) {
+		if errors.Is(err, dsat.ErrNoRoute) || errors.Is(err, dsat.ErrMapOutput) {
 			fail = &dsat.Failure{Message: err.Error(), Final: true}
 		} else if err != nil {
 			h.t.Fatalf("complete: %v", err)

@@ -28,12 +28,13 @@ func (cp *compiled) withOnFailure() {
 	}
 }
 
-// onFailureArgs is fail.lua's KEYS[7] and ARGV[18] for a pipeline with a
-// failure handler (none without).
+// onFailureArgs is fail.lua's KEYS[7] and ARGV[18] ("f:<step>") for a
+// pipeline with a failure handler (none without); the map and join
+// arguments follow them.
 func (c *Client) onFailureArgs(cp *compiled, p Partition, keys []string, args []any) ([]string, []any) {
 	if h := cp.p.OnFailure; h != "" {
 		keys = append(keys, c.keys.Step(p, h))
-		args = append(args, h)
+		args = append(args, "f:"+h)
 	}
 	return keys, args
 }

@@ -2,6 +2,7 @@ package dsat_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -153,5 +154,33 @@ on_failure: alert
 		eq(t, "status after retry", st.Status, dsat.StatusSucceeded)
 		eq(t, "runs after retry", h.runs, map[string]int{"a": 1, "b": 2, "c": 1, "alert": 1, "j": 1})
 		h.checkInvariants(id)
+	})
+}
+
+// TestOnFailureWithMap: with a map and a join policy too (fail.lua gets
+// both argument sets): an item that dies under join: all runs the
+// failure handler once; under settled the task succeeds and never runs it.
+func TestOnFailureWithMap(t *testing.T) {
+	redistest.ForEachBackend(t, func(t *testing.T, b redistest.Backend) {
+		for _, policy := range []string{"all", "settled"} {
+			h := newHarness(t, b, fmt.Sprintf(mapYAML, policy)+"  alert: {handler: echo}\non_failure: alert\n")
+			id := h.submit(`{"items":[1,2,3]}`)
+			h.drain(map[string]handlerFunc{"split": pass, "work": failOn("2"), "collect": pass})
+			st := h.state(id)
+			if policy == "all" {
+				eq(t, "status", st.Status, dsat.StatusFailed)
+				eq(t, "alert runs", h.runs["alert"], 1)
+				eq(t, "items", fmt.Sprint(st.Steps["work"].Items), "map[dead:1 done:2]")
+				if n, err := h.c.Retry(h.ctx, id); err != nil || n != 1 {
+					t.Fatalf("retry: %d %v", n, err)
+				}
+				h.drain(map[string]handlerFunc{"work": wrap, "collect": pass})
+				eq(t, "join input after retry", joinInput(t, h, id), `[{"v":1},{"v":2},{"v":3}]`)
+			} else {
+				eq(t, "status", st.Status, dsat.StatusSucceeded)
+				eq(t, "alert runs", h.runs["alert"], 0)
+			}
+			h.checkInvariants(id)
+		}
 	})
 }

@@ -219,7 +219,8 @@ func (l *loader) pipeline(doc *yaml.Node) *Pipeline {
 	return p
 }
 
-var stepFields = []string{"handler", "with", "next", "route_by", "routes", "join", "timeout", "queue_timeout", "max_backlog", "breaker", "retries", "backoff", "concurrency", "description", "pipeline"}
+var stepFields = []string{"handler", "with", "next", "route_by", "routes", "join", "timeout", "queue_timeout", "max_backlog", "breaker", "retries", "backoff", "concurrency", "description",
+	"map", "max_items", "max_parallel", "pipeline"}
 
 func (l *loader) step(name string, n *yaml.Node) *Step {
 	s := &Step{
@@ -262,10 +263,9 @@ func (l *loader) step(name string, n *yaml.Node) *Step {
 		}
 	}
 	if v, ok := f["join"]; ok {
-		if v.Kind != yaml.ScalarNode || v.Decode(&s.Join) != nil {
-			l.add(v.Line, name, "join", "must be true or false")
-		}
+		l.join(v, s)
 	}
+	l.mapFields(f, s)
 	if v, ok := f["timeout"]; ok {
 		s.Timeout = l.duration(v, name, "timeout")
 	}

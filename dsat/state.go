@@ -65,6 +65,10 @@ type StepState struct {
 	// Child is, for a sub-pipeline step, the id of the child task its
 	// latest token submitted (absent for other steps).
 	Child string `json:"child,omitempty"`
+	// Items counts the tokens of a step that runs a map's items by state
+	// (queued, running, retrying, done, dead, cancelled...; absent for
+	// other steps).
+	Items ItemCounts `json:"items,omitempty"`
 }
 
 // Final reports whether the status is final until a retry.
@@ -94,6 +98,13 @@ func (c *Client) Get(ctx context.Context, id string) (*TaskState, error) {
 		return nil, fmt.Errorf("%w: %s", ErrTaskNotFound, id)
 	}
 	st := stateFromHash(id, h)
+	if cp, err := c.pipelineFor(tid.Partition); err == nil && cp.failMapJoin != nil {
+		for step, n := range itemCounts(cp.p, h) {
+			s := st.Steps[step]
+			s.Items = n
+			st.Steps[step] = s
+		}
+	}
 	if r, err := rcmd.Result(); err == nil && r != "" {
 		st.Result = json.RawMessage(r)
 	}
@@ -163,6 +174,7 @@ type tokenRecord struct {
 // tokenStates names the record's state letters as the API shows them.
 var tokenStates = map[string]string{
 	"q": "queued", "r": "running", "w": "retrying", "s": "snoozed", "d": "done", "x": "dead",
+	"c": "cancelled", // by a join: any (lua/maplib.lua)
 }
 
 func parseTokenRecord(v string) (tokenRecord, bool) {

@@ -32,6 +32,10 @@ type stepView struct {
 	// Breaker is the step's circuit breaker, absent for none; its State is
 	// absent while it is closed.
 	Breaker *breakerView `json:"breaker,omitempty"`
+	// Map and join policy settings (issue 17), and the map step whose
+	// items the step runs (the dashboard draws it as a stack).
+	dsat.MapJoin
+	MappedBy string `json:"mapped_by,omitempty"`
 	// Pipeline is, for a sub-pipeline step, the child tasks' pipeline.
 	Pipeline string `json:"pipeline,omitempty"`
 }
@@ -80,7 +84,8 @@ func viewOf(p *dsat.Pipeline, paused dsat.Paused) pipelineView {
 		sv := stepView{Name: name, Handler: s.Handler, With: s.With, Next: s.Next, RouteBy: s.RouteBy,
 			Routes: s.Routes, Join: s.Join, Timeout: s.Timeout.String(), Retries: s.Retries,
 			Backoff:     map[string]string{"initial": s.Backoff.Initial.String(), "max": s.Backoff.Max.String()},
-			Concurrency: s.Concurrency, MaxBacklog: s.MaxBacklog, Paused: paused.Step(p.Name, name), Pipeline: s.Pipeline}
+			Concurrency: s.Concurrency, MaxBacklog: s.MaxBacklog, Paused: paused.Step(p.Name, name),
+			MapJoin: s.MapJoin, MappedBy: p.MapStep(name), Pipeline: s.Pipeline}
 		if b := s.Breaker; b != nil {
 			sv.Breaker = &breakerView{Failures: b.Failures, Within: b.Within.String(), OpenFor: b.OpenFor.String()}
 		}

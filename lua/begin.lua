@@ -30,7 +30,7 @@ local function begin1(c, tok, att, id)
     return -2
   end
   local st, tatt, tstep, tw = tok_parse(v[3])
-  if not st or tstep ~= step or tatt ~= att or st == 'd' or st == 'x' then
+  if not st or tstep ~= step or tatt ~= att or st == 'd' or st == 'x' or st == 'c' then
     ack(KEYS[2], step, id)
     return 0
   end

@@ -40,9 +40,11 @@ local nj = tonumber(ARGV[10])
 local nt, nf = string.match(ARGV[11], '^(%d+)(f?)$')
 nt = tonumber(nt)
 local joins, isjoin, streams, next_steps = {}, {}, {}, {}
+local policies = false -- a join other than all (maplib.lua)
 for i = 1, nj do
-  joins[i] = {ARGV[11 + i], KEYS[2 + i]}
-  isjoin[ARGV[11 + i]] = true
+  joins[i] = join_spec(ARGV[11 + i], KEYS[2 + i])
+  isjoin[joins[i][1]] = joins[i]
+  policies = policies or joins[i][3] ~= ''
 end
 for i = 1, nt do
   next_steps[i] = ARGV[11 + nj + i]
@@ -50,6 +52,14 @@ for i = 1, nt do
 end
 local routes = nil
 if ARGV[7] == 'switch' then routes = cjson.decode(ARGV[9]) end
+-- A map step or a step running a map's items (maplib.lua): ARGV[7] "map"
+-- or "item"; for an item step the last target is the release step.
+local kind, mapstep, ijoin, irel = ARGV[7], false, false, ''
+if kind == 'item' then
+  mapstep = ARGV[8]
+  ijoin, irel = string.match(ARGV[9], '^([^|]*)|(.*)$')
+  if irel ~= '' then next_steps[#next_steps] = nil end
+end
 
 -- Entries to acknowledge and delete, all at once after the batch.
 local acks = {}
@@ -71,10 +81,12 @@ local function complete1(c, tok, att, id, output, label, started)
   local st, tatt, tstep = tok_parse(v[10])
   -- A token not begun (q queued, w or s promoted from the retry set) may
   -- complete: its handler returned within the begin window.
-  if not st or tstep ~= step or tatt ~= att or st == 'd' or st == 'x' then
+  if not st or tstep ~= step or tatt ~= att or st == 'd' or st == 'x' or st == 'c' then
     queue_ack(id)
     return 0
   end
+  local idx = false
+  if mapstep then idx = redis.call('HGET', c.H, 'mi:' .. tok) end
   local targets, route = next_steps, nil
   if routes then
     if label == '' then
@@ -104,8 +116,17 @@ local function complete1(c, tok, att, id, output, label, started)
   if #targets == 0 then
     c.out_step, c.out = step, output
   end
+  if kind == 'map' then
+    map_emit(c, ARGV[9], step, att, worker, label, streams, joins)
+    targets = {}
+  elseif idx then
+    item_next(c, tok, idx, step, att, worker, output, targets[1], isjoin[targets[1]], mapstep, irel, streams)
+    targets = {}
+  end
   for _, to in ipairs(targets) do
-    if isjoin[to] then
+    if isjoin[to] and isjoin[to][3] == 'a' then
+      fire_any(c, isjoin[to], step, att, worker, output, joins)
+    elseif isjoin[to] then
       park(c, to, step, output)
       emit(c, 'SEND', step, att, worker, cjson.encode({to = to, parked = true, route = route}))
     else
@@ -119,7 +140,7 @@ local function complete1(c, tok, att, id, output, label, started)
       emit(c, 'SEND', step, att, worker, d)
     end
   end
-  fire_joins(c, joins)
+  if policies then fire_joins2(c, joins) else fire_joins(c, joins) end
   finish(c)
   save(c)
   expire(c)

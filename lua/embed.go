@@ -33,7 +33,11 @@ func mustRead(name string) string {
 }
 
 // withLib prepends the shared helpers to a task script.
-func withLib(name string) string { return mustRead("lib.lua") + "\n" + mustRead(name) }
+// maplib.lua (map and join policies) comes after lib.lua, whose helpers
+// it uses.
+func withLib(name string) string {
+	return mustRead("lib.lua") + "\n" + mustRead("maplib.lua") + "\n" + mustRead(name)
+}
 
 // withSchedLib prepends the schedule scripts' helper.
 func withSchedLib(name string) string { return mustRead("schedlib.lua") + "\n" + mustRead(name) }

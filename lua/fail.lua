@@ -29,16 +29,24 @@
 --             the same for a token no worker has read yet (the time
 --             keeper): nothing is done ({2}) unless the entry is still
 --             undelivered to the step's consumer group
--- KEYS[7] -> the failure handler's stream, when ARGV[18] names it
--- ARGV[18] -> the pipeline's on_failure step ("" or absent: none); a
---             task that ends failed runs it first (lib.lua, on_failure)
+-- ARGV[18], KEYS[7] -> only for a pipeline with a failure handler
+--             (on_failure): "f:<its step>" and its stream; a task that
+--             ends failed runs it first (lib.lua, on_failure). The map and
+--             join arguments below then start one later (ARGV[19], KEYS[8])
+-- ARGV[18..], KEYS[7..] -> only for a pipeline with a map or a join
+--             policy: the step's item spec, the join specs, their streams
+--             and the release step's stream (maplib.lua, fail_mapjoin)
 -- Returns: {1, mode} applied; {0} already applied (entry acknowledged);
 -- {-1} task not found; {-2} task cancelled (entry acknowledged); {2} the
 -- entry was delivered meanwhile ("u": nothing written).
 local c = context(KEYS[3], ARGV[7], ARGV[8])
 new_task(c, KEYS[1], KEYS[2], ARGV[1])
 c.retention, c.v = ARGV[9], ARGV[10]
-if (ARGV[18] or '') ~= '' then c.onf = {step = ARGV[18], stream = KEYS[7]} end
+local a0, k0 = 18, 7 -- where the map and join arguments start
+if string.sub(ARGV[18] or '', 1, 2) == 'f:' then
+  c.onf = {step = string.sub(ARGV[18], 3), stream = KEYS[7]}
+  a0, k0 = 19, 8
+end
 local tok, att, id, step, worker = ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5], ARGV[6]
 local ev, msg, mode, due, payload = ARGV[11], ARGV[12], ARGV[13], ARGV[14], ARGV[15]
 local never = ARGV[17] or ''
@@ -56,10 +64,14 @@ local st, tatt, tstep = tok_parse(c.tokv)
 -- (dsat.DeadLetterEntry) ends the token at its current attempt.
 local atts = ARGV[3]
 if atts == '0' and tatt then atts = tatt end
-if not st or tstep ~= step or tatt ~= atts or st == 'd' or st == 'x' then
+if not st or tstep ~= step or tatt ~= atts or st == 'd' or st == 'x' or st == 'c' then
   ack(KEYS[4], step, id)
   return {0}
 end
+
+-- Map and join policies (issue 17, maplib.lua): only when dsat passes them.
+local mj, idx = fail_mapjoin(a0, k0), nil
+if mj and mj.item then idx = redis.call('HGET', c.H, 'mi:' .. tok) end
 
 -- All checks done: write.
 att = tonumber(atts)
@@ -74,6 +86,8 @@ elseif mode == 'retry' then
   emit(c, ev, step, atts, worker, cjson.encode({error = msg}))
   redis.call('ZADD', KEYS[5], due, cjson.encode(token_fields(c, step, tok, att + 1, payload, due)))
   emit(c, 'RETRY', step, atts, worker, cjson.encode({attempt = att + 1, due = due}))
+elseif idx and mj.item.jspec[3] == 'ms' then
+  item_settle(c, mj.item, tok, atts, step, worker, ev, msg, idx, KEYS[6])
 else
   tok_set(c, tok, 'x', atts, step, worker)
   c.error = step .. ': ' .. msg
@@ -81,7 +95,7 @@ else
   emit(c, ev, step, atts, worker, cjson.encode({error = msg, final = true}))
   local did = redis.call('XADD', KEYS[6], '*', 'task', c.task, 'pipeline', c.pipeline, 'step', step,
     'token', tok, 'attempts', atts, 'reason', msg, 'at', c.now)
-  set(c, 'x:' .. tok, cjson.encode({did, step, payload}))
+  set(c, 'x:' .. tok, cjson.encode({did, step, payload, idx})) -- idx: a map's item (retry.lua)
   local xl = redis.call('HGET', c.H, 'xl') or ''
   if xl ~= '' then xl = xl .. ',' end
   set(c, 'xl', xl .. tok)
@@ -89,6 +103,7 @@ else
   c.dead = c.dead + 1
   -- A dead token keeps every join from firing until a re-drive (retry.lua),
   -- so the task ends DEAD once the other tokens are done or parked.
+  if mj then fire_joins2(c, mj.joins) end -- a settled join takes the death
   finish(c)
 end
 save(c)

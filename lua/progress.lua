@@ -31,7 +31,7 @@ local v = redis.call('HMGET', c.H, 'status', 'seq', 'k:' .. tok)
 if not v[1] then return -1 end
 if v[1] == 'cancelled' then return -2 end
 local st, tatt, tstep, tw = tok_parse(v[3])
-if is_final(v[1]) or not st or tstep ~= step or tatt ~= att or st == 'd' or st == 'x' then return 0 end
+if is_final(v[1]) or not st or tstep ~= step or tatt ~= att or st == 'd' or st == 'x' or st == 'c' then return 0 end
 if st == 'r' and tw ~= worker then return 0 end
 
 c.seq, c.status = tonumber(v[2]) or 0, v[1]

@@ -88,7 +88,7 @@ func (r *stepRunner) finish(j *job, res dsat.Result, herr error, timedOut bool, 
 			r.processed.Add(1)
 			return "ok"
 		}
-		if !errors.Is(err, dsat.ErrNoRoute) {
+		if !errors.Is(err, dsat.ErrNoRoute) && !errors.Is(err, dsat.ErrMapOutput) {
 			log.Error().Err(err).Msg("complete failed; the token stays pending for the reclaimer")
 			return "error"
 		}

@@ -46,6 +46,39 @@ func (s *Satellite) checkCancelled(ctx context.Context, jobs []*job) {
 			j.cancel()
 		}
 	}
+	s.checkCancelledByAny(ctx, jobs)
+}
+
+// checkCancelledByAny cancels the handlers whose token a join: any
+// cancelled (dsat/mapjoin.go): it asks only about the tokens of steps
+// upstream of such a join, so other pipelines cost nothing more.
+func (s *Satellite) checkCancelledByAny(ctx context.Context, jobs []*job) {
+	var ask []*job
+	for _, j := range jobs {
+		if !j.cancelled.Load() && j.r.p.CancelledByAny(j.r.step.Name) {
+			ask = append(ask, j)
+		}
+	}
+	if len(ask) == 0 {
+		return
+	}
+	ds := make([]dsat.Delivery, len(ask))
+	for i, j := range ask {
+		ds[i] = j.d
+	}
+	gone, err := s.c.TokensCancelled(ctx, ds)
+	if err != nil {
+		if ctx.Err() == nil {
+			s.logLimited("watch", s.log.Warn().Err(err), "check for cancelled tokens failed")
+		}
+		return
+	}
+	for i, j := range ask {
+		if gone[i] && !j.cancelled.Swap(true) {
+			j.r.log.Info().Str("task", j.d.Task).Str("token", j.d.Token).Msg("a join: any fired; cancelling the running handler of its other branch")
+			j.cancel()
+		}
+	}
 }
 
 func (s *Satellite) renewClaims(ctx context.Context, jobs []*job) {

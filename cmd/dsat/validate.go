@@ -19,9 +19,11 @@ Examples:
 		run: runValidate})
 	register(&command{name: "graph", summary: "print a pipeline as Graphviz DOT", usage: "FILE",
 		help: `Prints the pipeline's graph in Graphviz DOT: steps as boxes, the switch
-cases as edge labels, joins as double boxes, the failure handler
-(on_failure) as a dashed box, and a sub-pipeline step as a component box
-linking to <pipeline>.svg (render each pipeline's file to its own SVG).
+cases as edge labels, joins as double boxes (with their policy), the steps
+a map's items run as stacked boxes with how many run at once, the failure
+handler (on_failure) as a dashed box, and a sub-pipeline step as a
+component box linking to <pipeline>.svg (render each pipeline's file to
+its own SVG).
 
 Example:
   dsat graph examples/textstats.yaml | dot -Tsvg > textstats.svg`,
@@ -101,9 +103,16 @@ func dot(p *dsat.Pipeline) string {
 		case name == p.OnFailure:
 			attrs = append(attrs, "style=dashed", `xlabel="on_failure"`)
 		case s.Join:
-			attrs = append(attrs, "peripheries=2", `xlabel="join"`)
+			attrs = append(attrs, "peripheries=2", `xlabel="join`+joinTag(s.JoinPolicy)+`"`)
 		case s.IsSwitch():
 			attrs = append(attrs, "shape=diamond", "style=solid")
+		case p.MapStep(name) != "":
+			// A map's items: a stack of boxes, with how many run at once.
+			n := "n"
+			if s.MaxParallel > 0 {
+				n = fmt.Sprint(s.MaxParallel, " at once")
+			}
+			attrs = append(attrs, "shape=box3d", "style=solid", `xlabel="×`+n+`"`)
 		}
 		if name == p.Entry {
 			attrs = append(attrs, "penwidth=2")
@@ -116,6 +125,8 @@ func dot(p *dsat.Pipeline) string {
 			style := ""
 			if len(s.Next) > 1 {
 				style = ` [label="fan-out"]`
+			} else if s.Map != "" {
+				style = ` [label="map ` + dotEscape(s.Map) + `", style=bold]`
 			}
 			fmt.Fprintf(&b, "  %q -> %q%s;\n", name, t, style)
 		}
@@ -132,6 +143,14 @@ func dot(p *dsat.Pipeline) string {
 	}
 	b.WriteString("}\n")
 	return b.String()
+}
+
+// joinTag is a join's policy as dot shows it ("" for all).
+func joinTag(policy string) string {
+	if policy == "" || policy == dsat.JoinAll {
+		return ""
+	}
+	return " " + policy
 }
 
 // dotEscape escapes text for a quoted DOT string.
