@@ -97,11 +97,10 @@ func TestGraph(t *testing.T) {
 	}
 }
 
-// TestGraphSubPipelineAndFailureHandler: a sub-pipeline step is drawn as a
-// link to its pipeline's graph, the failure handler as a dashed box.
-func TestGraphSubPipelineAndFailureHandler(t *testing.T) {
+// graphOf is dsat graph's output for a pipeline file holding yaml.
+func graphOf(t *testing.T, yaml string) string {
+	t.Helper()
 	f := filepath.Join(t.TempDir(), "p.yaml")
-	yaml := "name: p\nversion: '1.0'\nsteps:\n  a: {handler: echo, next: [m]}\n  m: {pipeline: mailer}\n  alert: {handler: echo}\non_failure: alert\n"
 	if err := os.WriteFile(f, []byte(yaml), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -109,6 +108,13 @@ func TestGraphSubPipelineAndFailureHandler(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("graph: %d %s", code, errs)
 	}
+	return out
+}
+
+// TestGraphSubPipelineAndFailureHandler: a sub-pipeline step is drawn as a
+// link to its pipeline's graph, the failure handler as a dashed box.
+func TestGraphSubPipelineAndFailureHandler(t *testing.T) {
+	out := graphOf(t, "name: p\nversion: '1.0'\nsteps:\n  a: {handler: echo, next: [m]}\n  m: {pipeline: mailer}\n  alert: {handler: echo}\non_failure: alert\n")
 	for _, want := range []string{
 		`"m" [label="m\n(pipeline mailer)", shape=component, style=solid, URL="mailer.svg", tooltip="sub-pipeline: a child task of mailer"]`,
 		`"alert" [label="alert\n(echo)", style=dashed, xlabel="on_failure"]`, `"a" -> "m";`} {
