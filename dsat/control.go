@@ -19,9 +19,8 @@ func (c *Client) Cancel(ctx context.Context, id, reason string) error {
 	if err != nil {
 		return err
 	}
-	p := tid.Partition
-	keys := []string{c.keys.Task(p, id), c.keys.TaskLog(p, id), c.keys.Firehose(p)}
-	r, err := c.runScript(ctx, lua.Cancel, keys, id, ms(c.cfg.Now()), c.cfg.FirehoseMaxLen, c.cfg.Retention.Milliseconds(), reason)
+	keys, args := c.cancelCall(tid, reason)
+	r, err := c.runScript(ctx, lua.Cancel, keys, args...)
 	if err != nil {
 		return err
 	}
@@ -36,24 +35,20 @@ func (c *Client) Cancel(ctx context.Context, id, reason string) error {
 	return fmt.Errorf("dsat: cancel: unexpected reply %v", r)
 }
 
+// cancelCall is the cancel.lua call for a task.
+func (c *Client) cancelCall(tid TaskID, reason string) ([]string, []any) {
+	p, id := tid.Partition, tid.String()
+	keys := []string{c.keys.Task(p, id), c.keys.TaskLog(p, id), c.keys.Firehose(p), c.keys.TaskIndex(p), c.keys.TaskIndexExpiry(p)}
+	return keys, []any{id, ms(c.cfg.Now()), c.cfg.FirehoseMaxLen, c.cfg.Retention.Milliseconds(), reason}
+}
+
 // Retry re-drives a failed task: each dead token is queued again at the
 // step where it died, with fresh attempts. It returns how many tokens were
 // re-driven. ErrTaskNotFailed unless the task's status is failed.
 func (c *Client) Retry(ctx context.Context, id string) (int, error) {
-	tid, err := ParseTaskID(id)
+	keys, args, err := c.retryCall(id)
 	if err != nil {
 		return 0, err
-	}
-	p := tid.Partition
-	cp, err := c.pipelineFor(p)
-	if err != nil {
-		return 0, err
-	}
-	keys := []string{c.keys.Task(p, id), c.keys.TaskLog(p, id), c.keys.Firehose(p), c.keys.Dead(p)}
-	args := []any{id, ms(c.cfg.Now()), c.cfg.FirehoseMaxLen, EnvelopeVersion.API()}
-	for _, s := range cp.allSteps {
-		keys = append(keys, c.keys.Step(p, s))
-		args = append(args, s)
 	}
 	r, err := c.runScript(ctx, lua.Retry, keys, args...)
 	if err != nil {
@@ -71,6 +66,26 @@ func (c *Client) Retry(ctx context.Context, id string) (int, error) {
 		return 0, fmt.Errorf("%w: retry %s: its dead token's step %q is not in the loaded version of the pipeline", ErrStepNotFound, id, replyString(r, 1))
 	}
 	return 0, fmt.Errorf("dsat: retry: unexpected reply %v", r)
+}
+
+// retryCall is the retry.lua call for a task.
+func (c *Client) retryCall(id string) ([]string, []any, error) {
+	tid, err := ParseTaskID(id)
+	if err != nil {
+		return nil, nil, err
+	}
+	p := tid.Partition
+	cp, err := c.pipelineFor(p)
+	if err != nil {
+		return nil, nil, err
+	}
+	keys := []string{c.keys.Task(p, id), c.keys.TaskLog(p, id), c.keys.Firehose(p), c.keys.Dead(p), c.keys.TaskIndex(p)}
+	args := []any{id, ms(c.cfg.Now()), c.cfg.FirehoseMaxLen, EnvelopeVersion.API()}
+	for _, s := range cp.allSteps {
+		keys = append(keys, c.keys.Step(p, s))
+		args = append(args, s)
+	}
+	return keys, args, nil
 }
 
 // DeadLetter is one entry of a dead-letter stream (docs/design.md §3). Entries for

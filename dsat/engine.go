@@ -209,7 +209,7 @@ func (c *Client) failCall(d Delivery, f Failure) ([]string, []any, FailMode, err
 	if len(msg) > maxErrorText {
 		msg = msg[:maxErrorText] + "..."
 	}
-	keys = append(keys, c.keys.Retry(p), c.keys.Dead(p))
+	keys = append(keys, c.keys.Retry(p), c.keys.Dead(p), c.keys.TaskIndex(p), c.keys.TaskIndexExpiry(p))
 	args := []any{d.Task, d.Token, d.Attempt, d.EntryID, d.Step, d.Worker, ms(now),
 		c.cfg.FirehoseMaxLen, c.cfg.Retention.Milliseconds(), EnvelopeVersion.API(),
 		ev, msg, string(mode), ms(due), string(d.Payload), d.startedArg(), f.never()}
@@ -396,7 +396,7 @@ func (c *Client) beginCalls(ds []Delivery, errs []error) []*batchGroup {
 		gk := groupKey{p, d.Step, d.Worker}
 		g, ok := index[gk]
 		if !ok {
-			g = &batchGroup{keys: []string{c.keys.Firehose(p), c.keys.Step(p, d.Step)},
+			g = &batchGroup{keys: []string{c.keys.Firehose(p), c.keys.Step(p, d.Step), c.keys.TaskIndex(p)},
 				args: []any{now, c.cfg.FirehoseMaxLen, d.Step, d.Worker}}
 			index[gk] = g
 			groups = append(groups, g)
@@ -485,6 +485,7 @@ func (c *Client) completeCalls(cs []Completion, errs []error) []*batchGroup {
 			for _, s := range cp.streams[d.Step] {
 				g.keys = append(g.keys, c.keys.Step(p, s))
 			}
+			g.keys = append(g.keys, c.keys.TaskIndex(p), c.keys.TaskIndexExpiry(p))
 			index[gk] = g
 			groups = append(groups, g)
 		}

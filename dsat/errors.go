@@ -151,3 +151,7 @@ var (
 	// ErrTooManySchedules means MaxSchedules schedules exist already.
 	ErrTooManySchedules = errors.New("dsat: too many schedules")
 )
+
+// ErrInvalidSearch means a task search or bulk action was given a bad
+// status, limit, time range or cursor; the message says which.
+var ErrInvalidSearch = errors.New("dsat: invalid task search")

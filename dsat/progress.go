@@ -74,7 +74,7 @@ func (c *Client) Progress(ctx context.Context, d Delivery, value float64, messag
 		Progress float64 `json:"progress"`
 		Message  string  `json:"message"`
 	}{value, message})
-	keys := []string{c.keys.Firehose(p), c.keys.Task(p, d.Task), c.keys.TaskLog(p, d.Task)}
+	keys := []string{c.keys.Firehose(p), c.keys.Task(p, d.Task), c.keys.TaskLog(p, d.Task), c.keys.TaskIndex(p)}
 	r, err := c.runScript(ctx, lua.Progress, keys, ms(c.cfg.Now()), c.cfg.FirehoseMaxLen, d.Task, d.Token,
 		d.Attempt, d.Step, d.Worker, d.startedArg(), strconv.FormatFloat(value, 'f', -1, 64), message, string(detail))
 	if err != nil {

@@ -89,7 +89,13 @@ func TestEveryScriptCallUsesOneSlot(t *testing.T) {
 			}
 			calls["fail/"+step] = fk
 		}
-		calls["retry"] = append([]string{c.keys.Task(part, id), c.keys.TaskLog(part, id), c.keys.Firehose(part), c.keys.Dead(part)}, stepKeys(c, part, p)...)
+		rk, _, err := c.retryCall(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		calls["retry"] = rk
+		tid, _ := ParseTaskID(id)
+		calls["cancel"], _ = c.cancelCall(tid, "")
 		calls["promote"] = append([]string{c.keys.Retry(part), c.keys.Dead(part)}, stepKeys(c, part, p)...)
 		for name, keys := range calls {
 			if len(keys) < 2 {

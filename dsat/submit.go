@@ -182,7 +182,7 @@ func (c *Client) submitCalls(pipeline string, payloads [][]byte, opts SubmitOpti
 		}
 		call, ok := byPart[part]
 		if !ok {
-			call = &submitCall{part: part, keys: []string{c.keys.Firehose(part), c.keys.Step(part, p.Entry), c.keys.Retry(part), c.keys.Deadlines(part)},
+			call = &submitCall{part: part, keys: []string{c.keys.Firehose(part), c.keys.Step(part, p.Entry), c.keys.Retry(part), c.keys.Deadlines(part), c.keys.TaskIndex(part)},
 				args: []any{ms(now), idem, c.cfg.FirehoseMaxLen, EnvelopeVersion.API(), p.Version.String(),
 					DefaultContentType, p.Entry, opts.Trace, p.Name, c.cfg.IdempotencyTTL.Milliseconds(), digest, runAt, deadline}}
 			byPart[part] = call

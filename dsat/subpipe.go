@@ -63,7 +63,7 @@ func (c *Client) StartChild(ctx context.Context, d Delivery) (string, Outcome, e
 	if err := lua.SubpipeLink.Run(ctx, c.rdb, []string{c.keys.Task(ctid.Partition, child)}, parent).Err(); err != nil {
 		return "", 0, fmt.Errorf("dsat: link child %s: %w", child, err)
 	}
-	keys = append(keys, c.keys.Children(p), c.keys.ChildInput(p, d.Task, d.Token))
+	keys = append(keys, c.keys.Children(p), c.keys.ChildInput(p, d.Task, d.Token), c.keys.TaskIndex(p))
 	r, err := c.runScript(ctx, lua.SubpipePark, keys, d.Task, d.Token, d.Attempt, d.EntryID, d.Step, d.Worker,
 		ms(c.cfg.Now()), c.cfg.FirehoseMaxLen, child, st.Pipeline, d.startedArg(), string(d.Payload))
 	if err != nil {

@@ -183,6 +183,34 @@ func TestSubPipeline(t *testing.T) {
 			ch.checkInvariants(kid)
 			ph.checkInvariants(id)
 		})
+		t.Run("the entry step, not begun: the task becomes running", func(t *testing.T) {
+			ph, ch := newSubHarness(t, b)
+			entry, err := dsat.ParsePipeline("entry.yaml", []byte("name: entry\nversion: 1.0.0\nsteps:\n  sub: {pipeline: child}\n"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ph.c, err = dsat.NewClient(ph.rdb, dsat.Config{Now: ph.clock, FirehoseMaxLen: 1000}, entry, ch.p); err != nil {
+				t.Fatal(err)
+			}
+			ch.c, ph.p = ph.c, entry
+			if err := ph.rdb.XGroupCreateMkStream(ph.ctx, ph.c.Keys().Step(entry.Partition(0), "sub"), "sub", "0").Err(); err != nil {
+				t.Fatal(err)
+			}
+			id := ph.submit(`{"e":1}`)
+			eq(t, "start", ph.startChildren("sub"), []dsat.Outcome{dsat.Applied})
+			eq(t, "status", ph.state(id).Status, dsat.StatusRunning)
+			ch.drain(nil)
+			eq(t, "settled", ph.settle(), 1)
+			st := ph.state(id)
+			eq(t, "status", st.Status, dsat.StatusSucceeded)
+			jsonEq(t, "result", st.Result, `{"step":"y","in":{"step":"x","in":{"e":1}}}`)
+			ph.checkInvariants(id)
+			// The task index followed it (pending, running, succeeded).
+			page, err := ph.c.Search(ph.ctx, dsat.TaskQuery{Pipeline: "entry", Status: []string{dsat.StatusSucceeded}})
+			if err != nil || len(page.Items) != 1 {
+				t.Fatalf("index: %+v %v", page, err)
+			}
+		})
 		t.Run("a crash at any point submits one child and ends the step once", func(t *testing.T) {
 			ph, ch := newSubHarness(t, b)
 			id := ph.submit(`{}`)

@@ -199,6 +199,11 @@ func (a *API) routes() chi.Router {
 			r.Post("/tasks/{id}/cancel", a.cancel)
 			r.Post("/tasks/{id}/retry", a.retry)
 			r.Get("/dead", a.dead)
+			// Task search and bulk actions (search.go).
+			r.Get("/tasks", a.searchTasks)
+			r.Post("/pipelines/{name}/retry-failed", a.retryFailed)
+			r.Post("/pipelines/{name}/cancel", a.cancelTasks)
+			r.Post("/pipelines/{name}/dead/retry", a.retryDead)
 			r.Get("/satellites", a.satellites)
 			r.Get("/schedules", a.listSchedules)
 			r.Put("/schedules/{id}", a.putSchedule)
@@ -243,7 +248,7 @@ func (a *API) accessLog(next http.Handler) http.Handler {
 // pollRoutes are the routes that the dashboard, probes and scrapers read
 // every few seconds ("/*" is the dashboard's files).
 var pollRoutes = map[string]bool{
-	"/v1/pipelines": true, "/v1/pipelines/{name}": true, "/v1/pipelines/{name}/stats": true, "/v1/tasks/{id}": true, "/v1/dead": true,
+	"/v1/pipelines": true, "/v1/pipelines/{name}": true, "/v1/pipelines/{name}/stats": true, "/v1/tasks/{id}": true, "/v1/dead": true, "/v1/tasks": true,
 	"/v1/satellites": true, "/v1/schedules": true, "/v1/schedules/{id}": true, "/healthz": true, "/readyz": true, "/metrics": true, "/*": true,
 }
 

@@ -131,6 +131,13 @@ func TestOpenAPIResponses(t *testing.T) {
 		t.Fatalf("dead letters: %s", page.raw)
 	}
 	ok(e.do("POST", "/v1/tasks/"+dead+"/retry", "", ""), 202, "retry")
+	// Task search and bulk actions.
+	ok(e.do("GET", "/v1/tasks?pipeline=demo&limit=2", "", ""), 200, "search")
+	ok(e.do("GET", "/v1/tasks?status=scheduled,failed&since=2020-01-01T00:00:00Z", "", ""), 200, "search by status")
+	ok(e.do("GET", "/v1/tasks?status=done", "", ""), 400, "search by an unknown status")
+	ok(e.do("POST", "/v1/pipelines/demo/retry-failed", "", ""), 200, "retry the failed tasks")
+	ok(e.do("POST", "/v1/pipelines/demo/dead/retry", "", ""), 200, "retry the dead letters' tasks")
+	ok(e.do("POST", "/v1/pipelines/demo/cancel?status=scheduled&reason=test", "", ""), 200, "cancel the scheduled tasks")
 
 	// A satellite runs the tasks; the firehose, the feeds and the state follow.
 	_, firehose, _, stop := e.stream("/v1/events?pipeline=demo")

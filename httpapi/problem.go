@@ -67,6 +67,8 @@ func writeError(w http.ResponseWriter, r *http.Request, err error) {
 		writeProblem(w, r, http.StatusTooManyRequests, "backlog-full", err.Error()+"; submit again in a moment (the entry step's max_backlog applies backpressure)")
 	case errors.Is(err, dsat.ErrStepNotFound):
 		writeProblem(w, r, http.StatusConflict, "step-not-found", err.Error()+"; load the pipeline version the task was submitted with")
+	case errors.Is(err, dsat.ErrInvalidSearch):
+		writeProblem(w, r, http.StatusBadRequest, "invalid-search", err.Error())
 	case errors.Is(err, dsat.ErrInvalidWindow):
 		writeProblem(w, r, http.StatusBadRequest, "invalid-window", "query parameter \"window\": "+err.Error())
 	case errors.Is(err, dsat.ErrTaskNotFailed):

@@ -2,8 +2,9 @@
 -- handlers are about to run. One call takes a batch of tokens.
 -- KEYS[1] -> partition firehose           dsat:{T}:ev
 -- KEYS[2] -> the step's stream            dsat:{T}:s:<step>
--- KEYS[1+2i] -> token i's task state hash dsat:{T}:t:<task>   (i = 1..n)
--- KEYS[2+2i] -> token i's task event log  dsat:{T}:t:<task>:log
+-- KEYS[3] -> partition task index         dsat:{T}:ix
+-- KEYS[2+2i] -> token i's task state hash dsat:{T}:t:<task>   (i = 1..n)
+-- KEYS[3+2i] -> token i's task event log  dsat:{T}:t:<task>:log
 -- ARGV[1] -> now (ms)
 -- ARGV[2] -> firehose cap, in events (approximate)
 -- ARGV[3] -> step name (also the consumer group)
@@ -38,7 +39,11 @@ local function begin1(c, tok, att, id)
 
   c.seq = tonumber(v[2]) or 0
   tok_set(c, tok, 'r', att, step, worker)
-  if v[1] == 'pending' or v[1] == 'scheduled' then set(c, 'status', 'running') end
+  if v[1] == 'pending' or v[1] == 'scheduled' then
+    c.status = v[1]
+    index_move(c, 'running')
+    set(c, 'status', 'running')
+  end
   emit(c, 'ACK', step, att, worker, '{}')
   save(c)
   return 1
@@ -46,9 +51,10 @@ end
 
 local out = {}
 local c = context(KEYS[1], ARGV[1], ARGV[2])
-for i = 1, (#KEYS - 2) / 2 do
+c.IX = KEYS[3]
+for i = 1, (#KEYS - 3) / 2 do
   local a = 4 * i
-  new_task(c, KEYS[1 + 2 * i], KEYS[2 + 2 * i], ARGV[1 + a])
+  new_task(c, KEYS[2 + 2 * i], KEYS[3 + 2 * i], ARGV[1 + a])
   out[i] = begin1(c, ARGV[2 + a], ARGV[3 + a], ARGV[4 + a])
 end
 publish(c)

@@ -2,7 +2,8 @@
 -- file to submit, begin, complete, fail, cancel, retry, deadline and
 -- progress, so each script is still one self-contained EVAL. The helpers work on a task context c that
 -- names the keys the calling script received in KEYS: c.H the task state
--- hash, c.LOG the task's event log, c.FH the partition firehose. begin and
+-- hash, c.LOG the task's event log, c.FH the partition firehose, c.IX the
+-- partition's task index (below, "Task index"). begin and
 -- complete take a batch of tokens, one context per token.
 --
 -- Events: each event is one line "<seq>|<event>|<attempt>|<at ms>|<step>|
@@ -62,7 +63,7 @@ end
 -- once, and batch scripts reset it for each token (new_task) instead of
 -- making a new one.
 local function context(FH, now, maxlen)
-  return {H = false, LOG = false, RES = false, FH = FH, task = false, now = now, maxlen = maxlen,
+  return {H = false, LOG = false, RES = false, FH = FH, IX = false, IXE = false, ix0 = false, task = false, now = now, maxlen = maxlen,
           retention = false, v = false, W = {}, nw = 0, status = false, seq = 0, seqs = false,
           ntok = 0, ntok0 = 0, ntoks = false, live = 0, live0 = 0, dead = 0, dead0 = 0,
           pv = false, ct = false, trace = '', ol = false, tokv = false, pipeline = false,
@@ -72,7 +73,7 @@ end
 
 -- new_task points the context at a task and forgets the previous one.
 local function new_task(c, H, LOG, task)
-  c.H, c.LOG, c.task = H, LOG, task
+  c.H, c.LOG, c.task, c.ix0 = H, LOG, task, false
   c.nw, c.seqs, c.ntoks, c.out_step, c.out, c.expire, c.error = 0, false, false, false, false, false, false
   c.nev = 0
 end
@@ -146,13 +147,58 @@ local function publish(c)
   c.nfh = 0
 end
 
+-- Task index (issue 18: task search). Each partition keeps one sorted set
+-- c.IX (dsat:{T}:ix), every score 0, one member per task: its status letter
+-- then the 26 characters of its id that sort by creation time, so a status
+-- and a time range are one lex range (ZRANGE BYLEX), newest first with REV.
+-- A script moves a task's member only when its status changes (per task, not
+-- per step). A task entering a final status also gets its member into c.IXE
+-- (dsat:{T}:ixe) with the time its keys expire as score, and the call prunes
+-- up to two members whose time has come from both sets: at least as many
+-- as it adds, so neither set outgrows the tasks that still exist. A member
+-- left in c.IXE after a retry (the task left its final status) only prunes
+-- a member that is no longer there. The move is written once per task and
+-- call, when the task is saved (index_flush), so a task that starts and
+-- ends in one call (a one-step task whose handler returned within the begin
+-- window) goes from pending to succeeded in one ZREM and one ZADD.
+local IX_LETTER = {pending = 'p', scheduled = 'w', running = 'r', succeeded = 's', failed = 'f', cancelled = 'c'}
+
+-- index_move records the task's new status (c.status is the old one, ""
+-- or false for a new task) for index_flush, and sets c.status.
+local function index_move(c, to)
+  if c.ix0 == false then c.ix0 = c.status or '' end
+  c.status = to
+end
+
+-- index_flush writes the index move of the task, if its status changed
+-- since the first index_move of this call.
+local function index_flush(c)
+  if c.ix0 == false then return end
+  local from, l = IX_LETTER[c.ix0], IX_LETTER[c.status]
+  c.ix0 = false
+  if from == l then return end
+  local head = string.sub(c.task, 1, 26)
+  if from then redis.call('ZREM', c.IX, from .. head) end
+  redis.call('ZADD', c.IX, 0, l .. head)
+  if (l == 's' or l == 'f' or l == 'c') and c.IXE then
+    local now = tonumber(c.now)
+    local old = redis.call('ZRANGEBYSCORE', c.IXE, '-inf', now, 'LIMIT', 0, 2)
+    if #old > 0 then
+      redis.call('ZREM', c.IX, unpack(old))
+      redis.call('ZREM', c.IXE, unpack(old))
+    end
+    redis.call('ZADD', c.IXE, now + tonumber(c.retention), l .. head)
+  end
+end
+-- End of the task index block.
+
 -- ack_late records the ACK of a token whose handler ran without a begin
 -- call (a handler that returned within the satellite's begin window): the
 -- script that records its result writes the ACK first, with the time the
 -- handler started (started, ms; "" for now), in the same entry.
 local function ack_late(c, step, att, worker, started)
   if c.status == 'pending' or c.status == 'scheduled' then
-    c.status = 'running'
+    index_move(c, 'running')
     set(c, 'status', 'running')
   end
   if started == '' then started = nil end
@@ -160,9 +206,10 @@ local function ack_late(c, step, att, worker, started)
 end
 
 -- save writes the queued fields and the counters that changed in one HSET,
--- and the emitted events (flush).
+-- the emitted events (flush) and the task's index move (index_flush).
 local function save(c)
   flush(c)
+  index_flush(c)
   if c.seqs then set(c, 'seq', c.seqs) end
   if c.ntok ~= c.ntok0 then set(c, 'ntok', c.ntoks or num(c.ntok)) end
   if c.live ~= c.live0 then set(c, 'live', num(c.live)) end
@@ -386,12 +433,14 @@ local function finish(c)
   end
   if c.dead > 0 then
     keep_output(c)
+    index_move(c, 'failed')
     set(c, 'status', 'failed')
     emit(c, 'DEAD', '', '0', '', cjson.encode({dead = c.dead, error = c.error or ''}))
   else
     local res = result(c)
     for _, s in ipairs(split(c.ol)) do redis.call('HDEL', c.H, 'o:' .. s) end
     if c.ol then redis.call('HDEL', c.H, 'ol') end
+    index_move(c, 'succeeded')
     set(c, 'status', 'succeeded')
     redis.call('SET', c.RES, res, 'PX', c.retention)
     emit(c, 'HAPPY_END', '', '0', '', '{}')
@@ -422,6 +471,7 @@ end
 -- dropped by begin and complete, running handlers see their context
 -- cancelled by the satellite. The caller checked that it is not final.
 local function cancel_task(c, reason)
+  index_move(c, 'cancelled')
   set(c, 'status', 'cancelled')
   c.live = 0
   local detail = '{}'

@@ -8,6 +8,7 @@
 -- KEYS[1] -> partition firehose           dsat:{T}:ev
 -- KEYS[2] -> task state hash              dsat:{T}:t:<task>
 -- KEYS[3] -> task event log               dsat:{T}:t:<task>:log
+-- KEYS[4] -> partition task index         dsat:{T}:ix
 -- ARGV[1] -> now (ms)
 -- ARGV[2] -> firehose cap, in events (approximate)
 -- ARGV[3] -> task id
@@ -27,6 +28,7 @@
 local step, att, worker, tok = ARGV[6], ARGV[5], ARGV[7], ARGV[4]
 local c = context(KEYS[1], ARGV[1], ARGV[2])
 new_task(c, KEYS[2], KEYS[3], ARGV[3])
+c.IX = KEYS[4]
 local v = redis.call('HMGET', c.H, 'status', 'seq', 'k:' .. tok)
 if not v[1] then return -1 end
 if v[1] == 'cancelled' then return -2 end

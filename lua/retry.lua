@@ -4,7 +4,8 @@
 -- KEYS[2] -> task event log               dsat:{T}:t:<task>:log
 -- KEYS[3] -> partition firehose           dsat:{T}:ev
 -- KEYS[4] -> dead-letter stream           dsat:{T}:dead
--- KEYS[5..] -> streams of the steps named in ARGV[5..], in that order
+-- KEYS[5] -> partition task index         dsat:{T}:ix
+-- KEYS[6..] -> streams of the steps named in ARGV[5..], in that order
 -- ARGV[1] -> task id
 -- ARGV[2] -> now (ms)
 -- ARGV[3] -> firehose cap, in events (approximate)
@@ -16,10 +17,11 @@
 local c = context(KEYS[3], ARGV[2], ARGV[3])
 new_task(c, KEYS[1], KEYS[2], ARGV[1])
 c.v = ARGV[4]
+c.IX = KEYS[5]
 if not load(c) then return {-1} end
 if c.status ~= 'failed' then return {-3} end
 local streams = {}
-for i = 5, #ARGV do streams[ARGV[i]] = KEYS[i] end
+for i = 5, #ARGV do streams[ARGV[i]] = KEYS[i + 1] end
 local toks = split(redis.call('HGET', c.H, 'xl'))
 local dead = {}
 for i, t in ipairs(toks) do
@@ -41,6 +43,7 @@ end
 redis.call('HDEL', c.H, 'xl')
 redis.call('HDEL', c.H, 'of') -- the failure handler runs again if the task fails again
 c.dead = 0
+index_move(c, 'running')
 set(c, 'status', 'running'); set(c, 'error', '')
 emit(c, 'RETRY', '', '0', '', cjson.encode({steps = steps}))
 save(c)

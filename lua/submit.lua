@@ -4,9 +4,10 @@
 -- KEYS[2] -> entry step stream            dsat:{T}:s:<entry>
 -- KEYS[3] -> retry set (delayed tokens)   dsat:{T}:retry
 -- KEYS[4] -> deadline set                 dsat:{T}:deadlines
--- KEYS[3+2i] -> task i's state hash       dsat:{T}:t:<task>        (i = 1..n)
--- KEYS[4+2i] -> task i's event log        dsat:{T}:t:<task>:log
--- KEYS[5+2n] -> idempotency key, when ARGV[2] is "1" (then n = 1)
+-- KEYS[5] -> partition task index         dsat:{T}:ix
+-- KEYS[4+2i] -> task i's state hash       dsat:{T}:t:<task>        (i = 1..n)
+-- KEYS[5+2i] -> task i's event log        dsat:{T}:t:<task>:log
+-- KEYS[6+2n] -> idempotency key, when ARGV[2] is "1" (then n = 1)
 -- ARGV[1] -> now (ms)
 -- ARGV[2] -> "1" when the last key is an idempotency key, else "0"
 -- ARGV[3] -> firehose cap, in events (approximate)
@@ -32,6 +33,7 @@
 -- written).
 local c = context(KEYS[1], ARGV[1], ARGV[3])
 c.v, c.pv, c.ct, c.trace = ARGV[4], ARGV[5], ARGV[6], ARGV[8]
+c.IX = KEYS[5]
 local entry, pipeline = ARGV[7], ARGV[9]
 local run_at = ARGV[12]
 if run_at ~= '' and tonumber(run_at) <= tonumber(c.now) then run_at = '' end
@@ -40,7 +42,7 @@ if run_at ~= '' then status = 'scheduled' end
 local deadline = ARGV[13]
 local n = (#ARGV - 13) / 2
 local idem = false
-if ARGV[2] == '1' then idem = KEYS[5 + 2 * n] end
+if ARGV[2] == '1' then idem = KEYS[6 + 2 * n] end
 
 local function submit1(H, LOG, id, payload)
   new_task(c, H, LOG, id)
@@ -68,6 +70,9 @@ local function submit1(H, LOG, id, payload)
     'pv', c.pv, 'ct', c.ct, 'trace', c.trace, 'k:' .. tok, 'q|1|' .. entry .. '|', 'pipeline', pipeline,
     'created', c.now)
   if run_at ~= '' then redis.call('HSET', H, 'run_at', run_at) end
+  c.status = false
+  index_move(c, status)
+  index_flush(c)
   if deadline ~= '' then
     redis.call('HSET', H, 'deadline', deadline)
     redis.call('ZADD', KEYS[4], deadline, id)
@@ -80,7 +85,7 @@ end
 
 local out = {}
 for i = 1, n do
-  local code, id = submit1(KEYS[3 + 2 * i], KEYS[4 + 2 * i], ARGV[12 + 2 * i], ARGV[13 + 2 * i])
+  local code, id = submit1(KEYS[4 + 2 * i], KEYS[5 + 2 * i], ARGV[12 + 2 * i], ARGV[13 + 2 * i])
   out[2 * i - 1], out[2 * i] = code, id
 end
 publish(c)

@@ -11,6 +11,8 @@
 -- KEYS[4] -> the step's stream            dsat:{T}:s:<step>
 -- KEYS[5] -> partition children set       dsat:{T}:children
 -- KEYS[6] -> the token's kept input       dsat:{T}:t:<task>:ci:<token>
+-- KEYS[7] -> partition task index         dsat:{T}:ix (a task still
+--             pending becomes running)
 -- ARGV[1] -> task id
 -- ARGV[2] -> token id
 -- ARGV[3] -> attempt
@@ -29,6 +31,7 @@
 -- cancelled (entry acknowledged: cancel the child).
 local c = context(KEYS[3], ARGV[7], ARGV[8])
 new_task(c, KEYS[1], KEYS[2], ARGV[1])
+c.IX = KEYS[7]
 local tok, att, id, step, worker, child = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[9]
 if not load(c, tok) then
   ack(KEYS[4], step, id)

@@ -118,6 +118,15 @@ func flagsFor(name string, fs *flag.FlagSet) {
 			fs.String("at", "", "run the task at this RFC 3339 time")
 			fs.String("deadline", "", "cancel the task if it has not ended by then")
 		}
+		if name == "cancel" || name == "retry" {
+			bulkFlags(fs, name)
+		}
+	case "tasks":
+		addAPIFlags(fs, env)
+		addSearchFlags(fs, "status")
+		fs.Int("limit", 0, "")
+		fs.Bool("all", false, "")
+		fs.Bool("json", false, "")
 	case "pause", "resume":
 		addAPIFlags(fs, env)
 		fs.String("step", "", "only this step of the pipeline")

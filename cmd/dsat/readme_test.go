@@ -23,6 +23,8 @@ func TestReadmeCommands(t *testing.T) {
 		"GET /v1/dead", "GET /v1/pipelines", "GET /v1/pipelines/{name}", "GET /v1/satellites",
 		"GET /v1/schedules", "PUT /v1/schedules/{id}", "GET /v1/schedules/{id}", "DELETE /v1/schedules/{id}",
 		"POST /v1/schedules/{id}/pause", "POST /v1/schedules/{id}/resume",
+		"GET /v1/tasks", "POST /v1/pipelines/{name}/retry-failed", "POST /v1/pipelines/{name}/cancel",
+		"POST /v1/pipelines/{name}/dead/retry",
 	}
 	checked := 0
 	for _, blk := range blocks {

@@ -35,16 +35,28 @@ Examples:
 		run: runSubmit})
 	register(&command{name: "status", summary: "print a task's state (JSON)", usage: "TASK_ID",
 		help: "Prints the task's state as JSON: status, per-step state, result, error.\n\nExample:\n  dsat status 06h1ki9ia4001ttg3m6qbao188.textstats.1.0.0", run: runStatus})
-	register(&command{name: "cancel", summary: "cancel a task", usage: "TASK_ID",
-		help: "Cancels a pending or running task; its running handlers are cancelled.\n\nExample:\n  dsat cancel $id", run: runControl("cancel")})
-	register(&command{name: "retry", summary: "re-drive a failed task from where it died", usage: "TASK_ID | DEAD_LETTER_ID",
+	register(&command{name: "cancel", summary: "cancel a task, or a pipeline's tasks that have not ended",
+		usage: "TASK_ID | --pipeline P [--status S] [--since T] [--until T]",
+		help: `Cancels a pending or running task; its running handlers are cancelled.
+With --pipeline it cancels every task of the pipeline that is pending,
+scheduled or running (or only in --status), created in [--since, --until),
+1,000 per API call (POST /v1/pipelines/{name}/cancel), and prints how many.
+
+Examples:
+  dsat cancel $id
+  dsat cancel --pipeline textstats --status pending`, run: runControl("cancel")})
+	register(&command{name: "retry", summary: "re-drive a failed task from where it died, or all of a pipeline's",
+		usage: "TASK_ID | DEAD_LETTER_ID | --failed --pipeline P [--since T] [--until T] | --dead --pipeline P",
 		help: `Queues a failed task's dead tokens again, with fresh attempts. Given a
 dead letter's id (1764201600123-0, as GET /v1/dead lists them), it retries
-that dead letter's task.
+that dead letter's task. --failed --pipeline P retries every failed task of
+P (created in [--since, --until)); --dead --pipeline P the task of every
+dead letter of P; 1,000 per API call, and it prints how many.
 
 Examples:
   dsat retry $id && dsat tail $id
-  dsat retry 1764201600123-0`, run: runControl("retry")})
+  dsat retry 1764201600123-0
+  dsat retry --failed --pipeline textstats --since 1h`, run: runControl("retry")})
 }
 
 func runSubmit(ctx context.Context, env *cliEnv, args []string) error {
@@ -173,6 +185,9 @@ func runStatus(ctx context.Context, env *cliEnv, args []string) error {
 
 func runControl(action string) func(context.Context, *cliEnv, []string) error {
 	return func(ctx context.Context, env *cliEnv, args []string) error {
+		if bulk, err := runBulk(ctx, env, action, args); bulk {
+			return err
+		}
 		c, id, err := oneTaskID(env, action, args, nil)
 		if err != nil {
 			return err

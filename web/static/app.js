@@ -440,13 +440,163 @@ async function control(id, action, done) {
   done();
 }
 
+// ---- Tasks -----------------------------------------------------------
+
+const STATUSES = ["pending", "scheduled", "running", "succeeded", "failed", "cancelled"];
+
+// toLocalInput and fromLocalInput convert between RFC 3339 and the value
+// of an <input type="datetime-local"> (local time, no zone).
+function toLocalInput(t) {
+  if (!t) return "";
+  const d = new Date(t);
+  if (isNaN(d)) return "";
+  return new Date(d.getTime() - d.getTimezoneOffset() * 60000).toISOString().slice(0, 19);
+}
+function fromLocalInput(v) { return v ? new Date(v).toISOString() : ""; }
+
+// viewTasks is the task browser: the filters live in the hash
+// (#/tasks?pipeline=&status=&since=&until=), pages follow GET /v1/tasks's
+// cursor (the cursors of earlier pages are kept for "Previous"), and the
+// bulk buttons call the pipeline's retry-failed and cancel until done.
+async function viewTasks(v, params) {
+  const pipelines = await api("GET", "/v1/pipelines");
+  const f = { pipeline: params.get("pipeline") || "", status: params.get("status") || "", since: params.get("since") || "", until: params.get("until") || "" };
+  const pipeSel = h("select", { "data-role": "filter-pipeline", "aria-label": "pipeline" }, h("option", { value: "" }, "every pipeline"),
+    pipelines.map((p) => h("option", { value: p.name }, p.name)));
+  const statusSel = h("select", { "data-role": "filter-status", "aria-label": "status" }, h("option", { value: "" }, "every status"),
+    STATUSES.map((s) => h("option", { value: s }, s)));
+  const since = h("input", { type: "datetime-local", step: "1", "data-role": "filter-since", "aria-label": "created since" });
+  const until = h("input", { type: "datetime-local", step: "1", "data-role": "filter-until", "aria-label": "created until" });
+  pipeSel.value = f.pipeline; statusSel.value = f.status; since.value = toLocalInput(f.since); until.value = toLocalInput(f.until);
+  const apply = (e) => {
+    e.preventDefault();
+    const q = new URLSearchParams();
+    if (pipeSel.value) q.set("pipeline", pipeSel.value);
+    if (statusSel.value) q.set("status", statusSel.value);
+    if (since.value) q.set("since", fromLocalInput(since.value));
+    if (until.value) q.set("until", fromLocalInput(until.value));
+    const next = "#/tasks" + (q.toString() ? "?" + q : "");
+    if (location.hash === next) route(); else location.hash = next;
+  };
+  const msg = h("div", { "data-role": "bulk-result" });
+  const body = h("tbody", {});
+  const info = h("span", { class: "muted", "data-role": "page-info" });
+  const prevBtn = h("button", { type: "button", "data-action": "prev-page" }, "Previous");
+  const nextBtn = h("button", { type: "button", "data-action": "next-page" }, "Next");
+  const bulk = h("div", { class: "row" });
+  if (f.pipeline) {
+    if (!f.status || f.status === "failed")
+      bulk.append(armed(h("button", { type: "button", class: "primary", "data-action": "retry-failed" }, "Retry failed"),
+        "Retry every failed task of " + f.pipeline + (f.since || f.until ? " in this time range" : "") + "? Click again", () => runBulk("retry-failed")));
+    if (!f.status || ["pending", "scheduled", "running"].includes(f.status))
+      bulk.append(armed(h("button", { type: "button", class: "danger", "data-action": "cancel-all" }, "Cancel " + (f.status || "unfinished")),
+        "Cancel every " + (f.status || "pending, scheduled or running") + " task of " + f.pipeline + (f.since || f.until ? " in this time range" : "") + "? Click again", () => runBulk("cancel")));
+  } else {
+    bulk.append(h("span", { class: "muted" }, "Pick a pipeline for the bulk retry and cancel buttons."));
+  }
+  bulk.append(msg);
+  v.append(h("section", { class: "card", "data-role": "tasks" }, h("h2", {}, "Tasks"),
+    h("form", { class: "row", "data-role": "task-filters", onsubmit: apply }, pipeSel, statusSel,
+      h("label", {}, "since ", since), h("label", {}, "until ", until), h("button", { type: "submit", class: "primary" }, "Search")),
+    bulk,
+    h("div", { class: "table-wrap" }, h("table", { "data-role": "task-list" },
+      h("thead", {}, h("tr", {}, ["created", "task", "pipeline", "status", "updated", "error"].map((c) => h("th", {}, c)))), body)),
+    h("div", { class: "row" }, prevBtn, nextBtn, info)));
+
+  const base = new URLSearchParams();
+  for (const k of ["pipeline", "status", "since", "until"]) if (f[k]) base.set(k, f[k]);
+  base.set("limit", "50");
+  const cursors = [""];
+  let page = 0, next = null;
+  const load = async () => {
+    const q = new URLSearchParams(base);
+    if (cursors[page]) q.set("cursor", cursors[page]);
+    try {
+      const d = await api("GET", "/v1/tasks?" + q);
+      next = d.next;
+      body.replaceChildren(...(d.items.length ? d.items.map((t) => h("tr", { "data-task": t.id, "data-status": t.status },
+        h("td", {}, fmtDateTime(t.created_at)), h("td", {}, h("a", { href: "#/task/" + encodeURIComponent(t.id) }, t.id)),
+        h("td", {}, t.pipeline + " " + t.version), h("td", {}, statusEl(t.status)), h("td", {}, fmtDateTime(t.updated_at)),
+        h("td", { class: "error" }, t.error || ""))) :
+        [h("tr", {}, h("td", { colspan: 6, class: "muted" }, "No task matches."))]));
+      prevBtn.disabled = page === 0;
+      nextBtn.disabled = !next;
+      info.textContent = "page " + (page + 1) + " · " + d.items.length + " tasks, newest first";
+      info.dataset.page = String(page + 1);
+    } catch (e) { body.replaceChildren(h("tr", {}, h("td", { colspan: 6, class: "error" }, e.message))); }
+  };
+  prevBtn.onclick = () => { if (page > 0) { page--; load(); } };
+  nextBtn.onclick = () => { if (next) { cursors[page + 1] = next; page++; load(); } };
+
+  // runBulk calls the bulk action until its next is null (1,000 tasks a call).
+  async function runBulk(action) {
+    msg.textContent = "";
+    const q = new URLSearchParams();
+    for (const k of ["since", "until"]) if (f[k]) q.set(k, f[k]);
+    if (action === "cancel" && f.status) q.set("status", f.status);
+    let total = 0;
+    try {
+      for (let i = 0; i < 1000; i++) {
+        const r = await api("POST", "/v1/pipelines/" + encodeURIComponent(f.pipeline) + "/" + action + (q.toString() ? "?" + q : ""));
+        total += r.count;
+        if (!r.next) break;
+        q.set("cursor", r.next);
+      }
+      msg.textContent = (action === "cancel" ? "Cancelled " : "Retried ") + total + " task" + (total === 1 ? "" : "s") + ".";
+      msg.className = "muted";
+    } catch (e) { msg.textContent = e.message; msg.className = "error"; }
+    msg.dataset.count = String(total);
+    load();
+  }
+  await load();
+}
+
+// armed makes a button ask before it acts: the first click shows the
+// question (data-armed="true"), a second within 5 s runs act.
+function armed(btn, question, act) {
+  const label = btn.textContent;
+  let timer = null;
+  btn.dataset.armed = "false";
+  btn.onclick = async () => {
+    if (btn.dataset.armed !== "true") {
+      btn.dataset.armed = "true";
+      btn.textContent = question;
+      timer = setTimeout(() => { btn.dataset.armed = "false"; btn.textContent = label; }, 5000);
+      return;
+    }
+    clearTimeout(timer);
+    btn.dataset.armed = "false";
+    btn.textContent = label;
+    btn.disabled = true;
+    try { await act(); } finally { btn.disabled = false; }
+  };
+  return btn;
+}
+
 // ---- Dead letters ----------------------------------------------------
 
 async function viewDead(v) {
   const list = await api("GET", "/v1/pipelines");
   for (const p of list) {
     const body = h("tbody", {});
-    v.append(h("section", { class: "card", "data-dead": p.name }, h("h2", {}, "Dead letters of " + p.name),
+    const msg = h("span", { "data-role": "dead-retry-result" });
+    // Retry the task of every dead letter of the pipeline (POST …/dead/retry, 1,000 letters a call).
+    const all = armed(h("button", { type: "button", class: "primary", "data-action": "retry-all" }, "Retry all"),
+      "Retry the tasks of every dead letter of " + p.name + "? Click again", async () => {
+        let total = 0, before = "";
+        try {
+          for (let i = 0; i < 1000; i++) {
+            const r = await api("POST", "/v1/pipelines/" + encodeURIComponent(p.name) + "/dead/retry" + (before ? "?before=" + encodeURIComponent(before) : ""));
+            total += r.count;
+            if (!r.next) break;
+            before = r.next;
+          }
+          msg.textContent = "Retried " + total + " task" + (total === 1 ? "" : "s") + ".";
+          msg.className = "muted";
+        } catch (e) { msg.textContent = e.message; msg.className = "error"; }
+        msg.dataset.count = String(total);
+      });
+    v.append(h("section", { class: "card", "data-dead": p.name }, h("h2", {}, "Dead letters of " + p.name, " ", all, " ", msg),
       h("div", { class: "table-wrap" }, h("table", {}, h("thead", {}, h("tr", {}, ["time", "task", "step", "attempts", "reason", ""].map((c) => h("th", {}, c)))), body))));
     every(2000, async () => {
       try {
@@ -528,6 +678,7 @@ async function route() {
   const hash = location.hash.replace(/^#/, "") || "/";
   try {
     if (hash.startsWith("/task/")) await viewTask(v, decodeURIComponent(hash.slice(6).split("?")[0]));
+    else if (hash === "/tasks" || hash.startsWith("/tasks?")) await viewTasks(v, new URLSearchParams(hash.split("?")[1] || ""));
     else if (hash === "/dead") await viewDead(v);
     else if (hash === "/satellites") await viewSatellites(v);
     else if (hash === "/schedules") await viewSchedules(v);
