@@ -77,6 +77,9 @@ type Step struct {
 	Concurrency Concurrency
 	// Breaker, when set, is the step's circuit breaker (breaker in YAML).
 	Breaker *Breaker
+	// Limits, when set, are the step's limits: rate and running tokens,
+	// over every satellite (limits in YAML).
+	Limits *Limits
 	// Preds lists the distinct predecessor steps (filled by validation).
 	Preds []string
 	// Line is where the step is defined in its file (0: not from a file).

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"strconv"
+	"strings"
 )
 
 // DefaultPrefix is the first segment of every key dsat writes.
@@ -105,6 +106,44 @@ func (k Keys) Breakers() string { return k.prefix + ":{breakers}:state" }
 // window (a string with that TTL).
 func (k Keys) BreakerFailures(pipeline, step string) string {
 	return k.prefix + ":{breakers}:fails:" + pipeline + "/" + step
+}
+
+// LimitRunning is a sorted set of a step's running leases (lua/limits.lua):
+// lease id -> when it ends (ms). It and LimitRate share a hash tag of
+// their own per step, {limits:<pipeline>/<step>}, so a step's limits hold
+// over all its partitions in one slot of a cluster.
+func (k Keys) LimitRunning(pipeline, step string) string {
+	return k.prefix + ":{limits:" + pipeline + "/" + step + "}:running"
+}
+
+// LimitRate is a sorted set of a step's rate grants in the current window
+// (member <lease id>@<ms>, score = when it was granted, ms).
+func (k Keys) LimitRate(pipeline, step string) string {
+	return k.prefix + ":{limits:" + pipeline + "/" + step + "}:rate"
+}
+
+// LimitKeyRunning is a sorted set of a step's running leases of one
+// fairness key (limits.key): lease id -> when it ends (ms), expiring
+// once idle. A key longer than 64 bytes is named by its SHA-256.
+func (k Keys) LimitKeyRunning(pipeline, step, key string) string {
+	return k.prefix + ":{limits:" + pipeline + "/" + step + "}:k:" + limitKeyName(key) + ":running"
+}
+
+// LimitKeyRate is a sorted set of a step's rate grants of one fairness
+// key (member <lease id>@<ms>, score = when granted, ms).
+func (k Keys) LimitKeyRate(pipeline, step, key string) string {
+	return k.prefix + ":{limits:" + pipeline + "/" + step + "}:k:" + limitKeyName(key) + ":rate"
+}
+
+// limitKeyName is a fairness key as it appears in a Redis key: itself, or
+// "#" and its SHA-256 in hex when it is longer than 64 bytes or holds a
+// ':' (so two keys never share a name).
+func limitKeyName(key string) string {
+	if len(key) <= 64 && !strings.ContainsAny(key, ":#") {
+		return key
+	}
+	sum := sha256.Sum256([]byte(key))
+	return "#" + hex.EncodeToString(sum[:])
 }
 
 // BreakerTransitions is a hash counting each breaker's transitions since

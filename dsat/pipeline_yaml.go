@@ -220,7 +220,7 @@ func (l *loader) pipeline(doc *yaml.Node) *Pipeline {
 }
 
 var stepFields = []string{"handler", "with", "next", "route_by", "routes", "join", "timeout", "queue_timeout", "max_backlog", "breaker", "retries", "backoff", "concurrency", "description",
-	"map", "max_items", "max_parallel", "pipeline"}
+	"map", "max_items", "max_parallel", "limits", "pipeline"}
 
 func (l *loader) step(name string, n *yaml.Node) *Step {
 	s := &Step{
@@ -289,6 +289,9 @@ func (l *loader) step(name string, n *yaml.Node) *Step {
 	}
 	if v, ok := f["breaker"]; ok {
 		l.breaker(v, s)
+	}
+	if v, ok := f["limits"]; ok {
+		l.limits(v, s)
 	}
 	return s
 }
