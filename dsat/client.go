@@ -204,6 +204,7 @@ func compile(p *Pipeline) *compiled {
 		cp.routeArg[name] = args
 		cp.streams[name] = streams
 	}
+	cp.withOnFailure()
 	cp.failMapJoin = failMapJoinCalls(p, cp.joins)
 	return cp
 }

@@ -213,6 +213,7 @@ func (c *Client) failCall(d Delivery, f Failure) ([]string, []any, FailMode, err
 	args := []any{d.Task, d.Token, d.Attempt, d.EntryID, d.Step, d.Worker, ms(now),
 		c.cfg.FirehoseMaxLen, c.cfg.Retention.Milliseconds(), EnvelopeVersion.API(),
 		ev, msg, string(mode), ms(due), string(d.Payload), d.startedArg(), f.never()}
+	keys, args = c.onFailureArgs(cp, p, d.Priority, keys, args)
 	if mj := cp.failMapJoin[d.Step]; mj != nil {
 		args = append(args, mj.args...)
 		for _, s := range mj.streams {

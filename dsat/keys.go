@@ -206,3 +206,17 @@ func (k Keys) ScheduleIndex() string { return k.prefix + ":" + schedTag + ":ids"
 func (k Keys) Stats(pipeline string, bucket int64) string {
 	return k.prefix + ":{stats:" + pipeline + "}:" + strconv.FormatInt(bucket, 10)
 }
+
+// Sub-pipelines (issue 17; docs/design.md, "Sub-pipelines").
+
+// Children is a partition's sorted set of the tokens of sub-pipeline steps
+// waiting for their child task: member "<task>|<token>|<attempt>|<step>|<child id>",
+// score when the child was submitted (ms). A sweep ends each with its
+// child's outcome (Client.SettleChildren).
+func (k Keys) Children(p Partition) string { return k.base(p) + "children" }
+
+// ChildInput is a string: the input of a sub-pipeline step's token while
+// its child runs, kept for a retry of the step (its stream entry is gone).
+func (k Keys) ChildInput(p Partition, task, token string) string {
+	return k.base(p) + "t:" + task + ":ci:" + token
+}

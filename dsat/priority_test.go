@@ -234,3 +234,23 @@ func TestPriorityThroughMapAndJoin(t *testing.T) {
 		h.streamsEmpty()
 	})
 }
+
+// TestPriorityOnFailure (issue 16, 17): a high task's failure handler
+// token waits in the handler's high stream.
+func TestPriorityOnFailure(t *testing.T) {
+	redistest.ForEachBackend(t, func(t *testing.T, b redistest.Backend) {
+		h := newHarness(t, b, onFailureYAML)
+		s, err := h.c.Submit(h.ctx, h.p.Name, []byte(`{}`), dsat.SubmitOptions{Priority: dsat.PriorityHigh})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var levels []dsat.Priority
+		h.drain(map[string]handlerFunc{"b": failB, "alert": func(d dsat.Delivery) ([]byte, string, *dsat.Failure) {
+			levels = append(levels, d.Priority)
+			return echo(d)
+		}})
+		eq(t, "alert runs", levels, []dsat.Priority{dsat.PriorityHigh})
+		eq(t, "status", h.state(s.ID).Status, dsat.StatusFailed)
+		h.streamsEmpty()
+	})
+}

@@ -44,6 +44,9 @@ type TaskState struct {
 	Deadline *Time `json:"deadline,omitempty"`
 	// Priority is the task's priority: high, normal or low.
 	Priority Priority `json:"priority"`
+	// Parent is, for the child task of a sub-pipeline step, that step's
+	// task and step (absent for other tasks).
+	Parent *ParentRef `json:"parent,omitempty"`
 }
 
 // StepState is one step's part of a task's state: its latest token's
@@ -61,6 +64,9 @@ type StepState struct {
 	// (or after it failed; absent once the step is done, and for a step
 	// that never reported).
 	Progress *StepProgress `json:"progress,omitempty"`
+	// Child is, for a sub-pipeline step, the id of the child task its
+	// latest token submitted (absent for other steps).
+	Child string `json:"child,omitempty"`
 	// Items counts the tokens of a step that runs a map's items by state
 	// (queued, running, retrying, done, dead, cancelled...; absent for
 	// other steps).
@@ -157,6 +163,7 @@ func stateFromHash(id string, h map[string]string) *TaskState {
 			st.Steps[name] = s
 		}
 	}
+	subpipeState(st, h)
 	return st
 }
 

@@ -39,6 +39,8 @@ type stepView struct {
 	// items the step runs (the dashboard draws it as a stack).
 	dsat.MapJoin
 	MappedBy string `json:"mapped_by,omitempty"`
+	// Pipeline is, for a sub-pipeline step, the child tasks' pipeline.
+	Pipeline string `json:"pipeline,omitempty"`
 }
 
 // limitsView is a step's limits: its settings and what they hold now.
@@ -80,11 +82,13 @@ type pipelineView struct {
 	Edges      []dsat.Edge `json:"edges"`
 	// Paused: the whole pipeline is paused.
 	Paused bool `json:"paused,omitempty"`
+	// OnFailure is the pipeline's failure handler step (absent: none).
+	OnFailure string `json:"on_failure,omitempty"`
 }
 
 func viewOf(p *dsat.Pipeline, paused dsat.Paused) pipelineView {
 	_, all := paused[p.Name]
-	v := pipelineView{Name: p.Name, Version: p.Version.String(), Partitions: p.Partitions, Entry: p.Entry, Edges: p.Edges(), Paused: all}
+	v := pipelineView{Name: p.Name, Version: p.Version.String(), Partitions: p.Partitions, Entry: p.Entry, Edges: p.Edges(), Paused: all, OnFailure: p.OnFailure}
 	if v.Edges == nil {
 		v.Edges = []dsat.Edge{}
 	}
@@ -94,7 +98,7 @@ func viewOf(p *dsat.Pipeline, paused dsat.Paused) pipelineView {
 			Routes: s.Routes, Join: s.Join, Timeout: s.Timeout.String(), Retries: s.Retries,
 			Backoff:     map[string]string{"initial": s.Backoff.Initial.String(), "max": s.Backoff.Max.String()},
 			Concurrency: s.Concurrency, MaxBacklog: s.MaxBacklog, Paused: paused.Step(p.Name, name),
-			MapJoin: s.MapJoin, MappedBy: p.MapStep(name)}
+			MapJoin: s.MapJoin, MappedBy: p.MapStep(name), Pipeline: s.Pipeline}
 		if b := s.Breaker; b != nil {
 			sv.Breaker = &breakerView{Failures: b.Failures, Within: b.Within.String(), OpenFor: b.OpenFor.String()}
 		}

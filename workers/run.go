@@ -32,6 +32,10 @@ func (r *stepRunner) run(j *job) {
 		r.queueTimedOut(j, log)
 		return
 	}
+	if r.step.Pipeline != "" {
+		r.startChild(j, log)
+		return
+	}
 	started := time.Now()
 	j.started = started
 	hctx, cancel := context.WithTimeout(&j.pc, r.step.Timeout)
