@@ -70,16 +70,17 @@ func (c *Client) TimeoutQueued(ctx context.Context, p Partition, step string, li
 		return 0, 0, false, nil
 	}
 	for _, level := range c.levels(ctx, cp.p) { // normal only, unless it uses priorities
-		n, more, err := c.timeoutQueued(ctx, p, st, level, limit-timedOut)
-		if timedOut += n; err != nil || more {
-			return timedOut, more, err
+		n, nd, more, err := c.timeoutQueued(ctx, p, st, level, limit-timedOut)
+		timedOut, dead = timedOut+n, dead+nd
+		if err != nil || more {
+			return timedOut, dead, more, err
 		}
 	}
-	return timedOut, false, nil
+	return timedOut, dead, false, nil
 }
 
 // timeoutQueued is TimeoutQueued for the stream of one priority level.
-func (c *Client) timeoutQueued(ctx context.Context, p Partition, st *Step, level Priority, limit int) (timedOut int, more bool, err error) {
+func (c *Client) timeoutQueued(ctx context.Context, p Partition, st *Step, level Priority, limit int) (timedOut, dead int, more bool, err error) {
 	step := st.Name
 	key := c.keys.StepAt(p, step, level)
 	start, err := c.undeliveredStart(ctx, key, step)
