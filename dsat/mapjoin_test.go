@@ -115,29 +115,6 @@ func TestMapEmptyAndTooMany(t *testing.T) {
 	})
 }
 
-// TestMapItemDiesThenRetry: with join: all a dead item fails the task;
-// retry re-drives only that item, keeping its index, and the join fires
-// once with every output in order.
-func TestMapItemDiesThenRetry(t *testing.T) {
-	redistest.ForEachBackend(t, func(t *testing.T, b redistest.Backend) {
-		h := newHarness(t, b, fmt.Sprintf(mapYAML, "all"))
-		id := h.submit(`{"items":[1,2,3]}`)
-		h.drain(map[string]handlerFunc{"split": pass, "work": failOn("2"), "collect": pass})
-		st := h.state(id)
-		eq(t, "status", st.Status, dsat.StatusFailed)
-		eq(t, "work items", fmt.Sprint(st.Steps["work"].Items), "map[dead:1 done:2]")
-		eq(t, "collect not run", h.runs["collect"], 0)
-		if n, err := h.c.Retry(h.ctx, id); err != nil || n != 1 {
-			t.Fatalf("retry: %d %v", n, err)
-		}
-		h.drain(map[string]handlerFunc{"work": wrap, "collect": pass})
-		eq(t, "join input", joinInput(t, h, id), `[{"v":1},{"v":2},{"v":3}]`)
-		eq(t, "collect ran once", h.runs["collect"], 1)
-		h.checkInvariants(id)
-		h.streamsEmpty()
-	})
-}
-
 // TestMapMaxParallel: never more than max_parallel items of a task are
 // queued or running; each item leaving releases the next, in order.
 func TestMapMaxParallel(t *testing.T) {
@@ -445,4 +422,83 @@ func TestJoinAnyAfterADeadBranch(t *testing.T) {
 		h.checkInvariants(id)
 		h.streamsEmpty()
 	})
+}
+
+// deadDetail returns the detail of the task's DEAD event, as
+// "dead=<n> error=<error>".
+func deadDetail(t *testing.T, h *harness, id string) string {
+	t.Helper()
+	for _, e := range h.events(id) {
+		if e.Event == dsat.EventDead {
+			var d struct {
+				Dead  int    `json:"dead"`
+				Error string `json:"error"`
+			}
+			if err := json.Unmarshal(e.Detail, &d); err != nil {
+				t.Fatal(err)
+			}
+			return fmt.Sprintf("dead=%d error=%s", d.Dead, d.Error)
+		}
+	}
+	t.Fatalf("no DEAD event")
+	return ""
+}
+
+// TestDeadCarriesTheError: a branch dies under join: all while another is
+// still running; the task stays running until that one ends, then its
+// DEAD event carries the dead branch's error.
+func TestDeadCarriesTheError(t *testing.T) {
+	redistest.ForEachBackend(t, func(t *testing.T, b redistest.Backend) {
+		h := newHarness(t, b, fmt.Sprintf(branchesYAML, "all"))
+		id, cs := anyRace(h, failOn("{}"))
+		eq(t, "still running", h.state(id).Status, dsat.StatusRunning)
+		for _, d := range cs {
+			h.run(d, wrap)
+		}
+		eq(t, "status", h.state(id).Status, dsat.StatusFailed)
+		eq(t, "DEAD detail", deadDetail(t, h, id), "dead=1 error=b: boom {}")
+		h.checkInvariants(id)
+		h.streamsEmpty()
+	})
+}
+
+// TestMapItemDiesThenRetry: with join: all a dead item fails the task,
+// its DEAD event carries the item's error; retry re-drives only that item,
+// keeping its index, and the join fires once with every output in order.
+// With max_parallel, once the item died no waiting item is released (the
+// join cannot fire); after the retry they are released again.
+func TestMapItemDiesThenRetry(t *testing.T) {
+	for _, tc := range []struct{ name, mp, items, bad, want string }{
+		{"all at once", "0", "1,2,3", "2", "dead:1 done:2"},
+		{"max_parallel", "2", "0,1,2,3,4", "0", "dead:1 done:1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			redistest.ForEachBackend(t, func(t *testing.T, b redistest.Backend) {
+				y := strings.Replace(fmt.Sprintf(mapYAML, "all"), "retries: 0,", "retries: 0, max_parallel: "+tc.mp+",", 1)
+				if tc.mp == "0" {
+					y = fmt.Sprintf(mapYAML, "all")
+				}
+				h := newHarness(t, b, y)
+				id := h.submit(`{"items":[` + tc.items + `]}`)
+				h.drain(map[string]handlerFunc{"split": pass, "work": failOn(tc.bad), "collect": pass})
+				st := h.state(id)
+				eq(t, "status", st.Status, dsat.StatusFailed)
+				eq(t, "work items", fmt.Sprint(st.Steps["work"].Items), "map["+tc.want+"]")
+				eq(t, "collect not run", h.runs["collect"], 0)
+				eq(t, "DEAD detail", deadDetail(t, h, id), "dead=1 error=work: boom "+tc.bad)
+				if n, err := h.c.Retry(h.ctx, id); err != nil || n != 1 {
+					t.Fatalf("retry: %d %v", n, err)
+				}
+				h.drain(map[string]handlerFunc{"work": wrap, "collect": pass})
+				var outs []string
+				for _, v := range strings.Split(tc.items, ",") {
+					outs = append(outs, `{"v":`+v+`}`)
+				}
+				eq(t, "join input", joinInput(t, h, id), "["+strings.Join(outs, ",")+"]")
+				eq(t, "collect ran once", h.runs["collect"], 1)
+				h.checkInvariants(id)
+				h.streamsEmpty()
+			})
+		})
+	}
 }

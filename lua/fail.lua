@@ -95,6 +95,8 @@ else
   set(c, 'xl', xl .. tok)
   c.live = c.live - 1
   c.dead = c.dead + 1
+  -- An item dead under join: all: its join cannot fire, release no more.
+  if idx and mj.item.jspec[3] == 'm' then set(c, 'md', '1') end
   -- A dead token keeps every join from firing until a re-drive (retry.lua),
   -- so the task ends DEAD once the other tokens are done or parked.
   if mj then fire_joins2(c, mj.joins) end -- a settled join takes the death

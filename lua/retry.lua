@@ -40,7 +40,7 @@ for i, t in ipairs(toks) do
   redis.call('XDEL', KEYS[4], did)
   steps[i] = step
 end
-redis.call('HDEL', c.H, 'xl')
+redis.call('HDEL', c.H, 'xl', 'md') -- md: waiting items may be released again (maplib.lua)
 c.dead = 0
 index_move(c, 'running')
 set(c, 'status', 'running'); set(c, 'error', '')
