@@ -310,6 +310,43 @@ func TestMapJoinValidation(t *testing.T) {
 			}
 		})
 	}
+	// Each of these gives exactly one error, which says what to fix.
+	for _, tc := range []struct{ name, yaml, want string }{
+		{"empty map", `
+  s: {handler: echo, map: "", next: [w]}
+  w: {handler: echo}`, `test.yaml:4: step "s": field "map": must name the output field that holds the array, got an empty string`},
+		{"map into its join", `
+  s: {handler: echo, map: items, next: [j]}
+  j: {handler: echo, join: all}`, `test.yaml:5: step "j": field "join": the items of the map of step "s" must run a step before the join: add one between them (s: next: [work]; work: next: [j])`},
+		{"max_parallel on the second chain step", `
+  s: {handler: echo, map: items, next: [w1]}
+  w1: {handler: echo, next: [w2]}
+  w2: {handler: echo, next: [j], max_parallel: 3}
+  j: {handler: echo, join: settled}`, `test.yaml:6: step "w2": field "max_parallel": goes on the first step of the items of the map of step "s", "w1": it bounds the items in the whole chain`},
+		{"map with routes", `
+  s: {handler: echo, map: items, route_by: kind, routes: {x: [w], default: [w]}}
+  w: {handler: echo, next: [j]}
+  j: {handler: echo, join: all}`, `test.yaml:4: step "s": field "map": a map sends every item to its one next step: it cannot have routes`},
+		{"map not a string", `
+  s: {handler: echo, map: [items], next: [w]}
+  w: {handler: echo, next: [j]}
+  j: {handler: echo, join: all}`, `test.yaml:4: step "s": field "map": must be a string`},
+		{"routes in the chain", `
+  s: {handler: echo, map: items, next: [w]}
+  w: {handler: echo, route_by: k, routes: {x: [j], default: [j]}}
+  j: {handler: echo, join: all}`, `test.yaml:5: step "w": field "next": runs the items of the map of step "s": it needs exactly one next step (no fan-out, no routes)`},
+		{"bad join value after a map", `
+  s: {handler: echo, map: items, next: [w]}
+  w: {handler: echo, next: [j]}
+  j: {handler: echo, join: ALL}`, `test.yaml:6: step "j": field "join": must be all, settled or any (true means all), got "ALL"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := dsat.ParsePipeline("test.yaml", []byte("name: v\nversion: 1.0.0\nsteps:"+tc.yaml+"\n"))
+			if err == nil || err.Error() != tc.want {
+				t.Fatalf("errors:\n%v\nwant only %q", err, tc.want)
+			}
+		})
+	}
 	// join: true is join: all.
 	p, err := dsat.ParsePipeline("test.yaml", []byte(fmt.Sprintf(branchesYAML, "true")))
 	if err != nil || p.Steps["j"].JoinPolicy != dsat.JoinAll {
