@@ -505,9 +505,9 @@ func TestDeadCarriesTheError(t *testing.T) {
 // With max_parallel, once the item died no waiting item is released (the
 // join cannot fire); after the retry they are released again.
 func TestMapItemDiesThenRetry(t *testing.T) {
-	for _, tc := range []struct{ name, mp, items, bad, want string }{
-		{"all at once", "0", "1,2,3", "2", "dead:1 done:2"},
-		{"max_parallel", "2", "0,1,2,3,4", "0", "dead:1 done:1"},
+	for _, tc := range []struct{ name, mp, items, bad, want, after string }{
+		{"all at once", "0", "1,2,3", "2", "dead:1 done:2", "done:3"},
+		{"max_parallel", "2", "0,1,2,3,4", "0", "dead:1 done:1", "done:5"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			redistest.ForEachBackend(t, func(t *testing.T, b redistest.Backend) {
@@ -533,6 +533,7 @@ func TestMapItemDiesThenRetry(t *testing.T) {
 				}
 				eq(t, "join input", joinInput(t, h, id), "["+strings.Join(outs, ",")+"]")
 				eq(t, "collect ran once", h.runs["collect"], 1)
+				eq(t, "work items after the retry", fmt.Sprint(h.state(id).Steps["work"].Items), "map["+tc.after+"]")
 				h.checkInvariants(id)
 				h.streamsEmpty()
 			})

@@ -34,7 +34,10 @@ local steps = {}
 for i, t in ipairs(toks) do
   local did, step, payload = dead[i][1], dead[i][2], dead[i][3]
   local tk = new_token(c, streams[step], step, payload)
-  if dead[i][4] then set(c, 'mi:' .. tk, dead[i][4]) end -- a map's item keeps its index (maplib.lua)
+  if dead[i][4] then
+    set(c, 'mi:' .. tk, dead[i][4]) -- a map's item keeps its index (maplib.lua)
+    redis.call('HDEL', c.H, 'k:' .. t) -- and counts once, by its new token (steps.<step>.items)
+  end
   set(c, 's:' .. step .. ':err', '')
   redis.call('HDEL', c.H, 'x:' .. t)
   redis.call('XDEL', KEYS[4], did)
