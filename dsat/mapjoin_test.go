@@ -394,9 +394,18 @@ steps:
 		eq(t, "work items", fmt.Sprint(h.state(id).Steps["work"].Items), "map[dead:3 done:97]")
 		// (checkInvariants re-reads the history after every event: too slow
 		// for 100 items in the fast suite; the seq check is what matters.)
+		errs := 0
 		for i, e := range h.events(id) {
 			eq(t, "seq", e.Seq, int64(i+1))
+			if e.Step == "work" && (e.Event == dsat.EventError || e.Event == dsat.EventRetry) {
+				var d struct{ Item *int }
+				if err := json.Unmarshal(e.Detail, &d); err != nil || d.Item == nil || (*d.Item != 7 && *d.Item != 50 && *d.Item != 99) {
+					t.Fatalf("%s of an item without its index: %s", e.Event, e.Detail)
+				}
+				errs++
+			}
 		}
+		eq(t, "ERROR and RETRY events of items", errs, 3*3+3*2)
 		h.streamsEmpty()
 	})
 }

@@ -77,16 +77,16 @@ if mode == 'snooze' then
 elseif mode == 'retry' then
   tok_set(c, tok, 'w', tostring(att + 1), step, worker)
   set(c, 's:' .. step .. ':err', msg)
-  emit(c, ev, step, atts, worker, cjson.encode({error = msg}))
+  emit(c, ev, step, atts, worker, cjson.encode({error = msg, item = tonumber(idx)})) -- item: a map's (nil drops it)
   redis.call('ZADD', KEYS[5], due, cjson.encode(token_fields(c, step, tok, att + 1, payload, due)))
-  emit(c, 'RETRY', step, atts, worker, cjson.encode({attempt = att + 1, due = due}))
+  emit(c, 'RETRY', step, atts, worker, cjson.encode({attempt = att + 1, due = due, item = tonumber(idx)}))
 elseif idx and mj.item.jspec[3] == 'ms' then
   item_settle(c, mj.item, tok, atts, step, worker, ev, msg, idx, KEYS[6])
 else
   tok_set(c, tok, 'x', atts, step, worker)
   c.error = step .. ': ' .. msg
   set(c, 's:' .. step .. ':err', msg); set(c, 'error', c.error)
-  emit(c, ev, step, atts, worker, cjson.encode({error = msg, final = true}))
+  emit(c, ev, step, atts, worker, cjson.encode({error = msg, final = true, item = tonumber(idx)}))
   local did = redis.call('XADD', KEYS[6], '*', 'task', c.task, 'pipeline', c.pipeline, 'step', step,
     'token', tok, 'attempts', atts, 'reason', msg, 'at', c.now)
   set(c, 'x:' .. tok, cjson.encode({did, step, payload, idx})) -- idx: a map's item (retry.lua)
