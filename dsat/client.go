@@ -81,6 +81,10 @@ type Client struct {
 	// entryBacklogs caches the entry step backlog of pipelines whose entry
 	// has a max_backlog (checkEntryBacklog).
 	entryBacklogs backlogCache
+	// serverClock: no clock was injected, so the limiters use Redis's
+	// clock (limits.lua): a grant is then never timed before the end of
+	// the token whose permit it took.
+	serverClock bool
 }
 
 // compiled is a pipeline with what the scripts need precomputed.
@@ -99,11 +103,12 @@ type compiled struct {
 // pipeline may be given; Submit uses the newest, and tasks of every given
 // API version can be driven.
 func NewClient(rdb redis.UniversalClient, cfg Config, pipelines ...*Pipeline) (*Client, error) {
+	serverClock := cfg.Now == nil
 	cfg = cfg.withDefaults()
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	c := &Client{rdb: rdb, cfg: cfg, keys: NewKeys(cfg.Prefix), latest: map[string]*Pipeline{}, byAPI: map[string]*compiled{}}
+	c := &Client{rdb: rdb, cfg: cfg, keys: NewKeys(cfg.Prefix), latest: map[string]*Pipeline{}, byAPI: map[string]*compiled{}, serverClock: serverClock}
 	for _, p := range pipelines {
 		api := p.Name + "@" + p.Version.API()
 		if _, dup := c.byAPI[api]; dup {
@@ -197,6 +202,7 @@ func compile(p *Pipeline) *compiled {
 		cp.routeArg[name] = args
 		cp.streams[name] = streams
 	}
+	cp.withOnFailure()
 	cp.failMapJoin = failMapJoinCalls(p, cp.joins)
 	return cp
 }

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/dsat-dev/dsat/lua"
 )
 
 // Entry is one entry of a step stream as a consumer read it: a token
@@ -164,6 +166,27 @@ func (r *StepReader) Deliveries(ctx context.Context, entries []Entry) []int64 {
 		if pend, err := cmd.Result(); err == nil && len(pend) == 1 {
 			out[i] = pend[0].RetryCount
 		}
+	}
+	return out
+}
+
+// Keep renews this consumer's claim of entries it read and holds without
+// beginning them (a step at its limits, or paused, keeps them in memory),
+// in one round trip (renew.lua), so no reclaimer takes them over and their
+// delivery counter does not grow while they wait. It returns whether each
+// is still this consumer's: one that is not must be dropped.
+func (r *StepReader) Keep(ctx context.Context, entries []Entry) []bool {
+	key := map[Partition]string{}
+	for i, p := range r.parts {
+		key[p] = r.keys[i]
+	}
+	replies, errs := r.c.pipelineScripts(ctx, lua.Renew, len(entries), func(i int) ([]string, []any) {
+		return []string{key[entries[i].Part]}, []any{r.step, r.consumer, entries[i].ID}
+	})
+	out := make([]bool, len(entries))
+	for i := range entries {
+		// An error keeps the entry: it is tried again at the next renewal.
+		out[i] = errs[i] != nil || len(replies[i]) == 1 && replies[i][0] == int64(1)
 	}
 	return out
 }

@@ -38,6 +38,11 @@ type Pipeline struct {
 	// Schedules are the schedules the file declares (schedules:), each
 	// running this pipeline; serve puts them at start.
 	Schedules []ScheduleSpec
+
+	// OnFailure names the step run once, with {task, step, error, input},
+	// when a task of this pipeline fails (on_failure in YAML; "" none).
+	// No step sends to it (onfailure.go).
+	OnFailure string
 }
 
 // Step is one moving part of a pipeline.
@@ -72,11 +77,18 @@ type Step struct {
 	Concurrency Concurrency
 	// Breaker, when set, is the step's circuit breaker (breaker in YAML).
 	Breaker *Breaker
+	// Limits, when set, are the step's limits: rate and running tokens,
+	// over every satellite (limits in YAML).
+	Limits *Limits
 	// Preds lists the distinct predecessor steps (filled by validation).
 	Preds []string
 	// Line is where the step is defined in its file (0: not from a file).
 	Line int `json:"-"`
 
+	// Pipeline, for a sub-pipeline step (pipeline in YAML, no handler),
+	// names the pipeline of the child task it submits with its input; the
+	// step ends with the child (subpipe.go).
+	Pipeline string
 	// Map, join policies (issue 17; dsat/mapjoin.go).
 	MapJoin
 }

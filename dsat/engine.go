@@ -213,6 +213,7 @@ func (c *Client) failCall(d Delivery, f Failure) ([]string, []any, FailMode, err
 	args := []any{d.Task, d.Token, d.Attempt, d.EntryID, d.Step, d.Worker, ms(now),
 		c.cfg.FirehoseMaxLen, c.cfg.Retention.Milliseconds(), EnvelopeVersion.API(),
 		ev, msg, string(mode), ms(due), string(d.Payload), d.startedArg(), f.never()}
+	keys, args = c.onFailureArgs(cp, p, keys, args)
 	if mj := cp.failMapJoin[d.Step]; mj != nil {
 		args = append(args, mj.args...)
 		for _, s := range mj.streams {
@@ -364,8 +365,15 @@ type groupKey struct {
 // step (begin.lua takes a batch), all sent in one round trip. It returns
 // each token's outcome or error.
 func (c *Client) BeginBatch(ctx context.Context, ds []Delivery) ([]Outcome, []error) {
+	return c.BeginBatchAt(ctx, ds, c.cfg.Now())
+}
+
+// BeginBatchAt is BeginBatch with the ACKs' time given: a step with
+// limits begins its tokens at the time its limiter granted them, so the
+// ACKs keep the limiter's windows exactly (see AcquireLimits).
+func (c *Client) BeginBatchAt(ctx context.Context, ds []Delivery, at time.Time) ([]Outcome, []error) {
 	outs, errs := make([]Outcome, len(ds)), make([]error, len(ds))
-	groups := c.beginCalls(ds, errs)
+	groups := c.beginCalls(ds, errs, at)
 	replies, rerrs := c.pipelineScripts(ctx, lua.Begin, len(groups), func(g int) ([]string, []any) {
 		return groups[g].keys, groups[g].args
 	})
@@ -382,10 +390,10 @@ func (c *Client) BeginBatch(ctx context.Context, ds []Delivery) ([]Outcome, []er
 
 // beginCalls groups deliveries into begin.lua calls; a delivery with a bad
 // task id gets its error in errs.
-func (c *Client) beginCalls(ds []Delivery, errs []error) []*batchGroup {
+func (c *Client) beginCalls(ds []Delivery, errs []error, at time.Time) []*batchGroup {
 	var groups []*batchGroup
 	index := map[groupKey]*batchGroup{}
-	now := ms(c.cfg.Now())
+	now := ms(at)
 	for i, d := range ds {
 		p, err := deliveryPartition(d)
 		if err != nil {

@@ -66,7 +66,7 @@ func (l *loader) graph(p *Pipeline, lines map[string]int, entryNode *yaml.Node) 
 	walk(p.Entry)
 	for _, name := range p.Order {
 		s := p.Steps[name]
-		if !reach[name] {
+		if !reach[name] && name != p.OnFailure {
 			l.add(lines[name], name, "", fmt.Sprintf("unreachable from the entry step %q", p.Entry))
 		}
 		l.mapGraph(p, s)
@@ -85,6 +85,19 @@ func appendUnique(list []string, s string) []string {
 
 // findCycle returns the steps of one cycle, or nil.
 func findCycle(p *Pipeline) []string {
+	var found []string
+	walkCycles(p.Order, func(n string) []string { return p.Steps[n].Targets() }, func(_ string, _ int, cycle []string) bool {
+		found = cycle
+		return true
+	})
+	return found
+}
+
+// walkCycles walks a graph depth first from each of nodes in turn, and
+// calls back for each edge that closes a cycle: from the node, i the
+// edge's index in out(from), cycle the nodes from the edge's target to
+// from and the target again. back returns true to stop the walk.
+func walkCycles(nodes []string, out func(n string) []string, back func(from string, i int, cycle []string) bool) {
 	const (
 		white = iota
 		grey
@@ -92,20 +105,20 @@ func findCycle(p *Pipeline) []string {
 	)
 	color := map[string]int{}
 	var stack []string
-	var found []string
 	var visit func(string) bool
 	visit = func(n string) bool {
 		color[n] = grey
 		stack = append(stack, n)
-		for _, t := range p.Steps[n].Targets() {
+		for i, t := range out(n) {
 			switch color[t] {
 			case grey:
-				i := len(stack) - 1
-				for stack[i] != t {
-					i--
+				j := len(stack) - 1
+				for stack[j] != t {
+					j--
 				}
-				found = append(append([]string{}, stack[i:]...), t)
-				return true
+				if back(n, i, append(append([]string{}, stack[j:]...), t)) {
+					return true
+				}
 			case white:
 				if visit(t) {
 					return true
@@ -116,10 +129,9 @@ func findCycle(p *Pipeline) []string {
 		color[n] = black
 		return false
 	}
-	for _, n := range p.Order {
+	for _, n := range nodes {
 		if color[n] == white && visit(n) {
-			return found
+			return
 		}
 	}
-	return nil
 }

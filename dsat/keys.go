@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"strconv"
+	"strings"
 )
 
 // DefaultPrefix is the first segment of every key dsat writes.
@@ -107,6 +108,44 @@ func (k Keys) BreakerFailures(pipeline, step string) string {
 	return k.prefix + ":{breakers}:fails:" + pipeline + "/" + step
 }
 
+// LimitRunning is a sorted set of a step's running leases (lua/limits.lua):
+// lease id -> when it ends (ms). It and LimitRate share a hash tag of
+// their own per step, {limits:<pipeline>/<step>}, so a step's limits hold
+// over all its partitions in one slot of a cluster.
+func (k Keys) LimitRunning(pipeline, step string) string {
+	return k.prefix + ":{limits:" + pipeline + "/" + step + "}:running"
+}
+
+// LimitRate is a sorted set of a step's rate grants in the current window
+// (member <lease id>@<ms>, score = when it was granted, ms).
+func (k Keys) LimitRate(pipeline, step string) string {
+	return k.prefix + ":{limits:" + pipeline + "/" + step + "}:rate"
+}
+
+// LimitKeyRunning is a sorted set of a step's running leases of one
+// fairness key (limits.key): lease id -> when it ends (ms), expiring
+// once idle. A key longer than 64 bytes is named by its SHA-256.
+func (k Keys) LimitKeyRunning(pipeline, step, key string) string {
+	return k.prefix + ":{limits:" + pipeline + "/" + step + "}:k:" + limitKeyName(key) + ":running"
+}
+
+// LimitKeyRate is a sorted set of a step's rate grants of one fairness
+// key (member <lease id>@<ms>, score = when granted, ms).
+func (k Keys) LimitKeyRate(pipeline, step, key string) string {
+	return k.prefix + ":{limits:" + pipeline + "/" + step + "}:k:" + limitKeyName(key) + ":rate"
+}
+
+// limitKeyName is a fairness key as it appears in a Redis key: itself, or
+// "#" and its SHA-256 in hex when it is longer than 64 bytes or holds a
+// ':' (so two keys never share a name).
+func limitKeyName(key string) string {
+	if len(key) <= 64 && !strings.ContainsAny(key, ":#") {
+		return key
+	}
+	sum := sha256.Sum256([]byte(key))
+	return "#" + hex.EncodeToString(sum[:])
+}
+
 // BreakerTransitions is a hash counting each breaker's transitions since
 // the key was made: field "pipeline/step|to", to one of open, half_open
 // and closed (lua/breaker.lua; read for the Prometheus metrics).
@@ -154,4 +193,18 @@ func (k Keys) ScheduleIndex() string { return k.prefix + ":" + schedTag + ":ids"
 // cluster slot per pipeline, so Stats reads a window in one round trip.
 func (k Keys) Stats(pipeline string, bucket int64) string {
 	return k.prefix + ":{stats:" + pipeline + "}:" + strconv.FormatInt(bucket, 10)
+}
+
+// Sub-pipelines (issue 17; docs/design.md, "Sub-pipelines").
+
+// Children is a partition's sorted set of the tokens of sub-pipeline steps
+// waiting for their child task: member "<task>|<token>|<attempt>|<step>|<child id>",
+// score when the child was submitted (ms). A sweep ends each with its
+// child's outcome (Client.SettleChildren).
+func (k Keys) Children(p Partition) string { return k.base(p) + "children" }
+
+// ChildInput is a string: the input of a sub-pipeline step's token while
+// its child runs, kept for a retry of the step (its stream entry is gone).
+func (k Keys) ChildInput(p Partition, task, token string) string {
+	return k.base(p) + "t:" + task + ":ci:" + token
 }

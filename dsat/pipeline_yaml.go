@@ -86,6 +86,7 @@ func LoadPipelines(fsys fs.FS) ([]*Pipeline, error) {
 		errs = append(errs, scheduleDuplicates(p, schedFiles)...)
 		out = append(out, p)
 	}
+	errs = append(errs, subPipelineChecks(out, true)...)
 	return out, errors.Join(errs...)
 }
 
@@ -159,7 +160,7 @@ func (l *loader) pipeline(doc *yaml.Node) *Pipeline {
 		doc = doc.Content[0]
 	}
 	p := &Pipeline{File: l.file, Partitions: 1, Steps: map[string]*Step{}}
-	f := l.fields(doc, "", "", "name", "version", "partitions", "entry", "description", "steps", "schedules")
+	f := l.fields(doc, "", "", "name", "version", "partitions", "entry", "description", "steps", "schedules", "on_failure")
 	if n, ok := f["name"]; ok {
 		p.Name = l.str(n, "", "name")
 		if p.Name != "" && !ValidName(p.Name) {
@@ -214,12 +215,16 @@ func (l *loader) pipeline(doc *yaml.Node) *Pipeline {
 	if p.Entry == "" && len(p.Order) > 0 {
 		p.Entry = p.Order[0]
 	}
+	if n, ok := f["on_failure"]; ok {
+		p.OnFailure = l.str(n, "", "on_failure") // before graph: the handler is reached by no edge
+	}
 	l.graph(p, lines, f["entry"])
+	l.onFailure(p, f["on_failure"])
 	return p
 }
 
 var stepFields = []string{"handler", "with", "next", "route_by", "routes", "join", "timeout", "queue_timeout", "max_backlog", "breaker", "retries", "backoff", "concurrency", "description",
-	"map", "max_items", "max_parallel"}
+	"map", "max_items", "max_parallel", "limits", "pipeline"}
 
 func (l *loader) step(name string, n *yaml.Node) *Step {
 	s := &Step{
@@ -230,7 +235,10 @@ func (l *loader) step(name string, n *yaml.Node) *Step {
 	f := l.fields(n, name, "", stepFields...)
 	if h, ok := f["handler"]; ok {
 		s.Handler = l.str(h, name, "handler")
-	} else if n.Kind == yaml.MappingNode {
+	}
+	if _, sub := f["pipeline"]; sub {
+		l.subPipeline(s, f)
+	} else if _, ok := f["handler"]; !ok && n.Kind == yaml.MappingNode {
 		l.add(n.Line, name, "handler", "is required: name a handler registered in the worker binary (e.g. echo)")
 	}
 	if w, ok := f["with"]; ok {
@@ -285,6 +293,9 @@ func (l *loader) step(name string, n *yaml.Node) *Step {
 	}
 	if v, ok := f["breaker"]; ok {
 		l.breaker(v, s)
+	}
+	if v, ok := f["limits"]; ok {
+		l.limits(v, s)
 	}
 	return s
 }

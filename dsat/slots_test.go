@@ -76,7 +76,7 @@ func TestEveryScriptCallUsesOneSlot(t *testing.T) {
 			d := Delivery{Envelope: Envelope{Task: id, Step: step, Token: "1", Attempt: 1}, EntryID: "1-0", Worker: "w"}
 			d2 := Delivery{Envelope: Envelope{Task: id2, Step: step, Token: "2", Attempt: 1}, EntryID: "2-0", Worker: "w"}
 			errs := make([]error, 2)
-			bg := c.beginCalls([]Delivery{d, d2}, errs)
+			bg := c.beginCalls([]Delivery{d, d2}, errs, c.cfg.Now())
 			cg := c.completeCalls([]Completion{{Delivery: d, Output: []byte(`{}`)}, {Delivery: d2, Output: []byte(`{}`)}}, errs)
 			if len(bg) != 1 || len(cg) != 1 || errs[0] != nil || errs[1] != nil {
 				t.Fatalf("a batch of one partition and step should be one call: %d, %d, %v", len(bg), len(cg), errs)

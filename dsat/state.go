@@ -42,6 +42,9 @@ type TaskState struct {
 	// Deadline is when the task is cancelled if it has not ended (absent
 	// for a task submitted without one).
 	Deadline *Time `json:"deadline,omitempty"`
+	// Parent is, for the child task of a sub-pipeline step, that step's
+	// task and step (absent for other tasks).
+	Parent *ParentRef `json:"parent,omitempty"`
 }
 
 // StepState is one step's part of a task's state: its latest token's
@@ -59,6 +62,9 @@ type StepState struct {
 	// (or after it failed; absent once the step is done, and for a step
 	// that never reported).
 	Progress *StepProgress `json:"progress,omitempty"`
+	// Child is, for a sub-pipeline step, the id of the child task its
+	// latest token submitted (absent for other steps).
+	Child string `json:"child,omitempty"`
 	// Items counts the tokens of a step that runs a map's items by state
 	// (queued, running, retrying, done, dead, cancelled...; absent for
 	// other steps).
@@ -154,6 +160,7 @@ func stateFromHash(id string, h map[string]string) *TaskState {
 			st.Steps[name] = s
 		}
 	}
+	subpipeState(st, h)
 	return st
 }
 

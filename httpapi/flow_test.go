@@ -56,6 +56,19 @@ func TestBacklogFullIs429(t *testing.T) {
 	}
 }
 
+// TestLimitsInPipelineView: a step's limits, and the use of its own ones
+// now, are in GET /v1/pipelines/{name}.
+func TestLimitsInPipelineView(t *testing.T) {
+	e := newEnv(t, redistest.Backends()[0])
+	g := e.do("GET", "/v1/pipelines/demo", "", "")
+	if !strings.Contains(g.raw, `"limits":{"rate":"100000/s","key":"customer","running_per_key":1000,"usage":{"running":0,"rate_used":0}}`) {
+		t.Fatalf("limits: %s", g.raw)
+	}
+	if g = e.do("GET", "/v1/pipelines", "", ""); !strings.Contains(g.raw, `"limits":{"rate":"100000/s","key":"customer","running_per_key":1000}`) {
+		t.Fatalf("limits in the list: %s", g.raw)
+	}
+}
+
 // TestBreakerInPipelineView: a step's breaker settings, and its state
 // while it is open, are in GET /v1/pipelines/{name}; its transitions are
 // BREAKER events on the pipeline's live feed (once each, not per

@@ -26,7 +26,7 @@ version: 1.0.0
 steps:
   a: {handler: echo, next: [b]}
   b: {handler: hold, next: [c]}
-  c: {handler: echo, breaker: {failures: 1, within: 1m, open_for: 1m}}
+  c: {handler: echo, breaker: {failures: 1, within: 1m, open_for: 1m}, limits: {rate: 100000/s, key: customer, running_per_key: 1000}}
 `
 
 // demoClient is a client of the demo pipeline (testYAML) on rdb.

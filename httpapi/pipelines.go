@@ -32,10 +32,25 @@ type stepView struct {
 	// Breaker is the step's circuit breaker, absent for none; its State is
 	// absent while it is closed.
 	Breaker *breakerView `json:"breaker,omitempty"`
+	// Limits are the step's limits, absent for none; Usage is filled by
+	// GET /v1/pipelines/{name}.
+	Limits *limitsView `json:"limits,omitempty"`
 	// Map and join policy settings (issue 17), and the map step whose
 	// items the step runs (the dashboard draws it as a stack).
 	dsat.MapJoin
 	MappedBy string `json:"mapped_by,omitempty"`
+	// Pipeline is, for a sub-pipeline step, the child tasks' pipeline.
+	Pipeline string `json:"pipeline,omitempty"`
+}
+
+// limitsView is a step's limits: its settings and what they hold now.
+type limitsView struct {
+	Rate          string           `json:"rate,omitempty"`
+	Running       int              `json:"running,omitempty"`
+	Key           string           `json:"key,omitempty"`
+	RunningPerKey int              `json:"running_per_key,omitempty"`
+	RatePerKey    string           `json:"rate_per_key,omitempty"`
+	Usage         *dsat.LimitUsage `json:"usage,omitempty"`
 }
 
 // breakerView is a step's circuit breaker: its settings and, when it is
@@ -67,11 +82,13 @@ type pipelineView struct {
 	Edges      []dsat.Edge `json:"edges"`
 	// Paused: the whole pipeline is paused.
 	Paused bool `json:"paused,omitempty"`
+	// OnFailure is the pipeline's failure handler step (absent: none).
+	OnFailure string `json:"on_failure,omitempty"`
 }
 
 func viewOf(p *dsat.Pipeline, paused dsat.Paused) pipelineView {
 	_, all := paused[p.Name]
-	v := pipelineView{Name: p.Name, Version: p.Version.String(), Partitions: p.Partitions, Entry: p.Entry, Edges: p.Edges(), Paused: all}
+	v := pipelineView{Name: p.Name, Version: p.Version.String(), Partitions: p.Partitions, Entry: p.Entry, Edges: p.Edges(), Paused: all, OnFailure: p.OnFailure}
 	if v.Edges == nil {
 		v.Edges = []dsat.Edge{}
 	}
@@ -81,12 +98,16 @@ func viewOf(p *dsat.Pipeline, paused dsat.Paused) pipelineView {
 			Routes: s.Routes, Join: s.Join, Timeout: s.Timeout.String(), Retries: s.Retries,
 			Backoff:     map[string]string{"initial": s.Backoff.Initial.String(), "max": s.Backoff.Max.String()},
 			Concurrency: s.Concurrency, MaxBacklog: s.MaxBacklog, Paused: paused.Step(p.Name, name),
-			MapJoin: s.MapJoin, MappedBy: p.MapStep(name)}
+			MapJoin: s.MapJoin, MappedBy: p.MapStep(name), Pipeline: s.Pipeline}
 		if b := s.Breaker; b != nil {
 			sv.Breaker = &breakerView{Failures: b.Failures, Within: b.Within.String(), OpenFor: b.OpenFor.String()}
 		}
 		if s.QueueTimeout > 0 {
 			sv.QueueTimeout = s.QueueTimeout.String()
+		}
+		if lim := s.Limits; lim != nil {
+			sv.Limits = &limitsView{Rate: lim.Rate.String(), Running: lim.Running, Key: lim.Key,
+				RunningPerKey: lim.RunningPerKey, RatePerKey: lim.RatePerKey.String()}
 		}
 		v.Steps = append(v.Steps, sv)
 	}
@@ -135,8 +156,16 @@ func (a *API) getPipeline(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
+	usage, err := a.c.LimitUsages(r.Context(), p)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
 	v := viewOf(p, paused)
 	for i := range v.Steps {
+		if u, ok := usage[v.Steps[i].Name]; ok && v.Steps[i].Limits != nil {
+			v.Steps[i].Limits.Usage = &u
+		}
 		s := v.Steps[i].Name
 		l := &stepLoad{Backlog: loads[s].Backlog, Pending: loads[s].Pending}
 		for _, sat := range sats {

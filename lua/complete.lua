@@ -21,7 +21,10 @@
 -- ARGV[8] -> switch: the output field that gives the label
 -- ARGV[9] -> switch: routes as JSON {label: [steps]}
 -- ARGV[10] -> J, the number of joins in the pipeline
--- ARGV[11] -> T, the number of targets
+-- ARGV[11] -> T, the number of targets; "<T>f" when the pipeline has a
+--             failure handler (on_failure): then KEYS[3+J+T] is its
+--             stream (the index keys and the tokens' keys one later) and
+--             ARGV[12+J+T] its name (the tokens' arguments one later)
 -- ARGV[12..11+J] -> join names, topological order
 -- ARGV[12+J..11+J+T] -> targets: next steps in order, or every switch target
 -- ARGV[7i+5+J+T .. 11+J+T+7i] -> token i: task id, token id, attempt,
@@ -36,7 +39,9 @@
 -- token dropped); -4 no route for the label and no default: nothing
 -- written for that token, the caller fails it instead.
 local step, worker = ARGV[5], ARGV[6]
-local nj, nt = tonumber(ARGV[10]), tonumber(ARGV[11])
+local nj = tonumber(ARGV[10])
+local nt, nf = string.match(ARGV[11], '^(%d+)(f?)$')
+nt = tonumber(nt)
 local joins, isjoin, streams, next_steps = {}, {}, {}, {}
 local policies = false -- a join other than all (maplib.lua)
 for i = 1, nj do
@@ -150,6 +155,10 @@ local out = {}
 local kb, ab = 4 + nj + nt, 11 + nj + nt
 local c = context(KEYS[1], ARGV[1], ARGV[2])
 c.retention, c.v = ARGV[3], ARGV[4]
+if nf == 'f' then
+  c.onf = {step = ARGV[12 + nj + nt], stream = KEYS[3 + nj + nt]}
+  kb, ab = kb + 1, ab + 1
+end
 c.IX, c.IXE = KEYS[kb - 1], KEYS[kb]
 for i = 1, (#KEYS - kb) / 3 do
   local a = ab + 7 * (i - 1)

@@ -56,6 +56,11 @@ var (
 	Promote  = redis.NewScript(mustRead("promote.lua"))
 	Breaker  = redis.NewScript(mustRead("breaker.lua"))
 	Renew    = redis.NewScript(mustRead("renew.lua"))
+	// Sub-pipelines (issue 17; docs/design.md, "Sub-pipelines").
+	SubpipePark = redis.NewScript(withLib("subpipe_park.lua"))
+	SubpipeLink = redis.NewScript(mustRead("subpipe_link.lua"))
+	// Limits holds a step's limits (rate, running) over every satellite.
+	Limits = redis.NewScript(mustRead("limits.lua"))
 	// The schedule scripts (docs/design.md, "Schedules").
 	SchedulePut   = redis.NewScript(withSchedLib("schedule_put.lua"))
 	ScheduleClaim = redis.NewScript(withSchedLib("schedule_claim.lua"))
@@ -67,5 +72,7 @@ var (
 var All = map[string]*redis.Script{
 	"submit": Submit, "begin": Begin, "complete": Complete, "fail": Fail,
 	"cancel": Cancel, "retry": Retry, "deadline": Deadline, "progress": Progress, "promote": Promote, "breaker": Breaker, "renew": Renew,
+	"subpipe_park": SubpipePark, "subpipe_link": SubpipeLink,
 	"schedule_put": SchedulePut, "schedule_claim": ScheduleClaim, "schedule_done": ScheduleDone,
+	"limits": Limits,
 }

@@ -31,6 +31,10 @@
 --             the same for a token no worker has read yet (the time
 --             keeper): nothing is done ({2}) unless the entry is still
 --             undelivered to the step's consumer group
+-- ARGV[18], KEYS[9] -> only for a pipeline with a failure handler
+--             (on_failure): "f:<its step>" and its stream; a task that
+--             ends failed runs it first (lib.lua, on_failure). The map and
+--             join arguments below then start one later (ARGV[19], KEYS[10])
 -- ARGV[18..], KEYS[9..] -> only for a pipeline with a map or a join
 --             policy: the step's item spec, the join specs, their streams
 --             and the release step's stream (maplib.lua, fail_mapjoin)
@@ -41,6 +45,11 @@ local c = context(KEYS[3], ARGV[7], ARGV[8])
 new_task(c, KEYS[1], KEYS[2], ARGV[1])
 c.retention, c.v = ARGV[9], ARGV[10]
 c.IX, c.IXE = KEYS[7], KEYS[8]
+local a0, k0 = 18, 9 -- where the map and join arguments start
+if string.sub(ARGV[18] or '', 1, 2) == 'f:' then
+  c.onf = {step = string.sub(ARGV[18], 3), stream = KEYS[9]}
+  a0, k0 = 19, 10
+end
 local tok, att, id, step, worker = ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5], ARGV[6]
 local ev, msg, mode, due, payload = ARGV[11], ARGV[12], ARGV[13], ARGV[14], ARGV[15]
 local never = ARGV[17] or ''
@@ -64,7 +73,7 @@ if not st or tstep ~= step or tatt ~= atts or st == 'd' or st == 'x' or st == 'c
 end
 
 -- Map and join policies (issue 17, maplib.lua): only when dsat passes them.
-local mj, idx = fail_mapjoin(), nil
+local mj, idx = fail_mapjoin(a0, k0), nil
 if mj and mj.item then idx = redis.call('HGET', c.H, 'mi:' .. tok) end
 
 -- All checks done: write.

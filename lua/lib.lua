@@ -67,7 +67,8 @@ local function context(FH, now, maxlen)
           retention = false, v = false, W = {}, nw = 0, status = false, seq = 0, seqs = false,
           ntok = 0, ntok0 = 0, ntoks = false, live = 0, live0 = 0, dead = 0, dead0 = 0,
           pv = false, ct = false, trace = '', ol = false, tokv = false, pipeline = false,
-          out_step = false, out = false, expire = false, error = false, evs = {}, nev = 0, fh = {}, nfh = 0}
+          out_step = false, out = false, expire = false, error = false, evs = {}, nev = 0, fh = {}, nfh = 0,
+          onf = false}
 end
 
 -- new_task points the context at a task and forgets the previous one.
@@ -423,7 +424,9 @@ end
 
 -- finish ends the task when no token is left alive; otherwise an output
 -- of this call is kept for later.
+local on_failure -- defined below (issue 17's block)
 local function finish(c)
+  if c.onf and on_failure(c) then return end
   if c.live ~= 0 then
     keep_output(c)
     return
@@ -487,6 +490,60 @@ local function stream_map(names, first)
   local m = {}
   for i, n in ipairs(names) do m[n] = KEYS[first + i - 1] end
   return m
+end
+
+-- Failure handlers (issue 17: the pipeline's on_failure). A script that
+-- may end a task (complete, fail) sets c.onf = {step = name, stream = key}
+-- when the pipeline has one; finish then calls on_failure first. Instead of
+-- DEAD, the task's first failure queues one token for the handler step
+-- (SEND with on_failure: true), its input {task, step, error, input} of the
+-- first token that died, and marks the hash (field "of"); the task stays
+-- running until that token ends, and DEAD, its one final event, follows it.
+-- The handler's output is no result, its own death neither re-triggers it
+-- nor joins the dead tokens a retry re-drives (retry.lua clears "of", so a
+-- re-driven task that fails again runs the handler again: once per failure).
+
+-- hget is a hash field as this call leaves it: a write queued by set wins
+-- over the stored value.
+local function hget(c, f)
+  for i = c.nw - 1, 1, -2 do
+    if c.W[i] == f then return c.W[i + 1] end
+  end
+  return redis.call('HGET', c.H, f)
+end
+
+-- on_failure returns true when it queued the failure handler, so that
+-- finish writes nothing more (the task is not over).
+on_failure = function(c)
+  local f = c.onf
+  if c.out_step == f.step then c.out_step = false end -- the handler's output is no result
+  if c.live ~= 0 or c.dead == 0 then return false end
+  local v = redis.call('HMGET', c.H, 'of', 'error', 'xl')
+  if v[1] then
+    -- The handler ended: the task keeps the error and the dead tokens the
+    -- failure left (the handler's own dead token is not re-driven).
+    if hget(c, 'xl') ~= v[3] then c.dead = c.dead - 1 end
+    c.error = v[2] or ''
+    set(c, 'error', c.error)
+    set(c, 'xl', v[3] or '')
+    return false
+  end
+  local first = split(hget(c, 'xl'))[1]
+  local x = first and hget(c, 'x:' .. first)
+  if not x then return false end
+  x = cjson.decode(x)
+  local step, input = x[2], x[3]
+  if c.ct ~= DEFAULT_CT then input = cjson.encode(input) end
+  local detail = '{"task":' .. cjson.encode(c.task) .. ',"step":' .. cjson.encode(step) .. ',"error":' ..
+    cjson.encode(hget(c, 's:' .. step .. ':err') or '') .. ',"input":' .. input .. '}'
+  local ct = c.ct
+  c.ct = DEFAULT_CT -- the handler's input is JSON whatever the task's content type
+  local tok = new_token(c, f.stream, f.step, detail)
+  c.ct = ct
+  set(c, 'of', '1')
+  keep_output(c)
+  emit(c, 'SEND', '', '0', '', cjson.encode({to = f.step, token = tok, on_failure = true}))
+  return true
 end
 
 -- End of lib.lua.

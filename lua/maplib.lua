@@ -289,19 +289,20 @@ local function fire_any(c, j, step, att, worker, output, joins)
   emit(c, 'SEND', step, att, worker, cjson.encode(d))
 end
 
--- fail_mapjoin reads what fail.lua gets after its own arguments when the
--- pipeline has a map or a join policy: ARGV[18] the step's item spec
--- "<map step>|<join>|<release step>" ("" for a step that runs no map's
--- items), ARGV[19..] the join specs, KEYS[9..] their streams, then the
--- release step's stream. nil without them.
-local function fail_mapjoin()
-  if not ARGV[18] then return nil end
+-- fail_mapjoin reads what fail.lua gets after its own arguments (from
+-- ARGV[a0] and KEYS[k0]: 18 and 9, one later after a failure handler's)
+-- when the pipeline has a map or a join policy: ARGV[a0] the step's item
+-- spec "<map step>|<join>|<release step>" ("" for a step that runs no
+-- map's items), ARGV[a0+1..] the join specs, KEYS[k0..] their streams,
+-- then the release step's stream. nil without them.
+local function fail_mapjoin(a0, k0)
+  if not ARGV[a0] then return nil end
   local joins = {}
-  for i = 19, #ARGV do joins[#joins + 1] = join_spec(ARGV[i], KEYS[9 + i - 19]) end
+  for i = a0 + 1, #ARGV do joins[#joins + 1] = join_spec(ARGV[i], KEYS[k0 + i - a0 - 1]) end
   local r = {joins = joins}
-  if ARGV[18] ~= '' then
-    local m, J, rel = string.match(ARGV[18], '^([^|]*)|([^|]*)|(.*)$')
-    r.item = {map = m, join = J, release = rel, rstream = KEYS[9 + #joins]}
+  if ARGV[a0] ~= '' then
+    local m, J, rel = string.match(ARGV[a0], '^([^|]*)|([^|]*)|(.*)$')
+    r.item = {map = m, join = J, release = rel, rstream = KEYS[k0 + #joins]}
     for _, j in ipairs(joins) do
       if j[1] == J then r.item.jspec = j end
     end

@@ -44,6 +44,7 @@ for i, t in ipairs(toks) do
   steps[i] = step
 end
 redis.call('HDEL', c.H, 'xl', 'md') -- md: waiting items may be released again (maplib.lua)
+redis.call('HDEL', c.H, 'of') -- the failure handler runs again if the task fails again
 c.dead = 0
 index_move(c, 'running')
 set(c, 'status', 'running'); set(c, 'error', '')

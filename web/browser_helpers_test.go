@@ -23,7 +23,7 @@ type browserEnv struct {
 
 // newBrowserEnv skips the test without chromium (fails with
 // DSAT_REQUIRE_BROWSER=1).
-func newBrowserEnv(t *testing.T, pipelineYAML string) *browserEnv {
+func newBrowserEnv(t *testing.T, pipelineYAML string, more ...string) *browserEnv {
 	t.Helper()
 	chrome, err := exec.LookPath("chromium")
 	if err != nil {
@@ -32,7 +32,7 @@ func newBrowserEnv(t *testing.T, pipelineYAML string) *browserEnv {
 		}
 		t.Skip("chromium not found: apt-get install chromium to run the browser test")
 	}
-	return &browserEnv{dashboardEnv: newDashboardEnv(t, pipelineYAML), chrome: chrome}
+	return &browserEnv{dashboardEnv: newDashboardEnv(t, pipelineYAML, more...), chrome: chrome}
 }
 
 // firstToken reads the task's token waiting at step, as a worker would.

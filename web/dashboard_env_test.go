@@ -24,7 +24,7 @@ type dashboardEnv struct {
 	srv *httptest.Server
 }
 
-func newDashboardEnv(t *testing.T, pipelineYAML string) *dashboardEnv {
+func newDashboardEnv(t *testing.T, pipelineYAML string, more ...string) *dashboardEnv {
 	t.Helper()
 	mr := miniredis.RunT(t)
 	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
@@ -33,7 +33,15 @@ func newDashboardEnv(t *testing.T, pipelineYAML string) *dashboardEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := dsat.NewClient(rdb, dsat.Config{}, p)
+	ps := []*dsat.Pipeline{p}
+	for _, y := range more { // more pipelines (a sub-pipeline's child)
+		q, err := dsat.ParsePipeline("more.yaml", []byte(y))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ps = append(ps, q)
+	}
+	c, err := dsat.NewClient(rdb, dsat.Config{}, ps...)
 	if err != nil {
 		t.Fatal(err)
 	}

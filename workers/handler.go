@@ -164,6 +164,9 @@ func (m *Mux) Check(pipelines []*dsat.Pipeline, external ...string) error {
 
 // checkStep checks one step's handler and settings.
 func (m *Mux) checkStep(p *dsat.Pipeline, st *dsat.Step, external []string) error {
+	if st.Pipeline != "" {
+		return nil // a sub-pipeline step: no handler
+	}
 	if _, ok := m.Lookup(st.Handler); !ok {
 		if slices.Contains(external, st.Handler) {
 			return nil

@@ -21,6 +21,12 @@ type job struct {
 	lost      atomic.Bool // another consumer took the token over
 	dropped   atomic.Bool // a late begin found the token no longer wanted
 	renewedAt atomic.Int64
+	// leased: the token holds a running permit of its step's limits.
+	leased atomic.Bool
+	// limKey is the token's fairness key (limits.key), grantAt when its
+	// step's limiter granted it a permit (zero: no limits): its ACK's time.
+	limKey  string
+	grantAt time.Time
 	// queueWait, when positive, is how long the token waited in the
 	// stream past its step's queue_timeout: it is failed, not run.
 	queueWait time.Duration

@@ -23,12 +23,17 @@ func (r *stepRunner) run(j *job) {
 	defer r.pool.end()
 	defer r.s.jobs.remove(j)
 	defer j.cancel()
+	defer r.lim.release(j)
 	d := j.d
 	log := r.log.With().Str("task", d.Task).Str("token", d.Token).Int("attempt", d.Attempt).Logger()
 	task := &dsat.Task{ID: d.Task, Pipeline: r.p.Name, Version: r.p.Version, Step: r.step.Name, With: r.step.With,
 		Token: d.Token, Attempt: d.Attempt, Payload: d.Payload, ContentType: d.CT, Trace: d.Trace}
 	if j.queueWait > 0 {
 		r.queueTimedOut(j, log)
+		return
+	}
+	if r.step.Pipeline != "" {
+		r.startChild(j, log)
 		return
 	}
 	started := time.Now()
@@ -46,6 +51,9 @@ func (r *stepRunner) run(j *job) {
 	cancel()
 	if !j.settle() {
 		j.d.Started = started // not begun: Complete or Fail writes the ACK
+		if !j.grantAt.IsZero() {
+			j.d.Started = j.grantAt // at its limiter's grant (limits.go)
+		}
 	}
 	if j.dropped.Load() {
 		outcome = "dropped"

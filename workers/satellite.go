@@ -241,6 +241,12 @@ func New(c *dsat.Client, mux *Mux, cfg Config) (*Satellite, error) {
 				continue
 			}
 			r := newStepRunner(s, p, st, nil)
+			if st.Pipeline != "" { // a sub-pipeline step runs no handler (subpipe.go)
+				s.steps = append(s.steps, r)
+				hosted = true
+				served++
+				continue
+			}
 			h, opened, err := mux.stepHandler(st.Handler, StepInfo{Pipeline: p, Step: st, Satellite: s.cfg.ID, Logger: r.log})
 			if err != nil {
 				errs = append(errs, fmt.Errorf("%s: pipeline %s: step %q: %w", fileLine(p.File, st.Line), p.Name, st.Name, err))
@@ -258,7 +264,7 @@ func New(c *dsat.Client, mux *Mux, cfg Config) (*Satellite, error) {
 			steps := queueTimeoutSteps(p, func(step string) bool { return s.serves(p.Name, step) })
 			for n := 0; n < p.Partitions; n++ {
 				s.parts = append(s.parts, partitionRef{p: p, part: p.Partition(n)})
-				s.sweeps = append(s.sweeps, timeSweep{part: p.Partition(n), steps: steps})
+				s.sweeps = append(s.sweeps, timeSweep{part: p.Partition(n), steps: steps, children: p.HasSubPipelines()})
 			}
 		}
 	}

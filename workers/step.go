@@ -41,6 +41,8 @@ type stepRunner struct {
 	// limited lists the steps this one feeds that have a max_backlog: the
 	// reader reads only as many tokens as they have room for (headroom).
 	limited []string
+	// lim is the step's limiter client (nil: the step has no limits).
+	lim *stepLimiter
 
 	// stats: the step's counts since the last stats flush (stats.go).
 	stats stepStats
@@ -72,6 +74,7 @@ func newStepRunner(s *Satellite, p *dsat.Pipeline, st *dsat.Step, h Handler) *st
 	}
 	r.reader = s.c.NewStepReader(p, st.Name, s.cfg.ID)
 	r.limited = limitedTargets(p, st)
+	r.lim = newStepLimiter(r)
 	r.log = s.log.With().Str("pipeline", p.Name).Str("step", st.Name).Logger()
 	r.completer.s = s
 	return r
@@ -106,7 +109,9 @@ func (r *stepRunner) readLoop(ctx context.Context) {
 	rec := &reclaimState{due: time.Now().Add(r.reclaimInterval())}
 	want := 1 // slots to wait for: more after a read that found a backlog
 	var spill []msgRef
+	var keptAt time.Time
 	for ctx.Err() == nil {
+		spill = r.keepSpill(ctx, spill, &keptAt)
 		if r.held() {
 			r.markHeld()
 			wait.Sleep(ctx, holdPoll)
@@ -136,12 +141,21 @@ func (r *stepRunner) readLoop(ctx context.Context) {
 		case len(spill) > 0:
 			k := min(n, len(spill))
 			msgs, spill, fresh = spill[:k:k], spill[k:], true
+		case r.lim != nil && len(r.lim.parked) > 0 && !own.active:
+			msgs, fresh = r.lim.ready(n), true
 		case own.active:
 			msgs, err = r.readOwn(ctx, n, own)
 		case !rec.due.After(time.Now()):
 			msgs, reclaimed = r.reclaim(ctx, n, rec), true
 		}
 		want = 1
+		if err == nil && len(msgs) == 0 && !own.active && r.lim != nil {
+			k := r.lim.readable(ctx, n)
+			r.pool.unreserve(n - k)
+			if n = k; n == 0 {
+				continue
+			}
+		}
 		if err == nil && len(msgs) == 0 && !own.active {
 			msgs, err = r.readNew(ctx, n)
 			reclaimed, fresh = false, true
@@ -160,8 +174,11 @@ func (r *stepRunner) readLoop(ctx context.Context) {
 			if ctx.Err() != nil {
 				return
 			}
-			own.reset() // re-reads our pending entries, the spilled ones too
+			own.reset() // re-reads our pending entries, the spilled and parked ones too
 			spill = nil
+			if r.lim != nil {
+				r.lim.parked = nil
+			}
 			r.readFailed(ctx, err)
 			continue
 		}
@@ -178,6 +195,10 @@ func (r *stepRunner) readLoop(ctx context.Context) {
 		}
 		used := r.dispatch(msgs, reclaimed, fresh)
 		r.pool.unreserve(n - used)
+		if r.lim != nil && r.lim.free == 0 { // at the step's limits: wait for a permit
+			r.lim.pause(ctx)
+			continue
+		}
 		if trickle := len(msgs) > 0 && len(msgs) < n && len(spill) == 0 && !reclaimed; trickle && r.s.cfg.ReadLinger > 0 {
 			wait.Sleep(ctx, r.s.cfg.ReadLinger)
 		}
@@ -243,7 +264,7 @@ func (r *stepRunner) readOwn(ctx context.Context, n int, c *ownCursor) ([]msgRef
 // readNew reads new tokens (see dsat.StepReader.ReadNew: one blocked
 // connection per step on one Redis, round-robin on a cluster).
 func (r *stepRunner) readNew(ctx context.Context, n int) ([]msgRef, error) {
-	return r.reader.ReadNew(ctx, n, r.s.cfg.Block)
+	return r.reader.ReadNew(ctx, n, r.lim.readBlock(r.s.cfg.Block))
 }
 
 // dispatch parses each entry and starts a job for each valid token; an
@@ -253,7 +274,10 @@ func (r *stepRunner) readNew(ctx context.Context, n int) ([]msgRef, error) {
 // otherwise every token is begun in one round trip (BeginBatch) before its
 // handler runs. A fresh token (read for the first time) that waited in
 // the stream past the step's queue_timeout is not run: it fails with
-// TIMEOUT (see run). It returns how many pool slots the jobs took.
+// TIMEOUT (see run). A step with limits starts only the tokens its
+// limiter granted a permit, their ACK timed at the grant; the others are
+// parked (limitGrant) to be offered again. It returns how many pool slots
+// the jobs took.
 func (r *stepRunner) dispatch(msgs []msgRef, reclaimed, fresh bool) int {
 	jobs := make([]*job, 0, len(msgs))
 	var late []*job // past the queue timeout
@@ -282,18 +306,20 @@ func (r *stepRunner) dispatch(msgs []msgRef, reclaimed, fresh bool) int {
 	for _, j := range late {
 		r.start(j)
 	}
+	jobs, at := r.limitGrant(jobs)
 	if len(jobs) == 0 {
 		return len(late)
 	}
 	lazy := r.s.cfg.BeginWindow > 0
 	var outs []dsat.Outcome
 	if !lazy {
-		outs = r.begin(jobs)
+		outs = r.begin(jobs, at)
 	}
 	used := len(late)
 	for i, j := range jobs {
 		if !lazy && outs[i] != dsat.Applied && outs[i] != dsat.AlreadyApplied {
 			j.cancel()
+			r.lim.release(j)
 			continue
 		}
 		if lazy {
@@ -346,9 +372,9 @@ func (r *stepRunner) start(j *job) {
 }
 
 // begin records ACK for a batch of tokens, retrying failed calls a few
-// times in smaller batches (inBatches). A token whose begin failed is not
-// run: it stays pending for the reclaimer.
-func (r *stepRunner) begin(jobs []*job) []dsat.Outcome {
+// times in smaller batches (inBatches), at time at (zero: now). A token
+// whose begin failed is not run: it stays pending for the reclaimer.
+func (r *stepRunner) begin(jobs []*job, at time.Time) []dsat.Outcome {
 	outs := make([]dsat.Outcome, len(jobs))
 	todo := make([]int, len(jobs))
 	for i := range todo {
@@ -359,7 +385,7 @@ func (r *stepRunner) begin(jobs []*job) []dsat.Outcome {
 		for k, i := range chunk {
 			ds[k] = jobs[i].d
 		}
-		o, errs := r.s.c.BeginBatch(ctx, ds)
+		o, errs := r.beginBatch(ctx, ds, at)
 		var again []int
 		for k, i := range chunk {
 			outs[i] = o[k]
@@ -381,7 +407,7 @@ func (r *stepRunner) begin(jobs []*job) []dsat.Outcome {
 // token stale) has its handler cancelled and its result ignored; a token
 // whose begin failed keeps running (its result records the ACK).
 func (r *stepRunner) beginLate(jobs []*job) {
-	outs := r.begin(jobs)
+	outs := r.beginAtGrant(jobs)
 	for i, j := range jobs {
 		if outs[i] == dsat.Dropped {
 			j.dropped.Store(true)

@@ -18,6 +18,8 @@ const keepTimeBatch = 100
 type timeSweep struct {
 	part  dsat.Partition
 	steps []string
+	// children: the pipeline has sub-pipeline steps (subpipe.go).
+	children bool
 }
 
 // queueTimeoutSteps lists the steps of p with a queue_timeout, among
@@ -39,6 +41,9 @@ func queueTimeoutSteps(p *dsat.Pipeline, serve func(step string) bool) []string 
 func keepTime(ctx context.Context, c *dsat.Client, sweeps []timeSweep, held func(p dsat.Partition, step string) bool,
 	warn func(key string, ev *zerolog.Event, msg string), log *zerolog.Logger) {
 	for _, sw := range sweeps {
+		if sw.children {
+			settleChildren(ctx, c, sw.part, warn, log)
+		}
 		for more := true; more && ctx.Err() == nil; {
 			var n int
 			var err error
@@ -109,7 +114,7 @@ func (k *TimeKeeper) Run(ctx context.Context) {
 		steps := queueTimeoutSteps(p, func(string) bool { return true })
 		anyQT = anyQT || len(steps) > 0
 		for n := 0; n < p.Partitions; n++ {
-			sweeps = append(sweeps, timeSweep{part: p.Partition(n), steps: steps})
+			sweeps = append(sweeps, timeSweep{part: p.Partition(n), steps: steps, children: p.HasSubPipelines()})
 		}
 	}
 	heldAt := map[string]time.Time{} // pipeline/step -> when last seen held

@@ -93,6 +93,9 @@ func (s *Satellite) renewClaims(ctx context.Context, jobs []*job) {
 			continue
 		}
 		j.renewedAt.Store(now.UnixNano())
+		if ok {
+			j.r.lim.renew(ctx, j)
+		}
 		if !ok {
 			j.lost.Store(true)
 			j.r.log.Warn().Str("task", j.d.Task).Str("token", j.d.Token).Msg("token was reclaimed by another satellite while running")

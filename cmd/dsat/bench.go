@@ -69,6 +69,7 @@ type benchOpts struct {
 	duration                      *time.Duration
 	jsonOut                       *bool
 	cpuProfile                    *string
+	limits                        *string
 	// set holds the flags given on the command line (by name).
 	set map[string]bool
 }
@@ -93,6 +94,7 @@ func benchFlags(fs *flag.FlagSet, env *cliEnv) *benchOpts {
 		jsonOut:     fs.Bool("json", false, "print one JSON line"),
 		logLevel:    fs.String("log-level", "warn", "log level of the satellites"),
 		cpuProfile:  fs.String("cpuprofile", "", "write a pprof CPU profile of the timed part (drain and steady modes) to this file"),
+		limits:      fs.String("limits", "", `give every step these limits, a YAML mapping such as "{rate: 100000/s}" (measures the limiter's cost)`),
 	}
 }
 
@@ -164,7 +166,7 @@ func runBench(ctx context.Context, env *cliEnv, args []string) error {
 		return err
 	}
 	defer rdb.Close()
-	yaml := benchYAML(*o.steps, *o.fanout, o.fixedPools())
+	yaml := benchYAML(*o.steps, *o.fanout, o.fixedPools(), *o.limits)
 	p, err := dsat.ParsePipeline("bench.yaml", []byte(yaml))
 	if err != nil {
 		return err
@@ -203,13 +205,17 @@ func runBench(ctx context.Context, env *cliEnv, args []string) error {
 }
 
 // benchYAML is the synthetic pipeline: conc > 0 gives every step a fixed
-// pool of conc workers, 0 leaves the pipeline's default concurrency.
-func benchYAML(steps, fanout, conc int) string {
+// pool of conc workers, 0 leaves the pipeline's default concurrency;
+// limits, when not empty, is every step's limits: mapping.
+func benchYAML(steps, fanout, conc int, limits string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "name: bench%d\nversion: 1.0.0\nsteps:\n", rand.IntN(1e9))
 	step := func(name, extra string) {
 		if conc > 0 {
 			extra = fmt.Sprintf(", concurrency: {min: %d, max: %d}", conc, conc) + extra
+		}
+		if limits != "" {
+			extra += ", limits: " + limits
 		}
 		fmt.Fprintf(&b, "  %s: {handler: echo%s}\n", name, extra)
 	}

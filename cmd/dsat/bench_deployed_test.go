@@ -88,7 +88,7 @@ func TestBenchDeploymentThatNeverGetsReadyIsCleanedUp(t *testing.T) {
 	mr := miniredis.RunT(t)
 	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
 	defer rdb.Close()
-	yaml := benchYAML(1, 0, 0)
+	yaml := benchYAML(1, 0, 0, "")
 	p, err := dsat.ParsePipeline("bench.yaml", []byte(yaml))
 	if err != nil {
 		t.Fatal(err)

@@ -97,6 +97,33 @@ func TestGraph(t *testing.T) {
 	}
 }
 
+// graphOf is dsat graph's output for a pipeline file holding yaml.
+func graphOf(t *testing.T, yaml string) string {
+	t.Helper()
+	f := filepath.Join(t.TempDir(), "p.yaml")
+	if err := os.WriteFile(f, []byte(yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errs := runCLI(t, nil, "", "graph", f)
+	if code != 0 {
+		t.Fatalf("graph: %d %s", code, errs)
+	}
+	return out
+}
+
+// TestGraphSubPipelineAndFailureHandler: a sub-pipeline step is drawn as a
+// link to its pipeline's graph, the failure handler as a dashed box.
+func TestGraphSubPipelineAndFailureHandler(t *testing.T) {
+	out := graphOf(t, "name: p\nversion: '1.0'\nsteps:\n  a: {handler: echo, next: [m]}\n  m: {pipeline: mailer}\n  alert: {handler: echo}\non_failure: alert\n")
+	for _, want := range []string{
+		`"m" [label="m\n(pipeline mailer)", shape=component, style=solid, URL="mailer.svg", tooltip="sub-pipeline: a child task of mailer"]`,
+		`"alert" [label="alert\n(echo)", style=dashed, xlabel="on_failure"]`, `"a" -> "m";`} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("graph lacks %s:\n%s", want, out)
+		}
+	}
+}
+
 func TestCLIErrors(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
@@ -226,5 +253,25 @@ func TestLoopbackListener(t *testing.T) {
 			t.Errorf("%s: loopback %v", addr, got)
 		}
 		l.Close()
+	}
+}
+
+// TestValidateSubPipelineCycle: dsat validate refuses a cycle of
+// sub-pipelines across the files it is given, with file:line.
+func TestValidateSubPipelineCycle(t *testing.T) {
+	dir := t.TempDir()
+	a, b := filepath.Join(dir, "a.yaml"), filepath.Join(dir, "b.yaml")
+	if err := os.WriteFile(a, []byte("name: a\nversion: '1.0'\nsteps:\n  s: {pipeline: b}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(b, []byte("name: b\nversion: '1.0'\nsteps:\n  s: {handler: echo, next: [t]}\n  t: {pipeline: a}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, errs := runCLI(t, nil, "", "validate", a); code != 0 {
+		t.Fatalf("one file (its sub-pipeline not given): exit %d %s", code, errs)
+	}
+	code, _, errs := runCLI(t, nil, "", "validate", a, b)
+	if code != 1 || !strings.Contains(errs, `b.yaml:5: step "t": field "pipeline": sub-pipeline cycle: a -> b -> a`) {
+		t.Fatalf("cycle: exit %d\n%s", code, errs)
 	}
 }

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -10,22 +8,14 @@ import (
 // TestGraphMap: dsat graph draws a map's items as a stack of boxes with
 // how many run at once, labels the map's edge, and names a join's policy.
 func TestGraphMap(t *testing.T) {
-	f := filepath.Join(t.TempDir(), "m.yaml")
-	yaml := `name: m
+	out := graphOf(t, `name: m
 version: 1.0.0
 steps:
   split: {handler: echo, map: pages, next: [ocr]}
   ocr: {handler: echo, max_parallel: 50, next: [tag]}
   tag: {handler: echo, next: [collect]}
   collect: {handler: echo, join: settled}
-`
-	if err := os.WriteFile(f, []byte(yaml), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	code, out, errs := runCLI(t, nil, "", "graph", f)
-	if code != 0 {
-		t.Fatalf("graph: %d %s", code, errs)
-	}
+`)
 	for _, want := range []string{
 		`"ocr" [label="ocr\n(echo)", shape=box3d, style=solid, xlabel="×50 at once"];`,
 		`"tag" [label="tag\n(echo)", shape=box3d, style=solid, xlabel="×50 at once"];`, // the whole chain

@@ -20,7 +20,10 @@ Examples:
 	register(&command{name: "graph", summary: "print a pipeline as Graphviz DOT", usage: "FILE",
 		help: `Prints the pipeline's graph in Graphviz DOT: steps as boxes, the switch
 cases as edge labels, joins as double boxes (with their policy), the steps
-a map's items run as stacked boxes with how many run at once.
+a map's items run as stacked boxes with how many run at once, the failure
+handler (on_failure) as a dashed box, and a sub-pipeline step as a
+component box linking to <pipeline>.svg (render each pipeline's file to
+its own SVG).
 
 Example:
   dsat graph examples/textstats.yaml | dot -Tsvg > textstats.svg`,
@@ -58,6 +61,12 @@ func runValidate(ctx context.Context, env *cliEnv, args []string) error {
 		loaded = append(loaded, p)
 		fmt.Fprintf(env.stdout, "%s: ok (pipeline %s %s, %d steps)\n", f, p.Name, p.Version, len(p.Order))
 	}
+	// Sub-pipelines may cross files: a cycle among the files given is an
+	// error (one named in none of them is not checked here).
+	if err := dsat.SubPipelineCycles(loaded); err != nil {
+		bad++
+		fmt.Fprintln(env.stderr, unprefixed(err.Error()))
+	}
 	if bad > 0 {
 		return &exitError{code: 1, msg: fmt.Sprintf("%d of %d files have problems", bad, fs.NArg())}
 	}
@@ -88,6 +97,11 @@ func dot(p *dsat.Pipeline) string {
 		s := p.Steps[name]
 		attrs := []string{`label="` + dotEscape(name) + `\n(` + dotEscape(s.Handler) + `)"`}
 		switch {
+		case s.Pipeline != "": // a link to the child pipeline's own graph
+			attrs = []string{`label="` + dotEscape(name) + `\n(pipeline ` + dotEscape(s.Pipeline) + `)"`, "shape=component", "style=solid",
+				`URL="` + dotEscape(s.Pipeline) + `.svg"`, `tooltip="sub-pipeline: a child task of ` + dotEscape(s.Pipeline) + `"`}
+		case name == p.OnFailure:
+			attrs = append(attrs, "style=dashed", `xlabel="on_failure"`)
 		case s.Join:
 			attrs = append(attrs, "peripheries=2", `xlabel="join`+joinTag(s.JoinPolicy)+`"`)
 		case s.IsSwitch():

@@ -66,6 +66,9 @@ function clearView() {
   return v;
 }
 
+// taskLink links to a task's page (a sub-pipeline's parent or child).
+function taskLink(id, attr, value) { return h("a", { href: "#/task/" + encodeURIComponent(id), [attr]: value }, id); }
+
 function statusEl(s) { return h("span", { class: "status " + s, "data-status": s }, s); }
 
 function fmtTime(t) { return t ? new Date(t).toLocaleTimeString([], { hour12: false }) + "." + String(new Date(t).getMilliseconds()).padStart(3, "0") : ""; }
@@ -264,13 +267,16 @@ function drawGraph(container, p) {
   const nodes = new Map();
   for (const s of p.steps) {
     const { x, y } = pos(s.name);
-    const kind = s.join ? "join" : s.routes ? "switch" : s.mapped_by ? "mapped" : "";
+    const kind = s.join ? "join" : s.routes ? "switch" : s.mapped_by ? "mapped" : s.pipeline ? "sub" : s.name === p.on_failure ? "onfailure" : "";
     // A step that runs a map's items is drawn as a stack of cards with a
     // count: how many of one task's items may run at once.
     const stack = s.mapped_by ? [8, 4].map((d) => h("rect", { class: "stack", x: x + d, y: y - d, width: W, height: H, rx: 6 })) : [];
     const count = s.mapped_by ? h("text", { class: "count", x: x + W - 6, y: y + 18, "text-anchor": "end", "data-role": "items" },
       "×" + (s.max_parallel ? s.max_parallel + " at once" : "n")) : null;
-    const tag = s.join ? " · join" + (s.join_policy && s.join_policy !== "all" ? " " + s.join_policy : "") : s.routes ? " · switch" : s.map ? " · map " + s.map : "";
+    const tag = s.join ? " · join" + (s.join_policy && s.join_policy !== "all" ? " " + s.join_policy : "") : s.routes ? " · switch" : s.map ? " · map " + s.map :
+      s.name === p.on_failure ? " · on_failure" : "";
+    // A sub-pipeline step names its pipeline and scrolls to its card.
+    const what = s.pipeline ? " → " + s.pipeline : " " + s.handler + tag;
     const load = h("text", { class: "load", x: x + 8, y: y + 38 }, "");
     const fail = h("text", { class: "load fail", x: x + 8, y: y + 53 }, "");
     const failTip = h("title", {}, FAIL_TIP);
@@ -284,8 +290,9 @@ function drawGraph(container, p) {
       s.join ? h("rect", { class: "outer", x: x - 4, y: y - 4, width: W + 8, height: H + 8, rx: 9 }) : null,
       ...stack,
       h("rect", { x, y, width: W, height: H, rx: 6 }),
-      h("text", { class: "name", x: x + 8, y: y + 18 }, s.name, h("tspan", { class: "muted" }, " " + s.handler + tag)),
+      h("text", { class: "name", x: x + 8, y: y + 18 }, s.name, h("tspan", { class: "muted" }, what)),
       count, load, h("g", { "data-role": "counts" }, failTip, fail), badge);
+    if (s.pipeline) g.addEventListener("click", () => document.querySelector(`section.card[data-pipeline="${CSS.escape(s.pipeline)}"]`)?.scrollIntoView());
     svg.append(g);
     nodes.set(s.name, { g, load, fail, badge, badgeText, badgeTip });
   }
@@ -347,10 +354,11 @@ async function viewTask(v, id) {
     try {
       const st = await api("GET", "/v1/tasks/" + encodeURIComponent(id));
       head.replaceChildren(h("p", {}, "Pipeline ", h("b", {}, st.pipeline + " " + st.version), " · status ", statusEl(st.status),
-        " · created " + fmtTime(st.created_at) + " · updated " + fmtTime(st.updated_at)),
+        " · created " + fmtTime(st.created_at) + " · updated " + fmtTime(st.updated_at),
+        st.parent ? [" · child of ", taskLink(st.parent.task, "data-role", "parent"), " (step " + st.parent.step + ")"] : ""),
         st.error ? h("p", { class: "error" }, st.error) : "");
       steps.replaceChildren(h("table", {}, h("thead", {}, h("tr", {}, ["step", "state", "attempts", "worker", "progress", "error"].map((c) => h("th", {}, c)))),
-        h("tbody", {}, Object.entries(st.steps || {}).map(([n, s]) => h("tr", { "data-step": n }, h("td", {}, n), h("td", {}, s.state + itemsText(s.items)), h("td", {}, s.attempts), h("td", {}, s.worker),
+        h("tbody", {}, Object.entries(st.steps || {}).map(([n, s]) => h("tr", { "data-step": n }, h("td", {}, n), h("td", {}, s.state + itemsText(s.items)), h("td", {}, s.attempts), h("td", {}, s.child ? ["child ", taskLink(s.child, "data-role", "child")] : s.worker),
           progressCell(s.progress), h("td", { class: "error" }, s.error))))));
       result.textContent = st.result === null || st.result === undefined ? "—" : JSON.stringify(st.result, null, 2);
       actions.replaceChildren(

@@ -1,0 +1,294 @@
+package dsat
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/dsat-dev/dsat/lua"
+)
+
+// Limits are a step's limits (limits: in YAML), over every satellite and
+// partition together: at most Rate.Count tokens begun in any window of
+// Rate.Per, at most Running tokens begun and not ended at once, and the
+// same per fairness key (the value of the input's field Key). A step with
+// limits begins each token before its handler runs; a token that may not
+// begin yet waits, read but not begun, using no attempt.
+type Limits struct {
+	Rate    Rate
+	Running int
+	// Key names the field of the step's input whose value is a token's
+	// fairness key; RunningPerKey and RatePerKey hold per key.
+	Key           string
+	RunningPerKey int
+	RatePerKey    Rate
+}
+
+// Rate is a number of tokens per period (a second, a minute or an hour);
+// the zero Rate is no rate limit.
+type Rate struct {
+	Count int
+	Per   time.Duration
+}
+
+// MaxRateCount bounds a rate's count: the limiter keeps one member per
+// grant of its last two windows.
+const MaxRateCount = 100_000
+
+// String gives the rate as written in YAML: "20/s", "100/m", "5/h".
+func (r Rate) String() string {
+	if r.Count == 0 {
+		return ""
+	}
+	unit := map[time.Duration]string{time.Second: "s", time.Minute: "m", time.Hour: "h"}[r.Per]
+	return strconv.Itoa(r.Count) + "/" + unit
+}
+
+// ParseRate reads "N/s", "N/m" or "N/h" with N from 1 to MaxRateCount.
+func ParseRate(s string) (Rate, error) {
+	n, unit, ok := strings.Cut(strings.TrimSpace(s), "/")
+	per := map[string]time.Duration{"s": time.Second, "m": time.Minute, "h": time.Hour}[unit]
+	c, err := strconv.Atoi(n)
+	if !ok || per == 0 || err != nil || c < 1 || c > MaxRateCount {
+		return Rate{}, fmt.Errorf("must be N/s, N/m or N/h with N a whole number from 1 to %d, got %q", MaxRateCount, s)
+	}
+	return Rate{Count: c, Per: per}, nil
+}
+
+// limitsFields are the fields of limits: in YAML.
+var limitsFields = []string{"rate", "running", "key", "running_per_key", "rate_per_key"}
+
+// MaxLimitKey is the longest fairness key field name.
+const MaxLimitKey = 64
+
+// limits reads a step's limits: mapping.
+func (l *loader) limits(n *yaml.Node, s *Step) {
+	f := l.fields(n, s.Name, "limits", limitsFields...)
+	lim := &Limits{}
+	lim.Rate = l.rate(f, s.Name, "rate")
+	lim.RatePerKey = l.rate(f, s.Name, "rate_per_key")
+	if v, ok := f["running"]; ok {
+		lim.Running = l.intIn(v, s.Name, "limits.running", 1, 1_000_000)
+	}
+	if v, ok := f["running_per_key"]; ok {
+		lim.RunningPerKey = l.intIn(v, s.Name, "limits.running_per_key", 1, 1_000_000)
+	}
+	_, perKey := f["running_per_key"]
+	if _, ok := f["rate_per_key"]; ok {
+		perKey = true
+	}
+	v, hasKey := f["key"]
+	switch {
+	case hasKey && (v.Kind != yaml.ScalarNode || v.Value == "" || len(v.Value) > MaxLimitKey || strings.ContainsAny(v.Value, " \t\n")):
+		l.add(v.Line, s.Name, "limits.key", fmt.Sprintf("must be the name of a field of the step's input (1 to %d characters, no spaces)", MaxLimitKey))
+	case hasKey && !perKey:
+		l.add(v.Line, s.Name, "limits.key", "give running_per_key, rate_per_key or both with it")
+	case hasKey:
+		lim.Key = v.Value
+	case perKey:
+		l.add(n.Line, s.Name, "limits", "running_per_key and rate_per_key need key: the input field that names each token's key")
+	}
+	if len(f) == 0 && n.Kind == yaml.MappingNode {
+		l.add(n.Line, s.Name, "limits", "give rate (N/s, N/m or N/h), running (a whole number), their per-key forms with key, or several")
+	}
+	s.Limits = lim
+}
+
+// rate reads the rate field name of limits:, if given.
+func (l *loader) rate(f map[string]*yaml.Node, step, name string) Rate {
+	v, ok := f[name]
+	if !ok {
+		return Rate{}
+	}
+	r, err := ParseRate(v.Value)
+	if v.Kind != yaml.ScalarNode {
+		r, err = Rate{}, fmt.Errorf("must be N/s, N/m or N/h, got a %s", v.Tag)
+	}
+	if err != nil {
+		l.add(v.Line, step, "limits."+name, err.Error())
+	}
+	return r
+}
+
+// LimitKey is a token's fairness key: the value of the input's field
+// named key, as text (a string as itself, another value as its JSON);
+// "" (one shared key) for an input that is not an object or lacks it.
+func LimitKey(key string, payload []byte) string {
+	var m map[string]json.RawMessage
+	if json.Unmarshal(payload, &m) != nil {
+		return ""
+	}
+	raw, ok := m[key]
+	if !ok || string(raw) == "null" {
+		return ""
+	}
+	var str string
+	if json.Unmarshal(raw, &str) == nil {
+		return str
+	}
+	return string(raw)
+}
+
+// LeaseID names a token's permit in its step's limiter: its partition and
+// stream entry (the same when the token is read again or reclaimed).
+func (e Entry) LeaseID() string {
+	return e.Part.Pipeline + "@" + e.Part.API + "#" + strconv.Itoa(e.Part.N) + "/" + e.ID
+}
+
+// LimitRequest asks a step's limiter for one token's permit: ID is the
+// token's lease id (Entry.LeaseID), Key its fairness key (LimitKey; ""
+// for a step without key).
+type LimitRequest struct {
+	ID, Key string
+}
+
+// LimitGrant is the answer of AcquireLimits.
+type LimitGrant struct {
+	// Granted says, for each request in order, whether it got a permit.
+	// A request whose key is at its limits is passed over and the next
+	// ones go on; at the step's own limits every one after is refused.
+	Granted []bool
+	// Free is how many of the step's permits are left now; -1: no limit
+	// of the step's own (only per-key ones, or none).
+	Free int
+	// Wait, when Free is 0, is how long until a permit may free up: when
+	// the rate window's oldest grant leaves it, or 100ms for a running
+	// limit (a release is not announced).
+	Wait time.Duration
+	// At is the time of the grant (by Redis's clock, unless the client's
+	// clock was injected): begin the granted tokens at it (BeginBatchAt),
+	// so their ACKs keep the rate's windows exactly and come after the
+	// end of the token whose running permit they took.
+	At time.Time
+}
+
+// limitsCall runs limits.lua for a step with limits.
+func (c *Client) limitsCall(ctx context.Context, pipeline string, st *Step, op string, now time.Time, lease time.Duration, reqs []LimitRequest) (any, error) {
+	lim := st.Limits
+	at := ms(now)
+	if c.serverClock {
+		at = "" // limits.lua reads Redis's clock
+	}
+	args := make([]any, 0, 9+2*len(reqs))
+	args = append(args, op, at, lim.Running, lim.Rate.Count, lim.Rate.Per.Milliseconds(), lease.Milliseconds(),
+		lim.RunningPerKey, lim.RatePerKey.Count, lim.RatePerKey.Per.Milliseconds())
+	keys := []string{c.keys.LimitRunning(pipeline, st.Name), c.keys.LimitRate(pipeline, st.Name)}
+	index := map[string]int{}
+	for _, r := range reqs {
+		k, seen := index[r.Key]
+		if lim.Key != "" && !seen {
+			keys = append(keys, c.keys.LimitKeyRunning(pipeline, st.Name, r.Key), c.keys.LimitKeyRate(pipeline, st.Name, r.Key))
+			k = len(keys)/2 - 1 // KEYS[1+2k], KEYS[2+2k] in Lua
+			index[r.Key] = k
+		}
+		args = append(args, r.ID, k)
+	}
+	res, err := lua.Limits.Run(ctx, c.rdb, keys, args...).Result()
+	if err != nil {
+		return nil, fmt.Errorf("dsat: limits of %s/%s: %w", pipeline, st.Name, err)
+	}
+	return res, nil
+}
+
+// limitedStep returns step of p, or an error when it has no limits.
+func limitedStep(p *Pipeline, step string) (*Step, error) {
+	st, ok := p.Steps[step]
+	if !ok {
+		return nil, fmt.Errorf("%w: pipeline %s has no step %q", ErrStepNotFound, p.Name, step)
+	}
+	if st.Limits == nil {
+		return nil, fmt.Errorf("dsat: step %s/%s has no limits", p.Name, step)
+	}
+	return st, nil
+}
+
+// AcquireLimits asks step's limiter for a permit for each request, in
+// order (see LimitGrant). A running permit is a lease that ends after
+// lease unless renewed (RenewLimits) or released (ReleaseLimits); an id
+// that already holds one keeps it. With no request it only looks (Free,
+// Wait).
+func (c *Client) AcquireLimits(ctx context.Context, p *Pipeline, step string, reqs []LimitRequest, lease time.Duration) (LimitGrant, error) {
+	st, err := limitedStep(p, step)
+	if err != nil {
+		return LimitGrant{}, err
+	}
+	r, err := c.limitsCall(ctx, p.Name, st, "acquire", c.cfg.Now(), lease, reqs)
+	if err != nil {
+		return LimitGrant{}, err
+	}
+	v, _ := r.([]any)
+	if len(v) != 4 {
+		return LimitGrant{}, fmt.Errorf("dsat: limits of %s/%s: unexpected reply %v", p.Name, step, r)
+	}
+	flags, _ := v[0].(string)
+	free, _ := v[1].(int64)
+	wait, _ := v[2].(int64)
+	at, _ := v[3].(int64)
+	g := LimitGrant{Granted: make([]bool, len(reqs)), Free: int(free), Wait: time.Duration(wait) * time.Millisecond, At: time.UnixMilli(at)}
+	for i := range g.Granted {
+		g.Granted[i] = i < len(flags) && flags[i] == '1'
+	}
+	return g, nil
+}
+
+// holdsLeases reports whether a step's limits lease running permits.
+func (l *Limits) holdsLeases() bool { return l.Running > 0 || l.Key != "" && l.RunningPerKey > 0 }
+
+// ReleaseLimits gives back the running permits of reqs (tokens ended). A
+// step without a running limit holds none: nothing is sent.
+func (c *Client) ReleaseLimits(ctx context.Context, p *Pipeline, step string, reqs []LimitRequest) error {
+	st, err := limitedStep(p, step)
+	if err != nil || !st.Limits.holdsLeases() || len(reqs) == 0 {
+		return err
+	}
+	_, err = c.limitsCall(ctx, p.Name, st, "release", c.cfg.Now(), 0, reqs)
+	return err
+}
+
+// RenewLimits extends the running permits of reqs (tokens still running)
+// by lease from now; a request whose lease was lost is not given one.
+func (c *Client) RenewLimits(ctx context.Context, p *Pipeline, step string, reqs []LimitRequest, lease time.Duration) error {
+	st, err := limitedStep(p, step)
+	if err != nil || !st.Limits.holdsLeases() || len(reqs) == 0 {
+		return err
+	}
+	_, err = c.limitsCall(ctx, p.Name, st, "renew", c.cfg.Now(), lease, reqs)
+	return err
+}
+
+// LimitUsage is what a step's limits hold now, over every satellite.
+type LimitUsage struct {
+	// Running is how many running permits are leased.
+	Running int `json:"running"`
+	// RateUsed is how many tokens were begun in the rate's current window
+	// (the last Rate.Per).
+	RateUsed int `json:"rate_used"`
+}
+
+// LimitUsages returns the usage of each step of p that has limits, by
+// step name.
+func (c *Client) LimitUsages(ctx context.Context, p *Pipeline) (map[string]LimitUsage, error) {
+	out := map[string]LimitUsage{}
+	for _, name := range p.Order {
+		st := p.Steps[name]
+		if st.Limits == nil {
+			continue
+		}
+		r, err := c.limitsCall(ctx, p.Name, st, "usage", c.cfg.Now(), 0, nil)
+		if err != nil {
+			return nil, err
+		}
+		v, _ := r.([]any)
+		if len(v) == 2 {
+			run, _ := v[0].(int64)
+			used, _ := v[1].(int64)
+			out[name] = LimitUsage{Running: int(run), RateUsed: int(used)}
+		}
+	}
+	return out, nil
+}

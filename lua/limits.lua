@@ -1,0 +1,146 @@
+-- limits.lua: a step's limits (limits: in YAML), shared by every
+-- satellite. Its keys share one hash tag of their own per step, so the
+-- limits hold over every partition of the step, also on a Redis Cluster.
+-- Running permits are leases: a sorted set of lease ids (the token's
+-- stream entry) scored by when the lease ends, so a dead satellite's
+-- permits come back once their lease (the visibility timeout) runs out.
+-- The rate is a sliding window: a sorted set of grants scored by when
+-- they were made; a grant is made only while fewer than the rate's count
+-- were made after (now - period), whatever the callers' order, so no
+-- window of one period holds more grants than the count. The per-key
+-- limits (a fairness key from the token's input) are the same, on a pair
+-- of sorted sets per key, which expire once idle.
+-- KEYS[1] -> running leases              dsat:{limits:<pipeline>/<step>}:running
+-- KEYS[2] -> rate grants                  dsat:{limits:<pipeline>/<step>}:rate
+-- KEYS[1+2k] -> key k's running leases    dsat:{limits:<pipeline>/<step>}:k:<key>:running
+-- KEYS[2+2k] -> key k's rate grants       dsat:{limits:<pipeline>/<step>}:k:<key>:rate
+-- ARGV[1] -> operation: acquire, release, renew or usage
+-- ARGV[2] -> now (ms); empty: Redis's clock (TIME)
+-- ARGV[3] -> running: the most leases at once (0: no running limit)
+-- ARGV[4] -> rate: the most grants per period (0: no rate limit)
+-- ARGV[5] -> the rate's period (ms)
+-- ARGV[6] -> a lease's length (ms)
+-- ARGV[7] -> running_per_key (0: none)
+-- ARGV[8] -> rate_per_key: the most grants per period and key (0: none)
+-- ARGV[9] -> rate_per_key's period (ms)
+-- ARGV[10..] -> acquire, release, renew: pairs (lease id, k), k the index
+--   of the id's key in KEYS (0: the step has no key), ids in the order wanted
+-- Returns: acquire: {granted, free, wait, now}: granted is a string of
+-- '1' (permit granted; an id that holds a lease already keeps it and
+-- takes no new grant) or '0' per id: an id whose key is at its limits is
+-- passed over, the others go on; at the step's own limits every id after
+-- is refused. free: the step's permits left now (-1: no step limit);
+-- wait: when free is 0, ms until a grant may be possible again (the rate
+-- window's oldest grant leaving it; 100 for a running limit); now: the
+-- grant's time (ms). Acquire with no id is a look. release, renew: the
+-- number of ids; usage: {running leases, grants in the current window}.
+local op, now = ARGV[1], tonumber(ARGV[2])
+if not now then -- Redis's clock: a grant comes after every release before it
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local running, rate, per, lease = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local kRunning, kRate, kPer = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
+
+if op == 'release' or op == 'renew' then
+  local n = 0
+  for i = 10, #ARGV, 2 do
+    local id, k = ARGV[i], tonumber(ARGV[i + 1])
+    local sets = {}
+    if running > 0 then sets[#sets + 1] = KEYS[1] end
+    if k > 0 and kRunning > 0 then sets[#sets + 1] = KEYS[1 + 2 * k] end
+    for _, key in ipairs(sets) do
+      if op == 'release' then
+        redis.call('ZREM', key, id)
+      elseif redis.call('ZSCORE', key, id) then
+        redis.call('ZADD', key, now + lease, id)
+        if key ~= KEYS[1] then redis.call('PEXPIRE', key, lease) end
+      end
+    end
+    n = n + 1
+  end
+  return n
+end
+
+local free, rfree = -1, -1
+if running > 0 then
+  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+  free = running - redis.call('ZCARD', KEYS[1])
+end
+if rate > 0 then
+  -- Kept for two periods: a caller whose clock is behind still counts them.
+  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - 2 * per)
+  rfree = rate - redis.call('ZCOUNT', KEYS[2], '(' .. (now - per), '+inf')
+end
+if op == 'usage' then
+  return {running > 0 and running - free or 0, rate > 0 and rate - rfree or 0}
+end
+if op ~= 'acquire' then
+  return redis.error_reply('limits.lua: unknown operation ' .. tostring(op))
+end
+
+-- The permits left of key k (running, rate), read on its first id.
+local kfree = {}
+local function keyFree(k)
+  if not kfree[k] then
+    local f = {-1, -1}
+    if kRunning > 0 then
+      redis.call('ZREMRANGEBYSCORE', KEYS[1 + 2 * k], '-inf', now)
+      f[1] = kRunning - redis.call('ZCARD', KEYS[1 + 2 * k])
+    end
+    if kRate > 0 then
+      redis.call('ZREMRANGEBYSCORE', KEYS[2 + 2 * k], '-inf', now - 2 * kPer)
+      f[2] = kRate - redis.call('ZCOUNT', KEYS[2 + 2 * k], '(' .. (now - kPer), '+inf')
+    end
+    kfree[k] = f
+  end
+  return kfree[k]
+end
+
+local granted = {}
+for i = 10, #ARGV, 2 do
+  local id, k = ARGV[i], tonumber(ARGV[i + 1])
+  local ok = '0'
+  if (running > 0 or (k > 0 and kRunning > 0)) and redis.call('ZSCORE', (running > 0) and KEYS[1] or KEYS[1 + 2 * k], id) then
+    ok = '1' -- read again or reclaimed: keeps its permit
+    if running > 0 then redis.call('ZADD', KEYS[1], now + lease, id) end
+    if k > 0 and kRunning > 0 then redis.call('ZADD', KEYS[1 + 2 * k], now + lease, id) end
+  else
+    if (running > 0 and free <= 0) or (rate > 0 and rfree <= 0) then break end
+    local f = k > 0 and keyFree(k) or {-1, -1}
+    if f[1] ~= 0 and f[2] ~= 0 then
+      ok = '1'
+      if running > 0 then
+        redis.call('ZADD', KEYS[1], now + lease, id)
+        free = free - 1
+      end
+      if rate > 0 then
+        redis.call('ZADD', KEYS[2], now, id .. '@' .. now)
+        rfree = rfree - 1
+      end
+      if f[1] > 0 then
+        redis.call('ZADD', KEYS[1 + 2 * k], now + lease, id)
+        redis.call('PEXPIRE', KEYS[1 + 2 * k], lease)
+        f[1] = f[1] - 1
+      end
+      if f[2] > 0 then
+        redis.call('ZADD', KEYS[2 + 2 * k], now, id .. '@' .. now)
+        redis.call('PEXPIRE', KEYS[2 + 2 * k], 2 * kPer)
+        f[2] = f[2] - 1
+      end
+    end
+  end
+  granted[#granted + 1] = ok
+end
+for _ = #granted + 1, (#ARGV - 9) / 2 do granted[#granted + 1] = '0' end
+
+local left = -1
+if running > 0 then left = math.max(0, free) end
+if rate > 0 and (left < 0 or rfree < left) then left = math.max(0, rfree) end
+local wait = 0
+if running > 0 and free <= 0 then wait = 100 end
+if rate > 0 and rfree <= 0 then
+  local oldest = redis.call('ZRANGEBYSCORE', KEYS[2], '(' .. (now - per), '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
+  wait = math.max(wait, 1, tonumber(oldest[2] or now) + per - now)
+end
+return {table.concat(granted), left, wait, now}

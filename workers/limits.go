@@ -1,0 +1,367 @@
+package workers
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/dsat-dev/dsat/dsat"
+)
+
+// The satellite's side of a step's limits (dsat.Limits). Every satellite
+// asks the step's limiter (dsat.Client.AcquireLimits, one script on keys
+// of the step's own hash tag) for a permit per token it read, just before
+// it begins them; it begins the granted tokens at the grant's time (the
+// ACK carries it, also when the begin is lazy: written with the result,
+// or by a late begin), and parks the others here, read but not begun (in its PEL, claims
+// renewed: keepSpill), until a permit frees: when the rate window's
+// oldest grant leaves it, when a token of this satellite ends, and at the
+// latest every limitPoll. Parked tokens are offered again first, round
+// robin over their fairness keys; while the step itself has permits left
+// and fewer than parkCap tokens are parked, the reader also reads new
+// tokens, so a key at its limits does not hold up the keys behind it in
+// the stream. Running permits are leases of the visibility timeout,
+// renewed with the claims and released when a token ends.
+
+// limitPoll is how often a reader whose step (or a key) is at its limits
+// asks again (a release by another satellite is not announced).
+const limitPoll = 100 * time.Millisecond
+
+// parkCap is the most tokens a satellite parks per step; beyond it, it
+// reads no new token until some are begun.
+const parkCap = 1024
+
+// parkedRef is a token read but not begun, and its fairness key.
+type parkedRef struct {
+	m   msgRef
+	key string
+}
+
+// stepLimiter is one step's limiter client on this satellite; nil for a
+// step without limits.
+type stepLimiter struct {
+	r *stepRunner
+	// free is the step's permits left at the limiter's last answer (-1:
+	// none yet, or no limit of the step's own), wait how long that answer
+	// said to wait; parked and blocked (key -> until when it is not
+	// offered again) are reader-owned too.
+	free    int
+	wait    time.Duration
+	parked  []parkedRef
+	blocked map[string]time.Time
+	// wake gets a signal when a token of this step ends here and its
+	// permit was given back; freed (under mu) lists the keys of those
+	// permits: the reader offers their parked tokens again at once.
+	wake  chan struct{}
+	rel   batcher[dsat.LimitRequest]
+	mu    sync.Mutex
+	freed map[string]bool
+}
+
+func newStepLimiter(r *stepRunner) *stepLimiter {
+	if r.step.Limits == nil {
+		return nil
+	}
+	return &stepLimiter{r: r, free: -1, wake: make(chan struct{}, 1), blocked: map[string]time.Time{}, freed: map[string]bool{}}
+}
+
+// readable returns how many of n tokens the reader may read now: n, or
+// the permits left; 0 (after waiting for a permit to free) when none is,
+// or when parkCap tokens are parked.
+func (l *stepLimiter) readable(ctx context.Context, n int) int {
+	if len(l.parked) >= parkCap {
+		l.r.markHeld()
+		l.pause(ctx)
+		return 0
+	}
+	if l.free != 0 {
+		if l.free > 0 {
+			return min(n, l.free)
+		}
+		return n
+	}
+	g, err := l.r.s.c.AcquireLimits(ctx, l.r.p, l.r.step.Name, nil, l.r.vis)
+	if err != nil {
+		l.failed(err)
+		l.pause(ctx)
+		return 0
+	}
+	l.free, l.wait = g.Free, g.Wait
+	if g.Free == 0 {
+		l.r.markHeld()
+		l.pause(ctx)
+		return 0
+	}
+	return l.readable(ctx, n)
+}
+
+// ready takes up to n parked tokens whose key is not known to be at its
+// limits, round robin over the keys (the first parked of each key, then
+// the second, ...), so a key with many waiting does not hold up one with
+// few.
+func (l *stepLimiter) ready(n int) []msgRef {
+	if len(l.parked) == 0 {
+		return nil
+	}
+	l.mu.Lock()
+	for k := range l.freed {
+		delete(l.blocked, k)
+	}
+	clear(l.freed)
+	l.mu.Unlock()
+	now := time.Now()
+	rank := make([]int, len(l.parked)) // 0: not offered; else its round
+	seen := map[string]int{}
+	for i, p := range l.parked {
+		if until, ok := l.blocked[p.key]; ok && now.Before(until) {
+			continue
+		}
+		seen[p.key]++
+		rank[i] = seen[p.key]
+	}
+	var out []msgRef
+	for round := 1; len(out) < n && round <= len(l.parked); round++ {
+		found := false
+		for i, p := range l.parked {
+			if rank[i] == round && len(out) < n {
+				out, rank[i], found = append(out, p.m), -1, true
+			}
+		}
+		if !found {
+			break
+		}
+	}
+	kept := l.parked[:0]
+	for i, p := range l.parked {
+		if rank[i] != -1 {
+			kept = append(kept, p)
+		}
+	}
+	l.parked = kept
+	return out
+}
+
+// park keeps tokens that got no permit, in order, after those parked
+// before; a key refused a permit is not offered again for limitPoll.
+func (l *stepLimiter) park(ps []parkedRef, keyRefused map[string]bool) {
+	until := time.Now().Add(limitPoll)
+	for k := range keyRefused {
+		l.blocked[k] = until
+	}
+	for k, t := range l.blocked {
+		if time.Now().After(t) {
+			delete(l.blocked, k)
+		}
+	}
+	l.parked = append(l.parked, ps...)
+}
+
+// readBlock is how long a read of new tokens may block: not past the next
+// offer of the parked ones.
+func (l *stepLimiter) readBlock(block time.Duration) time.Duration {
+	if l != nil && len(l.parked) > 0 {
+		return min(block, limitPoll)
+	}
+	return block
+}
+
+// grant asks for a permit for each job, in order, and returns which got
+// one and when: begin those at that time.
+func (l *stepLimiter) grant(jobs []*job) ([]bool, time.Time) {
+	reqs := make([]dsat.LimitRequest, len(jobs))
+	for i, j := range jobs {
+		if k := l.r.step.Limits.Key; k != "" {
+			j.limKey = dsat.LimitKey(k, j.d.Payload)
+		}
+		reqs[i] = dsat.LimitRequest{ID: j.m.LeaseID(), Key: j.limKey}
+	}
+	ctx, cancel := context.WithTimeout(l.r.s.engineCtxOr(), 5*time.Second)
+	defer cancel()
+	g, err := l.r.s.c.AcquireLimits(ctx, l.r.p, l.r.step.Name, reqs, l.r.vis)
+	if err != nil {
+		l.failed(err)
+		l.free, l.wait = 0, limitPoll
+		return make([]bool, len(jobs)), time.Time{}
+	}
+	l.free, l.wait = g.Free, g.Wait
+	lim := l.r.step.Limits
+	for i, j := range jobs {
+		if g.Granted[i] {
+			j.leased.Store(lim.Running > 0 || lim.Key != "" && lim.RunningPerKey > 0)
+		}
+	}
+	return g.Granted, g.At
+}
+
+// pause waits until a permit may have freed: the wait of the limiter's
+// last answer (at most limitPoll for a running limit, at most a third of
+// the visibility timeout), or a token of this step ending here.
+func (l *stepLimiter) pause(ctx context.Context) {
+	d := l.wait
+	if d <= 0 || d > limitPoll && l.r.step.Limits.Rate.Count == 0 {
+		d = limitPoll
+	}
+	d = min(d, l.r.vis/3) // the waiting tokens' claims are renewed (keepSpill)
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	case <-l.wake:
+	}
+}
+
+// release gives back the running permit of a job that ended (or was not
+// begun), batched with the other jobs ending meanwhile; once given back,
+// the reader is woken (sendRelease).
+func (l *stepLimiter) release(j *job) {
+	if l == nil || !j.leased.Swap(false) {
+		return
+	}
+	l.rel.add(dsat.LimitRequest{ID: j.m.LeaseID(), Key: j.limKey}, l.sendRelease)
+}
+
+// sendRelease releases a batch of permits, retrying a few times; a permit
+// whose release failed comes back when its lease ends.
+func (l *stepLimiter) sendRelease(reqs []dsat.LimitRequest) {
+	failed := inBatches(l.r.s.engineCtxOr(), reqs, func(ctx context.Context, chunk []dsat.LimitRequest) []dsat.LimitRequest {
+		if err := l.r.s.c.ReleaseLimits(ctx, l.r.p, l.r.step.Name, chunk); err != nil {
+			if retryable(err) {
+				return chunk
+			}
+			l.failed(err)
+		}
+		return nil
+	})
+	if len(failed) > 0 {
+		l.r.log.Warn().Int("permits", len(failed)).Dur("lease", l.r.vis).Msg("release running permits failed; they come back when their lease ends")
+	}
+	l.mu.Lock()
+	for _, q := range reqs {
+		l.freed[q.Key] = true
+	}
+	l.mu.Unlock()
+	select {
+	case l.wake <- struct{}{}:
+	default:
+	}
+}
+
+// renew extends the running permit of a job whose claim was renewed.
+func (l *stepLimiter) renew(ctx context.Context, j *job) {
+	if l == nil || !j.leased.Load() {
+		return
+	}
+	req := []dsat.LimitRequest{{ID: j.m.LeaseID(), Key: j.limKey}}
+	if err := l.r.s.c.RenewLimits(ctx, l.r.p, l.r.step.Name, req, l.r.vis); err != nil {
+		l.r.s.logLimited(l.r.name()+"/limits", l.r.log.Warn().Err(err), "renew a running permit failed")
+	}
+}
+
+func (l *stepLimiter) failed(err error) {
+	l.r.s.logLimited(l.r.name()+"/limits", l.r.log.Warn().Err(err), "ask the step's limiter failed; its tokens wait")
+}
+
+// limitGrant is the part of dispatch for a step with limits: the granted
+// jobs are begun, the others are parked (limiter.park) to be offered
+// again; at is the grant's time.
+func (r *stepRunner) limitGrant(jobs []*job) (granted []*job, at time.Time) {
+	if r.lim == nil || len(jobs) == 0 {
+		return jobs, time.Time{}
+	}
+	ok, at := r.lim.grant(jobs)
+	var parked []parkedRef
+	refused := map[string]bool{}
+	for i, j := range jobs {
+		if ok[i] {
+			j.grantAt = at
+			granted = append(granted, j)
+			continue
+		}
+		j.cancel()
+		parked = append(parked, parkedRef{m: j.m, key: j.limKey})
+		if r.lim.free != 0 && r.step.Limits.Key != "" {
+			refused[j.limKey] = true // the step had permits: the key is at its limits
+		}
+	}
+	if len(parked) > 0 {
+		r.markHeld() // waiting for a permit does not count toward queue_timeout
+		r.lim.park(parked, refused)
+	}
+	return granted, at
+}
+
+// beginAtGrant begins jobs (a late begin) at their grants' times, or now
+// for a step without limits.
+func (r *stepRunner) beginAtGrant(jobs []*job) []dsat.Outcome {
+	if r.lim == nil {
+		return r.begin(jobs, time.Time{})
+	}
+	outs := make([]dsat.Outcome, len(jobs))
+	byAt := map[time.Time][]int{}
+	for i, j := range jobs {
+		byAt[j.grantAt] = append(byAt[j.grantAt], i)
+	}
+	for at, idx := range byAt {
+		sub := make([]*job, len(idx))
+		for k, i := range idx {
+			sub[k] = jobs[i]
+		}
+		for k, o := range r.begin(sub, at) {
+			outs[idx[k]] = o
+		}
+	}
+	return outs
+}
+
+// beginBatch begins ds at at, or now when at is zero.
+func (r *stepRunner) beginBatch(ctx context.Context, ds []dsat.Delivery, at time.Time) ([]dsat.Outcome, []error) {
+	if at.IsZero() {
+		return r.s.c.BeginBatch(ctx, ds)
+	}
+	return r.s.c.BeginBatchAt(ctx, ds, at)
+}
+
+// keepSpill renews this consumer's claim of the tokens the reader holds
+// read but not begun (spill: the step paused, or its next step full;
+// parked: at its limits) once a third of the visibility timeout passed
+// since keptAt (when they were read or last renewed), so no reclaimer
+// takes them over and counts a delivery while they wait; it drops those
+// another consumer took over meanwhile. With none held it makes no Redis
+// call.
+func (r *stepRunner) keepSpill(ctx context.Context, spill []msgRef, keptAt *time.Time) []msgRef {
+	now := time.Now()
+	var parked []parkedRef
+	if r.lim != nil {
+		parked = r.lim.parked
+	}
+	if len(spill)+len(parked) == 0 || keptAt.IsZero() {
+		*keptAt = now
+		return spill
+	}
+	if now.Sub(*keptAt) < r.vis/3 {
+		return spill
+	}
+	*keptAt = now
+	all := append([]msgRef(nil), spill...)
+	for _, p := range parked {
+		all = append(all, p.m)
+	}
+	owned := r.reader.Keep(ctx, all)
+	kept := spill[:0]
+	for i, m := range spill {
+		if owned[i] {
+			kept = append(kept, m)
+		}
+	}
+	if r.lim != nil {
+		keptParked := parked[:0]
+		for i, p := range parked {
+			if owned[len(spill)+i] {
+				keptParked = append(keptParked, p)
+			}
+		}
+		r.lim.parked = keptParked
+	}
+	return kept
+}
