@@ -93,20 +93,24 @@ func (c *Client) BreakerSucceeded(ctx context.Context, pipeline, step, who strin
 
 // BreakerProbe asks to run the one probe token of an open breaker whose
 // time is up (or whose last prober's lease ran out); true: the caller, who,
-// runs it now and holds the probe for lease. The move from open to half
-// open is published on the firehose (an error with true: only the event
+// runs it now and holds the probe for lease. The move to half open, also a
+// takeover of an expired lease, is published on the firehose (an error with true: only the event
 // could not be written; the caller holds the probe).
 func (c *Client) BreakerProbe(ctx context.Context, pipeline, step, who string, lease time.Duration) (bool, error) {
 	now := c.cfg.Now()
 	r, err := c.breakerCall(ctx, pipeline, step, "probe", pipeline+"/"+step, ms(now), who, lease.Milliseconds())
 	n, _ := r.(int64)
-	if n == 2 {
+	if n > 0 && err == nil { // half open now, or again (a takeover of an expired lease): by who
 		return true, c.PublishBreaker(ctx, pipeline, step, who, BreakerState{State: BreakerHalfOpen, Until: Time{Time: now.Add(lease).UTC()}}, now)
 	}
-	return n == 1, err
+	return n > 0, err
 }
 
 // Breakers returns every breaker that is not closed, by "pipeline/step".
+// A half-open breaker whose probe lease ran out (its prober died, or the
+// step had no token to probe with) shows as open with that lease's end as
+// Until, in the past: a probe is due, the next satellite to read a token
+// of the step takes it.
 func (c *Client) Breakers(ctx context.Context) (map[string]BreakerState, error) {
 	m, err := c.rdb.HGetAll(ctx, c.keys.Breakers()).Result()
 	if err != nil {
@@ -117,7 +121,7 @@ func (c *Client) Breakers(ctx context.Context) (map[string]BreakerState, error) 
 		parts := strings.Split(v, "|")
 		until, _ := strconv.ParseInt(parts[len(parts)-1], 10, 64)
 		st := BreakerState{State: BreakerOpen, Until: Time{Time: time.UnixMilli(until).UTC()}}
-		if parts[0] == "h" {
+		if parts[0] == "h" && st.Until.After(c.cfg.Now()) {
 			st.State = BreakerHalfOpen
 		}
 		out[f] = st

@@ -321,9 +321,10 @@ func (l *loader) breaker(n *yaml.Node, s *Step) {
 	}
 	for name, d := range map[string]*time.Duration{"within": &b.Within, "open_for": &b.OpenFor} {
 		if v, ok := f[name]; ok {
-			*d = l.duration(v, s.Name, "breaker."+name)
-			if *d < time.Second {
-				l.add(v.Line, s.Name, "breaker."+name, "must be at least 1s")
+			if got, err := time.ParseDuration(v.Value); v.Kind != yaml.ScalarNode || err != nil || got < time.Second {
+				l.add(v.Line, s.Name, "breaker."+name, fmt.Sprintf("must be a Go duration of at least 1s such as 30s or 1m, got %q", v.Value))
+			} else {
+				*d = got
 			}
 		}
 	}

@@ -216,7 +216,7 @@ steps:
     breaker: {failures: 0, within: 500ms, colour: red}
 `))
 	for _, want := range []string{`b.yaml:7: step "a": field "breaker.failures": must be a whole number from 1`,
-		`b.yaml:7: step "a": field "breaker.within": must be at least 1s`, `step "a": field "colour": unknown field; known fields are [failures within open_for]`} {
+		`b.yaml:7: step "a": field "breaker.within": must be a Go duration of at least 1s such as 30s or 1m, got "500ms"`, `step "a": field "colour": unknown field; known fields are [failures within open_for]`} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("missing %q in %v", want, err)
 		}

@@ -50,34 +50,35 @@ func (c *Client) CancelOverdue(ctx context.Context, p Partition, limit int) (can
 // partition p that no worker has read although they have waited in the
 // step's stream longer than its queue_timeout: each gets TIMEOUT (no
 // ACK, no worker), then a retry or the dead letters by the step's policy.
-// It returns how many tokens it timed out, and whether more may be due (it
+// It returns how many tokens it timed out, how many of those went to the
+// dead letters (their last attempt), and whether more may be due (it
 // found limit); a step without a queue_timeout has none.
 //
 // A token read by a worker but not yet begun is that worker's to judge
 // (workers check the wait of each token they read); this finds the tokens
 // nobody reads: no satellite runs the step, or all of them are busy.
-func (c *Client) TimeoutQueued(ctx context.Context, p Partition, step string, limit int) (timedOut int, more bool, err error) {
+func (c *Client) TimeoutQueued(ctx context.Context, p Partition, step string, limit int) (timedOut, dead int, more bool, err error) {
 	cp, err := c.pipelineFor(p)
 	if err != nil {
-		return 0, false, err
+		return 0, 0, false, err
 	}
 	st, ok := cp.p.Steps[step]
 	if !ok {
-		return 0, false, fmt.Errorf("%w: pipeline %s %s has no step %q", ErrStepNotFound, p.Pipeline, p.API, step)
+		return 0, 0, false, fmt.Errorf("%w: pipeline %s %s has no step %q", ErrStepNotFound, p.Pipeline, p.API, step)
 	}
 	if st.QueueTimeout <= 0 {
-		return 0, false, nil
+		return 0, 0, false, nil
 	}
 	key := c.keys.Step(p, step)
 	start, err := c.undeliveredStart(ctx, key, step)
 	if err != nil || start == "" {
-		return 0, false, err
+		return 0, 0, false, err
 	}
 	now := c.cfg.Now()
 	end := strconv.FormatInt(now.Add(-st.QueueTimeout).UnixMilli(), 10)
 	msgs, err := c.rdb.XRangeN(ctx, key, start, end, int64(limit)).Result()
 	if err != nil {
-		return 0, false, fmt.Errorf("dsat: read queued tokens of %s/%s: %w", p.Tag(), step, err)
+		return 0, 0, false, fmt.Errorf("dsat: read queued tokens of %s/%s: %w", p.Tag(), step, err)
 	}
 	n := 0
 	for _, m := range msgs {
@@ -88,15 +89,18 @@ func (c *Client) TimeoutQueued(ctx context.Context, p Partition, step string, li
 		d := Delivery{Envelope: env, EntryID: m.ID}
 		f := Failure{Timeout: true, NotRun: true, undelivered: true,
 			Message: QueueTimeoutMessage(st.QueueTimeout, now.Sub(StreamIDTime(m.ID)))}
-		o, _, err := c.Fail(ctx, d, f)
+		o, mode, err := c.Fail(ctx, d, f)
 		if err != nil {
-			return n, false, err
+			return n, dead, false, err
 		}
 		if o == Applied {
 			n++
+			if mode == FailDead {
+				dead++
+			}
 		}
 	}
-	return n, len(msgs) == limit, nil
+	return n, dead, len(msgs) == limit, nil
 }
 
 // QueueTimeoutMessage is the error of a token that waited past its step's

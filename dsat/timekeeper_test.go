@@ -35,13 +35,13 @@ func TestQueueTimeout(t *testing.T) {
 		h.realClock()
 		part := h.p.Partition(0)
 		id := h.submit(`{"n":1}`)
-		if n, _, err := h.c.TimeoutQueued(h.ctx, part, "a", 100); err != nil || n != 0 {
+		if n, _, _, err := h.c.TimeoutQueued(h.ctx, part, "a", 100); err != nil || n != 0 {
 			t.Fatalf("timed out %d (%v) before the queue timeout", n, err)
 		}
 		h.advance(3 * time.Second)
-		n, more, err := h.c.TimeoutQueued(h.ctx, part, "a", 100)
-		if err != nil || n != 1 || more {
-			t.Fatalf("timed out %d, more %v, err %v; want 1", n, more, err)
+		n, dead, more, err := h.c.TimeoutQueued(h.ctx, part, "a", 100)
+		if err != nil || n != 1 || dead != 0 || more {
+			t.Fatalf("timed out %d (dead %d), more %v, err %v; want 1, none dead", n, dead, more, err)
 		}
 		eq(t, "events", names(h.events(id)), []string{"INIT", "TIMEOUT:a", "RETRY:a"})
 		st := h.state(id)
@@ -53,7 +53,7 @@ func TestQueueTimeout(t *testing.T) {
 			t.Fatal("the timed-out entry is still in the stream")
 		}
 		// Twice is harmless: nothing left to time out.
-		if n, _, _ := h.c.TimeoutQueued(h.ctx, part, "a", 100); n != 0 {
+		if n, _, _, _ := h.c.TimeoutQueued(h.ctx, part, "a", 100); n != 0 {
 			t.Fatalf("timed out %d again", n)
 		}
 
@@ -64,8 +64,8 @@ func TestQueueTimeout(t *testing.T) {
 			t.Fatalf("promoted %d (%v)", moved, err)
 		}
 		h.advance(3 * time.Second)
-		if n, _, err := h.c.TimeoutQueued(h.ctx, part, "a", 100); err != nil || n != 1 {
-			t.Fatalf("second attempt: timed out %d (%v)", n, err)
+		if n, dead, _, err := h.c.TimeoutQueued(h.ctx, part, "a", 100); err != nil || n != 1 || dead != 1 {
+			t.Fatalf("second attempt: timed out %d, dead %d (%v); want 1 dead", n, dead, err)
 		}
 		eq(t, "events", names(h.events(id)), []string{"INIT", "TIMEOUT:a", "RETRY:a", "TIMEOUT:a", "DEAD"})
 		eq(t, "status", h.state(id).Status, dsat.StatusFailed)
@@ -80,7 +80,7 @@ func TestQueueTimeout(t *testing.T) {
 			t.Fatalf("read %d tokens", len(ds))
 		}
 		h.advance(3 * time.Second)
-		if n, _, _ := h.c.TimeoutQueued(h.ctx, part, "a", 100); n != 0 {
+		if n, _, _, _ := h.c.TimeoutQueued(h.ctx, part, "a", 100); n != 0 {
 			t.Fatalf("timed out %d delivered tokens", n)
 		}
 		f := dsat.UndeliveredForTest(dsat.Failure{Timeout: true, NotRun: true, Message: "late"})
@@ -104,7 +104,7 @@ func TestQueueTimeout(t *testing.T) {
 		eq(t, "events", names(h.events(id3)), []string{"INIT", "TIMEOUT:a", "RETRY:a"})
 
 		// A step without a queue_timeout has none.
-		if n, more, err := h.c.TimeoutQueued(h.ctx, part, "b", 100); n != 0 || more || err != nil {
+		if n, _, more, err := h.c.TimeoutQueued(h.ctx, part, "b", 100); n != 0 || more || err != nil {
 			t.Fatalf("step b: %d %v %v", n, more, err)
 		}
 	})

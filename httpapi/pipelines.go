@@ -127,11 +127,16 @@ func (a *API) listPipelines(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, out)
 }
 
-// getPipeline returns the newest version's definition, graph edges and each
-// step's load: backlog and pending from the streams, busy, concurrency,
-// processed and failed summed over the live satellites.
+// getPipeline returns the newest version's (or with ?version=X.Y.Z, that
+// loaded version's) definition, graph edges and each step's load: backlog
+// and pending from the streams, busy, concurrency, processed and failed
+// summed over the live satellites.
 func (a *API) getPipeline(w http.ResponseWriter, r *http.Request) {
-	p, err := a.c.Pipeline(chi.URLParam(r, "name"))
+	if err := checkParams(r, "version"); err != nil {
+		writeError(w, r, err)
+		return
+	}
+	p, err := a.pipelineVersion(chi.URLParam(r, "name"), r.URL.Query().Get("version"))
 	if err != nil {
 		writeError(w, r, err)
 		return
@@ -183,6 +188,20 @@ func (a *API) getPipeline(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"pipeline": v, "measured_at": dsat.Time{Time: time.Now()}})
+}
+
+// pipelineVersion returns the named pipeline's loaded version, the newest
+// for "".
+func (a *API) pipelineVersion(name, version string) (*dsat.Pipeline, error) {
+	if version == "" {
+		return a.c.Pipeline(name)
+	}
+	for _, p := range a.c.Pipelines() {
+		if p.Name == name && p.Version.String() == version {
+			return p, nil
+		}
+	}
+	return nil, fmt.Errorf("%w: %q version %q is not loaded (GET /v1/pipelines lists the loaded versions)", dsat.ErrPipelineNotFound, name, version)
 }
 
 // pauseView is the answer of pause and resume.

@@ -52,9 +52,9 @@ func (s *Satellite) applyBreakers(ctx context.Context) {
 		if err != nil { // won: only its BREAKER event was not written
 			s.logLimited(r.name()+"/probe", r.log.Warn().Err(err), "claim a circuit breaker's probe failed")
 		}
-		if won {
+		if won { // logged when a token runs as the probe (the step may have none)
 			r.probe.Store(1)
-			r.log.Info().Msg("circuit breaker half open: running one probe token")
+			r.log.Debug().Msg("circuit breaker probe claimed: the next token read runs as the probe")
 		}
 	}
 }

@@ -16,7 +16,7 @@ const promoteBatch = 100
 func (s *Satellite) promoteLoop(ctx context.Context) {
 	every(ctx, s.cfg.PromoteInterval, func(ctx context.Context) {
 		s.promoteDue(ctx)
-		keepTime(ctx, s.c, s.sweeps, s.stepHeld, s.logLimited, &s.log)
+		keepTime(ctx, s.c, s.sweeps, s.stepHeld, s.countTimeouts, s.logLimited, &s.log)
 	})
 }
 
@@ -42,10 +42,26 @@ func (s *Satellite) promoteDue(ctx context.Context) {
 // tokens alone: its reader here is held (paused, breaker open, next step
 // full) or was within the step's queue_timeout.
 func (s *Satellite) stepHeld(p dsat.Partition, step string) bool {
+	r := s.runnerOf(p, step)
+	return r != nil && r.recentlyHeld(r.step.QueueTimeout)
+}
+
+// runnerOf returns the runner of a step of p's pipeline, nil if this
+// satellite runs none.
+func (s *Satellite) runnerOf(p dsat.Partition, step string) *stepRunner {
 	for _, r := range s.steps {
 		if r.p.Name == p.Pipeline && r.step.Name == step {
-			return r.recentlyHeld(r.step.QueueTimeout)
+			return r
 		}
 	}
-	return false
+	return nil
+}
+
+// countTimeouts adds the time keeper's queue timeouts of a served step to
+// its statistics (flushed by the stats loop).
+func (s *Satellite) countTimeouts(p dsat.Partition, step string, failed, dead int) {
+	if r := s.runnerOf(p, step); r != nil {
+		r.stats.failed.Add(int64(failed))
+		r.stats.dead.Add(int64(dead))
+	}
 }

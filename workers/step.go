@@ -192,6 +192,7 @@ func (r *stepRunner) readLoop(ctx context.Context) {
 		}
 		if tripped && len(msgs) > 0 {
 			r.probe.Store(0)
+			r.log.Info().Msg("circuit breaker half open: running one probe token")
 		}
 		used := r.dispatch(msgs, reclaimed, fresh)
 		r.pool.unreserve(n - used)

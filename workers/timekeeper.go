@@ -37,8 +37,11 @@ func queueTimeoutSteps(p *dsat.Pipeline, serve func(step string) bool) []string 
 // keepTime runs each sweep once: every overdue task cancelled, every
 // token past its queue_timeout timed out (in batches), but not those of a
 // step that held says is held (paused, breaker open, next step full) or
-// was within its queue_timeout. warn gets failures.
+// was within its queue_timeout. count gets the failed attempts and dead
+// tokens of each step's timed-out tokens (for the step statistics); warn
+// gets failures.
 func keepTime(ctx context.Context, c *dsat.Client, sweeps []timeSweep, held func(p dsat.Partition, step string) bool,
+	count func(p dsat.Partition, step string, failed, dead int),
 	warn func(key string, ev *zerolog.Event, msg string), log *zerolog.Logger) {
 	for _, sw := range sweeps {
 		if sw.children {
@@ -63,9 +66,12 @@ func keepTime(ctx context.Context, c *dsat.Client, sweeps []timeSweep, held func
 				continue
 			}
 			for more := true; more && ctx.Err() == nil; {
-				var n int
+				var n, dead int
 				var err error
-				n, more, err = c.TimeoutQueued(ctx, sw.part, step, keepTimeBatch)
+				n, dead, more, err = c.TimeoutQueued(ctx, sw.part, step, keepTimeBatch)
+				if n > 0 {
+					count(sw.part, step, n, dead)
+				}
 				if err != nil {
 					if ctx.Err() == nil {
 						warn("queue-timeout", log.Warn().Err(err).Str("partition", sw.part.Tag()).Str("step", step), "time out queued tokens failed")
@@ -86,7 +92,9 @@ func keepTime(ctx context.Context, c *dsat.Client, sweeps []timeSweep, held func
 // queue_timeout, about once a second. Satellites do the same for the
 // partitions they serve; dsat serve runs a TimeKeeper so that deadlines
 // and queue timeouts hold while no satellite runs a step. Any number may
-// run at once.
+// run at once. The failed attempts and dead tokens of its queue timeouts
+// go to the step statistics (dsat.RecordStats) at the end of the round
+// that made them: one write, only in a round that timed a token out.
 type TimeKeeper struct {
 	c        *dsat.Client
 	log      zerolog.Logger
@@ -118,6 +126,7 @@ func (k *TimeKeeper) Run(ctx context.Context) {
 		}
 	}
 	heldAt := map[string]time.Time{} // pipeline/step -> when last seen held
+	var samples []dsat.StepSample    // this round's queue timeouts
 	every(ctx, k.interval, func(ctx context.Context) {
 		for _, sw := range sweeps {
 			if _, err := k.c.Promote(ctx, sw.part, keepTimeBatch); err != nil && ctx.Err() == nil {
@@ -133,8 +142,24 @@ func (k *TimeKeeper) Run(ctx context.Context) {
 				return true
 			}
 			return k.c.Config().Now().Sub(heldAt[p.Pipeline+"/"+step]) < pipe.Steps[step].QueueTimeout
+		}, func(p dsat.Partition, step string, failed, dead int) {
+			samples = append(samples, dsat.StepSample{Pipeline: p.Pipeline, Step: step, Failed: int64(failed), Dead: int64(dead)})
 		}, k.logs.write, &k.log)
+		if len(samples) > 0 {
+			k.flushStats(ctx, samples)
+			samples = samples[:0]
+		}
 	})
+}
+
+// flushStats writes the round's counts, also when ctx just ended (the
+// round's work is done and its counts are due).
+func (k *TimeKeeper) flushStats(ctx context.Context, samples []dsat.StepSample) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := k.c.RecordStats(ctx, k.c.Config().Now(), samples); err != nil {
+		k.logs.write("stats", k.log.Warn().Err(err), "write step stats failed; this round's counts are dropped")
+	}
 }
 
 // noteHolds notes now as the last hold of every step that is paused or

@@ -132,13 +132,23 @@ steps:
 		id := b.submit(1, `{}`)[0]
 		ctx, cancel := context.WithCancel(b.ctx)
 		done := make(chan struct{})
+		ahead := aheadClient(t, b)
 		go func() {
 			defer close(done)
-			NewTimeKeeper(aheadClient(t, b), zerolog.New(b.log), 20*time.Millisecond).Run(ctx)
+			NewTimeKeeper(ahead, zerolog.New(b.log), 20*time.Millisecond).Run(ctx)
 		}()
 		st := b.wait([]string{id}, 10*time.Second)[0]
 		cancel()
 		<-done
+		// The step statistics count what the time keeper did (issue 16):
+		// two failed attempts, one dead token (by its clock's buckets).
+		stats, err := ahead.Stats(b.ctx, "qt", time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tot := stats.Steps["a"].Totals; tot.Failed != 2 || tot.Dead != 1 || tot.Ended != 0 {
+			t.Fatalf("stats of a: %+v; want 2 failed, 1 dead", tot)
+		}
 		evs, err := b.c.History(b.ctx, id, "", 0)
 		var got []string
 		for _, e := range evs {

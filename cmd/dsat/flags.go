@@ -134,7 +134,10 @@ func flagsFor(name string, fs *flag.FlagSet) {
 		handlersFlag(fs, env)
 	case "tail":
 		addAPIFlags(fs, env)
-		fs.String("after", "", "start after this event (its seq)")
+		tailFlags(fs)
+	case "top":
+		addAPIFlags(fs, env)
+		topFlags(fs)
 	case "dead":
 		addAPIFlags(fs, env)
 		deadFlags(fs)

@@ -29,7 +29,8 @@ what followed, up to its current end.
 With --pipeline NAME instead of a task id it follows every event of the
 pipeline from now on (GET /v1/events?pipeline=), each line led by its
 task id, including the pipeline-level BREAKER events (a step's circuit
-breaker opened, went half open or closed), until interrupted.
+breaker opened, went half open or closed), until interrupted. There
+--after takes an event id (such as 1765000000000-0), not a task's seq.
 
 Examples:
   dsat tail 06h1ki9ia4001ttg3m6qbao188.textstats.1.0.0
@@ -37,17 +38,23 @@ Examples:
 		run: runTail})
 }
 
+// tailFlags adds tail's own flags.
+func tailFlags(fs *flag.FlagSet) (after, pipeline *string) {
+	return fs.String("after", "", "start after this event: its seq (of a task), or with --pipeline its event id (such as 1765000000000-0; a seq is refused)"),
+		fs.String("pipeline", "", "follow every event of this pipeline instead of one task")
+}
+
 func runTail(ctx context.Context, env *cliEnv, args []string) error {
 	var after, pipeline *string
-	extra := func(fs *flag.FlagSet) {
-		after = fs.String("after", "", "start after this event (its seq; with --pipeline, its id)")
-		pipeline = fs.String("pipeline", "", "follow every event of this pipeline instead of one task")
-	}
+	extra := func(fs *flag.FlagSet) { after, pipeline = tailFlags(fs) }
 	// A first parse tells the two forms apart; each then parses for real.
 	probe := newFlagSet("tail", env)
 	addAPIFlags(probe, env)
 	extra(probe)
 	if probe.Parse(args) == nil && *pipeline != "" {
+		if _, err := strconv.ParseUint(*after, 10, 64); err == nil {
+			return usagef("--after %s: with --pipeline, --after takes an event id (such as 1765000000000-0, the id of a line printed by tail --pipeline), not a task's seq", *after)
+		}
 		return tailPipeline(ctx, env, args, extra, func() (string, string) { return *after, *pipeline })
 	}
 	c, id, err := oneTaskID(env, "tail", args, extra)

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"net/url"
@@ -21,8 +22,10 @@ func init() {
 		help: `Shows one line per step of every loaded pipeline (or of --pipeline P):
 its backlog (tokens waiting), running handlers over their concurrency,
 the rate of tokens done per second, failed attempts and dead tokens, and
-the handler run time's p50 and p95 — the last three over --window (from
-GET /v1/pipelines/{name}/stats), the others as of now — and its state
+the handler run time's p50 and p95 — these four over --window (from
+GET /v1/pipelines/{name}/stats; the server rounds it up to whole 10 s
+buckets, and the header shows the window it used), the others as of
+now — and its state
 (paused, circuit breaker open or half open). On a terminal it redraws in
 place every --interval until interrupted; when stdout is not a terminal
 (or with --once) it prints one snapshot and exits.
@@ -34,13 +37,18 @@ Examples:
 		run: runTop})
 }
 
+// topFlags adds top's own flags.
+func topFlags(fs *flag.FlagSet) (pipeline *string, interval *time.Duration, window *string, once *bool) {
+	return fs.String("pipeline", "", "only this pipeline (default: every loaded pipeline)"),
+		fs.Duration("interval", 2*time.Second, "how often to redraw on a terminal"),
+		fs.String("window", "1m", "the window of the rate, failed, dead and latencies (10s to 15m, rounded up to whole 10 s buckets)"),
+		fs.Bool("once", false, "print one snapshot and exit, also on a terminal")
+}
+
 func runTop(ctx context.Context, env *cliEnv, args []string) error {
 	fs := newFlagSet("top", env)
 	o := addAPIFlags(fs, env)
-	pipeline := fs.String("pipeline", "", "only this pipeline (default: every loaded pipeline)")
-	interval := fs.Duration("interval", 2*time.Second, "how often to redraw on a terminal")
-	window := fs.String("window", "1m", "the window of the rate, failures and latencies (10s to 15m)")
-	once := fs.Bool("once", false, "print one snapshot and exit, also on a terminal")
+	pipeline, interval, window, once := topFlags(fs)
 	if err := parse(fs, env, "top", args); err != nil {
 		return err
 	}
@@ -109,27 +117,43 @@ type topBreaker struct {
 	State *dsat.BreakerState `json:"state"`
 }
 
-// topFrame writes one view of the pipelines: two API reads per pipeline.
+// topFrame writes one view of the pipelines: two API reads per pipeline,
+// one more per older loaded version. Each loaded version's steps are shown
+// once, labelled name@version when several are loaded; the figures over
+// the window are per step name (Stats merges the versions).
 func topFrame(ctx context.Context, c *apiClient, only, window string, interval time.Duration, live bool, w io.Writer) error {
-	names, err := pipelineNames(ctx, c, only)
-	if err != nil {
+	var loaded []struct{ Name, Version string }
+	if _, err := c.do(ctx, "GET", "/v1/pipelines", nil, nil, &loaded); err != nil {
 		return err
 	}
-	now := time.Now()
-	head := fmt.Sprintf("dsat top — %s — %s", c.base, now.Format("15:04:05"))
-	if live {
-		head += fmt.Sprintf(" (every %s; Ctrl-C quits)", interval)
+	var names []string
+	versions := map[string][]string{} // name -> loaded versions, oldest first
+	for _, p := range loaded {
+		if only != "" && p.Name != only {
+			continue
+		}
+		if versions[p.Name] == nil {
+			names = append(names, p.Name)
+		}
+		versions[p.Name] = append(versions[p.Name], p.Version)
 	}
-	fmt.Fprintf(w, "%s\nrate, failed, dead and latencies over the last %s\n\n", head, window)
+	if only != "" && len(names) == 0 {
+		names = []string{only} // the API's 404 says it is not loaded
+	}
+	now := time.Now()
+	used := window
 	rows := [][]string{{"PIPELINE", "STEP", "BACKLOG", "RUNNING", "RATE/S", "FAILED", "DEAD", "P50", "P95", "STATE"}}
 	for _, name := range names {
-		var p topPipeline
-		if _, err := c.do(ctx, "GET", "/v1/pipelines/"+url.PathEscape(name), nil, nil, &p); err != nil {
-			return err
-		}
 		var st dsat.PipelineStats
 		if _, err := c.do(ctx, "GET", "/v1/pipelines/"+url.PathEscape(name)+"/stats?window="+url.QueryEscape(window), nil, nil, &st); err != nil {
 			return err
+		}
+		if st.Window != "" {
+			// The server's window: rounded up to whole buckets (1m0s is 1m).
+			used = st.Window
+			if strings.HasSuffix(used, "m0s") {
+				used = strings.TrimSuffix(used, "0s")
+			}
 		}
 		// The rate over the time the window's buckets cover: the last
 		// bucket is still filling.
@@ -137,19 +161,42 @@ func topFrame(ctx context.Context, c *apiClient, only, window string, interval t
 		if len(st.Times) > 0 {
 			covered = max(1, now.Sub(st.Times[0].Time).Seconds())
 		}
-		for _, s := range p.Pipeline.Steps {
-			var backlog, running string
-			if s.Load != nil {
-				backlog, running = fmt.Sprint(s.Load.Backlog), fmt.Sprintf("%d/%d", s.Load.Busy, s.Load.Concurrency)
+		vs := versions[name]
+		if len(vs) == 0 {
+			vs = []string{""} // --pipeline P not listed: the API says why
+		}
+		// The newest first (no version parameter), then the older ones.
+		for i := len(vs) - 1; i >= 0; i-- {
+			path, label := "/v1/pipelines/"+url.PathEscape(name), name
+			if len(vs) > 1 {
+				label = name + "@" + vs[i]
+				if i < len(vs)-1 {
+					path += "?version=" + url.QueryEscape(vs[i])
+				}
 			}
-			var t dsat.StepTotals
-			if ss := st.Steps[s.Name]; ss != nil {
-				t = ss.Totals
+			var p topPipeline
+			if _, err := c.do(ctx, "GET", path, nil, nil, &p); err != nil {
+				return err
 			}
-			rows = append(rows, []string{p.Pipeline.Name, s.Name, backlog, running, topRate(float64(t.Ended) / covered),
-				fmt.Sprint(t.Failed), fmt.Sprint(t.Dead), topMS(t.RunP50MS), topMS(t.RunP95MS), topState(p.Pipeline.Paused || s.Paused, s.Breaker)})
+			for _, s := range p.Pipeline.Steps {
+				var backlog, running string
+				if s.Load != nil {
+					backlog, running = fmt.Sprint(s.Load.Backlog), fmt.Sprintf("%d/%d", s.Load.Busy, s.Load.Concurrency)
+				}
+				var t dsat.StepTotals
+				if ss := st.Steps[s.Name]; ss != nil {
+					t = ss.Totals
+				}
+				rows = append(rows, []string{label, s.Name, backlog, running, topRate(float64(t.Ended) / covered),
+					fmt.Sprint(t.Failed), fmt.Sprint(t.Dead), topMS(t.RunP50MS), topMS(t.RunP95MS), topState(p.Pipeline.Paused || s.Paused, s.Breaker)})
+			}
 		}
 	}
+	head := fmt.Sprintf("dsat top — %s — %s", c.base, now.Format("15:04:05"))
+	if live {
+		head += fmt.Sprintf(" (every %s; Ctrl-C quits)", interval)
+	}
+	fmt.Fprintf(w, "%s\nrate, failed, dead and latencies over the last %s\n\n", head, used)
 	writeColumns(w, rows, 2, 9) // names and state to the left, figures to the right
 	return nil
 }

@@ -73,3 +73,37 @@ func TestTopSnapshot(t *testing.T) {
 		t.Errorf("an unknown pipeline: exit %d %s", code, errs)
 	}
 }
+
+// TestTopVersionsAndWindow: with two loaded versions of a pipeline, top
+// shows each version's steps once, labelled with the version (the older
+// one's where its old tasks drain), and names the window the server used
+// (--window 11s is rounded up to 20s); its help lists its flags.
+func TestTopVersionsAndWindow(t *testing.T) {
+	_, _, api := apiOnMiniredis(t,
+		"name: demo\nversion: 1.0.0\nsteps:\n  a: {handler: echo, next: [old]}\n  old: {handler: echo}\n",
+		"name: demo\nversion: 2.0.0\nsteps:\n  a: {handler: echo, next: [b]}\n  b: {handler: echo}\n")
+	code, out, errs := runCLI(t, map[string]string{"DSAT_API": api}, "", "top", "--window", "11s")
+	if code != 0 {
+		t.Fatalf("exit %d\n%s%s", code, out, errs)
+	}
+	if !strings.Contains(out, "over the last 20s\n") {
+		t.Fatalf("want the server's window, 20s:\n%s", out)
+	}
+	var got []string
+	for _, l := range strings.Split(strings.TrimSpace(out), "\n")[4:] {
+		f := strings.Fields(l)
+		got = append(got, f[0]+" "+f[1])
+	}
+	if want := "demo@2.0.0 a|demo@2.0.0 b|demo@1.0.0 a|demo@1.0.0 old"; strings.Join(got, "|") != want {
+		t.Fatalf("rows %q, want %s:\n%s", got, want, out)
+	}
+	if code, out, _ := runCLI(t, nil, "", "help", "top"); code != 0 || !strings.Contains(out, "-window") || !strings.Contains(out, "-once") || strings.Contains(out, "last three") {
+		t.Fatalf("help top: exit %d\n%s", code, out)
+	}
+	if code, out, _ := runCLI(t, nil, "", "help", "tail"); code != 0 || !strings.Contains(out, "event id") {
+		t.Fatalf("help tail: exit %d\n%s", code, out)
+	}
+	if code, _, errs := runCLI(t, map[string]string{"DSAT_API": api}, "", "tail", "--pipeline", "demo", "--after", "3"); code != 2 || !strings.Contains(errs, "event id") {
+		t.Fatalf("tail --pipeline --after SEQ: exit %d %s", code, errs)
+	}
+}
