@@ -70,7 +70,7 @@ func (l *loader) graph(p *Pipeline, lines map[string]int, entryNode *yaml.Node) 
 			l.add(lines[name], name, "", fmt.Sprintf("unreachable from the entry step %q", p.Entry))
 		}
 		l.mapGraph(p, s)
-		if s.Join && len(s.Preds) < 2 && !l.mapJoinPreds(p, s) {
+		if s.Join && len(s.Preds) < 2 && !l.belowMap(p, s) {
 			l.add(lines[name], name, "join", fmt.Sprintf("a join needs two or more predecessor steps, has %d", len(s.Preds)))
 		}
 	}

@@ -61,6 +61,7 @@ func (l *loader) join(v *yaml.Node, s *Step) {
 	case v.Kind == yaml.ScalarNode && (p == JoinAll || p == JoinSettled || p == JoinAny):
 		s.Join, s.JoinPolicy = true, p
 	default:
+		l.badJoins = append(l.badJoins, s.Name)
 		l.add(v.Line, s.Name, "join", fmt.Sprintf("must be all, settled or any (true means all), got %q", v.Value))
 	}
 }
@@ -68,9 +69,12 @@ func (l *loader) join(v *yaml.Node, s *Step) {
 // mapFields reads map, max_items and max_parallel.
 func (l *loader) mapFields(f map[string]*yaml.Node, s *Step) {
 	if v, ok := f["map"]; ok {
+		l.mapKeys = append(l.mapKeys, s.Name)
 		s.Map = l.str(v, s.Name, "map")
 		s.MaxItems = DefaultMaxItems
-		if s.Map != "" && s.RouteBy == s.Map {
+		if s.Map == "" && v.Kind == yaml.ScalarNode && v.Tag != "!!null" {
+			l.add(v.Line, s.Name, "map", "must name the output field that holds the array, got an empty string")
+		} else if s.Map != "" && s.RouteBy == s.Map {
 			l.add(v.Line, s.Name, "map", fmt.Sprintf("field %q is also the step's route_by: a map sends every item to its next step, it does not route", s.Map))
 		} else if len(s.Routes) > 0 {
 			l.add(v.Line, s.Name, "map", "a map sends every item to its one next step: it cannot have routes")
@@ -125,20 +129,16 @@ func mapOf(p *Pipeline, name string) *Step {
 	return nil
 }
 
-// mapJoinPreds reports whether join j is the join after a map (its one
-// predecessor runs a map's items).
-func (l *loader) mapJoinPreds(p *Pipeline, j *Step) bool {
-	return len(j.Preds) == 1 && mapOf(p, j.Preds[0]) != nil
-}
-
 // mapGraph checks the map and join settings of step s against the graph.
 func (l *loader) mapGraph(p *Pipeline, s *Step) {
 	line := s.Line
 	if s.Map != "" && !s.IsSwitch() {
 		l.checkMap(p, s)
 	}
-	if s.MaxParallel > 0 {
-		if len(s.Preds) != 1 || p.Steps[s.Preds[0]].Map == "" {
+	if s.MaxParallel > 0 && (len(s.Preds) != 1 || p.Steps[s.Preds[0]].Map == "") {
+		if m := mapOf(p, s.Name); m != nil {
+			l.add(line, s.Name, "max_parallel", fmt.Sprintf("goes on the first step of the items of the map of step %q, %q: it bounds the items in the whole chain", m.Name, m.Next[0]))
+		} else {
 			l.add(line, s.Name, "max_parallel", "needs a map upstream: set it on the step a map sends its items to")
 		}
 	}
@@ -168,6 +168,8 @@ func (l *loader) checkMap(p *Pipeline, m *Step) {
 	}
 	next := p.Steps[p.Steps[last].Next[0]]
 	switch {
+	case next.Join && len(chain) == 0 && len(next.Preds) == 1:
+		l.add(next.Line, next.Name, "join", fmt.Sprintf("the items of the map of step %q must run a step before the join: add one between them (%s: next: [work]; work: next: [%s])", m.Name, m.Name, next.Name))
 	case next.Join:
 		l.add(next.Line, next.Name, "join", fmt.Sprintf("the join after the map of step %q may have only that one predecessor %q, has %v", m.Name, last, next.Preds))
 	case next.Map != "":
@@ -176,9 +178,30 @@ func (l *loader) checkMap(p *Pipeline, m *Step) {
 		l.add(next.Line, next.Name, "", fmt.Sprintf("runs the items of the map of step %q, so it may have only one predecessor, has %v", m.Name, next.Preds))
 	case next.IsSwitch() || len(next.Next) > 1:
 		l.add(next.Line, next.Name, "next", fmt.Sprintf("runs the items of the map of step %q: it needs exactly one next step (no fan-out, no routes)", m.Name))
+	case contains(l.badJoins, next.Name): // its join: value is the error
 	default:
 		l.add(next.Line, next.Name, "next", fmt.Sprintf("the items of the map of step %q must end at a join: add a step with join: all (or settled) after it", m.Name))
 	}
+}
+
+// belowMap reports whether join j's single-predecessor chain goes up to a
+// step with a map key: the join of a map (well formed or not) may have one
+// predecessor.
+func (l *loader) belowMap(p *Pipeline, j *Step) bool {
+	cur := j
+	for range p.Order {
+		if len(cur.Preds) != 1 {
+			return false
+		}
+		cur = p.Steps[cur.Preds[0]]
+		if cur == nil || cur.Join {
+			return false
+		}
+		if contains(l.mapKeys, cur.Name) {
+			return true
+		}
+	}
+	return false
 }
 
 // ancestors lists the steps from which step name can be reached.

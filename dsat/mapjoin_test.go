@@ -115,29 +115,6 @@ func TestMapEmptyAndTooMany(t *testing.T) {
 	})
 }
 
-// TestMapItemDiesThenRetry: with join: all a dead item fails the task;
-// retry re-drives only that item, keeping its index, and the join fires
-// once with every output in order.
-func TestMapItemDiesThenRetry(t *testing.T) {
-	redistest.ForEachBackend(t, func(t *testing.T, b redistest.Backend) {
-		h := newHarness(t, b, fmt.Sprintf(mapYAML, "all"))
-		id := h.submit(`{"items":[1,2,3]}`)
-		h.drain(map[string]handlerFunc{"split": pass, "work": failOn("2"), "collect": pass})
-		st := h.state(id)
-		eq(t, "status", st.Status, dsat.StatusFailed)
-		eq(t, "work items", fmt.Sprint(st.Steps["work"].Items), "map[dead:1 done:2]")
-		eq(t, "collect not run", h.runs["collect"], 0)
-		if n, err := h.c.Retry(h.ctx, id); err != nil || n != 1 {
-			t.Fatalf("retry: %d %v", n, err)
-		}
-		h.drain(map[string]handlerFunc{"work": wrap, "collect": pass})
-		eq(t, "join input", joinInput(t, h, id), `[{"v":1},{"v":2},{"v":3}]`)
-		eq(t, "collect ran once", h.runs["collect"], 1)
-		h.checkInvariants(id)
-		h.streamsEmpty()
-	})
-}
-
 // TestMapMaxParallel: never more than max_parallel items of a task are
 // queued or running; each item leaving releases the next, in order.
 func TestMapMaxParallel(t *testing.T) {
@@ -333,6 +310,43 @@ func TestMapJoinValidation(t *testing.T) {
 			}
 		})
 	}
+	// Each of these gives exactly one error, which says what to fix.
+	for _, tc := range []struct{ name, yaml, want string }{
+		{"empty map", `
+  s: {handler: echo, map: "", next: [w]}
+  w: {handler: echo}`, `test.yaml:4: step "s": field "map": must name the output field that holds the array, got an empty string`},
+		{"map into its join", `
+  s: {handler: echo, map: items, next: [j]}
+  j: {handler: echo, join: all}`, `test.yaml:5: step "j": field "join": the items of the map of step "s" must run a step before the join: add one between them (s: next: [work]; work: next: [j])`},
+		{"max_parallel on the second chain step", `
+  s: {handler: echo, map: items, next: [w1]}
+  w1: {handler: echo, next: [w2]}
+  w2: {handler: echo, next: [j], max_parallel: 3}
+  j: {handler: echo, join: settled}`, `test.yaml:6: step "w2": field "max_parallel": goes on the first step of the items of the map of step "s", "w1": it bounds the items in the whole chain`},
+		{"map with routes", `
+  s: {handler: echo, map: items, route_by: kind, routes: {x: [w], default: [w]}}
+  w: {handler: echo, next: [j]}
+  j: {handler: echo, join: all}`, `test.yaml:4: step "s": field "map": a map sends every item to its one next step: it cannot have routes`},
+		{"map not a string", `
+  s: {handler: echo, map: [items], next: [w]}
+  w: {handler: echo, next: [j]}
+  j: {handler: echo, join: all}`, `test.yaml:4: step "s": field "map": must be a string`},
+		{"routes in the chain", `
+  s: {handler: echo, map: items, next: [w]}
+  w: {handler: echo, route_by: k, routes: {x: [j], default: [j]}}
+  j: {handler: echo, join: all}`, `test.yaml:5: step "w": field "next": runs the items of the map of step "s": it needs exactly one next step (no fan-out, no routes)`},
+		{"bad join value after a map", `
+  s: {handler: echo, map: items, next: [w]}
+  w: {handler: echo, next: [j]}
+  j: {handler: echo, join: ALL}`, `test.yaml:6: step "j": field "join": must be all, settled or any (true means all), got "ALL"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := dsat.ParsePipeline("test.yaml", []byte("name: v\nversion: 1.0.0\nsteps:"+tc.yaml+"\n"))
+			if err == nil || err.Error() != tc.want {
+				t.Fatalf("errors:\n%v\nwant only %q", err, tc.want)
+			}
+		})
+	}
 	// join: true is join: all.
 	p, err := dsat.ParsePipeline("test.yaml", []byte(fmt.Sprintf(branchesYAML, "true")))
 	if err != nil || p.Steps["j"].JoinPolicy != dsat.JoinAll {
@@ -380,9 +394,18 @@ steps:
 		eq(t, "work items", fmt.Sprint(h.state(id).Steps["work"].Items), "map[dead:3 done:97]")
 		// (checkInvariants re-reads the history after every event: too slow
 		// for 100 items in the fast suite; the seq check is what matters.)
+		errs := 0
 		for i, e := range h.events(id) {
 			eq(t, "seq", e.Seq, int64(i+1))
+			if e.Step == "work" && (e.Event == dsat.EventError || e.Event == dsat.EventRetry) {
+				var d struct{ Item *int }
+				if err := json.Unmarshal(e.Detail, &d); err != nil || d.Item == nil || (*d.Item != 7 && *d.Item != 50 && *d.Item != 99) {
+					t.Fatalf("%s of an item without its index: %s", e.Event, e.Detail)
+				}
+				errs++
+			}
 		}
+		eq(t, "ERROR and RETRY events of items", errs, 3*3+3*2)
 		h.streamsEmpty()
 	})
 }
@@ -445,4 +468,84 @@ func TestJoinAnyAfterADeadBranch(t *testing.T) {
 		h.checkInvariants(id)
 		h.streamsEmpty()
 	})
+}
+
+// deadDetail returns the detail of the task's DEAD event, as
+// "dead=<n> error=<error>".
+func deadDetail(t *testing.T, h *harness, id string) string {
+	t.Helper()
+	for _, e := range h.events(id) {
+		if e.Event == dsat.EventDead {
+			var d struct {
+				Dead  int    `json:"dead"`
+				Error string `json:"error"`
+			}
+			if err := json.Unmarshal(e.Detail, &d); err != nil {
+				t.Fatal(err)
+			}
+			return fmt.Sprintf("dead=%d error=%s", d.Dead, d.Error)
+		}
+	}
+	t.Fatalf("no DEAD event")
+	return ""
+}
+
+// TestDeadCarriesTheError: a branch dies under join: all while another is
+// still running; the task stays running until that one ends, then its
+// DEAD event carries the dead branch's error.
+func TestDeadCarriesTheError(t *testing.T) {
+	redistest.ForEachBackend(t, func(t *testing.T, b redistest.Backend) {
+		h := newHarness(t, b, fmt.Sprintf(branchesYAML, "all"))
+		id, cs := anyRace(h, failOn("{}"))
+		eq(t, "still running", h.state(id).Status, dsat.StatusRunning)
+		for _, d := range cs {
+			h.run(d, wrap)
+		}
+		eq(t, "status", h.state(id).Status, dsat.StatusFailed)
+		eq(t, "DEAD detail", deadDetail(t, h, id), "dead=1 error=b: boom {}")
+		h.checkInvariants(id)
+		h.streamsEmpty()
+	})
+}
+
+// TestMapItemDiesThenRetry: with join: all a dead item fails the task,
+// its DEAD event carries the item's error; retry re-drives only that item,
+// keeping its index, and the join fires once with every output in order.
+// With max_parallel, once the item died no waiting item is released (the
+// join cannot fire); after the retry they are released again.
+func TestMapItemDiesThenRetry(t *testing.T) {
+	for _, tc := range []struct{ name, mp, items, bad, want, after string }{
+		{"all at once", "0", "1,2,3", "2", "dead:1 done:2", "done:3"},
+		{"max_parallel", "2", "0,1,2,3,4", "0", "dead:1 done:1", "done:5"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			redistest.ForEachBackend(t, func(t *testing.T, b redistest.Backend) {
+				y := strings.Replace(fmt.Sprintf(mapYAML, "all"), "retries: 0,", "retries: 0, max_parallel: "+tc.mp+",", 1)
+				if tc.mp == "0" {
+					y = fmt.Sprintf(mapYAML, "all")
+				}
+				h := newHarness(t, b, y)
+				id := h.submit(`{"items":[` + tc.items + `]}`)
+				h.drain(map[string]handlerFunc{"split": pass, "work": failOn(tc.bad), "collect": pass})
+				st := h.state(id)
+				eq(t, "status", st.Status, dsat.StatusFailed)
+				eq(t, "work items", fmt.Sprint(st.Steps["work"].Items), "map["+tc.want+"]")
+				eq(t, "collect not run", h.runs["collect"], 0)
+				eq(t, "DEAD detail", deadDetail(t, h, id), "dead=1 error=work: boom "+tc.bad)
+				if n, err := h.c.Retry(h.ctx, id); err != nil || n != 1 {
+					t.Fatalf("retry: %d %v", n, err)
+				}
+				h.drain(map[string]handlerFunc{"work": wrap, "collect": pass})
+				var outs []string
+				for _, v := range strings.Split(tc.items, ",") {
+					outs = append(outs, `{"v":`+v+`}`)
+				}
+				eq(t, "join input", joinInput(t, h, id), "["+strings.Join(outs, ",")+"]")
+				eq(t, "collect ran once", h.runs["collect"], 1)
+				eq(t, "work items after the retry", fmt.Sprint(h.state(id).Steps["work"].Items), "map["+tc.after+"]")
+				h.checkInvariants(id)
+				h.streamsEmpty()
+			})
+		})
+	}
 }

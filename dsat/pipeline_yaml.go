@@ -110,6 +110,10 @@ func LoadPipelineDir(dir string) ([]*Pipeline, error) {
 type loader struct {
 	file string
 	errs ValidationErrors
+	// The steps with a map: key (even a bad one) and those with a bad
+	// join: value, so that the graph checks do not add errors that only
+	// follow from those (dsat/mapjoin.go).
+	mapKeys, badJoins []string
 }
 
 func (l *loader) add(line int, step, field, msg string) {

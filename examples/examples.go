@@ -1,6 +1,7 @@
 // Package examples holds the example pipelines that dsat dev loads and the
 // README walks through: textstats (fan-out, switch, join), wordcount (an
-// exec step in shell) and flaky (retries and dead letters).
+// exec step in shell), flaky (retries and dead letters) and pages (a map and
+// a settled join).
 package examples
 
 import (

@@ -88,16 +88,16 @@ if mode == 'snooze' then
 elseif mode == 'retry' then
   tok_set(c, tok, 'w', tostring(att + 1), step, worker)
   set(c, 's:' .. step .. ':err', msg)
-  emit(c, ev, step, atts, worker, cjson.encode({error = msg}))
+  emit(c, ev, step, atts, worker, cjson.encode({error = msg, item = tonumber(idx)})) -- item: a map's (nil drops it)
   redis.call('ZADD', KEYS[5], due, cjson.encode(token_fields(c, step, tok, att + 1, payload, due)))
-  emit(c, 'RETRY', step, atts, worker, cjson.encode({attempt = att + 1, due = due}))
+  emit(c, 'RETRY', step, atts, worker, cjson.encode({attempt = att + 1, due = due, item = tonumber(idx)}))
 elseif idx and mj.item.jspec[3] == 'ms' then
   item_settle(c, mj.item, tok, atts, step, worker, ev, msg, idx, KEYS[6])
 else
   tok_set(c, tok, 'x', atts, step, worker)
   c.error = step .. ': ' .. msg
   set(c, 's:' .. step .. ':err', msg); set(c, 'error', c.error)
-  emit(c, ev, step, atts, worker, cjson.encode({error = msg, final = true}))
+  emit(c, ev, step, atts, worker, cjson.encode({error = msg, final = true, item = tonumber(idx)}))
   local did = redis.call('XADD', KEYS[6], '*', 'task', c.task, 'pipeline', c.pipeline, 'step', step,
     'token', tok, 'attempts', atts, 'reason', msg, 'at', c.now)
   set(c, 'x:' .. tok, cjson.encode({did, step, payload, idx})) -- idx: a map's item (retry.lua)
@@ -106,6 +106,8 @@ else
   set(c, 'xl', xl .. tok)
   c.live = c.live - 1
   c.dead = c.dead + 1
+  -- An item dead under join: all: its join cannot fire, release no more.
+  if idx and mj.item.jspec[3] == 'm' then set(c, 'md', '1') end
   -- A dead token keeps every join from firing until a re-drive (retry.lua),
   -- so the task ends DEAD once the other tokens are done or parked.
   if mj then fire_joins2(c, mj.joins) end -- a settled join takes the death

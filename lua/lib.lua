@@ -452,7 +452,10 @@ local function finish(c)
     keep_output(c)
     index_move(c, 'failed')
     set(c, 'status', 'failed')
-    emit(c, 'DEAD', '', '0', '', cjson.encode({dead = c.dead, error = c.error or ''}))
+    -- The error of a token that died in an earlier call is in the hash.
+    local err = c.error
+    if not err then err = redis.call('HGET', c.H, 'error') or '' end
+    emit(c, 'DEAD', '', '0', '', cjson.encode({dead = c.dead, error = err}))
   else
     local res = result(c)
     for _, s in ipairs(split(c.ol)) do redis.call('HDEL', c.H, 'o:' .. s) end

@@ -17,6 +17,9 @@
 --   j:J:<i>      item i's output;  je:J:<i>  its error (settled)
 --   mq:J         the next item to release (max_parallel);  mv:J:<i>  an
 --                item not released yet
+--   md           an item died under join: all: its join cannot fire, so
+--                no waiting item is released until a retry (which clears
+--                it; each re-driven item then releases the next on arrival)
 -- A cancelled token (join: any) has the record state c.
 
 local function join_spec(arg, stream)
@@ -92,8 +95,9 @@ end
 -- release queues the next item not released yet (max_parallel) for step
 -- W: an item left the map's steps (arrived at J, or died with settled).
 local function release(c, msg_step, J, W, stream)
-  local q = redis.call('HGET', c.H, 'mq:' .. J)
-  if not q then return end
+  local v = redis.call('HMGET', c.H, 'mq:' .. J, 'md')
+  local q = v[1]
+  if not q or v[2] then return end
   local f = 'mv:' .. J .. ':' .. q
   local payload = redis.call('HGET', c.H, f)
   local i = tonumber(q) + 1

@@ -41,13 +41,16 @@ local steps = {}
 for i, t in ipairs(toks) do
   local did, step, payload = dead[i][1], dead[i][2], dead[i][3]
   local tk = new_token(c, streams[step], step, payload)
-  if dead[i][4] then set(c, 'mi:' .. tk, dead[i][4]) end -- a map's item keeps its index (maplib.lua)
+  if dead[i][4] then
+    set(c, 'mi:' .. tk, dead[i][4]) -- a map's item keeps its index (maplib.lua)
+    redis.call('HDEL', c.H, 'k:' .. t) -- and counts once, by its new token (steps.<step>.items)
+  end
   set(c, 's:' .. step .. ':err', '')
   redis.call('HDEL', c.H, 'x:' .. t)
   redis.call('XDEL', KEYS[4], did)
   steps[i] = step
 end
-redis.call('HDEL', c.H, 'xl')
+redis.call('HDEL', c.H, 'xl', 'md') -- md: waiting items may be released again (maplib.lua)
 redis.call('HDEL', c.H, 'of') -- the failure handler runs again if the task fails again
 c.dead = 0
 index_move(c, 'running')

@@ -13,8 +13,8 @@ import (
 )
 
 func TestValidate(t *testing.T) {
-	code, out, errs := runCLI(t, nil, "", "validate", "../../examples/textstats.yaml", "../../examples/wordcount.yaml", "../../examples/flaky.yaml")
-	if code != 0 || strings.Count(out, ": ok") != 3 {
+	code, out, errs := runCLI(t, nil, "", "validate", "../../examples/textstats.yaml", "../../examples/wordcount.yaml", "../../examples/flaky.yaml", "../../examples/pages.yaml")
+	if code != 0 || strings.Count(out, ": ok") != 4 {
 		t.Fatalf("examples: %d %s %s", code, out, errs)
 	}
 	bad := filepath.Join(t.TempDir(), "bad.yaml")

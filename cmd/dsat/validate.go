@@ -107,10 +107,11 @@ func dot(p *dsat.Pipeline) string {
 		case s.IsSwitch():
 			attrs = append(attrs, "shape=diamond", "style=solid")
 		case p.MapStep(name) != "":
-			// A map's items: a stack of boxes, with how many run at once.
+			// A map's items: a stack of boxes, with how many run at once
+			// (max_parallel, on the first step of the chain, bounds it all).
 			n := "n"
-			if s.MaxParallel > 0 {
-				n = fmt.Sprint(s.MaxParallel, " at once")
+			if mp := p.Steps[p.Steps[p.MapStep(name)].Next[0]].MaxParallel; mp > 0 {
+				n = fmt.Sprint(mp, " at once")
 			}
 			attrs = append(attrs, "shape=box3d", "style=solid", `xlabel="×`+n+`"`)
 		}
