@@ -14,6 +14,7 @@ import (
 // nothing else: no entry still pending (running, or to be reclaimed), no
 // entry not yet delivered, whatever the order the handlers finished in.
 func TestCompleteRemovesExactlyTheAcknowledgedEntries(t *testing.T) {
+	t.Parallel()
 	redistest.ForEachBackend(t, func(t *testing.T, b redistest.Backend) {
 		h := newHarness(t, b, linearYAML)
 		stream := h.c.Keys().Step(h.p.Partition(0), "a")

@@ -14,6 +14,7 @@ import (
 // ran out shows as open with its until past (a probe is due), not half
 // open; a satellite taking the expired probe over writes a BREAKER event.
 func TestBreakerProbeLease(t *testing.T) {
+	t.Parallel()
 	redistest.ForEachBackend(t, func(t *testing.T, b redistest.Backend) {
 		h := newHarness(t, b, "name: brk\nversion: 1.0.0\nsteps:\n  a: {handler: echo, breaker: {failures: 1, within: 1m, open_for: 1s}}\n")
 		if opened, err := h.c.BreakerFailed(h.ctx, "brk", "a", "s1"); err != nil || !opened {

@@ -17,6 +17,7 @@ import (
 func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
 
 func TestCancel(t *testing.T) {
+	t.Parallel()
 	redistest.ForEachBackend(t, func(t *testing.T, b redistest.Backend) {
 		t.Run("queued", func(t *testing.T) {
 			h := newHarness(t, b, linearYAML)
@@ -52,6 +53,7 @@ func TestCancel(t *testing.T) {
 }
 
 func TestIdempotentSubmit(t *testing.T) {
+	t.Parallel()
 	redistest.ForEachBackend(t, func(t *testing.T, b redistest.Backend) {
 		h := newHarness(t, b, linearYAML)
 		opts := dsat.SubmitOptions{IdempotencyKey: "order-42 {weird} key"}
@@ -74,6 +76,7 @@ func TestIdempotentSubmit(t *testing.T) {
 }
 
 func TestSubmitRejects(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, redistest.Backends()[0], linearYAML)
 	for _, tc := range []struct {
 		name, pipeline, payload string
@@ -94,6 +97,7 @@ func TestSubmitRejects(t *testing.T) {
 }
 
 func TestSubmitBatch(t *testing.T) {
+	t.Parallel()
 	redistest.ForEachBackend(t, func(t *testing.T, b redistest.Backend) {
 		h := newHarness(t, b, linearYAML)
 		if err := h.rdb.ScriptFlush(h.ctx).Err(); err != nil {
@@ -118,6 +122,7 @@ func TestSubmitBatch(t *testing.T) {
 }
 
 func TestMalformedEntryGoesToDeadLetters(t *testing.T) {
+	t.Parallel()
 	redistest.ForEachBackend(t, func(t *testing.T, b redistest.Backend) {
 		h := newHarness(t, b, linearYAML)
 		key := h.c.Keys().Step(h.p.Partition(0), "a")
@@ -139,6 +144,7 @@ func TestMalformedEntryGoesToDeadLetters(t *testing.T) {
 }
 
 func TestNoRoute(t *testing.T) {
+	t.Parallel()
 	redistest.ForEachBackend(t, func(t *testing.T, b redistest.Backend) {
 		h := newHarness(t, b, `
 name: sw
@@ -171,6 +177,7 @@ steps:
 }
 
 func TestSnooze(t *testing.T) {
+	t.Parallel()
 	redistest.ForEachBackend(t, func(t *testing.T, b redistest.Backend) {
 		h := newHarness(t, b, linearYAML)
 		id := h.submit(`{}`)
@@ -192,6 +199,7 @@ func TestSnooze(t *testing.T) {
 // the task ends DEAD with the other branch parked, and a retry of the dead
 // branch fires the join with both inputs.
 func TestDeadBranchHoldsJoin(t *testing.T) {
+	t.Parallel()
 	redistest.ForEachBackend(t, func(t *testing.T, b redistest.Backend) {
 		h := newHarness(t, b, textstatsYAML)
 		id := h.submit(`{"lang":"en"}`)
@@ -230,6 +238,7 @@ func TestDeadBranchHoldsJoin(t *testing.T) {
 }
 
 func TestEventsFollow(t *testing.T) {
+	t.Parallel()
 	redistest.ForEachBackend(t, func(t *testing.T, b redistest.Backend) {
 		h := newHarness(t, b, linearYAML)
 		id := h.submit(`{}`)
@@ -281,6 +290,7 @@ func TestEventsFollow(t *testing.T) {
 // preallocates per stream node, and its hash is compactly encoded, also
 // after long outputs of several end steps went through it.
 func TestFinishedTaskKeysAreCompact(t *testing.T) {
+	t.Parallel()
 	b := redistest.Backends()[1]
 	if !b.Real {
 		t.Fatal("Backends()[1] is not redis-server")
@@ -312,6 +322,7 @@ func TestFinishedTaskKeysAreCompact(t *testing.T) {
 // only when due (promote), and it then runs; cancelled before, it ends
 // CANCELLED with no ACK.
 func TestDelayedSubmission(t *testing.T) {
+	t.Parallel()
 	redistest.ForEachBackend(t, func(t *testing.T, b redistest.Backend) {
 		h := newHarness(t, b, linearYAML)
 		runAt := h.now.Add(30 * time.Second)

@@ -38,6 +38,7 @@ steps:
 `
 
 func TestLinearPipeline(t *testing.T) {
+	t.Parallel()
 	redistest.ForEachBackend(t, func(t *testing.T, b redistest.Backend) {
 		h := newHarness(t, b, linearYAML)
 		id := h.submit(`{"x":1}`)
@@ -68,6 +69,7 @@ func TestLinearPipeline(t *testing.T) {
 // the time the handler started, in the same entry as its END, and moves
 // the task from pending to running.
 func TestLazyBegin(t *testing.T) {
+	t.Parallel()
 	redistest.ForEachBackend(t, func(t *testing.T, b redistest.Backend) {
 		h := newHarness(t, b, linearYAML)
 		h.lazy = true
@@ -127,6 +129,7 @@ func mustID(t *testing.T, id string) dsat.TaskID {
 }
 
 func TestFanOutSwitchJoin(t *testing.T) {
+	t.Parallel()
 	redistest.ForEachBackend(t, func(t *testing.T, b redistest.Backend) {
 		for _, tc := range []struct {
 			lang, branch string
@@ -187,6 +190,7 @@ steps:
 `
 
 func TestMultipleEndStepsResult(t *testing.T) {
+	t.Parallel()
 	redistest.ForEachBackend(t, func(t *testing.T, b redistest.Backend) {
 		h := newHarness(t, b, endsYAML)
 		id := h.submit(`7`)
@@ -199,6 +203,7 @@ func TestMultipleEndStepsResult(t *testing.T) {
 }
 
 func TestDuplicateCompleteAndFail(t *testing.T) {
+	t.Parallel()
 	redistest.ForEachBackend(t, func(t *testing.T, b redistest.Backend) {
 		h := newHarness(t, b, linearYAML)
 		id := h.submit(`{}`)
@@ -248,6 +253,7 @@ func mustOutcome(t *testing.T, what string, want dsat.Outcome) func(dsat.Outcome
 // TestScriptRetriedCall runs the complete script twice with the very same
 // arguments, as go-redis does when a reply is lost: one state change.
 func TestScriptRetriedCall(t *testing.T) {
+	t.Parallel()
 	redistest.ForEachBackend(t, func(t *testing.T, b redistest.Backend) {
 		h := newHarness(t, b, linearYAML)
 		id := h.submit(`{}`)
@@ -274,6 +280,7 @@ func TestScriptRetriedCall(t *testing.T) {
 }
 
 func TestRetriesThenSuccess(t *testing.T) {
+	t.Parallel()
 	redistest.ForEachBackend(t, func(t *testing.T, b redistest.Backend) {
 		h := newHarness(t, b, linearYAML)
 		id := h.submit(`{}`)
@@ -296,6 +303,7 @@ func TestRetriesThenSuccess(t *testing.T) {
 }
 
 func TestRetriesExhaustedThenRetry(t *testing.T) {
+	t.Parallel()
 	redistest.ForEachBackend(t, func(t *testing.T, b redistest.Backend) {
 		h := newHarness(t, b, linearYAML)
 		id := h.submit(`{}`)

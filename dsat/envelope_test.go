@@ -42,6 +42,7 @@ func sameEnvelope(a, b Envelope) bool {
 }
 
 func TestEnvelopeRoundTrip(t *testing.T) {
+	t.Parallel()
 	e := sampleEnvelope()
 	f := fieldsMap(e.Fields())
 	want := map[string]any{"h": "1.1|" + e.Task + "|s|3|2|1.2.a|1700000000123", "payload": `{"a":"\r\n"}`, "trace": e.Trace}
@@ -74,6 +75,7 @@ func TestEnvelopeRoundTrip(t *testing.T) {
 // TestParseLegacyEnvelope: an entry of format 1.0, queued before an
 // upgrade, is still a token.
 func TestParseLegacyEnvelope(t *testing.T) {
+	t.Parallel()
 	e := sampleEnvelope()
 	got, err := ParseEnvelope(legacyFields(e), 0)
 	if err != nil {
@@ -123,6 +125,7 @@ func with(base map[string]any, k string, v any) map[string]any {
 }
 
 func TestParseEnvelopeRejects(t *testing.T) {
+	t.Parallel()
 	base := fieldsMap(sampleEnvelope().Fields())
 	old := legacyFields(sampleEnvelope())
 	h := base["h"].(string)
@@ -178,6 +181,7 @@ func TestParseEnvelopeRejects(t *testing.T) {
 }
 
 func TestEntryValues(t *testing.T) {
+	t.Parallel()
 	e := sampleEnvelope()
 	for _, f := range []map[string]any{fieldsMap(e.Fields()), legacyFields(e)} {
 		v := entryValues(f)
@@ -234,6 +238,7 @@ func FuzzParseEnvelope(f *testing.F) {
 }
 
 func TestCheckTrace(t *testing.T) {
+	t.Parallel()
 	for _, ok := range []string{"", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
 		"01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00-future"} {
 		if err := CheckTrace(ok); err != nil {
@@ -261,6 +266,7 @@ func TestCheckTrace(t *testing.T) {
 // TestEnvelopePriority (issue 16): a high or low token carries pr; a
 // normal one has no such field; pr must be high or low.
 func TestEnvelopePriority(t *testing.T) {
+	t.Parallel()
 	e := sampleEnvelope()
 	for _, level := range []Priority{PriorityHigh, PriorityLow} {
 		e.Priority = level
@@ -287,6 +293,7 @@ func TestEnvelopePriority(t *testing.T) {
 }
 
 func TestParsePriority(t *testing.T) {
+	t.Parallel()
 	for s, want := range map[string]Priority{"high": PriorityHigh, "normal": PriorityNormal, "": PriorityNormal, "low": PriorityLow} {
 		if got, err := ParsePriority(s); err != nil || got != want {
 			t.Fatalf("%q: %v %v", s, got, err)

@@ -30,6 +30,7 @@ func legacyValues(d dsat.Delivery, attempt int, ts int64) []any {
 // not lost after an upgrade: they are read, run and completed, and the
 // tokens they lead to are written in the current format.
 func TestUpgradeReadsLegacyTokens(t *testing.T) {
+	t.Parallel()
 	redistest.ForEachBackend(t, func(t *testing.T, b redistest.Backend) {
 		h := newHarness(t, b, linearYAML)
 		part := h.p.Partition(0)
@@ -117,6 +118,7 @@ func TestUpgradeReadsLegacyTokens(t *testing.T) {
 // into the header), reach every token the scripts write: entry, next,
 // retried.
 func TestTokensCarryTraceAndContentType(t *testing.T) {
+	t.Parallel()
 	redistest.ForEachBackend(t, func(t *testing.T, b redistest.Backend) {
 		h := newHarness(t, b, linearYAML)
 		// A later traceparent version may append fields, "|" included.

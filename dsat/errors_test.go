@@ -19,6 +19,7 @@ func (e serverErr) Error() string { return string(e) }
 func (serverErr) RedisError()     {}
 
 func TestTemporary(t *testing.T) {
+	t.Parallel()
 	wrap := func(err error) error { return fmt.Errorf("dsat: complete: %w", err) }
 	for _, err := range []error{io.EOF, context.DeadlineExceeded, &net.OpError{Op: "read", Err: errors.New("connection reset")},
 		serverErr("LOADING Redis is loading the dataset in memory"), serverErr("BUSY Redis is busy running a script"),
@@ -38,6 +39,7 @@ func TestTemporary(t *testing.T) {
 // TestNoSuchStepIsFinal: a token of a step the loaded pipeline version
 // does not have is answered with ErrStepNotFound (final: not retried).
 func TestNoSuchStepIsFinal(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, redistest.Backends()[0], linearYAML)
 	id := h.submit(`{}`)
 	d := dsat.Delivery{Envelope: dsat.Envelope{Task: id, Step: "ghost", Token: "1", Attempt: 1}, EntryID: "1-1", Worker: "w"}

@@ -11,6 +11,7 @@ import (
 )
 
 func TestParseEntry(t *testing.T) {
+	t.Parallel()
 	id := dsat.NewTaskID(dsat.Partition{Pipeline: "textstats", API: "1.2"}, time.Now()).String()
 	evs, err := dsat.ParseEntry(redis.XMessage{ID: "5-1", Values: map[string]any{"task": id,
 		"e": "7|END|2|1764201600123|lang|vm-1|with-a-bar\n8|SEND|2|1764201600123|lang|vm-1|with-a-bar",
@@ -44,6 +45,7 @@ func TestParseEntry(t *testing.T) {
 }
 
 func TestEventIDs(t *testing.T) {
+	t.Parallel()
 	for id, want := range map[string]bool{"5-1": true, "5-1.1": true, "5-1.12": true, "5-1.0": false, "5-1.": false,
 		"5-1.x": false, "5-1.+1": false, "5": false, "$": false, "5-1.1.1": false} {
 		eq(t, "ValidEventID("+id+")", dsat.ValidEventID(id), want)
@@ -76,6 +78,7 @@ func TestEventIDs(t *testing.T) {
 }
 
 func TestWorkerNameWithLineBreak(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, redistest.Backends()[0], linearYAML)
 	id := h.submit(`{}`)
 	_, errs := h.c.BeginBatch(h.ctx, []dsat.Delivery{{Envelope: dsat.Envelope{Task: id, Step: "a", Token: "1", Attempt: 1}, EntryID: "1-1", Worker: "w\nx"}})
@@ -89,6 +92,7 @@ func TestWorkerNameWithLineBreak(t *testing.T) {
 }
 
 func TestParseEntryFirehose(t *testing.T) {
+	t.Parallel()
 	a := dsat.NewTaskID(dsat.Partition{Pipeline: "textstats", API: "1.2"}, time.Now()).String()
 	b := dsat.NewTaskID(dsat.Partition{Pipeline: "textstats", API: "1.2"}, time.Now()).String()
 	evs, err := dsat.ParseEntry(redis.XMessage{ID: "5-1", Values: map[string]any{
@@ -111,6 +115,7 @@ func TestParseEntryFirehose(t *testing.T) {
 // TestParseEntryPipelineLevel: a line "!<pipeline>" starts pipeline-level
 // events (BREAKER): no task, seq 0; a bad pipeline name does not parse.
 func TestParseEntryPipelineLevel(t *testing.T) {
+	t.Parallel()
 	evs, err := dsat.ParseEntry(redis.XMessage{ID: "6-0", Values: map[string]any{
 		"x": "!textstats\n0|BREAKER|0|1764201600123|lang|vm-1|" + `{"state":"open","until":"2025-11-27T00:00:30.123Z"}`}})
 	if err != nil || len(evs) != 1 {
@@ -127,6 +132,7 @@ func TestParseEntryPipelineLevel(t *testing.T) {
 }
 
 func TestParseLog(t *testing.T) {
+	t.Parallel()
 	id := dsat.NewTaskID(dsat.Partition{Pipeline: "p", API: "1.0"}, time.Now()).String()
 	evs, err := dsat.ParseLog(id, "1|INIT|0|5|||{\"entry\":\"a\"}\n2|ACK|1|6|a|w|{}\n")
 	if err != nil || len(evs) != 2 || evs[1].ID != "2" || evs[1].Step != "a" || evs[1].Pipeline != "p" || string(evs[0].Detail) != `{"entry":"a"}` {

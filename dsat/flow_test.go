@@ -13,6 +13,7 @@ import (
 // paused with its pipeline; resuming the step of a paused pipeline leaves
 // it paused; unknown names are errors.
 func TestPauseResume(t *testing.T) {
+	t.Parallel()
 	redistest.ForEachBackend(t, func(t *testing.T, b redistest.Backend) {
 		h := newHarness(t, b, linearYAML)
 		name := h.p.Name
@@ -56,6 +57,7 @@ func TestPauseResume(t *testing.T) {
 // within one burst; delayed submissions are not refused; once the step
 // drains, submissions pass again.
 func TestEntryBacklogFull(t *testing.T) {
+	t.Parallel()
 	redistest.ForEachBackend(t, func(t *testing.T, b redistest.Backend) {
 		h := newHarness(t, b, `
 name: bp

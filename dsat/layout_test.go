@@ -17,6 +17,7 @@ import (
 // calls a hash command (the task hash's fields are dsat's) or spells a
 // key. A schema change in lua/lib.lua then touches dsat/ only.
 func TestLayoutHasOneOwner(t *testing.T) {
+	t.Parallel()
 	hashCall := regexp.MustCompile(`^H(Get|MGet|Set|SetNX|GetAll|IncrBy|Del|Exists|Keys|Len)$`)
 	keyLiteral := regexp.MustCompile(`(^|[^a-z]):(t|s|sat|sats|ev|log|res|retry|dead|idem|sc):|\{[a-z0-9_-]+@|\{sched\}|^dsat:[^ ]`)
 	for _, dir := range []string{"../httpapi", "../workers", "../cmd/dsat", "../web", "../examples"} {

@@ -12,6 +12,7 @@ import (
 
 // TestParseLimits: limits' settings, and their errors with file and line.
 func TestParseLimits(t *testing.T) {
+	t.Parallel()
 	p, err := dsat.ParsePipeline("l.yaml", []byte(`
 name: l
 version: 1.0.0
@@ -119,6 +120,7 @@ steps:
 // whatever the order of the callers' clocks; the wait says when the
 // window's oldest grant leaves it.
 func TestLimitsScript(t *testing.T) {
+	t.Parallel()
 	redistest.ForEachBackend(t, func(t *testing.T, b redistest.Backend) {
 		h := newHarness(t, b, limitsYAML)
 		lease := 10 * time.Second
@@ -205,6 +207,7 @@ func TestLimitsScript(t *testing.T) {
 // a sliding window per key; a step with only per-key limits has no free
 // count of its own (-1).
 func TestLimitsScriptPerKey(t *testing.T) {
+	t.Parallel()
 	redistest.ForEachBackend(t, func(t *testing.T, b redistest.Backend) {
 		h := newHarness(t, b, limitsYAML)
 		acq := func(rs ...dsat.LimitRequest) string {
@@ -254,6 +257,7 @@ func TestLimitsScriptPerKey(t *testing.T) {
 
 // TestLimitKey: a token's fairness key from its input.
 func TestLimitKey(t *testing.T) {
+	t.Parallel()
 	for in, want := range map[string]string{
 		`{"customer": "acme", "n": 1}`: "acme",
 		`{"customer": 42}`:             "42",

@@ -52,6 +52,7 @@ func readAll(h *harness, step string) []dsat.Delivery {
 // that fires a join of 1,000, and the memory of a finished task with a
 // 100-element map (its own keys, as dsat bench's task_key_bytes).
 func TestMapCost(t *testing.T) {
+	t.Parallel()
 	redistest.Slow(t, "a measurement on real redis-server")
 	b := redistest.Backends()[1]
 	h := newHarness(t, b, `

@@ -10,6 +10,7 @@ import (
 // (a join by its bare name, no extra argument to fail.lua), so the scripts
 // take their old paths; join: true and join: all are the same.
 func TestMapJoinUnusedCostsNothing(t *testing.T) {
+	t.Parallel()
 	for _, join := range []string{"true", "all"} {
 		p, err := ParsePipeline("p.yaml", []byte(fmt.Sprintf(`name: p
 version: 1.0.0

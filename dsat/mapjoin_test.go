@@ -53,6 +53,7 @@ func joinInput(t *testing.T, h *harness, id string) string {
 // the outputs as a bare array in item order whatever order they ended in,
 // and items keep their exact JSON (no float rounding).
 func TestMapJoinOrder(t *testing.T) {
+	t.Parallel()
 	redistest.ForEachBackend(t, func(t *testing.T, b redistest.Backend) {
 		h := newHarness(t, b, fmt.Sprintf(mapYAML, "all"))
 		id := h.submit(`{"items":[1,"two",{"a":12345678901234567},[3],null]}`)
@@ -89,6 +90,7 @@ func TestMapJoinOrder(t *testing.T) {
 }
 
 func TestMapEmptyAndTooMany(t *testing.T) {
+	t.Parallel()
 	redistest.ForEachBackend(t, func(t *testing.T, b redistest.Backend) {
 		h := newHarness(t, b, fmt.Sprintf(mapYAML, "all"))
 		empty := h.submit(`{"items":[]}`)
@@ -118,6 +120,7 @@ func TestMapEmptyAndTooMany(t *testing.T) {
 // TestMapMaxParallel: never more than max_parallel items of a task are
 // queued or running; each item leaving releases the next, in order.
 func TestMapMaxParallel(t *testing.T) {
+	t.Parallel()
 	redistest.ForEachBackend(t, func(t *testing.T, b redistest.Backend) {
 		h := newHarness(t, b, `
 name: mp
@@ -159,6 +162,7 @@ steps:
 // TestMapSettled: items that die are errors of the join, which fires
 // with null in their place; the task goes on and succeeds.
 func TestMapSettled(t *testing.T) {
+	t.Parallel()
 	redistest.ForEachBackend(t, func(t *testing.T, b redistest.Backend) {
 		h := newHarness(t, b, fmt.Sprintf(mapYAML, "settled"))
 		id := h.submit(`{"items":[0,1,2,3,4]}`)
@@ -191,6 +195,7 @@ steps:
 // in the join's input and the task succeeds. Both dead: the join fires
 // with errors only.
 func TestJoinSettled(t *testing.T) {
+	t.Parallel()
 	redistest.ForEachBackend(t, func(t *testing.T, b redistest.Backend) {
 		h := newHarness(t, b, fmt.Sprintf(branchesYAML, "settled"))
 		boom := func(d dsat.Delivery) ([]byte, string, *dsat.Failure) {
@@ -225,6 +230,7 @@ func anyRace(h *harness, f handlerFunc) (string, []dsat.Delivery) {
 // TestJoinAny: the first arrival fires the join once and cancels the
 // other branch: its queued token is dropped, never run.
 func TestJoinAny(t *testing.T) {
+	t.Parallel()
 	redistest.ForEachBackend(t, func(t *testing.T, b redistest.Backend) {
 		h := newHarness(t, b, fmt.Sprintf(branchesYAML, "any"))
 		id, cs := anyRace(h, wrap)
@@ -263,6 +269,7 @@ func TestJoinAny(t *testing.T) {
 }
 
 func TestMapJoinValidation(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct{ name, yaml, want string }{
 		{"map on route_by", `
   s: {handler: echo, map: items, route_by: items, routes: {x: [w]}}
@@ -358,6 +365,7 @@ func TestMapJoinValidation(t *testing.T) {
 // retries), with max_parallel: the join fires once with 97 outputs and 3
 // errors, in element order, and the task succeeds.
 func TestMapSettledHundred(t *testing.T) {
+	t.Parallel()
 	redistest.ForEachBackend(t, func(t *testing.T, b redistest.Backend) {
 		h := newHarness(t, b, `
 name: hundred
@@ -415,6 +423,7 @@ steps:
 // and counts for the settled join. A task cancelled mid-map leaves no
 // token behind and its join never fires.
 func TestMapChainSettledCancel(t *testing.T) {
+	t.Parallel()
 	redistest.ForEachBackend(t, func(t *testing.T, b redistest.Backend) {
 		h := newHarness(t, b, `
 name: chain
@@ -454,6 +463,7 @@ steps:
 // TestJoinAnyAfterADeadBranch: a branch that died before the first
 // arrival no longer fails the task once the join fires.
 func TestJoinAnyAfterADeadBranch(t *testing.T) {
+	t.Parallel()
 	redistest.ForEachBackend(t, func(t *testing.T, b redistest.Backend) {
 		h := newHarness(t, b, fmt.Sprintf(branchesYAML, "any"))
 		id, cs := anyRace(h, failOn("{}"))
@@ -494,6 +504,7 @@ func deadDetail(t *testing.T, h *harness, id string) string {
 // still running; the task stays running until that one ends, then its
 // DEAD event carries the dead branch's error.
 func TestDeadCarriesTheError(t *testing.T) {
+	t.Parallel()
 	redistest.ForEachBackend(t, func(t *testing.T, b redistest.Backend) {
 		h := newHarness(t, b, fmt.Sprintf(branchesYAML, "all"))
 		id, cs := anyRace(h, failOn("{}"))
@@ -514,6 +525,7 @@ func TestDeadCarriesTheError(t *testing.T) {
 // With max_parallel, once the item died no waiting item is released (the
 // join cannot fire); after the retry they are released again.
 func TestMapItemDiesThenRetry(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct{ name, mp, items, bad, want, after string }{
 		{"all at once", "0", "1,2,3", "2", "dead:1 done:2", "done:3"},
 		{"max_parallel", "2", "0,1,2,3,4", "0", "dead:1 done:1", "done:5"},

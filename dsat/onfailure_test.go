@@ -32,6 +32,7 @@ func failB(d dsat.Delivery) ([]byte, string, *dsat.Failure) {
 // retried task that fails again runs it again; a task that succeeds never
 // runs it.
 func TestOnFailure(t *testing.T) {
+	t.Parallel()
 	redistest.ForEachBackend(t, func(t *testing.T, b redistest.Backend) {
 		t.Run("runs once with the failure", func(t *testing.T) {
 			h := newHarness(t, b, onFailureYAML)
@@ -127,6 +128,7 @@ func TestOnFailure(t *testing.T) {
 // failure handler while the other branch waits parked at the join; a
 // retry re-drives the dead branch and the join fires.
 func TestOnFailureWithJoin(t *testing.T) {
+	t.Parallel()
 	redistest.ForEachBackend(t, func(t *testing.T, b redistest.Backend) {
 		h := newHarness(t, b, `
 name: onfj
@@ -161,6 +163,7 @@ on_failure: alert
 // both argument sets): an item that dies under join: all runs the
 // failure handler once; under settled the task succeeds and never runs it.
 func TestOnFailureWithMap(t *testing.T) {
+	t.Parallel()
 	redistest.ForEachBackend(t, func(t *testing.T, b redistest.Backend) {
 		for _, policy := range []string{"all", "settled"} {
 			h := newHarness(t, b, fmt.Sprintf(mapYAML, policy)+"  alert: {handler: echo}\non_failure: alert\n")

@@ -8,6 +8,7 @@ import (
 // TestParseOnFailure: on_failure names a step nothing else reaches, with
 // file:line errors for every incoherent use.
 func TestParseOnFailure(t *testing.T) {
+	t.Parallel()
 	p, err := ParsePipeline("f.yaml", []byte("name: p\nversion: '1.0'\nsteps:\n  a: {handler: h}\n  alert: {handler: h}\non_failure: alert\n"))
 	if err != nil || p.OnFailure != "alert" {
 		t.Fatalf("%v %+v", err, p)

@@ -33,6 +33,7 @@ steps:
 `
 
 func TestParsePipelineDesignExample(t *testing.T) {
+	t.Parallel()
 	p, err := ParsePipeline("textstats.yaml", []byte(textstats))
 	if err != nil {
 		t.Fatal(err)
@@ -64,6 +65,7 @@ func TestParsePipelineDesignExample(t *testing.T) {
 // TestParsePipelineReportsEveryError: one broken file, every problem
 // reported at once, each naming file, step and field.
 func TestParsePipelineReportsEveryError(t *testing.T) {
+	t.Parallel()
 	const broken = `
 name: Bad Name
 version: v1.2
@@ -118,6 +120,7 @@ steps:
 }
 
 func TestParsePipelineGraphRules(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct{ name, yaml, want string }{
 		{"cycle", `{name: p, version: "1.0", steps: {a: {handler: h, next: [b]}, b: {handler: h, next: [a]}}}`, "cycle: a -> b -> a"},
 		{"self", `{name: p, version: "1.0", steps: {a: {handler: h, next: [a]}}}`, "cannot send to itself"},
@@ -142,6 +145,7 @@ func TestParsePipelineGraphRules(t *testing.T) {
 }
 
 func TestParsePipelineEntryAndShortNext(t *testing.T) {
+	t.Parallel()
 	p, err := ParsePipeline("f.yaml", []byte(`{name: p, version: "1.0", entry: b, steps: {a: {handler: h}, b: {handler: h, next: a}}}`))
 	if err != nil {
 		t.Fatal(err)
@@ -152,6 +156,7 @@ func TestParsePipelineEntryAndShortNext(t *testing.T) {
 }
 
 func TestLoadPipelines(t *testing.T) {
+	t.Parallel()
 	fsys := fstest.MapFS{
 		"a.yaml":   {Data: []byte(`{name: a, version: "1.0", steps: {s: {handler: h}}}`)},
 		"b.yml":    {Data: []byte(`{name: a, version: "1.0.1", steps: {s: {handler: h}}}`)},
@@ -191,6 +196,7 @@ func FuzzParsePipeline(f *testing.F) {
 // TestParseBreaker: a breaker's settings and defaults, and its errors
 // with file and line.
 func TestParseBreaker(t *testing.T) {
+	t.Parallel()
 	p, err := ParsePipeline("b.yaml", []byte(`
 name: b
 version: 1.0.0

@@ -16,6 +16,7 @@ import (
 // shows the priority. A normal task writes nothing of it: no field, no
 // high or low stream, no mark.
 func TestPriorityFollowsTask(t *testing.T) {
+	t.Parallel()
 	redistest.ForEachBackend(t, func(t *testing.T, b redistest.Backend) {
 		h := newHarness(t, b, linearYAML)
 		seen := map[string][]dsat.Priority{} // step -> levels of its deliveries
@@ -157,6 +158,7 @@ func readLevels(t *testing.T, h *harness, r *dsat.StepReader, n, count int) map[
 // high, the first read of 10 takes the 10 high ones; a level without
 // tokens gives its turn to the others.
 func TestPriorityReadOrder(t *testing.T) {
+	t.Parallel()
 	redistest.ForEachBackend(t, func(t *testing.T, b redistest.Backend) {
 		h := newHarness(t, b, partitionedYAML)
 		r := priorityReader(t, h, 100, 0, 10)
@@ -170,6 +172,7 @@ func TestPriorityReadOrder(t *testing.T) {
 // reads of one token take high, normal and low 6:3:1; with a steady
 // stream of high tokens and no normal ones, low still gets 1 read in 10.
 func TestPriorityShares(t *testing.T) {
+	t.Parallel()
 	redistest.ForEachBackend(t, func(t *testing.T, b redistest.Backend) {
 		h := newHarness(t, b, onePartYAML)
 		r := priorityReader(t, h, 50, 50, 100)
@@ -211,6 +214,7 @@ steps:
 // failed item (join settled) and the join token all wait in the low
 // streams.
 func TestPriorityThroughMapAndJoin(t *testing.T) {
+	t.Parallel()
 	redistest.ForEachBackend(t, func(t *testing.T, b redistest.Backend) {
 		h := newHarness(t, b, fmt.Sprintf(mapYAML, "settled"))
 		s, err := h.c.Submit(h.ctx, h.p.Name, []byte(`{"items":[1,2,3]}`), dsat.SubmitOptions{Priority: dsat.PriorityLow})
@@ -238,6 +242,7 @@ func TestPriorityThroughMapAndJoin(t *testing.T) {
 // TestPriorityOnFailure (issue 16, 17): a high task's failure handler
 // token waits in the handler's high stream.
 func TestPriorityOnFailure(t *testing.T) {
+	t.Parallel()
 	redistest.ForEachBackend(t, func(t *testing.T, b redistest.Backend) {
 		h := newHarness(t, b, onFailureYAML)
 		s, err := h.c.Submit(h.ctx, h.p.Name, []byte(`{}`), dsat.SubmitOptions{Priority: dsat.PriorityHigh})

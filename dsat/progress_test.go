@@ -12,6 +12,7 @@ import (
 )
 
 func TestProgress(t *testing.T) {
+	t.Parallel()
 	redistest.ForEachBackend(t, func(t *testing.T, b redistest.Backend) {
 		t.Run("begun", func(t *testing.T) {
 			h := newHarness(t, b, linearYAML)

@@ -36,6 +36,7 @@ func mustCron(t *testing.T, expr, zone string) timing {
 }
 
 func TestEverySlotsAreEpochAligned(t *testing.T) {
+	t.Parallel()
 	tm := everyTiming(5 * time.Minute)
 	if got := slots(tm, utc("2026-01-02T10:03:17Z"), 3); got != "01-02T10:05Z 01-02T10:10Z 01-02T10:15Z" {
 		t.Fatalf("every 5m: %s", got)
@@ -54,6 +55,7 @@ func TestEverySlotsAreEpochAligned(t *testing.T) {
 // CET -> 03:00 CEST, 01:00 UTC) and back on 2026-10-25 (03:00 CEST ->
 // 02:00 CET, 01:00 UTC).
 func TestCronAcrossDST(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		expr, from, want string
 	}{
@@ -85,6 +87,7 @@ func TestCronAcrossDST(t *testing.T) {
 }
 
 func TestCronRefused(t *testing.T) {
+	t.Parallel()
 	for expr, want := range map[string]string{
 		"* * *":                          "not a cron expression",
 		"@every 1m":                      "use the every field",
@@ -99,6 +102,7 @@ func TestCronRefused(t *testing.T) {
 }
 
 func TestJitterIsFixedPerSlot(t *testing.T) {
+	t.Parallel()
 	slot := utc("2026-01-02T10:00:00Z")
 	a, b := jitter("s1", slot, 10*time.Second), jitter("s1", slot, 10*time.Second)
 	if a != b || a < 0 || a >= 10*time.Second {
@@ -116,6 +120,7 @@ func TestJitterIsFixedPerSlot(t *testing.T) {
 // TestPlanCatchup: which due slots a firing submits, by policy, for a
 // schedule of every 1m whose next slot is 10:00.
 func TestPlanCatchup(t *testing.T) {
+	t.Parallel()
 	tm := everyTiming(time.Minute)
 	next := utc("2026-01-02T10:00:00Z")
 	none := func(time.Time) time.Duration { return 0 }
@@ -161,6 +166,7 @@ func TestPlanCatchup(t *testing.T) {
 // recent MaxCatchup slots and counts the rest as skipped, without walking
 // 86,400 slots.
 func TestPlanFarBehind(t *testing.T) {
+	t.Parallel()
 	next := utc("2026-01-02T00:00:00Z")
 	now := next.Add(24*time.Hour - 1)
 	f := plan(everyTiming(time.Second), CatchupAll, func(time.Time) time.Duration { return 0 }, next, now)
@@ -177,6 +183,7 @@ func TestPlanFarBehind(t *testing.T) {
 
 // TestPlanJitter: a slot is due at slot + its jitter.
 func TestPlanJitter(t *testing.T) {
+	t.Parallel()
 	next := utc("2026-01-02T10:00:00Z")
 	jit := func(time.Time) time.Duration { return 20 * time.Second }
 	if f := plan(everyTiming(time.Minute), CatchupOne, jit, next, next.Add(19*time.Second)); len(f.Fire) != 0 {
@@ -188,6 +195,7 @@ func TestPlanJitter(t *testing.T) {
 }
 
 func TestNormalize(t *testing.T) {
+	t.Parallel()
 	ok, ps := ScheduleSpec{ID: "s", Pipeline: "p", Every: "90s", Payload: []byte(" { \"a\" : 1 } "), Jitter: "1500ms"}.Normalize(0)
 	if len(ps) != 0 || ok.Every != "1m30s" || string(ok.Payload) != `{"a":1}` || ok.Catchup != CatchupOne || ok.Jitter != "1.5s" {
 		t.Fatalf("%+v %v", ok, ps)

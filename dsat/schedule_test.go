@@ -103,6 +103,7 @@ func (e *schedEnv) slotTask(id string, slot time.Time) string {
 func at(s string) time.Time { t, _ := time.Parse(time.RFC3339Nano, "2026-01-02T"+s+"Z"); return t }
 
 func TestScheduleStore(t *testing.T) {
+	t.Parallel()
 	redistest.ForEachBackend(t, func(t *testing.T, b redistest.Backend) {
 		e := newSchedEnv(t, b)
 		info, created := e.put(dsat.ScheduleSpec{ID: "tick", Pipeline: "p", Every: "2s", Payload: json.RawMessage(`{"n": 1}`)})
@@ -167,6 +168,7 @@ func errOf[T any](_ T, err error) error { return err }
 // TestScheduleOneTaskPerSlot: eight processes fire a schedule of every 1s
 // at once, at each of 30 slots: each slot has one task, and there are 30.
 func TestScheduleOneTaskPerSlot(t *testing.T) {
+	t.Parallel()
 	redistest.ForEachBackend(t, func(t *testing.T, b redistest.Backend) {
 		e := newSchedEnv(t, b)
 		e.put(dsat.ScheduleSpec{ID: "tick", Pipeline: "p", Every: "1s", Catchup: "all"})
@@ -202,6 +204,7 @@ func TestScheduleOneTaskPerSlot(t *testing.T) {
 // submitting; after the lease another process fires the slot, and the slot
 // still has one task.
 func TestScheduleTakeover(t *testing.T) {
+	t.Parallel()
 	redistest.ForEachBackend(t, func(t *testing.T, b redistest.Backend) {
 		e := newSchedEnv(t, b)
 		e.put(dsat.ScheduleSpec{ID: "tick", Pipeline: "p", Every: "1s"})
@@ -233,6 +236,7 @@ func TestScheduleTakeover(t *testing.T) {
 // others fired the slot and the slot's idempotency key expired, changes
 // nothing when it resumes: its claim fails.
 func TestScheduleStaleProcess(t *testing.T) {
+	t.Parallel()
 	redistest.ForEachBackend(t, func(t *testing.T, b redistest.Backend) {
 		e := newSchedEnv(t, b)
 		e.put(dsat.ScheduleSpec{ID: "tick", Pipeline: "p", Every: "1s"})
@@ -255,6 +259,7 @@ func TestScheduleStaleProcess(t *testing.T) {
 // TestScheduleCatchupAfterOutage: nothing fired for 5 slots; the next
 // firing submits by policy.
 func TestScheduleCatchupAfterOutage(t *testing.T) {
+	t.Parallel()
 	redistest.ForEachBackend(t, func(t *testing.T, b redistest.Backend) {
 		e := newSchedEnv(t, b)
 		for _, p := range []string{"none", "one", "all"} {
@@ -279,6 +284,7 @@ func TestScheduleCatchupAfterOutage(t *testing.T) {
 // TestScheduleOfAnUnloadedPipeline: a process that has not loaded the
 // schedule's pipeline leaves it to one that has.
 func TestScheduleOfAnUnloadedPipeline(t *testing.T) {
+	t.Parallel()
 	redistest.ForEachBackend(t, func(t *testing.T, b redistest.Backend) {
 		e := newSchedEnv(t, b)
 		e.put(dsat.ScheduleSpec{ID: "tick", Pipeline: "p", Every: "1s", Jitter: "900ms"})

@@ -10,6 +10,7 @@ import (
 )
 
 func TestSchedulesInAPipelineFile(t *testing.T) {
+	t.Parallel()
 	p, err := dsat.ParsePipeline("p.yaml", []byte(`name: p
 version: 1.0.0
 schedules:
@@ -38,6 +39,7 @@ steps:
 }
 
 func TestSchedulesInAPipelineFileRefused(t *testing.T) {
+	t.Parallel()
 	_, err := dsat.ParsePipeline("bad.yaml", []byte(`name: p
 version: 1.0.0
 schedules:
@@ -75,6 +77,7 @@ steps:
 
 // TestScheduleIDsAreGlobal: two files may not declare one schedule id.
 func TestScheduleIDsAreGlobal(t *testing.T) {
+	t.Parallel()
 	fs := fstest.MapFS{
 		"a.yaml": {Data: []byte("name: a\nversion: 1.0.0\nschedules:\n  tick: {every: 1m}\nsteps:\n  s: {handler: echo}\n")},
 		"b.yaml": {Data: []byte("name: b\nversion: 1.0.0\nschedules:\n  tick: {every: 1m}\nsteps:\n  s: {handler: echo}\n")},

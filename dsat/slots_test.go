@@ -33,6 +33,7 @@ func keySlot(key string) uint16 {
 }
 
 func TestCRC16(t *testing.T) {
+	t.Parallel()
 	if crc16("123456789") != 0x31C3 {
 		t.Fatalf("crc16 check value %x", crc16("123456789"))
 	}
@@ -45,6 +46,7 @@ func TestCRC16(t *testing.T) {
 // each partition of a 12-partition pipeline and checks they hash to one
 // slot, and that the partitions spread over many slots.
 func TestEveryScriptCallUsesOneSlot(t *testing.T) {
+	t.Parallel()
 	src := strings.Replace(textstats, "partitions: 1", "partitions: 12", 1)
 	p, err := ParsePipeline("t.yaml", []byte(src))
 	if err != nil {

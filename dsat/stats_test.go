@@ -13,6 +13,7 @@ import (
 // TestLatencyBin: bins are monotone, every duration falls inside its bin's
 // bounds, and a bin is at most a quarter of its lower bound wide.
 func TestLatencyBin(t *testing.T) {
+	t.Parallel()
 	prev := 0
 	for us := int64(0); us < 1<<22; us += 1 + us/97 {
 		d := time.Duration(us) * time.Microsecond
@@ -42,6 +43,7 @@ func TestLatencyBin(t *testing.T) {
 }
 
 func TestParseStatsWindow(t *testing.T) {
+	t.Parallel()
 	for in, want := range map[string]time.Duration{"": 15 * time.Minute, "10s": 10 * time.Second, "15m": 15 * time.Minute,
 		"95s": 100 * time.Second, "1m": time.Minute} {
 		if got, err := dsat.ParseStatsWindow(in); err != nil || got != want {
@@ -74,6 +76,7 @@ func near(got *float64, want float64) bool {
 // distribution within the histogram's precision, and buckets expire after
 // the longest window.
 func TestStatsRecordAndRead(t *testing.T) {
+	t.Parallel()
 	redistest.ForEachBackend(t, func(t *testing.T, b redistest.Backend) {
 		h := newHarness(t, b, linearYAML)
 		h.advance(3 * time.Second) // 03:04:08: inside the bucket of 03:04:00

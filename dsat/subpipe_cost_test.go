@@ -17,6 +17,7 @@ import (
 // memory a waiting token holds. It logs the figures (README, "Sub-pipelines")
 // and fails only if the hand-off costs more than it should.
 func TestSubPipelineCost(t *testing.T) {
+	t.Parallel()
 	var real redistest.Backend
 	for _, b := range redistest.Backends() {
 		if b.Real {

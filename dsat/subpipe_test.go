@@ -89,6 +89,7 @@ func (h *harness) settle() int {
 // ends with the child's result, or fails with its failure (and a retry of
 // the step submits a new child); a cancelled parent cancels its child.
 func TestSubPipeline(t *testing.T) {
+	t.Parallel()
 	redistest.ForEachBackend(t, func(t *testing.T, b redistest.Backend) {
 		t.Run("ends with the child's result", func(t *testing.T) {
 			ph, ch := newSubHarness(t, b)

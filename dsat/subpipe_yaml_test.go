@@ -10,6 +10,7 @@ import (
 // the file and line, and a cycle of sub-pipelines is refused at load,
 // across files.
 func TestParseSubPipeline(t *testing.T) {
+	t.Parallel()
 	p, err := ParsePipeline("f.yaml", []byte("name: p\nversion: '1.0'\nsteps:\n  a: {handler: h, next: [b]}\n  b: {pipeline: mail}\n"))
 	if err != nil || p.Steps["b"].Pipeline != "mail" || p.Steps["b"].Handler != "" || !p.HasSubPipelines() {
 		t.Fatalf("%v %+v", err, p)

@@ -11,6 +11,7 @@ import (
 )
 
 func TestTaskIDRoundTrip(t *testing.T) {
+	t.Parallel()
 	p := Partition{Pipeline: "text-stats_2", API: "1.2", N: 11}
 	now := time.Date(2026, 11, 26, 10, 0, 0, 123e6, time.UTC)
 	id := TaskID{Unique: new(idGen).next(now), Partition: p}
@@ -31,6 +32,7 @@ func TestTaskIDRoundTrip(t *testing.T) {
 }
 
 func TestTaskIDsSortByCreationAndAreUnique(t *testing.T) {
+	t.Parallel()
 	p := Partition{Pipeline: "x", API: "1.0"}
 	start := time.Now()
 	var ids []string
@@ -68,6 +70,7 @@ func TestTaskIDsSortByCreationAndAreUnique(t *testing.T) {
 }
 
 func TestParseTaskIDRejects(t *testing.T) {
+	t.Parallel()
 	good := NewTaskID(Partition{Pipeline: "p", API: "1.0"}, time.Now()).String()
 	u := good[:26]
 	for _, bad := range []string{
@@ -83,6 +86,7 @@ func TestParseTaskIDRejects(t *testing.T) {
 }
 
 func TestValidName(t *testing.T) {
+	t.Parallel()
 	for _, ok := range []string{"a", "text-stats", "a_b", "0", strings.Repeat("x", 64)} {
 		if !ValidName(ok) {
 			t.Errorf("%q should be valid", ok)
@@ -96,6 +100,7 @@ func TestValidName(t *testing.T) {
 }
 
 func TestKeysShareTheTag(t *testing.T) {
+	t.Parallel()
 	k := NewKeys("")
 	p := Partition{Pipeline: "textstats", API: "1.2", N: 0}
 	for _, key := range []string{k.Step(p, "lang"), k.Task(p, "id"), k.TaskLog(p, "id"), k.Firehose(p), k.Retry(p), k.Dead(p), k.Idempotency(p, "}{")} {

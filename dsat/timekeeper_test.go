@@ -30,6 +30,7 @@ func (h *harness) realClock() {
 // queue_timeout gets TIMEOUT (no ACK), then a retry; past its attempts the
 // task fails. A token a worker read is not touched.
 func TestQueueTimeout(t *testing.T) {
+	t.Parallel()
 	redistest.ForEachBackend(t, func(t *testing.T, b redistest.Backend) {
 		h := newHarness(t, b, queueTimeoutYAML)
 		h.realClock()
@@ -114,6 +115,7 @@ func TestQueueTimeout(t *testing.T) {
 // "deadline"; its running token's result is then dropped. A task that
 // ended before only leaves the deadline set. Bad deadlines are refused.
 func TestTaskDeadline(t *testing.T) {
+	t.Parallel()
 	redistest.ForEachBackend(t, func(t *testing.T, b redistest.Backend) {
 		h := newHarness(t, b, linearYAML)
 		part := h.p.Partition(0)

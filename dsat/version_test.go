@@ -8,6 +8,7 @@ import (
 )
 
 func TestParseVersion(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct{ in, want string }{
 		{"1.2", "1.2.0"}, {"1.2.0", "1.2.0"}, {"0.0.a", "0.0.a"}, {"10.20.z", "10.20.z"}, {"0.1.9", "0.1.9"},
 	} {
@@ -40,6 +41,7 @@ func TestParseVersion(t *testing.T) {
 // TestVersionOrderAgreesWithStringOrder covers every Z of 0-9a-z: version
 // order and string order of the Z character agree.
 func TestVersionOrderAgreesWithStringOrder(t *testing.T) {
+	t.Parallel()
 	const zs = "0123456789abcdefghijklmnopqrstuvwxyz"
 	var vs []Version
 	var ss []string
@@ -71,6 +73,7 @@ func TestVersionOrderAgreesWithStringOrder(t *testing.T) {
 }
 
 func TestVersionCompatible(t *testing.T) {
+	t.Parallel()
 	v := MustParseVersion("1.2.0")
 	for in, want := range map[string]bool{"1.2.z": true, "1.2": true, "1.3.0": false, "2.2.0": false} {
 		if got := v.Compatible(MustParseVersion(in)); got != want {

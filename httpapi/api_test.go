@@ -14,6 +14,7 @@ import (
 )
 
 func TestSubmitAndGet(t *testing.T) {
+	t.Parallel()
 	redistest.ForEachBackend(t, func(t *testing.T, b redistest.Backend) {
 		e := newEnv(t, b)
 		r := e.do("POST", "/v1/pipelines/demo/tasks", "application/json; charset=utf-8", `{"x":1}`)
@@ -47,6 +48,7 @@ func TestSubmitAndGet(t *testing.T) {
 }
 
 func TestSubmitRejectsBadInput(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, redistest.Backends()[0])
 	before := len(e.mini.Keys())
 	for _, tc := range []struct {
@@ -79,6 +81,7 @@ func TestSubmitRejectsBadInput(t *testing.T) {
 }
 
 func TestIdempotencyKey(t *testing.T) {
+	t.Parallel()
 	redistest.ForEachBackend(t, func(t *testing.T, b redistest.Backend) {
 		e := newEnv(t, b)
 		r1 := e.do("POST", "/v1/pipelines/demo/tasks", "application/json", `{"n":1}`, "Idempotency-Key", "k1")
@@ -91,6 +94,7 @@ func TestIdempotencyKey(t *testing.T) {
 }
 
 func TestBatch(t *testing.T) {
+	t.Parallel()
 	redistest.ForEachBackend(t, func(t *testing.T, b redistest.Backend) {
 		e := newEnv(t, b)
 		r := e.do("POST", "/v1/pipelines/demo/batch", "application/json", `[{"i":0},{"i":1},{"i":2}]`)
@@ -122,6 +126,7 @@ func TestBatch(t *testing.T) {
 }
 
 func TestTaskIDErrors(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, redistest.Backends()[0])
 	if r := e.do("GET", "/v1/tasks/not-an-id", "", ""); r.status != 400 || !strings.Contains(r.body["detail"].(string), "task ids look like") {
 		t.Fatalf("malformed: %d %s", r.status, r.raw)
@@ -138,6 +143,7 @@ func TestTaskIDErrors(t *testing.T) {
 }
 
 func TestCancelRetryAndDead(t *testing.T) {
+	t.Parallel()
 	redistest.ForEachBackend(t, func(t *testing.T, b redistest.Backend) {
 		e := newEnv(t, b)
 		id := e.submit(`{}`)
@@ -189,6 +195,7 @@ func TestCancelRetryAndDead(t *testing.T) {
 }
 
 func TestIntrospectionAndOps(t *testing.T) {
+	// Not parallel: its deadlines are short (a loaded machine misses them).
 	redistest.ForEachBackend(t, func(t *testing.T, b redistest.Backend) {
 		e := newEnv(t, b)
 		e.satellite(true)
@@ -244,6 +251,7 @@ func TestIntrospectionAndOps(t *testing.T) {
 }
 
 func TestRedisOutageIs503(t *testing.T) {
+	t.Parallel()
 	// go-redis's default retries (4 tries of 5 dials each, 100 ms apart)
 	// take about 2 s per request once Redis is gone; the same retries with
 	// millisecond pauses give the same answers at once.
@@ -270,6 +278,7 @@ func TestRedisOutageIs503(t *testing.T) {
 }
 
 func TestAuth(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, redistest.Backends()[0], func(c *Config) { c.Tokens = []string{"old", "new"} })
 	id := e.submit2(t, "new")
 	if r := e.do("GET", "/v1/tasks/"+id, "", ""); r.status != 401 || r.header.Get("WWW-Authenticate") == "" {

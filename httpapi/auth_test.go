@@ -10,6 +10,7 @@ import (
 // TestAuthSchemeIsCaseInsensitive: RFC 7235 schemes are case-insensitive;
 // only the exact token passes (no prefix or extension of it).
 func TestAuthSchemeIsCaseInsensitive(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, redistest.Backends()[0], func(c *Config) { c.Tokens = []string{"s3cret"} })
 	for _, h := range []string{"Bearer s3cret", "bearer s3cret", "BEARER s3cret", "bEaReR  s3cret "} {
 		if r := e.do("GET", "/v1/pipelines", "", "", "Authorization", h); r.status != 200 {
@@ -27,6 +28,7 @@ func TestAuthSchemeIsCaseInsensitive(t *testing.T) {
 // auth off any page could otherwise drive the API); same-origin requests
 // and programs pass.
 func TestCrossSitePostsRefused(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, redistest.Backends()[0])
 	before := len(e.mini.Keys())
 	for _, hdr := range [][]string{
@@ -58,6 +60,7 @@ func TestCrossSitePostsRefused(t *testing.T) {
 // TestLoopbackHostCheck: on a loopback bind with auth off, a Host that is
 // not a loopback name is refused (DNS rebinding); with tokens it is not.
 func TestLoopbackHostCheck(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, redistest.Backends()[0], func(c *Config) { c.Loopback = true })
 	port := e.srv.URL[strings.LastIndex(e.srv.URL, ":"):]
 	for _, h := range []string{"evil.example" + port, "evil.example", "127.0.0.1.evil.example" + port, "10.0.0.1" + port} {

@@ -15,6 +15,7 @@ import (
 // answers is the API's problem+json 404, not the file server's plain
 // text; a 405 names the allowed methods in Allow.
 func TestFallbackAnswersAreProblems(t *testing.T) {
+	t.Parallel()
 	files := http.FileServer(http.FS(fstest.MapFS{"index.html": {Data: []byte("<p>dashboard</p>")}}))
 	// Not newEnv: its OpenAPI check refuses the dashboard's paths.
 	rdb, _ := redistest.Backends()[0].New(t)

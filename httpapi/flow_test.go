@@ -16,6 +16,7 @@ import (
 // TestPauseAndResume: pause and resume a pipeline or a step; the
 // pipeline's view shows what is paused; unknown names are 404s.
 func TestPauseAndResume(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, redistest.Backends()[0])
 	check := func(r resp, want string) {
 		t.Helper()
@@ -49,6 +50,7 @@ func TestPauseAndResume(t *testing.T) {
 
 // TestBacklogFullIs429: a full entry backlog is a 429 with Retry-After.
 func TestBacklogFullIs429(t *testing.T) {
+	t.Parallel()
 	w := httptest.NewRecorder()
 	writeError(w, httptest.NewRequest("POST", "/v1/pipelines/p/tasks", nil), fmt.Errorf("%w: 3 tokens wait", dsat.ErrBacklogFull))
 	if w.Code != http.StatusTooManyRequests || w.Header().Get("Retry-After") == "" || !strings.Contains(w.Body.String(), "backlog-full") {
@@ -59,6 +61,7 @@ func TestBacklogFullIs429(t *testing.T) {
 // TestLimitsInPipelineView: a step's limits, and the use of its own ones
 // now, are in GET /v1/pipelines/{name}.
 func TestLimitsInPipelineView(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, redistest.Backends()[0])
 	g := e.do("GET", "/v1/pipelines/demo", "", "")
 	if !strings.Contains(g.raw, `"limits":{"rate":"100000/s","key":"customer","running_per_key":1000,"usage":{"running":0,"rate_used":0}}`) {
@@ -74,6 +77,7 @@ func TestLimitsInPipelineView(t *testing.T) {
 // BREAKER events on the pipeline's live feed (once each, not per
 // partition) and in the metrics.
 func TestBreakerInPipelineView(t *testing.T) {
+	t.Parallel()
 	redistest.ForEachBackend(t, func(t *testing.T, b redistest.Backend) {
 		e := newEnv(t, b)
 		g := e.do("GET", "/v1/pipelines/demo", "", "")

@@ -15,6 +15,7 @@ import (
 // TestHubsCloseStopsReaders: every firehose reader goroutine has an
 // owner (hubs) and an exit: close stops them and returns once they have.
 func TestHubsCloseStopsReaders(t *testing.T) {
+	// Not parallel: it looks for hub readers in every goroutine's stack.
 	rdb, _ := redistest.Backends()[1].New(t) // real Redis: a blocked XREAD does not end with its context
 	c := demoClient(t, rdb)
 	p, _ := c.Pipeline("demo")

@@ -16,6 +16,7 @@ import (
 // TestMetricsMethodLabelIsBounded: made-up HTTP methods all count as
 // "other"; the raw method never becomes a label value.
 func TestMetricsMethodLabelIsBounded(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, redistest.Backends()[0])
 	for i := 0; i < 20; i++ {
 		e.do(fmt.Sprintf("MADEUP%dXX", i), "/v1/pipelines", "", "")
@@ -43,6 +44,7 @@ func grepLines(s, sub string) string {
 // TestBatchBodyCapInBytes: the default cap (16 MiB) applies whatever the
 // number of items.
 func TestBatchBodyCapInBytes(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, redistest.Backends()[0])
 	item := `"` + strings.Repeat("x", 20<<10) + `"`
 	body := "[" + strings.TrimSuffix(strings.Repeat(item+",", 850), ",") + "]" // 850 items, 17 MiB
@@ -79,6 +81,7 @@ func (b *endless) Read(p []byte) (int, error) {
 // TestBatchIsDecodedAsAStream: a batch is refused at the first item past a
 // limit, having read only that far (the body here never ends).
 func TestBatchIsDecodedAsAStream(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, redistest.Backends()[0])
 	body := &endless{}
 	req, _ := http.NewRequest("POST", e.srv.URL+"/v1/pipelines/demo/batch", body)
@@ -102,6 +105,7 @@ func TestBatchIsDecodedAsAStream(t *testing.T) {
 // TestBatchDecodesAreBounded: with one decode slot held by a slow body,
 // another batch waits and gets a 503 at the request timeout.
 func TestBatchDecodesAreBounded(t *testing.T) {
+	// Not parallel: its deadlines are short (a loaded machine misses them).
 	e := newEnv(t, redistest.Backends()[0], func(c *Config) {
 		c.MaxBatchDecodes = 1
 		c.RequestTimeout = 300 * time.Millisecond
@@ -133,6 +137,7 @@ func TestBatchDecodesAreBounded(t *testing.T) {
 // are 400s at submit, single and batch; an Idempotency-Key on /batch is a
 // 400 that says what to do instead.
 func TestRefusedPayloads(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, redistest.Backends()[0])
 	nest := func(n int) string { return strings.Repeat("[", n) + strings.Repeat("]", n) }
 	before := len(e.mini.Keys())
@@ -177,6 +182,7 @@ func TestRefusedPayloads(t *testing.T) {
 // scheduled, run_at in its state); malformed or too distant times are a
 // 400 that says what to send; a past ?at= runs at once.
 func TestDelayedSubmission(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, redistest.Backends()[0])
 	r := e.do("POST", "/v1/pipelines/demo/tasks?delay=30s", "application/json", `{}`)
 	if r.status != 202 || r.body["status"] != "scheduled" {
@@ -211,6 +217,7 @@ func TestDelayedSubmission(t *testing.T) {
 // a task, or every task of a batch, a deadline shown in its state; bad
 // deadlines are a 400 that says what to send.
 func TestDeadlineParameter(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, redistest.Backends()[0])
 	r := e.do("POST", "/v1/pipelines/demo/tasks?deadline=10m", "application/json", `{}`)
 	if r.status != 202 {
@@ -243,6 +250,7 @@ func TestDeadlineParameter(t *testing.T) {
 // TestSubmitRefusesUnknownParameters: a misspelt, empty or repeated query
 // parameter is a 400 that names it, not silently ignored.
 func TestSubmitRefusesUnknownParameters(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, redistest.Backends()[0])
 	for _, q := range []string{"dealine=10m", "deadline=", "deadline=5s&deadline=6s", "delay="} {
 		for _, route := range []string{"tasks", "batch"} {
@@ -262,6 +270,7 @@ func TestSubmitRefusesUnknownParameters(t *testing.T) {
 // of a batch, its priority, shown in its state (normal by default); any
 // other value is a 400 invalid-priority.
 func TestPriorityParameter(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, redistest.Backends()[0])
 	r := e.do("POST", "/v1/pipelines/demo/tasks", "application/json", `{}`)
 	if g := e.do("GET", "/v1/tasks/"+r.body["id"].(string), "", ""); g.body["priority"] != "normal" {

@@ -15,6 +15,7 @@ import (
 // /v1/tasks/{id} as steps.<name>.progress (checked against openapi.json
 // like every response) and reaches an open task feed as PROGRESS.
 func TestProgressInStateAndFeed(t *testing.T) {
+	t.Parallel()
 	redistest.ForEachBackend(t, func(t *testing.T, b redistest.Backend) {
 		e := newEnv(t, b)
 		id := e.submit(`{"x":1}`)

@@ -9,6 +9,7 @@ import (
 )
 
 func TestScheduleRoutes(t *testing.T) {
+	t.Parallel()
 	redistest.ForEachBackend(t, func(t *testing.T, b redistest.Backend) {
 		e := newEnv(t, b)
 		const js = "application/json"

@@ -13,6 +13,7 @@ import (
 // failed tasks and cancels the pending ones in bulk: each bulk call twice,
 // the second counting 0.
 func TestSearchAndBulkHTTP(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, redistest.Backends()[0])
 	var ids []string
 	for i := 0; i < 5; i++ {

@@ -16,6 +16,7 @@ import (
 var wantEvents = "INIT,ACK,END,SEND,ACK,END,SEND,ACK,END,HAPPY_END"
 
 func TestTaskFeedReplayFollowAndClose(t *testing.T) {
+	t.Parallel()
 	redistest.ForEachBackend(t, func(t *testing.T, b redistest.Backend) {
 		e := newEnv(t, b)
 		e.satellite(false) // step b holds until release
@@ -106,6 +107,7 @@ func TestTaskFeedReplayFollowAndClose(t *testing.T) {
 }
 
 func TestBadLastEventID(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, redistest.Backends()[0])
 	id := e.submit(`{}`)
 	for _, bad := range []string{"$", "+", "-", ">", "abc", "12", "1-x", "-1-0", "1-1.0", "1-1.", "1-1.x", strings.Repeat("9", 10000)} {
@@ -121,6 +123,7 @@ func TestBadLastEventID(t *testing.T) {
 }
 
 func TestFirehoseResumes(t *testing.T) {
+	t.Parallel()
 	redistest.ForEachBackend(t, func(t *testing.T, b redistest.Backend) {
 		e := newEnv(t, b)
 		_, evs, _, cancel := e.stream("/v1/events?pipeline=demo")
@@ -191,6 +194,7 @@ func TestFirehoseResumes(t *testing.T) {
 }
 
 func TestStreamCapsAndClose(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, redistest.Backends()[0], func(c *Config) { c.MaxStreamsPerClient = 2; c.MaxStreams = 3; c.TrustedProxies = 1 })
 	id := e.submit(`{}`)
 	var cancels []func()
@@ -227,6 +231,7 @@ func TestStreamCapsAndClose(t *testing.T) {
 // TestStreamOutlivesRequestTimeout: the request timeout that guards other
 // routes does not cut an event stream.
 func TestStreamOutlivesRequestTimeout(t *testing.T) {
+	// Not parallel: its deadlines are short (a loaded machine misses them).
 	e := newEnv(t, redistest.Backends()[0], func(c *Config) { c.RequestTimeout = 100 * time.Millisecond; c.Heartbeat = 50 * time.Millisecond })
 	id := e.submit(`{}`)
 	_, evs, comments, cancel := e.stream("/v1/tasks/" + id + "/events")
@@ -287,6 +292,7 @@ func (e *env) deadThenRetried(t *testing.T) string {
 // and was retried replays the old DEAD and goes on to the task's current
 // final event (issue 13, item 6).
 func TestRetriedTaskFeedGoesOnPastItsOldEnd(t *testing.T) {
+	t.Parallel()
 	redistest.ForEachBackend(t, func(t *testing.T, b redistest.Backend) {
 		e := newEnv(t, b)
 		id := e.deadThenRetried(t)
@@ -303,6 +309,7 @@ func TestRetriedTaskFeedGoesOnPastItsOldEnd(t *testing.T) {
 // event gets the final state (reset) and the end of the stream; one past
 // the task's last event is a 400; neither holds a stream open.
 func TestResumeAtOrPastTheEnd(t *testing.T) {
+	t.Parallel()
 	redistest.ForEachBackend(t, func(t *testing.T, b redistest.Backend) {
 		e := newEnv(t, b)
 		e.satellite(true)

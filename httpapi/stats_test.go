@@ -12,6 +12,7 @@ import (
 // series (every step, one value per bucket of the window) and refuses a
 // bad window, an unknown or empty parameter and an unknown pipeline.
 func TestStatsRoute(t *testing.T) {
+	t.Parallel()
 	redistest.ForEachBackend(t, func(t *testing.T, b redistest.Backend) {
 		e := newEnv(t, b)
 		var run dsat.LatencyHistogram

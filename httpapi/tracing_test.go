@@ -16,6 +16,7 @@ import (
 // child of the caller's Traceparent, else a new trace — and the task's
 // tokens carry that span's context; a bad Traceparent is still a 400.
 func TestSubmitSpans(t *testing.T) {
+	t.Parallel()
 	exp := tracetest.NewInMemoryExporter()
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
 	defer func() { _ = tp.Shutdown(context.Background()) }()

@@ -17,6 +17,7 @@ import (
 // lower-case fields like every other field, {"min":1,"max":64} (it was
 // {"Min":1,"Max":64}; issue 14).
 func TestConcurrencyIsLowerCase(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, redistest.Backends()[0])
 	for _, path := range []string{"/v1/pipelines", "/v1/pipelines/demo"} {
 		r := e.do("GET", path, "", "")
@@ -30,6 +31,7 @@ func TestConcurrencyIsLowerCase(t *testing.T) {
 // are logged at debug level; writes and errors at info (dsat dev logged
 // every dashboard poll at info; issue 14).
 func TestPollsLogAtDebug(t *testing.T) {
+	t.Parallel()
 	var buf bytes.Buffer
 	var mu sync.Mutex
 	e := newEnv(t, redistest.Backends()[0], func(c *Config) {
