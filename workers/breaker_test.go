@@ -26,6 +26,7 @@ steps:
 // a failed probe opens it again; a successful one closes it and the
 // waiting tokens run.
 func TestCircuitBreaker(t *testing.T) {
+	t.Parallel() // its checks count from the breaker's own until, not from when the test looks
 	redistest.ForEachBackend(t, func(t *testing.T, be redistest.Backend) {
 		b := setup(t, be, breakerYAML)
 		var runs atomic.Int32
@@ -52,25 +53,36 @@ func TestCircuitBreaker(t *testing.T) {
 				time.Sleep(10 * time.Millisecond)
 			}
 		}
+		// staysOpen waits for the breaker to be open until later than
+		// after, then checks that nothing runs (runs stays at want) until
+		// shortly before that time, whenever the test saw it open (a
+		// fixed sleep from that moment could reach past open_for on a
+		// loaded machine). It returns the breaker's until.
+		staysOpen := func(after time.Time, want int32, what string) time.Time {
+			t.Helper()
+			var until time.Time
+			for deadline := time.Now().Add(2 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+				states, err := b.c.Breakers(b.ctx)
+				if st, ok := states["brk/call"]; err == nil && ok && st.State == dsat.BreakerOpen && st.Until.After(after) {
+					until = st.Until.Time
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("breaker %s: %v %v", what, states, err)
+				}
+			}
+			for time.Now().Before(until.Add(-100 * time.Millisecond)) {
+				if n := runs.Load(); n != want {
+					t.Fatalf("%d runs while the breaker was open (%s), want %d", n, what, want)
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			return until
+		}
 		waitRuns(3, 5*time.Second)
-		for deadline := time.Now().Add(2 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-			states, err := b.c.Breakers(b.ctx)
-			if st, ok := states["brk/call"]; err == nil && ok && st.State == dsat.BreakerOpen {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("breaker after 3 failures: %v %v", states, err)
-			}
-		}
-		time.Sleep(600 * time.Millisecond)
-		if n := runs.Load(); n != 3 {
-			t.Fatalf("%d runs while the breaker was open, want 3", n)
-		}
+		until := staysOpen(time.Time{}, 3, "after 3 failures")
 		waitRuns(4, 3*time.Second) // the probe, which fails
-		time.Sleep(300 * time.Millisecond)
-		if n := runs.Load(); n != 4 {
-			t.Fatalf("%d runs after a failed probe, want 4 (open again)", n)
-		}
+		staysOpen(until, 4, "after a failed probe")
 		healthy.Store(true)
 		sts := b.wait(ids, 10*time.Second)
 		failed := 0

@@ -285,8 +285,11 @@ func TestNoGroupRecoversWithoutSpinning(t *testing.T) {
 		if calls > 200 {
 			t.Fatalf("%d commands in 2s after NOGROUP: the loop spins", calls)
 		}
-		// The reader notices NOGROUP when its blocking read (Block 1s) ends;
-		// on a loaded machine that can take longer than the window above.
+		// The reader notices NOGROUP when its blocking read (Block 1s) ends,
+		// or the reclaim scan (every 100ms) first, whichever reads the
+		// stream next; on a loaded machine that can take longer than the
+		// window above. (Until the scan logged it, a scan that came first
+		// recreated the group silently and this waited in vain.)
 		for deadline := time.Now().Add(15 * time.Second); !strings.Contains(b.log.String(), "consumer group missing"); {
 			if time.Now().After(deadline) {
 				t.Fatal("NOGROUP not noticed within 15s")

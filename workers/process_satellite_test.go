@@ -20,7 +20,6 @@ import (
 // with and without retry; the step's pool is kept to processes ×
 // inflight, and Stop leaves no process behind.
 func TestProcessStepInASatellite(t *testing.T) {
-	t.Parallel() // waits on child processes, a 2 s step timeout against a 10 s wait
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
@@ -114,7 +113,6 @@ func hasEvent(t *testing.T, b *bundle, id, event, detail string) bool {
 // TestProcessExamples runs examples/process end to end in a satellite:
 // the Python and the Node worker, each for a good and a bad payload.
 func TestProcessExamples(t *testing.T) {
-	t.Parallel() // waits on interpreters started as child processes
 	for _, ex := range []struct{ file, program, require, install string }{
 		{"upper_python.yaml", "python3", "DSAT_REQUIRE_PYTHON", "apt-get install python3"},
 		{"upper_node.yaml", "node", "DSAT_REQUIRE_NODE", "apt-get install nodejs"},

@@ -40,7 +40,12 @@ func (r *stepRunner) reclaim(ctx context.Context, n int, st *reclaimState) []msg
 		claimed, deleted, next, err := r.reader.Claim(ctx, st.part, r.vis, st.cursor, n)
 		if err != nil {
 			if dsat.IsNoGroup(err) {
-				_ = r.ensureGroups(ctx)
+				// Often the reclaim scan meets a lost group before the
+				// reader's blocking read does: say so here too.
+				r.log.Warn().Err(err).Msg("consumer group missing (found by the reclaim scan); recreating it")
+				if gerr := r.ensureGroups(ctx); gerr != nil {
+					r.log.Warn().Err(gerr).Msg("recreate consumer group")
+				}
 			} else if ctx.Err() == nil {
 				r.s.logLimited(r.name()+"/reclaim", r.log.Warn().Err(err), "reclaim failed")
 			}

@@ -167,7 +167,12 @@ steps:
 func TestPausedStepDoesNotTimeOut(t *testing.T) {
 	t.Parallel()
 	redistest.ForEachBackend(t, func(t *testing.T, be redistest.Backend) {
-		b := setup(t, be, queueTimeoutYAML)
+		t.Parallel() // each backend waits out the queue_timeout
+		// A queue_timeout of 2s: after resume the satellite has that long
+		// (from the keeper's last note of the pause) to begin the tokens
+		// before they are due, which 1s did not always leave a loaded
+		// machine.
+		b := setup(t, be, strings.Replace(queueTimeoutYAML, "queue_timeout: 1s", "queue_timeout: 2s", 1))
 		m := NewMux()
 		m.HandleFunc("count", func(ctx context.Context, task *dsat.Task) (dsat.Result, error) {
 			return dsat.Result{Output: task.Payload}, nil
@@ -179,7 +184,7 @@ func TestPausedStepDoesNotTimeOut(t *testing.T) {
 		cfg.FlowInterval = 50 * time.Millisecond
 		b.start(m, cfg)
 		ids := b.submit(2, `{}`)
-		time.Sleep(1500 * time.Millisecond) // past the step's queue_timeout of 1s
+		time.Sleep(3 * time.Second) // past the step's queue_timeout of 2s
 		for _, id := range ids {
 			if st, _ := b.c.Get(b.ctx, id); st.Status != dsat.StatusPending || st.Steps["a"].Error != "" {
 				t.Fatalf("a token of a paused step timed out: %+v", st)

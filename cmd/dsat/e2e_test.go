@@ -96,21 +96,25 @@ func TestServeAndTwoWorkersOnRealRedis(t *testing.T) {
 	redisURL := "redis://" + srv.Addr
 	serve := start(t, nil, "serve", "--redis", redisURL, "--pipelines", "../../examples", "--addr", "127.0.0.1:0", "--log-format", "json")
 	api := waitLine(t, serve.stderr.lines, `"url":"(http://[^"]+)".*dsat serve listening`, 20*time.Second)
-	start(t, nil, "worker", "--redis", redisURL, "--pipelines", "../../examples", "--id", "w1", "--log-format", "json")
-	start(t, nil, "worker", "--redis", redisURL, "--pipelines", "../../examples", "--id", "w2", "--log-format", "json")
+	w1 := start(t, nil, "worker", "--redis", redisURL, "--pipelines", "../../examples", "--id", "w1", "--log-format", "json")
+	w2 := start(t, nil, "worker", "--redis", redisURL, "--pipelines", "../../examples", "--id", "w2", "--log-format", "json")
+	stopTogether(t, serve, w1, w2)
 	t0 := time.Now()
 	checkTail(t, api)
 	t.Logf("checkTail took %s", time.Since(t0))
 	env := []string{"DSAT_API=" + api}
+	// 20 submits, then 20 tails, each a CLI process, a few at a time.
 	var ids []string
-	for i := 0; i < 20; i++ {
-		_, id, _ := cli(t, env, "submit", "wordcount", `{"text":"one two three"}`)
-		ids = append(ids, strings.TrimSpace(id))
+	for i, r := range cliEach(t, env, 20, func(int) []string { return []string{"submit", "wordcount", `{"text":"one two three"}`} }) {
+		if r.code != 0 {
+			t.Fatalf("submit %d: %d %s %s", i, r.code, r.out, r.errs)
+		}
+		ids = append(ids, strings.TrimSpace(r.out))
 	}
 	t.Logf("submits done at %s", time.Since(t0))
-	for _, id := range ids {
-		if code, out, errs := cli(t, env, "tail", id); code != 0 {
-			t.Fatalf("tail %s: %d %s %s", id, code, out, errs)
+	for i, r := range cliEach(t, env, len(ids), func(i int) []string { return []string{"tail", ids[i]} }) {
+		if r.code != 0 {
+			t.Fatalf("tail %s: %d %s %s", ids[i], r.code, r.out, r.errs)
 		}
 	}
 	t.Logf("tails done at %s", time.Since(t0))

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -87,9 +88,10 @@ func runCLI(t *testing.T, env map[string]string, stdin string, args ...string) (
 
 // proc is a dsat child process.
 type proc struct {
-	cmd    *exec.Cmd
-	stdout *lineBuffer
-	stderr *lineBuffer
+	cmd       *exec.Cmd
+	stdout    *lineBuffer
+	stderr    *lineBuffer
+	interrupt func() // sends os.Interrupt, once
 }
 
 type lineBuffer struct {
@@ -121,8 +123,9 @@ func start(t *testing.T, env []string, args ...string) *proc {
 	}
 	go p.stdout.pump(so)
 	go p.stderr.pump(se)
+	p.interrupt = sync.OnceFunc(func() { _ = cmd.Process.Signal(os.Interrupt) })
 	t.Cleanup(func() {
-		_ = cmd.Process.Signal(os.Interrupt)
+		p.interrupt()
 		done := make(chan struct{})
 		go func() { _ = cmd.Wait(); close(done) }()
 		select {
@@ -133,6 +136,17 @@ func start(t *testing.T, env []string, args ...string) *proc {
 		}
 	})
 	return p
+}
+
+// stopTogether interrupts the processes at once when the test ends, so
+// that their graceful stops (each waits out a blocking read) overlap
+// instead of adding up in start's cleanups.
+func stopTogether(t *testing.T, ps ...*proc) {
+	t.Cleanup(func() { // runs before the cleanups start registered earlier
+		for _, p := range ps {
+			p.interrupt()
+		}
+	})
 }
 
 // waitLine returns the first captured group of re in the process output.
@@ -161,16 +175,55 @@ func waitLine(t *testing.T, lines <-chan string, re string, limit time.Duration)
 // cli runs the binary to completion.
 func cli(t *testing.T, env []string, args ...string) (int, string, string) {
 	t.Helper()
+	r := runCLIProcess(env, args...)
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	return r.code, r.out, r.errs
+}
+
+// cliResult is one dsat CLI process's exit code and output, or err when
+// it could not run.
+type cliResult struct {
+	code      int
+	out, errs string
+	err       error
+}
+
+func runCLIProcess(env []string, args ...string) cliResult {
 	cmd := exec.Command(cliPath, args...)
 	cmd.Env = append(os.Environ(), env...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
-	code := 0
+	r := cliResult{out: out.String(), errs: errb.String()}
 	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatal(err)
+		r.code = ee.ExitCode()
+	} else {
+		r.err = err
 	}
-	return code, out.String(), errb.String()
+	return r
+}
+
+// cliEach runs one CLI process per element of each (args(i) gives its
+// arguments), up to 4 at a time, and returns their results in order.
+func cliEach(t *testing.T, env []string, n int, args func(i int) []string) []cliResult {
+	t.Helper()
+	out := make([]cliResult, n)
+	sem := make(chan struct{}, 4)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			out[i] = runCLIProcess(env, args(i)...)
+		})
+	}
+	wg.Wait()
+	for _, r := range out {
+		if r.err != nil {
+			t.Fatal(r.err)
+		}
+	}
+	return out
 }
