@@ -18,6 +18,7 @@ import (
 	"bufio"
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -155,18 +156,43 @@ func (s *Server) waitReady(limit time.Duration) error {
 		}
 		c, err := net.DialTimeout("tcp", s.Addr, 200*time.Millisecond)
 		if err == nil {
-			_, _ = c.Write([]byte("PING\r\n"))
+			// Which server answers: another test's redis-server can hold
+			// the port (FreePort's port was free a moment ago), and ours
+			// then exits; PING alone would take the other one for ours.
+			_, _ = c.Write([]byte("INFO server\r\n"))
 			_ = c.SetReadDeadline(time.Now().Add(time.Second))
-			line, _ := bufio.NewReader(c).ReadString('\n')
+			info := readInfo(bufio.NewReader(c))
 			c.Close()
-			if strings.HasPrefix(line, "+PONG") {
+			if strings.Contains(info, fmt.Sprintf("\r\nprocess_id:%d\r\n", s.cmd.Process.Pid)) {
 				return nil
+			}
+			if strings.Contains(info, "\r\nprocess_id:") {
+				s.Stop()
+				return fmt.Errorf("another redis-server answers on %s", s.Addr)
 			}
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 	s.Stop()
 	return fmt.Errorf("redis-server on %s not ready after %s: %s", s.Addr, limit, s.logTail())
+}
+
+// readInfo reads the bulk string reply of INFO (empty on an error reply
+// or a failed read).
+func readInfo(r *bufio.Reader) string {
+	head, err := r.ReadString('\n')
+	if err != nil || !strings.HasPrefix(head, "$") {
+		return ""
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(head[1:]))
+	if err != nil || n < 0 {
+		return ""
+	}
+	body := make([]byte, n)
+	if _, err := io.ReadFull(r, body); err != nil {
+		return ""
+	}
+	return string(body)
 }
 
 func (s *Server) logTail() string {
