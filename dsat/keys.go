@@ -147,6 +147,13 @@ func (k Keys) LimitKeyRate(pipeline, step, key string) string {
 	return k.prefix + ":{limits:" + pipeline + "/" + step + "}:k:" + limitKeyName(key) + ":rate"
 }
 
+// LimitKeyIndex is a sorted set of a step's fairness keys (with
+// running_per_key): key -> its running leases when last counted, expiring
+// with the last lease (LimitUsage.Keys).
+func (k Keys) LimitKeyIndex(pipeline, step string) string {
+	return k.prefix + ":{limits:" + pipeline + "/" + step + "}:keys"
+}
+
 // limitKeyName is a fairness key as it appears in a Redis key: itself, or
 // "#" and its SHA-256 in hex when it is longer than 64 bytes or holds a
 // ':' (so two keys never share a name).
