@@ -446,6 +446,11 @@ steps:
 		h.run(first[1], wrap) // read before the cancel: dropped
 		h.drain(map[string]handlerFunc{"a": wrap, "b": wrap, "j": pass})
 		eq(t, "status", h.state(gone).Status, dsat.StatusCancelled)
+		// Items that had not ended show cancelled, not queued or running.
+		gst := h.state(gone)
+		eq(t, "a items of the cancelled task", fmt.Sprint(gst.Steps["a"].Items), "map[cancelled:1 done:1]")
+		eq(t, "b items of the cancelled task", fmt.Sprint(gst.Steps["b"].Items), "map[cancelled:1]")
+		eq(t, "b of the cancelled task", gst.Steps["b"].State, "cancelled")
 		eq(t, "j ran for the first task only", h.runs["j"], 1)
 		h.streamsEmpty()
 	})

@@ -102,6 +102,9 @@ func (c *Client) Get(ctx context.Context, id string) (*TaskState, error) {
 	st := stateFromHash(id, h)
 	if cp, err := c.pipelineFor(tid.Partition); err == nil && cp.failMapJoin != nil {
 		for step, n := range itemCounts(cp.p, h) {
+			if st.Status == StatusCancelled {
+				n = n.settledByCancel()
+			}
 			s := st.Steps[step]
 			s.Items = n
 			st.Steps[step] = s
@@ -164,7 +167,26 @@ func stateFromHash(id string, h map[string]string) *TaskState {
 		}
 	}
 	subpipeState(st, h)
+	if st.Status == StatusCancelled {
+		for name, s := range st.Steps {
+			s.State = settledByCancel(s.State)
+			st.Steps[name] = s
+		}
+	}
 	return st
+}
+
+// settledByCancel is how a step's token state shows in a cancelled task:
+// a token that had not ended (queued, running, retrying, snoozed, or
+// parked at a join) is cancelled: cancel.lua writes no token record (a
+// running handler is told, and its end is dropped), so the record keeps
+// the state the token had.
+func settledByCancel(state string) string {
+	switch state {
+	case "queued", "running", "retrying", "snoozed", "waiting":
+		return StatusCancelled
+	}
+	return state
 }
 
 // tokenRecord is a token's record in the task hash (lua/lib.lua):
