@@ -51,7 +51,10 @@ type TaskState struct {
 
 // StepState is one step's part of a task's state: its latest token's
 // state (queued, running, retrying, snoozed, waiting, done, dead), the
-// attempt number, the worker and the last error.
+// attempt number, the worker and the last error. The last error is the
+// step's, whichever token failed last: a step that runs a map's items
+// shows it only while one of its items has a failure that stands
+// (retrying or dead), never one of an item that has succeeded since.
 type StepState struct {
 	State string `json:"state"`
 	// Token is the id of the step's latest token (absent while tokens
@@ -107,6 +110,9 @@ func (c *Client) Get(ctx context.Context, id string) (*TaskState, error) {
 			}
 			s := st.Steps[step]
 			s.Items = n
+			if n["retrying"]+n["dead"] == 0 {
+				s.Error = "" // every failed item has recovered since: stale
+			}
 			st.Steps[step] = s
 		}
 	}
