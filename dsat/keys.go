@@ -91,13 +91,9 @@ func (k Keys) Deadlines(p Partition) string { return k.base(p) + "deadlines" }
 // TaskIndex is a sorted set, every score 0: the partition's task index
 // (task search, issue 18), one member per task, "<status letter><the 26
 // characters of its id that sort by creation time>" (lua/lib.lua, "Task
-// index"; dsat/search.go reads it).
+// index"; dsat/search.go reads it). The members of expired tasks are
+// removed by the time keepers (Client.PruneIndex).
 func (k Keys) TaskIndex(p Partition) string { return k.base(p) + "ix" }
-
-// TaskIndexExpiry is a sorted set: the task index members of finished
-// tasks, score = when the task's keys expire (ms); the scripts prune both
-// sets from it.
-func (k Keys) TaskIndexExpiry(p Partition) string { return k.base(p) + "ixe" }
 
 // Dead is a stream: dead letters with their reason.
 func (k Keys) Dead(p Partition) string { return k.base(p) + "dead" }
