@@ -14,7 +14,13 @@
 -- KEYS[2] -> rate grants                  dsat:{limits:<pipeline>/<step>}:rate
 -- KEYS[1+2k] -> key k's running leases    dsat:{limits:<pipeline>/<step>}:k:<key>:running
 -- KEYS[2+2k] -> key k's rate grants       dsat:{limits:<pipeline>/<step>}:k:<key>:rate
--- ARGV[1] -> operation: acquire, release, renew or usage
+-- KEYS[#KEYS] (an odd count of keys; only for a step with running_per_key)
+--            -> the keys' index           dsat:{limits:<pipeline>/<step>}:keys
+--            (sorted set: fairness key -> its running leases when last
+--            counted, an upper bound: a lease that ends unreleased is not
+--            counted off until the key is counted again; expires with the
+--            last lease)
+-- ARGV[1] -> operation: acquire, release, renew, usage or keys
 -- ARGV[2] -> now (ms); empty: Redis's clock (TIME)
 -- ARGV[3] -> running: the most leases at once (0: no running limit)
 -- ARGV[4] -> rate: the most grants per period (0: no rate limit)
@@ -23,7 +29,9 @@
 -- ARGV[7] -> running_per_key (0: none)
 -- ARGV[8] -> rate_per_key: the most grants per period and key (0: none)
 -- ARGV[9] -> rate_per_key's period (ms)
--- ARGV[10..] -> acquire, release, renew: pairs (lease id, k), k the index
+-- ARGV[10] -> m: how many fairness keys follow (0 without the index)
+-- ARGV[11..10+m] -> the fairness key k's name, for k = 1..m (the index's members)
+-- ARGV[11+m..] -> acquire, release, renew: pairs (lease id, k), k the index
 --   of the id's key in KEYS (0: the step has no key), ids in the order wanted
 -- Returns: acquire: {granted, free, wait, now}: granted is a string of
 -- '1' (permit granted; an id that holds a lease already keeps it and
@@ -33,7 +41,9 @@
 -- wait: when free is 0, ms until a grant may be possible again (the rate
 -- window's oldest grant leaving it; 100 for a running limit); now: the
 -- grant's time (ms). Acquire with no id is a look. release, renew: the
--- number of ids; usage: {running leases, grants in the current window}.
+-- number of ids; usage: {running leases, grants in the current window};
+-- keys: the running leases of each key 1..m, counted now (the index is set
+-- to them).
 local op, now = ARGV[1], tonumber(ARGV[2])
 if not now then -- Redis's clock: a grant comes after every release before it
   local t = redis.call('TIME')
@@ -41,14 +51,45 @@ if not now then -- Redis's clock: a grant comes after every release before it
 end
 local running, rate, per, lease = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 local kRunning, kRate, kPer = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
+local nkeys = tonumber(ARGV[10])
+local first = 11 + nkeys -- the first pair
+local kidx = (#KEYS % 2 == 1) and KEYS[#KEYS] or nil
+
+-- index(k, n): key k has n running leases now (in the index, if any).
+local function index(k, n)
+  if not kidx then return end
+  if n > 0 then
+    redis.call('ZADD', kidx, n, ARGV[10 + k])
+  else
+    redis.call('ZREM', kidx, ARGV[10 + k])
+  end
+end
+-- The index lives as long as the longest lease.
+local function keepIndex()
+  if kidx and redis.call('PTTL', kidx) < lease then redis.call('PEXPIRE', kidx, lease) end
+end
+
+if op == 'keys' then
+  local out = {}
+  for k = 1, nkeys do
+    redis.call('ZREMRANGEBYSCORE', KEYS[1 + 2 * k], '-inf', now)
+    out[k] = redis.call('ZCARD', KEYS[1 + 2 * k])
+    index(k, out[k])
+  end
+  return out
+end
 
 if op == 'release' or op == 'renew' then
   local n = 0
-  for i = 10, #ARGV, 2 do
+  local touched = {}
+  for i = first, #ARGV, 2 do
     local id, k = ARGV[i], tonumber(ARGV[i + 1])
     local sets = {}
     if running > 0 then sets[#sets + 1] = KEYS[1] end
-    if k > 0 and kRunning > 0 then sets[#sets + 1] = KEYS[1 + 2 * k] end
+    if k > 0 and kRunning > 0 then
+      sets[#sets + 1] = KEYS[1 + 2 * k]
+      touched[k] = true
+    end
     for _, key in ipairs(sets) do
       if op == 'release' then
         redis.call('ZREM', key, id)
@@ -58,6 +99,11 @@ if op == 'release' or op == 'renew' then
       end
     end
     n = n + 1
+  end
+  if op == 'release' then
+    for k in pairs(touched) do index(k, redis.call('ZCARD', KEYS[1 + 2 * k])) end
+  elseif next(touched) then
+    keepIndex()
   end
   return n
 end
@@ -98,7 +144,7 @@ local function keyFree(k)
 end
 
 local granted = {}
-for i = 10, #ARGV, 2 do
+for i = first, #ARGV, 2 do
   local id, k = ARGV[i], tonumber(ARGV[i + 1])
   local ok = '0'
   if (running > 0 or (k > 0 and kRunning > 0)) and redis.call('ZSCORE', (running > 0) and KEYS[1] or KEYS[1 + 2 * k], id) then
@@ -132,7 +178,11 @@ for i = 10, #ARGV, 2 do
   end
   granted[#granted + 1] = ok
 end
-for _ = #granted + 1, (#ARGV - 9) / 2 do granted[#granted + 1] = '0' end
+for _ = #granted + 1, (#ARGV - first + 1) / 2 do granted[#granted + 1] = '0' end
+if kidx and kRunning > 0 then
+  for k, f in pairs(kfree) do index(k, kRunning - f[1]) end
+  keepIndex()
+end
 
 local left = -1
 if running > 0 then left = math.max(0, free) end
