@@ -14,7 +14,7 @@
 -- KEYS[2] -> rate grants                  dsat:{limits:<pipeline>/<step>}:rate
 -- KEYS[1+2k] -> key k's running leases    dsat:{limits:<pipeline>/<step>}:k:<key>:running
 -- KEYS[2+2k] -> key k's rate grants       dsat:{limits:<pipeline>/<step>}:k:<key>:rate
--- ARGV[1] -> operation: acquire, release, renew or usage
+-- ARGV[1] -> operation: acquire, batch, release, renew or usage
 -- ARGV[2] -> now (ms); empty: Redis's clock (TIME)
 -- ARGV[3] -> running: the most leases at once (0: no running limit)
 -- ARGV[4] -> rate: the most grants per period (0: no rate limit)
@@ -25,6 +25,13 @@
 -- ARGV[9] -> rate_per_key's period (ms)
 -- ARGV[10..] -> acquire, release, renew: pairs (lease id, k), k the index
 --   of the id's key in KEYS (0: the step has no key), ids in the order wanted
+-- batch (a step whose only limit is its rate; issue 16): ARGV[10] -> the
+--   holder (unique per call: satellite and sequence number), ARGV[11] -> how
+--   many permits are wanted, ARGV[12] -> their life (ms): each may be used
+--   for an ACK timed from the grant to the grant + life, so it is scored
+--   (counted in the window) at the grant + life; ARGV[13..15] -> a former
+--   batch's tag and the first and last of its permits given back unused
+--   (ARGV[13] empty: none). Permits are members <tag>#<i>, tag <holder>@<now>.
 -- Returns: acquire: {granted, free, wait, now}: granted is a string of
 -- '1' (permit granted; an id that holds a lease already keeps it and
 -- takes no new grant) or '0' per id: an id whose key is at its limits is
@@ -33,7 +40,8 @@
 -- wait: when free is 0, ms until a grant may be possible again (the rate
 -- window's oldest grant leaving it; 100 for a running limit); now: the
 -- grant's time (ms). Acquire with no id is a look. release, renew: the
--- number of ids; usage: {running leases, grants in the current window}.
+-- number of ids; usage: {running leases, grants in the current window};
+-- batch: {granted count, free, wait, now, tag}.
 local op, now = ARGV[1], tonumber(ARGV[2])
 if not now then -- Redis's clock: a grant comes after every release before it
   local t = redis.call('TIME')
@@ -62,6 +70,12 @@ if op == 'release' or op == 'renew' then
   return n
 end
 
+if op == 'batch' and ARGV[13] ~= '' then -- unused permits come back first
+  local back = {}
+  for i = tonumber(ARGV[14]), tonumber(ARGV[15]) do back[#back + 1] = ARGV[13] .. '#' .. i end
+  if #back > 0 then redis.call('ZREM', KEYS[2], unpack(back)) end
+end
+
 local free, rfree = -1, -1
 if running > 0 then
   redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
@@ -74,6 +88,26 @@ if rate > 0 then
 end
 if op == 'usage' then
   return {running > 0 and running - free or 0, rate > 0 and rate - rfree or 0}
+end
+if op == 'batch' then
+  local want, life = tonumber(ARGV[11]), tonumber(ARGV[12])
+  local g = math.max(0, math.min(want, rfree))
+  local tag = ARGV[10] .. '@' .. now
+  if g > 0 then
+    local add = {}
+    for i = 1, g do
+      add[#add + 1] = now + life
+      add[#add + 1] = tag .. '#' .. i
+    end
+    redis.call('ZADD', KEYS[2], unpack(add))
+    rfree = rfree - g
+  end
+  local wait = 0
+  if rfree <= 0 then
+    local oldest = redis.call('ZRANGEBYSCORE', KEYS[2], '(' .. (now - per), '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
+    wait = math.max(1, tonumber(oldest[2] or now) + per - now)
+  end
+  return {g, math.max(0, rfree), wait, now, tag}
 end
 if op ~= 'acquire' then
   return redis.error_reply('limits.lua: unknown operation ' .. tostring(op))
