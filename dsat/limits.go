@@ -194,6 +194,7 @@ func (c *Client) limitsCall(ctx context.Context, pipeline string, st *Step, op s
 		}
 		args = append(args, r.ID, k)
 	}
+	keys = append(keys, c.keys.LimitRateBatches(pipeline, st.Name)) // always last
 	res, err := lua.Limits.Run(ctx, c.rdb, keys, args...).Result()
 	if err != nil {
 		return nil, fmt.Errorf("dsat: limits of %s/%s: %w", pipeline, st.Name, err)
@@ -328,12 +329,12 @@ func (c *Client) TakeRateBudget(ctx context.Context, p *Pipeline, step, holder s
 	}
 	back := []any{"", 0, 0}
 	if prev != nil && prev.used < prev.n {
-		back = []any{prev.tag, prev.used + 1, prev.n}
+		back = []any{prev.tag, prev.n, prev.used}
 	}
 	args := []any{"batch", at, 0, lim.Rate.Count, lim.Rate.Per.Milliseconds(), 0, 0, 0, 0,
 		holder, min(n, MaxRateBatch), life.Milliseconds()}
 	args = append(args, back...)
-	keys := []string{c.keys.LimitRunning(p.Name, step), c.keys.LimitRate(p.Name, step)}
+	keys := []string{c.keys.LimitRunning(p.Name, step), c.keys.LimitRate(p.Name, step), c.keys.LimitRateBatches(p.Name, step)}
 	r, err := lua.Limits.Run(ctx, c.rdb, keys, args...).Result()
 	if err != nil {
 		return nil, 0, 0, fmt.Errorf("dsat: limits of %s/%s: %w", p.Name, step, err)

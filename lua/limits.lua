@@ -14,6 +14,9 @@
 -- KEYS[2] -> rate grants                  dsat:{limits:<pipeline>/<step>}:rate
 -- KEYS[1+2k] -> key k's running leases    dsat:{limits:<pipeline>/<step>}:k:<key>:running
 -- KEYS[2+2k] -> key k's rate grants       dsat:{limits:<pipeline>/<step>}:k:<key>:rate
+-- KEYS[#KEYS] -> rate batches (always last) dsat:{limits:<pipeline>/<step>}:batches
+--   a batch of the step's rate permits is one member <tag>|<count>, scored
+--   at the end of its life: it counts <count> grants in the rate's window.
 -- ARGV[1] -> operation: acquire, batch, release, renew or usage
 -- ARGV[2] -> now (ms); empty: Redis's clock (TIME)
 -- ARGV[3] -> running: the most leases at once (0: no running limit)
@@ -28,10 +31,10 @@
 -- batch (a step whose only limit is its rate; issue 16): ARGV[10] -> the
 --   holder (unique per call: satellite and sequence number), ARGV[11] -> how
 --   many permits are wanted, ARGV[12] -> their life (ms): each may be used
---   for an ACK timed from the grant to the grant + life, so it is scored
---   (counted in the window) at the grant + life; ARGV[13..15] -> a former
---   batch's tag and the first and last of its permits given back unused
---   (ARGV[13] empty: none). Permits are members <tag>#<i>, tag <holder>@<now>.
+--   for an ACK timed from the grant to the grant + life, so the batch is
+--   scored (counted in the window) at the grant + life; ARGV[13..15] -> a
+--   former batch's tag, its count and how many of its permits were used
+--   (the others are given back; ARGV[13] empty: none). tag: <holder>@<now>.
 -- Returns: acquire: {granted, free, wait, now}: granted is a string of
 -- '1' (permit granted; an id that holds a lease already keeps it and
 -- takes no new grant) or '0' per id: an id whose key is at its limits is
@@ -70,10 +73,14 @@ if op == 'release' or op == 'renew' then
   return n
 end
 
+local batches = KEYS[#KEYS]
 if op == 'batch' and ARGV[13] ~= '' then -- unused permits come back first
-  local back = {}
-  for i = tonumber(ARGV[14]), tonumber(ARGV[15]) do back[#back + 1] = ARGV[13] .. '#' .. i end
-  if #back > 0 then redis.call('ZREM', KEYS[2], unpack(back)) end
+  local old, used = ARGV[13] .. '|' .. ARGV[14], tonumber(ARGV[15])
+  local score = redis.call('ZSCORE', batches, old)
+  if score then
+    redis.call('ZREM', batches, old)
+    if used > 0 then redis.call('ZADD', batches, score, ARGV[13] .. '|' .. used) end
+  end
 end
 
 local free, rfree = -1, -1
@@ -81,10 +88,21 @@ if running > 0 then
   redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
   free = running - redis.call('ZCARD', KEYS[1])
 end
+-- The oldest grant in the rate's window: when it leaves it, permits free.
+local function oldest()
+  local a = redis.call('ZRANGEBYSCORE', KEYS[2], '(' .. (now - per), '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
+  local b = redis.call('ZRANGEBYSCORE', batches, '(' .. (now - per), '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
+  local t = math.min(tonumber(a[2] or math.huge), tonumber(b[2] or math.huge))
+  return t == math.huge and now or t
+end
 if rate > 0 then
   -- Kept for two periods: a caller whose clock is behind still counts them.
   redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - 2 * per)
+  redis.call('ZREMRANGEBYSCORE', batches, '-inf', now - 2 * per)
   rfree = rate - redis.call('ZCOUNT', KEYS[2], '(' .. (now - per), '+inf')
+  for _, m in ipairs(redis.call('ZRANGEBYSCORE', batches, '(' .. (now - per), '+inf')) do
+    rfree = rfree - tonumber(string.match(m, '|(%d+)$'))
+  end
 end
 if op == 'usage' then
   return {running > 0 and running - free or 0, rate > 0 and rate - rfree or 0}
@@ -94,19 +112,11 @@ if op == 'batch' then
   local g = math.max(0, math.min(want, rfree))
   local tag = ARGV[10] .. '@' .. now
   if g > 0 then
-    local add = {}
-    for i = 1, g do
-      add[#add + 1] = now + life
-      add[#add + 1] = tag .. '#' .. i
-    end
-    redis.call('ZADD', KEYS[2], unpack(add))
+    redis.call('ZADD', batches, now + life, tag .. '|' .. g)
     rfree = rfree - g
   end
   local wait = 0
-  if rfree <= 0 then
-    local oldest = redis.call('ZRANGEBYSCORE', KEYS[2], '(' .. (now - per), '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
-    wait = math.max(1, tonumber(oldest[2] or now) + per - now)
-  end
+  if rfree <= 0 then wait = math.max(1, oldest() + per - now) end
   return {g, math.max(0, rfree), wait, now, tag}
 end
 if op ~= 'acquire' then
@@ -174,7 +184,6 @@ if rate > 0 and (left < 0 or rfree < left) then left = math.max(0, rfree) end
 local wait = 0
 if running > 0 and free <= 0 then wait = 100 end
 if rate > 0 and rfree <= 0 then
-  local oldest = redis.call('ZRANGEBYSCORE', KEYS[2], '(' .. (now - per), '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
-  wait = math.max(wait, 1, tonumber(oldest[2] or now) + per - now)
+  wait = math.max(wait, 1, oldest() + per - now)
 end
 return {table.concat(granted), left, wait, now}

@@ -166,10 +166,11 @@ func (l *stepLimiter) readable(ctx context.Context, n int) int {
 		return 0
 	}
 	if l.batch > 0 {
-		// No batch is taken ahead of a read that may block on an idle
-		// stream (the last read brought nothing): the tokens it brings
-		// take one (grantBatch).
-		if l.budget.Left() == 0 && (!l.idle || l.free == 0) {
+		// A batch is taken when the one held cannot fill the read (its
+		// few permits left go back with it), but not ahead of a read that
+		// may block on an idle stream (the last read brought nothing): the
+		// tokens it brings take one (grantBatch).
+		if left := l.budget.Left(); left < n && (!l.idle && l.free != 0 || left == 0 && l.free == 0) {
 			l.take(ctx, n)
 		}
 		l.idle = true // until a read brings tokens
