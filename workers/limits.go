@@ -2,6 +2,7 @@ package workers
 
 import (
 	"context"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -404,40 +405,49 @@ func (r *stepRunner) limitGrant(jobs []*job) (granted []*job) {
 	return granted
 }
 
-// beginAtGrant begins jobs at their grants' times (in one call when one
-// time is within every job's grant: from grantAt to grantUntil), or now
+// beginAtGrant begins jobs at their grants' times (grantGroups), or now
 // for a step without limits.
 func (r *stepRunner) beginAtGrant(jobs []*job) []dsat.Outcome {
 	if r.lim == nil {
 		return r.begin(jobs, time.Time{})
 	}
-	var lo, hi time.Time
-	for i, j := range jobs {
-		if i == 0 || j.grantAt.After(lo) {
-			lo = j.grantAt
-		}
-		if i == 0 || j.grantUntil.Before(hi) {
-			hi = j.grantUntil
-		}
-	}
-	if !lo.After(hi) {
-		return r.begin(jobs, lo)
-	}
 	outs := make([]dsat.Outcome, len(jobs))
-	byAt := map[time.Time][]int{}
-	for i, j := range jobs {
-		byAt[j.grantAt] = append(byAt[j.grantAt], i)
-	}
-	for at, idx := range byAt {
+	groups, ats := grantGroups(jobs)
+	for g, idx := range groups {
 		sub := make([]*job, len(idx))
 		for k, i := range idx {
 			sub[k] = jobs[i]
 		}
-		for k, o := range r.begin(sub, at) {
+		for k, o := range r.begin(sub, ats[g]) {
 			outs[idx[k]] = o
 		}
 	}
 	return outs
+}
+
+// grantGroups splits jobs (by index) into as few groups as it can, each
+// begun at one time within the grant of every job in it (from grantAt to
+// grantUntil: a batch of rate permits lives a while, another grant is a
+// point in time): the jobs granted earliest while the latest grantAt among
+// them is within every one's grant, and so on.
+func grantGroups(jobs []*job) (groups [][]int, ats []time.Time) {
+	order := make([]int, len(jobs))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortStableFunc(order, func(a, b int) int { return jobs[a].grantAt.Compare(jobs[b].grantAt) })
+	for len(order) > 0 {
+		n, until := 1, jobs[order[0]].grantUntil
+		for ; n < len(order) && !jobs[order[n]].grantAt.After(until); n++ {
+			if u := jobs[order[n]].grantUntil; u.Before(until) {
+				until = u
+			}
+		}
+		groups = append(groups, order[:n:n])
+		ats = append(ats, jobs[order[n-1]].grantAt)
+		order = order[n:]
+	}
+	return groups, ats
 }
 
 // beginBatch begins ds at at, or now when at is zero.

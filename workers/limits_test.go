@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -355,4 +356,37 @@ func TestLimitsRateBatches(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestGrantGroups: jobs are begun in as few calls as their grants allow,
+// each at a time within every one of its jobs' grants.
+func TestGrantGroups(t *testing.T) {
+	t.Parallel()
+	t0 := time.UnixMilli(1_000_000)
+	ms := func(n int) time.Time { return t0.Add(time.Duration(n) * time.Millisecond) }
+	j := func(at, until int) *job { return &job{grantAt: ms(at), grantUntil: ms(until)} }
+	for _, c := range []struct {
+		name   string
+		jobs   []*job
+		groups string
+	}{
+		{"one batch's permits", []*job{j(5, 50), j(0, 50), j(20, 50)}, "[[1 0 2]]@20"},
+		{"two batches that overlap", []*job{j(0, 50), j(40, 90), j(60, 90)}, "[[0 1]]@40 [[2]]@60"},
+		{"grants at points", []*job{j(10, 10), j(0, 0), j(10, 10)}, "[[1]]@0 [[0 2]]@10"},
+		{"a point within a batch", []*job{j(0, 50), j(30, 30), j(45, 45)}, "[[0 1]]@30 [[2]]@45"},
+	} {
+		groups, ats := grantGroups(c.jobs)
+		var got []string
+		for g, idx := range groups {
+			got = append(got, fmt.Sprintf("[%v]@%d", idx, ats[g].Sub(t0).Milliseconds()))
+			for _, i := range idx {
+				if ats[g].Before(c.jobs[i].grantAt) || ats[g].After(c.jobs[i].grantUntil) {
+					t.Errorf("%s: job %d begun at %s, outside its grant", c.name, i, ats[g])
+				}
+			}
+		}
+		if s := strings.Join(got, " "); s != c.groups {
+			t.Errorf("%s: %s, want %s", c.name, s, c.groups)
+		}
+	}
 }
