@@ -38,7 +38,7 @@ func (c *Client) Cancel(ctx context.Context, id, reason string) error {
 // cancelCall is the cancel.lua call for a task.
 func (c *Client) cancelCall(tid TaskID, reason string) ([]string, []any) {
 	p, id := tid.Partition, tid.String()
-	keys := []string{c.keys.Task(p, id), c.keys.TaskLog(p, id), c.keys.Firehose(p), c.keys.TaskIndex(p), c.keys.TaskIndexExpiry(p)}
+	keys := []string{c.keys.Task(p, id), c.keys.TaskLog(p, id), c.keys.Firehose(p), c.keys.TaskIndex(p)}
 	return keys, []any{id, ms(c.cfg.Now()), c.cfg.FirehoseMaxLen, c.cfg.Retention.Milliseconds(), reason}
 }
 

@@ -209,7 +209,7 @@ func (c *Client) failCall(d Delivery, f Failure) ([]string, []any, FailMode, err
 	if len(msg) > maxErrorText {
 		msg = msg[:maxErrorText] + "..."
 	}
-	keys = append(keys, c.keys.Retry(p), c.keys.Dead(p), c.keys.TaskIndex(p), c.keys.TaskIndexExpiry(p))
+	keys = append(keys, c.keys.Retry(p), c.keys.Dead(p), c.keys.TaskIndex(p))
 	args := []any{d.Task, d.Token, d.Attempt, d.EntryID, d.Step, d.Worker, ms(now),
 		c.cfg.FirehoseMaxLen, c.cfg.Retention.Milliseconds(), EnvelopeVersion.API(),
 		ev, msg, string(mode), ms(due), string(d.Payload), d.startedArg(), f.never()}
@@ -495,7 +495,7 @@ func (c *Client) completeCalls(cs []Completion, errs []error) []*batchGroup {
 			for _, s := range cp.streams[d.Step] {
 				g.keys = append(g.keys, c.keys.StepAt(p, s, d.Priority))
 			}
-			g.keys = append(g.keys, c.keys.TaskIndex(p), c.keys.TaskIndexExpiry(p))
+			g.keys = append(g.keys, c.keys.TaskIndex(p))
 			index[gk] = g
 			groups = append(groups, g)
 		}

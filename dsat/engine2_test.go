@@ -28,6 +28,7 @@ func TestCancel(t *testing.T) {
 			eq(t, "events", names(h.events(id)), []string{"INIT", "CANCELLED"})
 			eq(t, "runs", h.runs["a"], 0)
 			eq(t, "status", h.state(id).Status, dsat.StatusCancelled)
+			eq(t, "a's state after the cancel", h.state(id).Steps["a"].State, "cancelled")
 			if err := h.c.Cancel(h.ctx, id, ""); !errors.Is(err, dsat.ErrTaskFinal) {
 				t.Fatalf("second cancel: %v", err)
 			}
@@ -42,7 +43,14 @@ func TestCancel(t *testing.T) {
 			if err := h.c.Cancel(h.ctx, id, ""); err != nil {
 				t.Fatal(err)
 			}
+			// A step running when its task was cancelled shows cancelled
+			// (its handler is told; it never ends the step), also after
+			// its handler returned.
+			st := h.state(id)
+			eq(t, "a's state after the cancel", st.Steps["a"].State, "cancelled")
+			eq(t, "a's attempts", st.Steps["a"].Attempts, 1)
 			mustOutcome(t, "complete after cancel", dsat.Dropped)(h.c.Complete(h.ctx, d, []byte(`1`), ""))
+			eq(t, "a's state after its handler returned", h.state(id).Steps["a"].State, "cancelled")
 			h.drain(nil)
 			eq(t, "events", names(h.events(id)), []string{"INIT", "ACK:a", "CANCELLED"})
 			h.checkInvariants(id)

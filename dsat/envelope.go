@@ -168,26 +168,23 @@ func parsePacked(values map[string]any, maxPayload int) (Envelope, error) {
 	if !v.Compatible(EnvelopeVersion) {
 		return badEnvelope(fV, fmt.Sprintf("format %s is not compatible with this reader's %s", v.API(), EnvelopeVersion.API()))
 	}
-	parts := strings.Split(rest, "|")
-	if len(parts) != len(headerParts)-1 {
+	var parts [len(headerParts) - 1]string
+	if cutAll(rest, '|', parts[:]) != len(parts) {
 		return badEnvelope(fH, fmt.Sprintf("want %d parts %s separated by |, got %d",
-			len(headerParts), strings.Join(headerParts[:], "|"), len(parts)+1))
+			len(headerParts), strings.Join(headerParts[:], "|"), strings.Count(rest, "|")+2))
 	}
-	p := map[string]string{fV: vs, fCT: DefaultContentType}
-	for i, name := range headerParts[1:] {
-		p[name] = parts[i]
-	}
+	// parts follow headerParts[1:]: task, step, token, attempt, pv, ts.
+	r := rawEnvelope{task: parts[0], step: parts[1], token: parts[2], attempt: parts[3], pv: parts[4], ts: parts[5],
+		ct: DefaultContentType}
 	if _, ok := values[fCT]; ok {
-		if p[fCT], ok = str(fCT); !ok {
+		if r.ct, ok = str(fCT); !ok {
 			return badEnvelope(fCT, "must be a content type")
 		}
 	}
-	payload, ok := str(fPayload)
-	if !ok {
+	if r.payload, ok = str(fPayload); !ok {
 		return badEnvelope(fPayload, "missing")
 	}
-	p[fPayload] = payload
-	e, err := checkEnvelope(p, values, maxPayload)
+	e, err := checkEnvelope(r, values, maxPayload)
 	if err != nil {
 		return Envelope{}, err
 	}
@@ -226,7 +223,9 @@ func parseLegacy(values map[string]any, maxPayload int) (Envelope, error) {
 		return badEnvelope(fV, fmt.Sprintf("format %s in separate fields is not compatible with this reader's %s (nor its %s, packed)",
 			v.API(), LegacyEnvelopeVersion.API(), EnvelopeVersion.API()))
 	}
-	e, err := checkEnvelope(p, values, maxPayload)
+	r := rawEnvelope{task: p[fTask], step: p[fStep], token: p[fToken], attempt: p[fAttempt], pv: p[fPV], ct: p[fCT],
+		payload: p[fPayload], ts: p[fTS]}
+	e, err := checkEnvelope(r, values, maxPayload)
 	if err != nil {
 		return Envelope{}, err
 	}
@@ -234,41 +233,60 @@ func parseLegacy(values map[string]any, maxPayload int) (Envelope, error) {
 	return e, nil
 }
 
-// checkEnvelope checks the values of either format (p: by field name,
-// trace read from values) but the format version.
-func checkEnvelope(p map[string]string, values map[string]any, maxPayload int) (Envelope, error) {
+// rawEnvelope holds an entry's values as read, before checkEnvelope.
+type rawEnvelope struct{ task, step, token, attempt, pv, ct, payload, ts string }
+
+// cutAll splits s at sep into out without allocating, and returns how
+// many parts s has (len(out)+1 when it has more than out holds).
+func cutAll(s string, sep byte, out []string) int {
+	for n := 0; ; n++ {
+		if n == len(out) {
+			return n + 1
+		}
+		i := strings.IndexByte(s, sep)
+		if i < 0 {
+			out[n] = s
+			return n + 1
+		}
+		out[n], s = s[:i], s[i+1:]
+	}
+}
+
+// checkEnvelope checks the values of either format (trace read from
+// values) but the format version.
+func checkEnvelope(p rawEnvelope, values map[string]any, maxPayload int) (Envelope, error) {
 	var e Envelope
 	var err error
-	e.Task = p[fTask]
+	e.Task = p.task
 	if _, err := ParseTaskID(e.Task); err != nil {
 		return badEnvelope(fTask, err.Error())
 	}
-	e.Step = p[fStep]
+	e.Step = p.step
 	if !ValidName(e.Step) {
 		return badEnvelope(fStep, "not a valid step name")
 	}
-	e.Token = p[fToken]
+	e.Token = p.token
 	if !validTokenID(e.Token) {
 		return badEnvelope(fToken, "must be a positive number")
 	}
-	as := p[fAttempt]
+	as := p.attempt
 	if n, err := strconv.Atoi(as); err != nil || n < 1 || n > 1000 || strconv.Itoa(n) != as {
 		return badEnvelope(fAttempt, "must be a number from 1 to 1000")
 	} else {
 		e.Attempt = n
 	}
-	if e.PV, err = ParseVersion(p[fPV]); err != nil {
+	if e.PV, err = ParseVersion(p.pv); err != nil {
 		return badEnvelope(fPV, err.Error())
 	}
-	if e.CT = p[fCT]; e.CT == "" || len(e.CT) > 200 {
+	if e.CT = p.ct; e.CT == "" || len(e.CT) > 200 {
 		return badEnvelope(fCT, "must be a content type")
 	}
-	payload := p[fPayload]
+	payload := p.payload
 	if len(payload) > maxPayload {
 		return badEnvelope(fPayload, fmt.Sprintf("%d bytes is larger than the limit of %d", len(payload), maxPayload))
 	}
 	e.Payload = []byte(payload)
-	if e.TS, err = strconv.ParseInt(p[fTS], 10, 64); err != nil || e.TS <= 0 {
+	if e.TS, err = strconv.ParseInt(p.ts, 10, 64); err != nil || e.TS <= 0 {
 		return badEnvelope(fTS, "must be a positive number of milliseconds")
 	}
 	if tr, ok := values[fTrace]; ok {

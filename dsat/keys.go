@@ -91,13 +91,9 @@ func (k Keys) Deadlines(p Partition) string { return k.base(p) + "deadlines" }
 // TaskIndex is a sorted set, every score 0: the partition's task index
 // (task search, issue 18), one member per task, "<status letter><the 26
 // characters of its id that sort by creation time>" (lua/lib.lua, "Task
-// index"; dsat/search.go reads it).
+// index"; dsat/search.go reads it). The members of expired tasks are
+// removed by the time keepers (Client.PruneIndex).
 func (k Keys) TaskIndex(p Partition) string { return k.base(p) + "ix" }
-
-// TaskIndexExpiry is a sorted set: the task index members of finished
-// tasks, score = when the task's keys expire (ms); the scripts prune both
-// sets from it.
-func (k Keys) TaskIndexExpiry(p Partition) string { return k.base(p) + "ixe" }
 
 // Dead is a stream: dead letters with their reason.
 func (k Keys) Dead(p Partition) string { return k.base(p) + "dead" }
@@ -152,6 +148,13 @@ func (k Keys) LimitKeyRunning(pipeline, step, key string) string {
 // key (member <lease id>@<ms>, score = when granted, ms).
 func (k Keys) LimitKeyRate(pipeline, step, key string) string {
 	return k.prefix + ":{limits:" + pipeline + "/" + step + "}:k:" + limitKeyName(key) + ":rate"
+}
+
+// LimitKeyIndex is a sorted set of a step's fairness keys (with
+// running_per_key): key -> its running leases when last counted, expiring
+// with the last lease (LimitUsage.Keys).
+func (k Keys) LimitKeyIndex(pipeline, step string) string {
+	return k.prefix + ":{limits:" + pipeline + "/" + step + "}:keys"
 }
 
 // limitKeyName is a fairness key as it appears in a Redis key: itself, or

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -173,34 +174,55 @@ type LimitGrant struct {
 	At time.Time
 }
 
-// limitsCall runs limits.lua for a step with limits.
+// limitsCall runs limits.lua for a step with limits. Op "keys" sends
+// no pairs: it counts the running leases of each of reqs' keys.
 func (c *Client) limitsCall(ctx context.Context, pipeline string, st *Step, op string, now time.Time, lease time.Duration, reqs []LimitRequest) (any, error) {
 	lim := st.Limits
 	at := ms(now)
 	if c.serverClock {
 		at = "" // limits.lua reads Redis's clock
 	}
-	args := make([]any, 0, 9+2*len(reqs))
-	args = append(args, op, at, lim.Running, lim.Rate.Count, lim.Rate.Per.Milliseconds(), lease.Milliseconds(),
-		lim.RunningPerKey, lim.RatePerKey.Count, lim.RatePerKey.Per.Milliseconds())
 	keys := []string{c.keys.LimitRunning(pipeline, st.Name), c.keys.LimitRate(pipeline, st.Name)}
+	if lim.Key == "" {
+		keys = append(keys, c.keys.LimitRateBatches(pipeline, st.Name)) // KEYS[3]: counted with the rate
+	}
+	var names []any // the index's members: key k's name
 	index := map[string]int{}
-	for _, r := range reqs {
+	ks := make([]int, len(reqs))
+	for i, r := range reqs {
 		k, seen := index[r.Key]
 		if lim.Key != "" && !seen {
 			keys = append(keys, c.keys.LimitKeyRunning(pipeline, st.Name, r.Key), c.keys.LimitKeyRate(pipeline, st.Name, r.Key))
 			k = len(keys)/2 - 1 // KEYS[1+2k], KEYS[2+2k] in Lua
 			index[r.Key] = k
+			names = append(names, r.Key)
 		}
-		args = append(args, r.ID, k)
+		ks[i] = k
 	}
-	keys = append(keys, c.keys.LimitRateBatches(pipeline, st.Name)) // always last
+	if !lim.keyIndexed() {
+		names = nil
+	} else {
+		keys = append(keys, c.keys.LimitKeyIndex(pipeline, st.Name))
+	}
+	args := make([]any, 0, 10+len(names)+2*len(reqs))
+	args = append(args, op, at, lim.Running, lim.Rate.Count, lim.Rate.Per.Milliseconds(), lease.Milliseconds(),
+		lim.RunningPerKey, lim.RatePerKey.Count, lim.RatePerKey.Per.Milliseconds(), len(names))
+	args = append(args, names...)
+	for i, r := range reqs {
+		if op != "keys" {
+			args = append(args, r.ID, ks[i])
+		}
+	}
 	res, err := lua.Limits.Run(ctx, c.rdb, keys, args...).Result()
 	if err != nil {
 		return nil, fmt.Errorf("dsat: limits of %s/%s: %w", pipeline, st.Name, err)
 	}
 	return res, nil
 }
+
+// keyIndexed reports whether a step's limiter keeps an index of its
+// fairness keys' running leases (LimitUsage.Keys): with running_per_key.
+func (l *Limits) keyIndexed() bool { return l.Key != "" && l.RunningPerKey > 0 }
 
 // limitedStep returns step of p, or an error when it has no limits.
 func limitedStep(p *Pipeline, step string) (*Step, error) {
@@ -331,7 +353,7 @@ func (c *Client) TakeRateBudget(ctx context.Context, p *Pipeline, step, holder s
 	if prev != nil && prev.used < prev.n {
 		back = []any{prev.tag, prev.n, prev.used}
 	}
-	args := []any{"batch", at, 0, lim.Rate.Count, lim.Rate.Per.Milliseconds(), 0, 0, 0, 0,
+	args := []any{"batch", at, 0, lim.Rate.Count, lim.Rate.Per.Milliseconds(), 0, 0, 0, 0, 0,
 		holder, min(n, MaxRateBatch), life.Milliseconds()}
 	args = append(args, back...)
 	keys := []string{c.keys.LimitRunning(p.Name, step), c.keys.LimitRate(p.Name, step), c.keys.LimitRateBatches(p.Name, step)}
@@ -391,10 +413,25 @@ type LimitUsage struct {
 	// RateUsed is how many tokens were begun in the rate's current window
 	// (the last Rate.Per).
 	RateUsed int `json:"rate_used"`
+	// Keys, for a step with running_per_key, are the fairness keys with
+	// the most running permits (at most LimitTopKeys, busiest first; ties
+	// by key), none idle.
+	Keys []KeyUsage `json:"keys,omitempty"`
 }
 
+// KeyUsage is one fairness key's running permits.
+type KeyUsage struct {
+	Key     string `json:"key"`
+	Running int    `json:"running"`
+}
+
+// LimitTopKeys is how many of a step's busiest fairness keys LimitUsages
+// reports.
+const LimitTopKeys = 10
+
 // LimitUsages returns the usage of each step of p that has limits, by
-// step name.
+// step name: one script call per such step, and for a step with
+// running_per_key a read of its busiest keys (topKeys).
 func (c *Client) LimitUsages(ctx context.Context, p *Pipeline) (map[string]LimitUsage, error) {
 	out := map[string]LimitUsage{}
 	for _, name := range p.Order {
@@ -407,11 +444,69 @@ func (c *Client) LimitUsages(ctx context.Context, p *Pipeline) (map[string]Limit
 			return nil, err
 		}
 		v, _ := r.([]any)
-		if len(v) == 2 {
-			run, _ := v[0].(int64)
-			used, _ := v[1].(int64)
-			out[name] = LimitUsage{Running: int(run), RateUsed: int(used)}
+		if len(v) != 2 {
+			continue
 		}
+		run, _ := v[0].(int64)
+		used, _ := v[1].(int64)
+		u := LimitUsage{Running: int(run), RateUsed: int(used)}
+		if st.Limits.keyIndexed() {
+			if u.Keys, err = c.topKeys(ctx, p.Name, st, LimitTopKeys); err != nil {
+				return nil, err
+			}
+		}
+		out[name] = u
 	}
 	return out, nil
 }
+
+// topKeys returns the n fairness keys of st with the most running
+// permits, exactly: the index holds each key's count when last counted,
+// an upper bound (a lease that ended unreleased is still in it), so keys
+// are read from the index's top in chunks and counted now (limits.lua
+// keys, which also corrects the index) until the next key's bound is
+// below the n-th count found. At most topKeysRounds chunks.
+func (c *Client) topKeys(ctx context.Context, pipeline string, st *Step, n int) ([]KeyUsage, error) {
+	idx := c.keys.LimitKeyIndex(pipeline, st.Name)
+	chunk := int64(3 * n)
+	var found []KeyUsage
+	for round, off := 0, int64(0); round < topKeysRounds; round, off = round+1, off+chunk {
+		zs, err := c.rdb.ZRevRangeWithScores(ctx, idx, off, off+chunk-1).Result()
+		if err != nil {
+			return nil, fmt.Errorf("dsat: read the fairness keys of %s/%s: %w", pipeline, st.Name, err)
+		}
+		if len(zs) == 0 {
+			break
+		}
+		reqs := make([]LimitRequest, len(zs))
+		for i, z := range zs {
+			reqs[i].Key, _ = z.Member.(string)
+		}
+		r, err := c.limitsCall(ctx, pipeline, st, "keys", c.cfg.Now(), 0, reqs)
+		if err != nil {
+			return nil, err
+		}
+		counts, _ := r.([]any)
+		for i, v := range counts {
+			if m, _ := v.(int64); m > 0 && i < len(reqs) {
+				found = append(found, KeyUsage{Key: reqs[i].Key, Running: int(m)})
+			}
+		}
+		slices.SortFunc(found, func(a, b KeyUsage) int {
+			if a.Running != b.Running {
+				return b.Running - a.Running
+			}
+			return strings.Compare(a.Key, b.Key)
+		})
+		found = found[:min(n, len(found))]
+		// The index's next key has at most this many: the n found hold.
+		if len(zs) < int(chunk) || len(found) == n && float64(found[n-1].Running) >= zs[len(zs)-1].Score {
+			break
+		}
+	}
+	return found, nil
+}
+
+// topKeysRounds bounds the chunks topKeys reads (a stale index, full of
+// keys whose leases ended unreleased, is corrected chunk by chunk).
+const topKeysRounds = 10

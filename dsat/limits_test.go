@@ -340,3 +340,82 @@ func TestLimitKey(t *testing.T) {
 		}
 	}
 }
+
+const limitKeysYAML = `
+name: lim
+version: 1.0.0
+steps:
+  k: {handler: echo, next: [r], limits: {key: customer, running_per_key: 3}}
+  r: {handler: echo, limits: {rate: 5/s}}
+`
+
+// TestLimitUsageKeys: on both backends, LimitUsages reports a step's
+// busiest fairness keys (at most LimitTopKeys, busiest first, ties by
+// key) with their running permits counted now: a release counts off at
+// once, a lease that ended unreleased by the time of the read; a key with
+// characters a Redis key name cannot hold shows as itself; a step without
+// running_per_key has no keys (and no index).
+func TestLimitUsageKeys(t *testing.T) {
+	redistest.ForEachBackend(t, func(t *testing.T, b redistest.Backend) {
+		h := newHarness(t, b, limitKeysYAML)
+		acq := func(lease time.Duration, key string, ids ...string) {
+			t.Helper()
+			var rs []dsat.LimitRequest
+			for _, id := range ids {
+				rs = append(rs, dsat.LimitRequest{ID: id, Key: key})
+			}
+			if _, err := h.c.AcquireLimits(h.ctx, h.p, "k", rs, lease); err != nil {
+				t.Fatal(err)
+			}
+		}
+		keys := func() string {
+			t.Helper()
+			u, err := h.c.LimitUsages(h.ctx, h.p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(u["r"].Keys) != 0 {
+				t.Fatalf("a step without running_per_key: keys %v", u["r"].Keys)
+			}
+			var out []string
+			for _, k := range u["k"].Keys {
+				out = append(out, fmt.Sprintf("%s=%d", k.Key, k.Running))
+			}
+			return strings.Join(out, " ")
+		}
+		if got := keys(); got != "" {
+			t.Fatalf("no key running: %q", got)
+		}
+		long := "org:7/" + strings.Repeat("x", 70)
+		acq(time.Minute, "A", "a1", "a2", "a3", "a4") // running_per_key 3: a4 waits
+		acq(2*time.Second, "B", "b1", "b2")
+		acq(time.Minute, long, "l1", "l2")
+		for i := range 12 {
+			acq(time.Minute, fmt.Sprintf("D%02d", i), fmt.Sprintf("d%d", i))
+		}
+		if got, want := keys(), "A=3 B=2 "+long+"=2 D00=1 D01=1 D02=1 D03=1 D04=1 D05=1 D06=1"; got != want {
+			t.Fatalf("keys %q, want %q", got, want)
+		}
+		if err := h.c.ReleaseLimits(h.ctx, h.p, "k", []dsat.LimitRequest{{ID: "a1", Key: "A"}, {ID: "a2", Key: "A"}, {ID: "l1", Key: long}}); err != nil {
+			t.Fatal(err)
+		}
+		h.advance(3 * time.Second) // B's leases end unreleased
+		if got, want := keys(), "A=1 D00=1 D01=1 D02=1 D03=1 D04=1 D05=1 D06=1 D07=1 D08=1"; got != want {
+			t.Fatalf("after releases and B's leases ended: keys %q, want %q", got, want)
+		}
+		var all []dsat.LimitRequest
+		for i := range 12 {
+			all = append(all, dsat.LimitRequest{ID: fmt.Sprintf("d%d", i), Key: fmt.Sprintf("D%02d", i)})
+		}
+		all = append(all, dsat.LimitRequest{ID: "a3", Key: "A"}, dsat.LimitRequest{ID: "l2", Key: long})
+		if err := h.c.ReleaseLimits(h.ctx, h.p, "k", all); err != nil {
+			t.Fatal(err)
+		}
+		if got := keys(); got != "" {
+			t.Fatalf("every permit released: keys %q", got)
+		}
+		if n, err := h.rdb.Exists(h.ctx, h.c.Keys().LimitKeyIndex("lim", "k"), h.c.Keys().LimitKeyIndex("lim", "r")).Result(); err != nil || n != 0 {
+			t.Fatalf("the key indexes exist (%d, %v) with no key running", n, err)
+		}
+	})
+}

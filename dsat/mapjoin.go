@@ -367,6 +367,16 @@ func mapItems(s *Step, output []byte) (string, int, error) {
 // ItemCounts is a mapped step's items by state, in GET /v1/tasks/{id}.
 type ItemCounts map[string]int
 
+// settledByCancel moves the counts of items that had not ended into
+// cancelled, as a cancelled task shows them (settledByCancel).
+func (n ItemCounts) settledByCancel() ItemCounts {
+	out := ItemCounts{}
+	for state, k := range n {
+		out[settledByCancel(state)] += k
+	}
+	return out
+}
+
 // itemCounts counts the token records of the mapped steps by state.
 func itemCounts(p *Pipeline, h map[string]string) map[string]ItemCounts {
 	out := map[string]ItemCounts{}

@@ -446,6 +446,11 @@ steps:
 		h.run(first[1], wrap) // read before the cancel: dropped
 		h.drain(map[string]handlerFunc{"a": wrap, "b": wrap, "j": pass})
 		eq(t, "status", h.state(gone).Status, dsat.StatusCancelled)
+		// Items that had not ended show cancelled, not queued or running.
+		gst := h.state(gone)
+		eq(t, "a items of the cancelled task", fmt.Sprint(gst.Steps["a"].Items), "map[cancelled:1 done:1]")
+		eq(t, "b items of the cancelled task", fmt.Sprint(gst.Steps["b"].Items), "map[cancelled:1]")
+		eq(t, "b of the cancelled task", gst.Steps["b"].State, "cancelled")
 		eq(t, "j ran for the first task only", h.runs["j"], 1)
 		h.streamsEmpty()
 	})
@@ -548,4 +553,51 @@ func TestMapItemDiesThenRetry(t *testing.T) {
 			})
 		})
 	}
+}
+
+// TestMapStepErrorNotStale: a mapped step's state shows the step's last
+// error only while one of its items has a failure that stands (retrying
+// or dead): an item that failed and then succeeded leaves no error next
+// to the items that are done (the error field is the step's, written by
+// whichever item failed last).
+func TestMapStepErrorNotStale(t *testing.T) {
+	redistest.ForEachBackend(t, func(t *testing.T, b redistest.Backend) {
+		h := newHarness(t, b, `
+name: mapper
+version: 1.0.0
+steps:
+  split: {handler: echo, map: items, next: [work]}
+  work: {handler: echo, retries: 1, backoff: {initial: 1s, max: 1s}, next: [collect]}
+  collect: {handler: echo, join: settled}
+`)
+		id := h.submit(`{"items":[0,1,2]}`)
+		for _, d := range h.read("split") {
+			h.run(d, pass)
+		}
+		firstFails := func(d dsat.Delivery) ([]byte, string, *dsat.Failure) {
+			if string(d.Payload) == "0" && d.Attempt == 1 {
+				return nil, "", &dsat.Failure{Message: "boom 0"}
+			}
+			return wrap(d)
+		}
+		for _, d := range h.read("work") {
+			h.run(d, firstFails)
+		}
+		st := h.state(id).Steps["work"]
+		eq(t, "items", fmt.Sprint(st.Items), "map[done:2 retrying:1]")
+		eq(t, "error while item 0 waits for its retry", st.Error, "boom 0")
+		h.drain(map[string]handlerFunc{"work": firstFails, "collect": pass})
+		task := h.state(id)
+		eq(t, "status", task.Status, dsat.StatusSucceeded)
+		st = task.Steps["work"]
+		eq(t, "items", fmt.Sprint(st.Items), "map[done:3]")
+		eq(t, "state", st.State, "done")
+		eq(t, "error once item 0 succeeded", st.Error, "")
+		// An item that died under join: settled: its error stands.
+		id2 := h.submit(`{"items":[0,1]}`)
+		h.drain(map[string]handlerFunc{"split": pass, "work": failOn("1"), "collect": pass})
+		st = h.state(id2).Steps["work"]
+		eq(t, "items", fmt.Sprint(st.Items), "map[dead:1 done:1]")
+		eq(t, "a dead item's error", st.Error, "boom 1")
+	})
 }

@@ -221,10 +221,11 @@ func TestSearchPagingWhileTasksArrive(t *testing.T) {
 	})
 }
 
-// TestTaskIndexExpires: a finished task's index member is pruned once its
-// keys expired (when another task of the partition ends), a task created
-// longer ago than the retention but finished since keeps its member, and a
-// member whose task expired is left out of a page.
+// TestTaskIndexExpires: the time keepers' pruning (PruneIndex) removes
+// the index members of tasks whose keys expired, only once they were
+// created longer ago than the retention, keeps a task created that long ago
+// but finished since, and goes on from its cursor; a member whose task
+// expired is left out of a page before it is pruned.
 func TestTaskIndexExpires(t *testing.T) {
 	redistest.ForEachBackend(t, func(t *testing.T, b redistest.Backend) {
 		h := newSearchHarness(t, b)
@@ -246,33 +247,55 @@ func TestTaskIndexExpires(t *testing.T) {
 		if !member(old, "s") || !member(gone, "s") || !member(long, "p") {
 			t.Fatal("the tasks are not in the index")
 		}
+		expire := func(id string) {
+			tid, _ := dsat.ParseTaskID(id)
+			h.rdb.Del(h.ctx, h.c.Keys().Task(tid.Partition, id), h.c.Keys().TaskLog(tid.Partition, id))
+		}
 		// A task whose keys expired before a prune: left out of the page.
-		tid, _ := dsat.ParseTaskID(gone)
-		h.rdb.Del(h.ctx, h.c.Keys().Task(tid.Partition, gone))
+		expire(gone)
 		got := h.searchAll(dsat.TaskQuery{Pipeline: "mixed"})
 		if !slices.Equal(got, []string{old, long}) {
 			t.Fatalf("search found %v, want %s and %s", got, old, long)
 		}
-		// Past the retention, the long task ends; then the next task to end
-		// in each partition prunes the members whose keys expired.
+		prune := func() (removed int) {
+			for p := 0; p < h.p.Partitions; p++ {
+				cursor, calls := "", 0
+				for {
+					next, n, err := h.c.PruneIndex(h.ctx, h.p.Partition(p), cursor, 1)
+					if err != nil {
+						t.Fatal(err)
+					}
+					removed += n
+					if cursor = next; cursor == "" {
+						break
+					}
+					if calls++; calls > 10 {
+						t.Fatalf("partition %d: the prune cursor does not end", p)
+					}
+				}
+			}
+			return removed
+		}
+		// Created within the retention: not a candidate yet.
+		eq(t, "removed within the retention", prune(), 0)
+		if !member(gone, "s") {
+			t.Fatal("a member created within the retention was examined")
+		}
+		// Past the retention the long task ends, old's keys expire.
 		h.advance(dsat.DefaultRetention + time.Second)
 		h.run(longD, echo)
-		for i := 0; i < 3; i++ {
-			h.submit(`{}`) // one per partition (round-robin)
-		}
-		h.drain(map[string]handlerFunc{"a": echo})
+		expire(old)
+		eq(t, "removed past the retention", prune(), 2)
 		if member(old, "s") || member(gone, "s") {
 			t.Fatal("members of expired tasks are still in the index")
 		}
 		if !member(long, "s") {
 			t.Fatal("a task created before the retention but finished since lost its member")
 		}
-		eq(t, "tasks found", len(h.searchAll(dsat.TaskQuery{Pipeline: "mixed"})), 4)
-		var n int64
-		for p := 0; p < h.p.Partitions; p++ {
-			n += h.rdb.ZCard(h.ctx, h.c.Keys().TaskIndexExpiry(h.p.Partition(p))).Val()
+		eq(t, "removed again", prune(), 0)
+		if got := h.searchAll(dsat.TaskQuery{Pipeline: "mixed"}); !slices.Equal(got, []string{long}) {
+			t.Fatalf("search found %v, want %s", got, long)
 		}
-		eq(t, "expiry set members", n, int64(4))
 	})
 }
 

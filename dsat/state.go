@@ -51,7 +51,10 @@ type TaskState struct {
 
 // StepState is one step's part of a task's state: its latest token's
 // state (queued, running, retrying, snoozed, waiting, done, dead), the
-// attempt number, the worker and the last error.
+// attempt number, the worker and the last error. The last error is the
+// step's, whichever token failed last: a step that runs a map's items
+// shows it only while one of its items has a failure that stands
+// (retrying or dead), never one of an item that has succeeded since.
 type StepState struct {
 	State string `json:"state"`
 	// Token is the id of the step's latest token (absent while tokens
@@ -102,8 +105,14 @@ func (c *Client) Get(ctx context.Context, id string) (*TaskState, error) {
 	st := stateFromHash(id, h)
 	if cp, err := c.pipelineFor(tid.Partition); err == nil && cp.failMapJoin != nil {
 		for step, n := range itemCounts(cp.p, h) {
+			if st.Status == StatusCancelled {
+				n = n.settledByCancel()
+			}
 			s := st.Steps[step]
 			s.Items = n
+			if n["retrying"]+n["dead"] == 0 {
+				s.Error = "" // every failed item has recovered since: stale
+			}
 			st.Steps[step] = s
 		}
 	}
@@ -164,7 +173,26 @@ func stateFromHash(id string, h map[string]string) *TaskState {
 		}
 	}
 	subpipeState(st, h)
+	if st.Status == StatusCancelled {
+		for name, s := range st.Steps {
+			s.State = settledByCancel(s.State)
+			st.Steps[name] = s
+		}
+	}
 	return st
+}
+
+// settledByCancel is how a step's token state shows in a cancelled task:
+// a token that had not ended (queued, running, retrying, snoozed, or
+// parked at a join) is cancelled: cancel.lua writes no token record (a
+// running handler is told, and its end is dropped), so the record keeps
+// the state the token had.
+func settledByCancel(state string) string {
+	switch state {
+	case "queued", "running", "retrying", "snoozed", "waiting":
+		return StatusCancelled
+	}
+	return state
 }
 
 // tokenRecord is a token's record in the task hash (lua/lib.lua):

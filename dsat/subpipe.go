@@ -29,7 +29,8 @@ func ChildIdempotencyKey(d Delivery) string {
 
 // StartChild runs a token of a sub-pipeline step: it submits the child
 // task of the step's pipeline with the token's input (idempotent per
-// token and attempt), records the parent in the child's state, and parks
+// token and attempt) at the parent task's priority (the token's), records
+// the parent in the child's state, and parks
 // the token (subpipe_park.lua): running, held by no worker, its stream
 // entry acknowledged. SettleChildren ends it when the child ends. It
 // returns the child's id. Applied: parked now; AlreadyApplied: parked
@@ -50,7 +51,7 @@ func (c *Client) StartChild(ctx context.Context, d Delivery) (string, Outcome, e
 	if !ok || st.Pipeline == "" {
 		return "", 0, fmt.Errorf("%w: pipeline %s %s has no sub-pipeline step %q", ErrStepNotFound, p.Pipeline, p.API, d.Step)
 	}
-	sub, err := c.Submit(ctx, st.Pipeline, d.Payload, SubmitOptions{IdempotencyKey: ChildIdempotencyKey(d), Trace: d.Trace})
+	sub, err := c.Submit(ctx, st.Pipeline, d.Payload, SubmitOptions{IdempotencyKey: ChildIdempotencyKey(d), Trace: d.Trace, Priority: d.Priority})
 	if err != nil {
 		return "", 0, fmt.Errorf("dsat: submit the child task of %s/%s: %w", d.Task, d.Step, err)
 	}

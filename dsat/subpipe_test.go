@@ -166,6 +166,31 @@ func TestSubPipeline(t *testing.T) {
 			}
 			ph.checkInvariants(id)
 		})
+		t.Run("the child inherits the parent's priority", func(t *testing.T) {
+			ph, ch := newSubHarness(t, b)
+			for _, pr := range []dsat.Priority{dsat.PriorityHigh, dsat.PriorityLow, dsat.PriorityNormal} {
+				s, err := ph.c.Submit(ph.ctx, "parent", []byte(`{}`), dsat.SubmitOptions{Priority: pr})
+				if err != nil {
+					t.Fatal(err)
+				}
+				ph.drain(nil)
+				ph.startChildren("sub")
+				kid := ph.childOf(s.ID, "sub")
+				eq(t, "child priority", ch.state(kid).Priority, pr)
+				levels := 0
+				ch.drain(map[string]handlerFunc{"x": func(d dsat.Delivery) ([]byte, string, *dsat.Failure) {
+					if d.Priority != pr {
+						t.Fatalf("the child's token waited at %s, its parent is %s", d.Priority, pr)
+					}
+					levels++
+					return pass(d)
+				}})
+				eq(t, "child tokens checked", levels, 1)
+				ph.settle()
+				ph.drain(nil)
+				eq(t, "status", ph.state(s.ID).Status, dsat.StatusSucceeded)
+			}
+		})
 		t.Run("cancel of the parent cancels the child", func(t *testing.T) {
 			ph, ch := newSubHarness(t, b)
 			id := ph.submit(`{}`)

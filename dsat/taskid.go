@@ -62,8 +62,8 @@ func ParseTaskID(s string) (TaskID, error) {
 	if len(s) > uniqueLen+1+MaxNameLen+20 {
 		return bad("too long")
 	}
-	parts := strings.Split(s, ".")
-	if len(parts) != 5 {
+	var parts [5]string
+	if cutAll(s, '.', parts[:]) != 5 {
 		return bad("want <26 characters>.<pipeline>.<X>.<Y>.<partition>")
 	}
 	u := parts[0]
@@ -83,8 +83,8 @@ func ParseTaskID(s string) (TaskID, error) {
 	if !ValidName(parts[1]) {
 		return bad("pipeline name must be [a-z0-9_-]{1,64}")
 	}
-	x, errX := versionNumber(parts[2])
-	y, errY := versionNumber(parts[3])
+	_, errX := versionNumber(parts[2])
+	_, errY := versionNumber(parts[3])
 	if errX != nil || errY != nil {
 		return bad("version must be X.Y numbers")
 	}
@@ -92,7 +92,9 @@ func ParseTaskID(s string) (TaskID, error) {
 	if err != nil || n >= MaxPartitions {
 		return bad("partition must be a number below " + strconv.Itoa(MaxPartitions))
 	}
-	return TaskID{Unique: u, Partition: Partition{Pipeline: parts[1], API: strconv.Itoa(x) + "." + strconv.Itoa(y), N: n}}, nil
+	// X and Y are canonical numbers (versionNumber): "X.Y" is that part of s.
+	api := len(parts[0]) + 1 + len(parts[1]) + 1
+	return TaskID{Unique: u, Partition: Partition{Pipeline: parts[1], API: s[api : api+len(parts[2])+1+len(parts[3])], N: n}}, nil
 }
 
 // idGen makes the unique part of task ids.

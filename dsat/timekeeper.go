@@ -33,7 +33,7 @@ func (c *Client) CancelOverdue(ctx context.Context, p Partition, limit int) (can
 	if len(ids) == 0 {
 		return 0, false, nil
 	}
-	keys := []string{set, c.keys.Firehose(p), c.keys.TaskIndex(p), c.keys.TaskIndexExpiry(p)}
+	keys := []string{set, c.keys.Firehose(p), c.keys.TaskIndex(p)}
 	args := []any{ms(now), c.cfg.FirehoseMaxLen, c.cfg.Retention.Milliseconds()}
 	for _, id := range ids {
 		keys = append(keys, c.keys.Task(p, id), c.keys.TaskLog(p, id))

@@ -3,7 +3,6 @@ package dsat
 import (
 	"fmt"
 	"strconv"
-	"strings"
 )
 
 // Version is a version in the dsat scheme, a safe subset of PEP 440:
@@ -31,8 +30,9 @@ func ParseVersion(s string) (Version, error) {
 	if s == "" {
 		return bad("empty; write X.Y or X.Y.Z, e.g. 1.2.0")
 	}
-	parts := strings.Split(s, ".")
-	if len(parts) < 2 || len(parts) > 3 {
+	var parts [3]string
+	k := cutAll(s, '.', parts[:])
+	if k < 2 || k > 3 {
 		return bad("want X.Y or X.Y.Z")
 	}
 	var v Version
@@ -44,7 +44,7 @@ func ParseVersion(s string) (Version, error) {
 		return bad("Y " + err.Error())
 	}
 	v.Patch = '0'
-	if len(parts) == 3 {
+	if k == 3 {
 		z := parts[2]
 		switch {
 		case z == "":

@@ -57,7 +57,7 @@ func TestBacklogFullIs429(t *testing.T) {
 }
 
 // TestLimitsInPipelineView: a step's limits, and the use of its own ones
-// now, are in GET /v1/pipelines/{name}.
+// now with its busiest fairness keys, are in GET /v1/pipelines/{name}.
 func TestLimitsInPipelineView(t *testing.T) {
 	e := newEnv(t, redistest.Backends()[0])
 	g := e.do("GET", "/v1/pipelines/demo", "", "")
@@ -66,6 +66,15 @@ func TestLimitsInPipelineView(t *testing.T) {
 	}
 	if g = e.do("GET", "/v1/pipelines", "", ""); !strings.Contains(g.raw, `"limits":{"rate":"100000/s","key":"customer","running_per_key":1000}`) {
 		t.Fatalf("limits in the list: %s", g.raw)
+	}
+	// The busiest fairness keys, with their running permits.
+	p, _ := e.c.Pipeline("demo")
+	reqs := []dsat.LimitRequest{{ID: "1", Key: "zed"}, {ID: "2", Key: "acme"}, {ID: "3", Key: "acme"}}
+	if _, err := e.c.AcquireLimits(context.Background(), p, "c", reqs, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if g = e.do("GET", "/v1/pipelines/demo", "", ""); !strings.Contains(g.raw, `"usage":{"running":0,"rate_used":3,"keys":[{"key":"acme","running":2},{"key":"zed","running":1}]}`) {
+		t.Fatalf("busiest keys: %s", g.raw)
 	}
 }
 

@@ -29,7 +29,8 @@ steps:
 // the masters, the limiters in one slot each). rate 20/s: no 1-second
 // window holds more than 20 ACKs, and at least 18/s are begun over the
 // 30 s run; running 5: never more than 5 ACKed and not ended at once;
-// running_per_key 1: never two of one key at once.
+// running_per_key 1: never two of one key at once, and the busiest keys
+// read while it runs (LimitUsage.Keys) are a and b with one permit each.
 func TestLimitsAcrossSatelliteProcesses(t *testing.T) {
 	for _, backend := range []string{"standalone", "cluster"} {
 		t.Run(backend, func(t *testing.T) {
@@ -44,6 +45,23 @@ func TestLimitsAcrossSatelliteProcesses(t *testing.T) {
 			r.submit(600) // 30 s at 20/s
 			for _, w := range []string{"w1", "w2", "w3"} {
 				r.worker(w)
+			}
+			// While it runs, the busiest keys of perkey are a and b, each
+			// with its one permit at most.
+			for deadline, seen := time.Now().Add(20*time.Second), false; !seen; time.Sleep(20 * time.Millisecond) {
+				u, err := r.c.LimitUsages(r.ctx, r.p)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, k := range u["perkey"].Keys {
+					if (k.Key != "a" && k.Key != "b") || k.Running != 1 {
+						t.Fatalf("perkey's busiest keys %+v", u["perkey"].Keys)
+					}
+					seen = true
+				}
+				if time.Now().After(deadline) {
+					t.Fatal("perkey's busiest keys never showed a key")
+				}
 			}
 			r.waitFinal(90 * time.Second)
 			evs := map[string][]dsat.Event{}
@@ -86,8 +104,8 @@ func TestLimitsAcrossSatelliteProcesses(t *testing.T) {
 					t.Errorf("perkey: key %s had %d at once, want 1", k, n)
 				}
 			}
-			if u, err := r.c.LimitUsages(r.ctx, r.p); err != nil || u["run5"].Running != 0 {
-				t.Errorf("permits left after the drain: %+v %v", u, err)
+			if u, err := r.c.LimitUsages(r.ctx, r.p); err != nil || u["run5"].Running != 0 || len(u["perkey"].Keys) != 0 {
+				t.Errorf("permits (or busy keys) left after the drain: %+v %v", u, err)
 			}
 		})
 	}

@@ -4,7 +4,6 @@
 -- KEYS[2] -> task event log               dsat:{T}:t:<task>:log
 -- KEYS[3] -> partition firehose           dsat:{T}:ev
 -- KEYS[4] -> partition task index         dsat:{T}:ix
--- KEYS[5] -> task index expiry set        dsat:{T}:ixe
 -- ARGV[1] -> task id
 -- ARGV[2] -> now (ms)
 -- ARGV[3] -> firehose cap, in events (approximate)
@@ -14,7 +13,7 @@
 local c = context(KEYS[3], ARGV[2], ARGV[3])
 new_task(c, KEYS[1], KEYS[2], ARGV[1])
 c.retention = ARGV[4]
-c.IX, c.IXE = KEYS[4], KEYS[5]
+c.IX = KEYS[4]
 if not load(c) then return -1 end
 if is_final(c.status) then return -3 end
 cancel_task(c, ARGV[5])

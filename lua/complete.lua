@@ -11,10 +11,9 @@
 -- KEYS[3..2+J] -> streams of the pipeline's joins named in ARGV[12..11+J]
 -- KEYS[3+J..2+J+T] -> streams of the step's targets named in ARGV[12+J..]
 -- KEYS[3+J+T] -> partition task index     dsat:{T}:ix
--- KEYS[4+J+T] -> task index expiry set    dsat:{T}:ixe
--- KEYS[3i+J+T+2] -> token i's task state hash  (i = 1..n)
--- KEYS[3i+J+T+3] -> token i's task event log
--- KEYS[3i+J+T+4] -> token i's task result key
+-- KEYS[3i+J+T+1] -> token i's task state hash  (i = 1..n)
+-- KEYS[3i+J+T+2] -> token i's task event log
+-- KEYS[3i+J+T+3] -> token i's task result key
 -- ARGV[1] -> now (ms)
 -- ARGV[2] -> firehose cap, in events (approximate)
 -- ARGV[3] -> retention of finished tasks (ms)
@@ -27,7 +26,7 @@
 -- ARGV[10] -> J, the number of joins in the pipeline
 -- ARGV[11] -> T, the number of targets; "<T>f" when the pipeline has a
 --             failure handler (on_failure): then KEYS[3+J+T] is its
---             stream (the index keys and the tokens' keys one later) and
+--             stream (the index key and the tokens' keys one later) and
 --             ARGV[12+J+T] its name (the tokens' arguments one later)
 -- ARGV[12..11+J] -> join names, topological order
 -- ARGV[12+J..11+J+T] -> targets: next steps in order, or every switch target
@@ -156,7 +155,7 @@ local function complete1(c, tok, att, id, output, label, started)
 end
 
 local out = {}
-local kb, ab = 4 + nj + nt, 11 + nj + nt
+local kb, ab = 3 + nj + nt, 11 + nj + nt
 local c = context(KEYS[1], ARGV[1], ARGV[2])
 c.pr = stream_level(KEYS[2]) -- priority (issue 16): the next tokens carry it
 c.retention, c.v = ARGV[3], ARGV[4]
@@ -164,7 +163,7 @@ if nf == 'f' then
   c.onf = {step = ARGV[12 + nj + nt], stream = KEYS[3 + nj + nt]}
   kb, ab = kb + 1, ab + 1
 end
-c.IX, c.IXE = KEYS[kb - 1], KEYS[kb]
+c.IX = KEYS[kb]
 for i = 1, (#KEYS - kb) / 3 do
   local a = ab + 7 * (i - 1)
   local k = kb + 3 * (i - 1)

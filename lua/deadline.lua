@@ -4,9 +4,8 @@
 -- KEYS[1] -> partition deadline set       dsat:{T}:deadlines
 -- KEYS[2] -> partition firehose           dsat:{T}:ev
 -- KEYS[3] -> partition task index         dsat:{T}:ix
--- KEYS[4] -> task index expiry set        dsat:{T}:ixe
--- KEYS[3+2i] -> task i's state hash       dsat:{T}:t:<task>        (i = 1..n)
--- KEYS[4+2i] -> task i's event log        dsat:{T}:t:<task>:log
+-- KEYS[2+2i] -> task i's state hash       dsat:{T}:t:<task>        (i = 1..n)
+-- KEYS[3+2i] -> task i's event log        dsat:{T}:t:<task>:log
 -- ARGV[1] -> now (ms)
 -- ARGV[2] -> firehose cap, in events (approximate)
 -- ARGV[3] -> retention of finished tasks (ms)
@@ -16,7 +15,7 @@
 -- due yet after all (then it stays: the caller read the set a moment ago).
 local c = context(KEYS[2], ARGV[1], ARGV[2])
 c.retention = ARGV[3]
-c.IX, c.IXE = KEYS[3], KEYS[4]
+c.IX = KEYS[3]
 local now = tonumber(ARGV[1])
 local n = 0
 for i = 1, #ARGV - 3 do
@@ -24,7 +23,7 @@ for i = 1, #ARGV - 3 do
   local due = tonumber(redis.call('ZSCORE', KEYS[1], id))
   if due and due <= now then
     redis.call('ZREM', KEYS[1], id)
-    new_task(c, KEYS[3 + 2 * i], KEYS[4 + 2 * i], id)
+    new_task(c, KEYS[2 + 2 * i], KEYS[3 + 2 * i], id)
     if load(c) and not is_final(c.status) then
       cancel_task(c, 'deadline')
       n = n + 1

@@ -7,7 +7,7 @@
 //
 // The task scripts (submit, begin, complete, fail, cancel, retry,
 // deadline, progress) are prepended with lib.lua, the helpers they share; promote,
-// renew and breaker (which touch no task state; breaker's keys share the
+// renew, index_prune and breaker (which touch no task state; breaker's keys share the
 // hash tag {breakers}) stand alone. The schedule scripts
 // (schedule_put, schedule_claim, schedule_done) touch only schedule keys,
 // which share the hash tag {sched}, and are prepended with schedlib.lua.
@@ -56,6 +56,8 @@ var (
 	Promote  = redis.NewScript(mustRead("promote.lua"))
 	Breaker  = redis.NewScript(mustRead("breaker.lua"))
 	Renew    = redis.NewScript(mustRead("renew.lua"))
+	// IndexPrune drops the task index members of expired tasks.
+	IndexPrune = redis.NewScript(mustRead("index_prune.lua"))
 	// Sub-pipelines (issue 17; docs/design.md, "Sub-pipelines").
 	SubpipePark = redis.NewScript(withLib("subpipe_park.lua"))
 	SubpipeLink = redis.NewScript(mustRead("subpipe_link.lua"))
@@ -71,7 +73,7 @@ var (
 // pipelines, after a failover).
 var All = map[string]*redis.Script{
 	"submit": Submit, "begin": Begin, "complete": Complete, "fail": Fail,
-	"cancel": Cancel, "retry": Retry, "deadline": Deadline, "progress": Progress, "promote": Promote, "breaker": Breaker, "renew": Renew,
+	"cancel": Cancel, "retry": Retry, "deadline": Deadline, "progress": Progress, "promote": Promote, "breaker": Breaker, "renew": Renew, "index_prune": IndexPrune,
 	"subpipe_park": SubpipePark, "subpipe_link": SubpipeLink,
 	"schedule_put": SchedulePut, "schedule_claim": ScheduleClaim, "schedule_done": ScheduleDone,
 	"limits": Limits,

@@ -9,7 +9,6 @@
 -- KEYS[5] -> retry set                    dsat:{T}:retry
 -- KEYS[6] -> dead-letter stream           dsat:{T}:dead
 -- KEYS[7] -> partition task index         dsat:{T}:ix
--- KEYS[8] -> task index expiry set        dsat:{T}:ixe
 -- ARGV[1] -> task id
 -- ARGV[2] -> token id
 -- ARGV[3] -> attempt ("0": the token's current one)
@@ -32,11 +31,11 @@
 --             the same for a token no worker has read yet (the time
 --             keeper): nothing is done ({2}) unless the entry is still
 --             undelivered to the step's consumer group
--- ARGV[18], KEYS[9] -> only for a pipeline with a failure handler
+-- ARGV[18], KEYS[8] -> only for a pipeline with a failure handler
 --             (on_failure): "f:<its step>" and its stream; a task that
 --             ends failed runs it first (lib.lua, on_failure). The map and
---             join arguments below then start one later (ARGV[19], KEYS[10])
--- ARGV[18..], KEYS[9..] -> only for a pipeline with a map or a join
+--             join arguments below then start one later (ARGV[19], KEYS[9])
+-- ARGV[18..], KEYS[8..] -> only for a pipeline with a map or a join
 --             policy: the step's item spec, the join specs, their streams
 --             and the release step's stream (maplib.lua, fail_mapjoin)
 -- Returns: {1, mode} applied; {0} already applied (entry acknowledged);
@@ -45,11 +44,11 @@
 local c = context(KEYS[3], ARGV[7], ARGV[8])
 new_task(c, KEYS[1], KEYS[2], ARGV[1])
 c.retention, c.v = ARGV[9], ARGV[10]
-c.IX, c.IXE = KEYS[7], KEYS[8]
-local a0, k0 = 18, 9 -- where the map and join arguments start
+c.IX = KEYS[7]
+local a0, k0 = 18, 8 -- where the map and join arguments start
 if string.sub(ARGV[18] or '', 1, 2) == 'f:' then
-  c.onf = {step = string.sub(ARGV[18], 3), stream = KEYS[9]}
-  a0, k0 = 19, 10
+  c.onf = {step = string.sub(ARGV[18], 3), stream = KEYS[8]}
+  a0, k0 = 19, 9
 end
 local tok, att, id, step, worker = ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5], ARGV[6]
 local ev, msg, mode, due, payload = ARGV[11], ARGV[12], ARGV[13], ARGV[14], ARGV[15]

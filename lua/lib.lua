@@ -66,7 +66,7 @@ end
 -- once, and batch scripts reset it for each token (new_task) instead of
 -- making a new one.
 local function context(FH, now, maxlen)
-  return {H = false, LOG = false, RES = false, FH = FH, IX = false, IXE = false, ix0 = false, task = false, now = now, maxlen = maxlen,
+  return {H = false, LOG = false, RES = false, FH = FH, IX = false, ix0 = false, task = false, now = now, maxlen = maxlen,
           retention = false, v = false, W = {}, nw = 0, status = false, seq = 0, seqs = false,
           ntok = 0, ntok0 = 0, ntoks = false, live = 0, live0 = 0, dead = 0, dead0 = 0,
           pv = false, ct = false, trace = '', ol = false, tokv = false, pipeline = false,
@@ -155,12 +155,9 @@ end
 -- then the 26 characters of its id that sort by creation time, so a status
 -- and a time range are one lex range (ZRANGE BYLEX), newest first with REV.
 -- A script moves a task's member only when its status changes (per task, not
--- per step). A task entering a final status also gets its member into c.IXE
--- (dsat:{T}:ixe) with the time its keys expire as score, and the call prunes
--- up to two members whose time has come from both sets: at least as many
--- as it adds, so neither set outgrows the tasks that still exist. A member
--- left in c.IXE after a retry (the task left its final status) only prunes
--- a member that is no longer there. The move is written once per task and
+-- per step). The member of a task whose keys expired is removed later by
+-- index_prune.lua, which the time keepers run (dsat.Client.PruneIndex):
+-- nothing here pays for expiry. The move is written once per task and
 -- call, when the task is saved (index_flush), so a task that starts and
 -- ends in one call (a one-step task whose handler returned within the begin
 -- window) goes from pending to succeeded in one ZREM and one ZADD.
@@ -183,15 +180,6 @@ local function index_flush(c)
   local head = string.sub(c.task, 1, 26)
   if from then redis.call('ZREM', c.IX, from .. head) end
   redis.call('ZADD', c.IX, 0, l .. head)
-  if (l == 's' or l == 'f' or l == 'c') and c.IXE then
-    local now = tonumber(c.now)
-    local old = redis.call('ZRANGEBYSCORE', c.IXE, '-inf', now, 'LIMIT', 0, 2)
-    if #old > 0 then
-      redis.call('ZREM', c.IX, unpack(old))
-      redis.call('ZREM', c.IXE, unpack(old))
-    end
-    redis.call('ZADD', c.IXE, now + tonumber(c.retention), l .. head)
-  end
 end
 -- End of the task index block.
 

@@ -290,7 +290,7 @@ local function fire_any(c, j, step, att, worker, output, joins)
 end
 
 -- fail_mapjoin reads what fail.lua gets after its own arguments (from
--- ARGV[a0] and KEYS[k0]: 18 and 9, one later after a failure handler's)
+-- ARGV[a0] and KEYS[k0]: 18 and 8, one later after a failure handler's)
 -- when the pipeline has a map or a join policy: ARGV[a0] the step's item
 -- spec "<map step>|<join>|<release step>" ("" for a step that runs no
 -- map's items), ARGV[a0+1..] the join specs, KEYS[k0..] their streams,

@@ -60,3 +60,13 @@ func (e *browserEnv) browser(t *testing.T) context.Context {
 	t.Cleanup(func() { cancelT(); cancelC(); cancelA() })
 	return bctx
 }
+
+// textOf is the text of the first element sel matches in the page.
+func textOf(t *testing.T, bctx context.Context, sel string) string {
+	t.Helper()
+	s, err := chromedp.Run(bctx, chromedp.Evaluate[string](`document.querySelector('`+sel+`').textContent`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}

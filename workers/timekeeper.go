@@ -20,7 +20,23 @@ type timeSweep struct {
 	steps []string
 	// children: the pipeline has sub-pipeline steps (subpipe.go).
 	children bool
+	// ixCursor is where the task index pruning goes on (dsat.PruneIndex),
+	// ixNext when it is due again.
+	ixCursor string
+	ixNext   time.Time
 }
+
+// The task index pruning of a partition runs every pruneEvery (however
+// often the time keeper runs): batches of pruneBatch members while at
+// least a quarter of a batch was expired, at most pruneRounds of them
+// (50,000 members per partition and time keeper every 5 s; a backlog is
+// taken up in the next runs). An index holds nothing but needless members
+// until then, which pages leave out.
+const (
+	pruneEvery  = 5 * time.Second
+	pruneBatch  = 500
+	pruneRounds = 100
+)
 
 // queueTimeoutSteps lists the steps of p with a queue_timeout, among
 // those serve accepts.
@@ -37,13 +53,15 @@ func queueTimeoutSteps(p *dsat.Pipeline, serve func(step string) bool) []string 
 // keepTime runs each sweep once: every overdue task cancelled, every
 // token past its queue_timeout timed out (in batches), but not those of a
 // step that held says is held (paused, breaker open, next step full) or
-// was within its queue_timeout. count gets the failed attempts and dead
+// was within its queue_timeout, and the task index members of expired
+// tasks removed. count gets the failed attempts and dead
 // tokens of each step's timed-out tokens (for the step statistics); warn
 // gets failures.
 func keepTime(ctx context.Context, c *dsat.Client, sweeps []timeSweep, held func(p dsat.Partition, step string) bool,
 	count func(p dsat.Partition, step string, failed, dead int),
 	warn func(key string, ev *zerolog.Event, msg string), log *zerolog.Logger) {
-	for _, sw := range sweeps {
+	for i := range sweeps {
+		sw := &sweeps[i]
 		if sw.children {
 			settleChildren(ctx, c, sw.part, warn, log)
 		}
@@ -83,6 +101,30 @@ func keepTime(ctx context.Context, c *dsat.Client, sweeps []timeSweep, held func
 						Msg("tokens not picked up within the step's queue_timeout: TIMEOUT")
 				}
 			}
+		}
+		pruneIndex(ctx, c, sw, warn, log)
+	}
+}
+
+// pruneIndex removes the task index members of the partition's expired
+// tasks (dsat.Client.PruneIndex), going on from the sweep's cursor.
+func pruneIndex(ctx context.Context, c *dsat.Client, sw *timeSweep, warn func(key string, ev *zerolog.Event, msg string), log *zerolog.Logger) {
+	now := time.Now()
+	if now.Before(sw.ixNext) {
+		return
+	}
+	sw.ixNext = now.Add(pruneEvery)
+	for round := 0; round < pruneRounds && ctx.Err() == nil; round++ {
+		next, n, err := c.PruneIndex(ctx, sw.part, sw.ixCursor, pruneBatch)
+		if err != nil {
+			if ctx.Err() == nil {
+				warn("index-prune", log.Warn().Err(err).Str("partition", sw.part.Tag()), "prune task index failed")
+			}
+			return
+		}
+		sw.ixCursor = next
+		if next == "" || n < pruneBatch/4 {
+			return
 		}
 	}
 }

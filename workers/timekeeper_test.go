@@ -23,13 +23,36 @@ steps:
 
 // aheadClient is a client of b's pipeline whose clock runs an hour ahead:
 // every token it sees has waited an hour, every deadline has passed.
-func aheadClient(t *testing.T, b *bundle) *dsat.Client {
+func aheadClient(t *testing.T, b *bundle) *dsat.Client { return aheadBy(t, b, time.Hour) }
+
+// aheadBy is a client of b's pipeline whose clock runs d ahead.
+func aheadBy(t *testing.T, b *bundle, d time.Duration) *dsat.Client {
 	t.Helper()
-	c, err := dsat.NewClient(b.rdb, dsat.Config{Now: func() time.Time { return time.Now().Add(time.Hour) }}, b.p)
+	c, err := dsat.NewClient(b.rdb, dsat.Config{Now: func() time.Time { return time.Now().Add(d) }}, b.p)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return c
+}
+
+// runTimeKeeper runs a TimeKeeper of c looking every 20ms until the
+// returned stop is called; stop reports whether it ended within 5s.
+func runTimeKeeper(b *bundle, c *dsat.Client) (stop func() bool) {
+	ctx, cancel := context.WithCancel(b.ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		NewTimeKeeper(c, zerolog.New(b.log), 20*time.Millisecond).Run(ctx)
+	}()
+	return func() bool {
+		cancel()
+		select {
+		case <-done:
+			return true
+		case <-time.After(5 * time.Second):
+			return false
+		}
+	}
 }
 
 // TestReadTooLateTimesOut: a satellite that reads a token which waited in
@@ -89,17 +112,9 @@ func TestTimeKeeper(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		ctx, cancel := context.WithCancel(b.ctx)
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			NewTimeKeeper(aheadClient(t, b), zerolog.New(b.log), 20*time.Millisecond).Run(ctx)
-		}()
+		stop := runTimeKeeper(b, aheadClient(t, b))
 		sts := b.wait([]string{late, s.ID}, 10*time.Second)
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
+		if !stop() {
 			t.Fatal("the time keeper did not stop with its context")
 		}
 		// The deadline came first: the task with one is cancelled, the
@@ -130,16 +145,10 @@ steps:
   a: {handler: count, queue_timeout: 1s, retries: 1, backoff: {initial: 50ms, max: 50ms}}
 `)
 		id := b.submit(1, `{}`)[0]
-		ctx, cancel := context.WithCancel(b.ctx)
-		done := make(chan struct{})
 		ahead := aheadClient(t, b)
-		go func() {
-			defer close(done)
-			NewTimeKeeper(ahead, zerolog.New(b.log), 20*time.Millisecond).Run(ctx)
-		}()
+		stop := runTimeKeeper(b, ahead)
 		st := b.wait([]string{id}, 10*time.Second)[0]
-		cancel()
-		<-done
+		stop()
 		// The step statistics count what the time keeper did (issue 16):
 		// two failed attempts, one dead token (by its clock's buckets).
 		stats, err := ahead.Stats(b.ctx, "qt", time.Minute)
@@ -192,6 +201,47 @@ func TestPausedStepDoesNotTimeOut(t *testing.T) {
 			if st.Status != dsat.StatusSucceeded {
 				t.Fatalf("after resume: %+v", st)
 			}
+		}
+	})
+}
+
+// TestTimeKeeperPrunesTaskIndex: once a finished task's keys expired (here
+// deleted, with a clock a retention ahead), the time keeper removes its
+// member from the task index; the member of a task whose keys still exist
+// stays.
+func TestTimeKeeperPrunesTaskIndex(t *testing.T) {
+	redistest.ForEachBackend(t, func(t *testing.T, be redistest.Backend) {
+		b := setup(t, be, oneStep)
+		m := NewMux()
+		m.HandleFunc("work", func(ctx context.Context, task *dsat.Task) (dsat.Result, error) {
+			return dsat.Result{Output: task.Payload}, nil
+		})
+		b.start(m, b.fast("s1"))
+		ids := b.submit(30, `{}`)
+		b.wait(ids, 10*time.Second)
+		members := func() (n int64) {
+			for p := 0; p < b.p.Partitions; p++ {
+				n += b.rdb.ZCard(b.ctx, b.c.Keys().TaskIndex(b.p.Partition(p))).Val()
+			}
+			return n
+		}
+		if n := members(); n != 30 {
+			t.Fatalf("%d index members, want 30", n)
+		}
+		for _, id := range ids[1:] {
+			tid, _ := dsat.ParseTaskID(id)
+			b.rdb.Del(b.ctx, b.c.Keys().Task(tid.Partition, id))
+		}
+		defer runTimeKeeper(b, aheadBy(t, b, dsat.DefaultRetention+time.Hour))()
+		for deadline := time.Now().Add(10 * time.Second); members() != 1; {
+			if time.Now().After(deadline) {
+				t.Fatalf("%d index members after 10s, want 1 (the task whose keys exist)", members())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		time.Sleep(100 * time.Millisecond) // more rounds keep it
+		if n := members(); n != 1 {
+			t.Fatalf("%d index members, want 1", n)
 		}
 	})
 }

@@ -106,9 +106,10 @@ function pipelineCard(p) {
   };
   showPaused(!!p.paused);
   const charts = h("div", { class: "charts", "data-role": "charts" });
+  const flow = h("div", { class: "table-wrap", "data-role": "flow" });
   const card = h("section", { class: "card", "data-pipeline": p.name },
     h("h2", {}, p.name, " ", h("span", { class: "muted" }, p.version + " · " + p.partitions + " partition" + (p.partitions > 1 ? "s" : "")), " ", pauseBtn),
-    graph, charts, form);
+    graph, flow, charts, form);
   let drawn = null;
   every(1000, async () => {
     try {
@@ -116,6 +117,7 @@ function pipelineCard(p) {
       showPaused(!!d.pipeline.paused);
       if (!drawn) drawn = drawGraph(graph, d.pipeline);
       updateLoad(drawn, d.pipeline);
+      drawFlow(flow, d.pipeline);
     } catch (_) { /* the banner says why */ }
   });
   // The stats move in 10-second buckets: one read per bucket is enough.
@@ -329,6 +331,57 @@ function updateLoad(drawn, p) {
     }
   }
   drawn.at = now;
+}
+
+// ---- Flow control ----------------------------------------------------
+
+// drawFlow lists the steps with limits or a circuit breaker (GET
+// /v1/pipelines/{name}: steps[].limits with their usage now, and
+// steps[].breaker with its state): what each allows, what it uses now,
+// the busiest fairness keys and the breaker's state. Nothing for a
+// pipeline with neither.
+function drawFlow(container, p) {
+  const steps = p.steps.filter((s) => s.limits || s.breaker);
+  if (!steps.length) {
+    container.replaceChildren();
+    return;
+  }
+  const rows = steps.map((s) => {
+    const l = s.limits, u = (l && l.usage) || {};
+    const set = [], use = [];
+    if (l && l.rate) {
+      set.push("rate " + l.rate);
+      use.push(`rate ${u.rate_used || 0}/${l.rate.split("/")[0]} in the last ${{ s: "second", m: "minute", h: "hour" }[l.rate.split("/")[1]]}`);
+    }
+    if (l && l.running) {
+      set.push("running " + l.running);
+      use.push(`running ${u.running || 0}/${l.running}`);
+    }
+    if (l && l.key) {
+      const per = [l.running_per_key ? "running " + l.running_per_key : "", l.rate_per_key ? "rate " + l.rate_per_key : ""].filter(Boolean);
+      set.push(`per ${l.key}: ${per.join(", ")}`);
+    }
+    const keys = (u.keys || []).map((k) => `${k.key === "" ? "(none)" : k.key} ${k.running}` + (l.running_per_key ? "/" + l.running_per_key : ""));
+    return h("tr", { "data-step": s.name },
+      h("td", {}, s.name),
+      h("td", { "data-role": "limits" }, set.join(" · ") || h("span", { class: "muted" }, "none")),
+      h("td", { "data-role": "use" }, use.join(" · ")),
+      h("td", { "data-role": "keys", title: "the fairness keys with the most tokens running now (at most 10)" }, keys.join(", ")),
+      h("td", { "data-role": "breaker-state", "data-state": s.breaker ? (s.breaker.state ? s.breaker.state.state : "closed") : "" }, breakerText(s.breaker)));
+  });
+  container.replaceChildren(h("table", { class: "flow" },
+    h("thead", {}, h("tr", {}, ["step", "limits", "in use now", "busiest keys", "circuit breaker"].map((c) => h("th", {}, c)))),
+    h("tbody", {}, rows)));
+}
+
+// breakerText: a step's breaker settings and state.
+function breakerText(b) {
+  if (!b) return "";
+  const set = `${b.failures} failures within ${b.within} open it for ${b.open_for}: `;
+  const st = b.state;
+  if (!st) return set + "closed";
+  if (st.state === "half_open") return set + "half open, one probe token runs";
+  return set + (new Date(st.until) > new Date() ? "open until " + fmtTime(st.until) : "open, a probe is due");
 }
 
 // ---- Task ------------------------------------------------------------
