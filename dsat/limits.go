@@ -411,7 +411,9 @@ type LimitUsage struct {
 	// Running is how many running permits are leased.
 	Running int `json:"running"`
 	// RateUsed is how many tokens were begun in the rate's current window
-	// (the last Rate.Per).
+	// (the last Rate.Per); a batch of rate permits (TakeRateBudget) counts
+	// whole from its grant to the end of its life + the period, its permits
+	// used or not yet (those given back unused no longer count).
 	RateUsed int `json:"rate_used"`
 	// Keys, for a step with running_per_key, are the fairness keys with
 	// the most running permits (at most LimitTopKeys, busiest first; ties
