@@ -130,6 +130,13 @@ func (k Keys) LimitRate(pipeline, step string) string {
 	return k.prefix + ":{limits:" + pipeline + "/" + step + "}:rate"
 }
 
+// LimitRateBatches is a sorted set of a step's batches of rate permits
+// (member <holder>@<ms>|<count>, score = the end of the batch's life, ms):
+// each counts <count> grants in the rate's window.
+func (k Keys) LimitRateBatches(pipeline, step string) string {
+	return k.prefix + ":{limits:" + pipeline + "/" + step + "}:batches"
+}
+
 // LimitKeyRunning is a sorted set of a step's running leases of one
 // fairness key (limits.key): lease id -> when it ends (ms), expiring
 // once idle. A key longer than 64 bytes is named by its SHA-256.

@@ -183,6 +183,9 @@ func (c *Client) limitsCall(ctx context.Context, pipeline string, st *Step, op s
 		at = "" // limits.lua reads Redis's clock
 	}
 	keys := []string{c.keys.LimitRunning(pipeline, st.Name), c.keys.LimitRate(pipeline, st.Name)}
+	if lim.Key == "" {
+		keys = append(keys, c.keys.LimitRateBatches(pipeline, st.Name)) // KEYS[3]: counted with the rate
+	}
 	var names []any // the index's members: key k's name
 	index := map[string]int{}
 	ks := make([]int, len(reqs))
@@ -262,6 +265,122 @@ func (c *Client) AcquireLimits(ctx context.Context, p *Pipeline, step string, re
 	return g, nil
 }
 
+// RateBudget is a batch of a step's rate permits taken ahead of reading
+// (TakeRateBudget), for a step whose only limit is its rate: the reader
+// spends them on the tokens it reads (Use) without a limiter call per
+// read. Each permit may time its token's ACK from the grant (At) to the
+// grant + life (Until); the limiter counts it in the rate's window at
+// Until, so no window of the period holds more ACKs than the rate's count,
+// whenever in its life a permit is used. Permits not used come back with
+// the next batch taken (or stay counted until their window passes).
+type RateBudget struct {
+	// At is when the permits were granted, Until the latest ACK time they
+	// may be used for.
+	At, Until time.Time
+	tag       string
+	n, used   int
+	got       time.Time        // when the grant came back (local, monotonic)
+	clock     func() time.Time // an injected clock; nil: Redis's (At + time since got)
+}
+
+// now is the limiter's clock now, as best known here: the injected clock,
+// or the grant's time plus the time since it came back (never before At).
+func (b *RateBudget) now() time.Time {
+	if b.clock != nil {
+		return b.clock()
+	}
+	return b.At.Add(time.Since(b.got))
+}
+
+// Left is how many permits are left for use now (0 for a nil budget or one
+// whose life has passed).
+func (b *RateBudget) Left() int {
+	if b == nil || b.now().After(b.Until) {
+		return 0
+	}
+	return b.n - b.used
+}
+
+// Use spends up to k permits on tokens sent at the latest at sent (zero:
+// unknown) and returns how many and the time of their ACKs: now by the
+// limiter's clock, and not before sent (a token is not begun before it
+// was sent), within the budget's life; 0 when its life is over.
+func (b *RateBudget) Use(k int, sent time.Time) (int, time.Time) {
+	if b == nil {
+		return 0, time.Time{}
+	}
+	at := b.now()
+	if b.clock == nil && sent.After(at) { // Redis's clock: stream ids are its times too
+		at = sent
+	}
+	if at.Before(b.At) {
+		at = b.At
+	}
+	k = min(k, b.n-b.used)
+	if k <= 0 || at.After(b.Until) {
+		return 0, time.Time{}
+	}
+	b.used += k
+	return k, at
+}
+
+// MaxRateBatch bounds the permits one TakeRateBudget asks for.
+const MaxRateBatch = 1024
+
+// TakeRateBudget takes up to n (at most MaxRateBatch) of step's rate
+// permits at once for holder (unique per call: the caller's id and a
+// sequence number), each usable for life (see RateBudget); the unused
+// permits of prev, if any, are given back in the same call. It returns the
+// budget (possibly of no permit), the step's permits left now and, when
+// none is, how long until one may be. For a step whose only limit is its
+// rate: running and per-key limits need a lease id per token
+// (AcquireLimits).
+func (c *Client) TakeRateBudget(ctx context.Context, p *Pipeline, step, holder string, n int, life time.Duration, prev *RateBudget) (*RateBudget, int, time.Duration, error) {
+	st, err := limitedStep(p, step)
+	if err != nil {
+		return nil, 0, 0, err
+	}
+	lim := st.Limits
+	if lim.Rate.Count == 0 || lim.holdsLeases() || lim.Key != "" {
+		return nil, 0, 0, fmt.Errorf("dsat: step %s/%s: rate budgets are for a step whose only limit is its rate", p.Name, step)
+	}
+	now := c.cfg.Now()
+	at := ms(now)
+	if c.serverClock {
+		at = ""
+	}
+	back := []any{"", 0, 0}
+	if prev != nil && prev.used < prev.n {
+		back = []any{prev.tag, prev.n, prev.used}
+	}
+	args := []any{"batch", at, 0, lim.Rate.Count, lim.Rate.Per.Milliseconds(), 0, 0, 0, 0, 0,
+		holder, min(n, MaxRateBatch), life.Milliseconds()}
+	args = append(args, back...)
+	keys := []string{c.keys.LimitRunning(p.Name, step), c.keys.LimitRate(p.Name, step), c.keys.LimitRateBatches(p.Name, step)}
+	r, err := lua.Limits.Run(ctx, c.rdb, keys, args...).Result()
+	if err != nil {
+		return nil, 0, 0, fmt.Errorf("dsat: limits of %s/%s: %w", p.Name, step, err)
+	}
+	v, _ := r.([]any)
+	if len(v) != 5 {
+		return nil, 0, 0, fmt.Errorf("dsat: limits of %s/%s: unexpected reply %v", p.Name, step, r)
+	}
+	g, _ := v[0].(int64)
+	free, _ := v[1].(int64)
+	wait, _ := v[2].(int64)
+	atMs, _ := v[3].(int64)
+	tag, _ := v[4].(string)
+	b := &RateBudget{At: time.UnixMilli(atMs), tag: tag, n: int(g), got: time.Now()}
+	b.Until = b.At.Add(life)
+	if !c.serverClock {
+		b.clock = c.cfg.Now
+	}
+	if prev != nil {
+		prev.used = prev.n // given back: no longer usable
+	}
+	return b, int(free), time.Duration(wait) * time.Millisecond, nil
+}
+
 // holdsLeases reports whether a step's limits lease running permits.
 func (l *Limits) holdsLeases() bool { return l.Running > 0 || l.Key != "" && l.RunningPerKey > 0 }
 
@@ -292,7 +411,9 @@ type LimitUsage struct {
 	// Running is how many running permits are leased.
 	Running int `json:"running"`
 	// RateUsed is how many tokens were begun in the rate's current window
-	// (the last Rate.Per).
+	// (the last Rate.Per); a batch of rate permits (TakeRateBudget) counts
+	// whole from its grant to the end of its life + the period, its permits
+	// used or not yet (those given back unused no longer count).
 	RateUsed int `json:"rate_used"`
 	// Keys, for a step with running_per_key, are the fairness keys with
 	// the most running permits (at most LimitTopKeys, busiest first; ties

@@ -202,6 +202,77 @@ func TestLimitsScript(t *testing.T) {
 	})
 }
 
+const rateBatchYAML = `
+name: lim
+version: 1.0.0
+partitions: 2
+steps:
+  r: {handler: echo, next: [b], limits: {rate: 10/s}}
+  b: {handler: echo, limits: {rate: 100/s, running: 5}}
+`
+
+// TestLimitsScriptRateBatch: limits.lua's batches of rate permits
+// (issue 16) on both backends: a batch takes what the window has left, its
+// permits count in the window until the grant + their life + the period,
+// those not used come back with the next batch, and a budget is spent only
+// within its life; a step with another limit than its rate takes none.
+func TestLimitsScriptRateBatch(t *testing.T) {
+	redistest.ForEachBackend(t, func(t *testing.T, b redistest.Backend) {
+		h := newHarness(t, b, rateBatchYAML)
+		life := 100 * time.Millisecond
+		seq := 0
+		take := func(n int, prev *dsat.RateBudget) (*dsat.RateBudget, int, time.Duration) {
+			t.Helper()
+			seq++
+			bud, free, wait, err := h.c.TakeRateBudget(h.ctx, h.p, "r", fmt.Sprintf("sat1:%d", seq), n, life, prev)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return bud, free, wait
+		}
+		t0 := h.clock()
+		b1, free, _ := take(4, nil)
+		if b1.Left() != 4 || free != 6 || !b1.At.Equal(t0) || !b1.Until.Equal(t0.Add(life)) {
+			t.Fatalf("first batch of 4 of 10/s: left %d free %d at %s until %s", b1.Left(), free, b1.At, b1.Until)
+		}
+		h.advance(30 * time.Millisecond)
+		if n, at := b1.Use(3, time.Time{}); n != 3 || !at.Equal(t0.Add(30*time.Millisecond)) {
+			t.Fatalf("use 3: %d at %s", n, at)
+		}
+		if n, _ := b1.Use(5, time.Time{}); n != 1 || b1.Left() != 0 {
+			t.Fatalf("use 5 of 1 left: %d, left %d", n, b1.Left())
+		}
+		b2, free, _ := take(5, nil)
+		if b2.Left() != 5 || free != 1 {
+			t.Fatalf("second batch: left %d free %d", b2.Left(), free)
+		}
+		h.advance(110 * time.Millisecond) // past b2's life
+		if n, _ := b2.Use(1, time.Time{}); n != 0 || b2.Left() != 0 {
+			t.Fatalf("a budget past its life: used %d, left %d", n, b2.Left())
+		}
+		// b2's 5 unused permits come back with the next batch: 6 free.
+		b3, free, wait := take(20, b2)
+		if b3.Left() != 6 || free != 0 || wait != 960*time.Millisecond {
+			t.Fatalf("after giving back 5: left %d free %d wait %s", b3.Left(), free, wait)
+		}
+		if u, _ := h.c.LimitUsages(h.ctx, h.p); u["r"].RateUsed != 10 {
+			t.Fatalf("usage %+v", u)
+		}
+		// b1's permits count until t0 + life + 1s, not t0 + 1s.
+		h.advance(t0.Add(time.Second).Sub(h.clock()))
+		if b, free, _ := take(1, nil); b.Left() != 0 || free != 0 {
+			t.Fatalf("b1's permits left the window before the end of their life: %d, free %d", b.Left(), free)
+		}
+		h.advance(life)
+		if b, free, _ := take(9, nil); b.Left() != 4 || free != 0 {
+			t.Fatalf("b1's 4 permits left the window, b3's 6 still in it: %d, free %d", b.Left(), free)
+		}
+		if _, _, _, err := h.c.TakeRateBudget(h.ctx, h.p, "b", "sat1:x", 1, life, nil); err == nil {
+			t.Fatal("a step with a running limit took a rate budget")
+		}
+	})
+}
+
 // TestLimitsScriptPerKey: limits.lua's per-key limits on both backends: a
 // key at its limits is passed over and the next ids, of other keys, go
 // on; running_per_key leases are given back by release; rate_per_key is

@@ -20,7 +20,12 @@
 --            counted, an upper bound: a lease that ends unreleased is not
 --            counted off until the key is counted again; expires with the
 --            last lease)
--- ARGV[1] -> operation: acquire, release, renew, usage or keys
+-- KEYS[3] (only for a step without a fairness key)
+--            -> rate batches              dsat:{limits:<pipeline>/<step>}:batches
+--            (a batch of the step's rate permits is one member
+--            <tag>|<count>, scored at the end of its life: it counts
+--            <count> grants in the rate's window)
+-- ARGV[1] -> operation: acquire, batch, release, renew, usage or keys
 -- ARGV[2] -> now (ms); empty: Redis's clock (TIME)
 -- ARGV[3] -> running: the most leases at once (0: no running limit)
 -- ARGV[4] -> rate: the most grants per period (0: no rate limit)
@@ -33,6 +38,13 @@
 -- ARGV[11..10+m] -> the fairness key k's name, for k = 1..m (the index's members)
 -- ARGV[11+m..] -> acquire, release, renew: pairs (lease id, k), k the index
 --   of the id's key in KEYS (0: the step has no key), ids in the order wanted
+-- batch (a step whose only limit is its rate; issue 16), m = 0: ARGV[11] ->
+--   the holder (unique per call: satellite and sequence number), ARGV[12]
+--   -> how many permits are wanted, ARGV[13] -> their life (ms): each may be
+--   used for an ACK timed from the grant to the grant + life, so the batch
+--   is scored (counted in the window) at the grant + life; ARGV[14..16] ->
+--   a former batch's tag, its count and how many of its permits were used
+--   (the others are given back; ARGV[14] empty: none). tag: <holder>@<now>.
 -- Returns: acquire: {granted, free, wait, now}: granted is a string of
 -- '1' (permit granted; an id that holds a lease already keeps it and
 -- takes no new grant) or '0' per id: an id whose key is at its limits is
@@ -43,7 +55,7 @@
 -- grant's time (ms). Acquire with no id is a look. release, renew: the
 -- number of ids; usage: {running leases, grants in the current window};
 -- keys: the running leases of each key 1..m, counted now (the index is set
--- to them).
+-- to them); batch: {granted count, free, wait, now, tag}.
 local op, now = ARGV[1], tonumber(ARGV[2])
 if not now then -- Redis's clock: a grant comes after every release before it
   local t = redis.call('TIME')
@@ -53,7 +65,8 @@ local running, rate, per, lease = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber
 local kRunning, kRate, kPer = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
 local nkeys = tonumber(ARGV[10])
 local first = 11 + nkeys -- the first pair
-local kidx = (#KEYS % 2 == 1) and KEYS[#KEYS] or nil
+local kidx = (kRunning > 0 and #KEYS % 2 == 1) and KEYS[#KEYS] or nil
+local batches = (kRunning == 0 and kRate == 0) and KEYS[3] or nil
 
 -- index(k, n): key k has n running leases now (in the index, if any).
 local function index(k, n)
@@ -108,18 +121,55 @@ if op == 'release' or op == 'renew' then
   return n
 end
 
+if op == 'batch' and batches and ARGV[first + 3] ~= '' then -- unused permits come back first
+  local old, used = ARGV[first + 3] .. '|' .. ARGV[first + 4], tonumber(ARGV[first + 5])
+  local score = redis.call('ZSCORE', batches, old)
+  if score then
+    redis.call('ZREM', batches, old)
+    if used > 0 then redis.call('ZADD', batches, score, ARGV[first + 3] .. '|' .. used) end
+  end
+end
+
 local free, rfree = -1, -1
 if running > 0 then
   redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
   free = running - redis.call('ZCARD', KEYS[1])
 end
+-- The oldest grant in the rate's window: when it leaves it, permits free.
+local function oldest()
+  local t = tonumber(redis.call('ZRANGEBYSCORE', KEYS[2], '(' .. (now - per), '+inf', 'WITHSCORES', 'LIMIT', 0, 1)[2] or math.huge)
+  if batches then
+    local b = redis.call('ZRANGEBYSCORE', batches, '(' .. (now - per), '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
+    t = math.min(t, tonumber(b[2] or math.huge))
+  end
+  return t == math.huge and now or t
+end
 if rate > 0 then
   -- Kept for two periods: a caller whose clock is behind still counts them.
   redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - 2 * per)
   rfree = rate - redis.call('ZCOUNT', KEYS[2], '(' .. (now - per), '+inf')
+  if batches then
+    redis.call('ZREMRANGEBYSCORE', batches, '-inf', now - 2 * per)
+    for _, m in ipairs(redis.call('ZRANGEBYSCORE', batches, '(' .. (now - per), '+inf')) do
+      rfree = rfree - tonumber(string.match(m, '|(%d+)$'))
+    end
+  end
 end
 if op == 'usage' then
   return {running > 0 and running - free or 0, rate > 0 and rate - rfree or 0}
+end
+if op == 'batch' then
+  if not batches then return redis.error_reply('limits.lua: batch: the step has a fairness key') end
+  local want, life = tonumber(ARGV[first + 1]), tonumber(ARGV[first + 2])
+  local g = math.max(0, math.min(want, rfree))
+  local tag = ARGV[first] .. '@' .. now
+  if g > 0 then
+    redis.call('ZADD', batches, now + life, tag .. '|' .. g)
+    rfree = rfree - g
+  end
+  local wait = 0
+  if rfree <= 0 then wait = math.max(1, oldest() + per - now) end
+  return {g, math.max(0, rfree), wait, now, tag}
 end
 if op ~= 'acquire' then
   return redis.error_reply('limits.lua: unknown operation ' .. tostring(op))
@@ -190,7 +240,6 @@ if rate > 0 and (left < 0 or rfree < left) then left = math.max(0, rfree) end
 local wait = 0
 if running > 0 and free <= 0 then wait = 100 end
 if rate > 0 and rfree <= 0 then
-  local oldest = redis.call('ZRANGEBYSCORE', KEYS[2], '(' .. (now - per), '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
-  wait = math.max(wait, 1, tonumber(oldest[2] or now) + per - now)
+  wait = math.max(wait, 1, oldest() + per - now)
 end
 return {table.concat(granted), left, wait, now}

@@ -24,9 +24,11 @@ type job struct {
 	// leased: the token holds a running permit of its step's limits.
 	leased atomic.Bool
 	// limKey is the token's fairness key (limits.key), grantAt when its
-	// step's limiter granted it a permit (zero: no limits): its ACK's time.
-	limKey  string
-	grantAt time.Time
+	// step's limiter granted it a permit (zero: no limits): its ACK's time;
+	// grantUntil the latest time its permit allows the ACK (a batch of rate
+	// permits has a life; else grantAt).
+	limKey              string
+	grantAt, grantUntil time.Time
 	// queueWait, when positive, is how long the token waited in the
 	// stream past its step's queue_timeout: it is failed, not run.
 	queueWait time.Duration

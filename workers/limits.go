@@ -2,7 +2,10 @@ package workers
 
 import (
 	"context"
+	"slices"
+	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dsat-dev/dsat/dsat"
@@ -22,6 +25,15 @@ import (
 // tokens, so a key at its limits does not hold up the keys behind it in
 // the stream. Running permits are leases of the visibility timeout,
 // renewed with the claims and released when a token ends.
+//
+// A step whose only limit is a high rate (at least rateBatchMin permits per
+// rateBatchLife) takes its permits in batches instead (issue 16): before a
+// read it takes a budget of permits in one limiter call
+// (dsat.Client.TakeRateBudget), reads at most as many tokens as it holds
+// permits and spends them on the tokens read, with no limiter call per
+// read; each permit times its token's ACK within its life, and the unused
+// ones go back with the next batch taken. So a step limited far above its
+// achieved rate reads and begins in batches like one without limits.
 
 // limitPoll is how often a reader whose step (or a key) is at its limits
 // asks again (a release by another satellite is not announced).
@@ -30,6 +42,20 @@ const limitPoll = 100 * time.Millisecond
 // parkCap is the most tokens a satellite parks per step; beyond it, it
 // reads no new token until some are begun.
 const parkCap = 1024
+
+// rateBatchLife is the longest life of a batch of rate permits (a
+// twentieth of the rate's period if shorter): a satellite holds a batch
+// that long at most, and its permits count in the rate's window that much
+// longer than their grant.
+var rateBatchLife = 50 * time.Millisecond
+
+// rateBatchMin is the fewest permits per rateBatchLife for which a step
+// whose only limit is its rate takes its permits in batches; a lower rate
+// is granted per read (the limiter's call is then cheap beside the rate).
+var rateBatchMin = 16
+
+// rateHolders numbers the batches of rate permits taken in this process.
+var rateHolders atomic.Int64
 
 // parkedRef is a token read but not begun, and its fairness key.
 type parkedRef struct {
@@ -56,13 +82,79 @@ type stepLimiter struct {
 	rel   batcher[dsat.LimitRequest]
 	mu    sync.Mutex
 	freed map[string]bool
+	// batch, when positive, is how many rate permits one batch asks for
+	// (the step's only limit is a high rate); life is a batch's life and
+	// budget the batch held, spent how many of its permits were used, idle
+	// whether the last read brought no token (reader-owned).
+	batch  int
+	life   time.Duration
+	budget *dsat.RateBudget
+	spent  int
+	idle   bool
 }
 
 func newStepLimiter(r *stepRunner) *stepLimiter {
-	if r.step.Limits == nil {
+	lim := r.step.Limits
+	if lim == nil {
 		return nil
 	}
-	return &stepLimiter{r: r, free: -1, wake: make(chan struct{}, 1), blocked: map[string]time.Time{}, freed: map[string]bool{}}
+	l := &stepLimiter{r: r, free: -1, wake: make(chan struct{}, 1), blocked: map[string]time.Time{}, freed: map[string]bool{}, idle: true}
+	if lim.Rate.Count > 0 && lim.Running == 0 && lim.Key == "" {
+		l.life = min(rateBatchLife, lim.Rate.Per/20)
+		if per := int(int64(lim.Rate.Count) * int64(l.life) / int64(lim.Rate.Per)); per >= rateBatchMin {
+			l.batch = min(per, 4*r.s.cfg.ReadBatch, dsat.MaxRateBatch)
+		}
+	}
+	return l
+}
+
+// atLimit reports whether the step is at its limits by the limiter's last
+// answer (and, taking batches, no permit of the batch is left).
+func (l *stepLimiter) atLimit() bool {
+	return l != nil && l.free == 0 && (l.batch == 0 || l.budget.Left() == 0)
+}
+
+// take takes a batch of at least n rate permits, giving back the unused
+// ones of the batch held: twice as many as that one's reader spent (at
+// most batch), so a reader takes about what it spends in a batch's life.
+func (l *stepLimiter) take(ctx context.Context, n int) {
+	holder := l.r.s.cfg.ID + ":" + strconv.FormatInt(rateHolders.Add(1), 36)
+	want := max(n, min(l.batch, 2*l.spent))
+	b, free, wait, err := l.r.s.c.TakeRateBudget(ctx, l.r.p, l.r.step.Name, holder, want, l.life, l.budget)
+	if err != nil {
+		l.failed(err)
+		l.free, l.wait = 0, limitPoll
+		return
+	}
+	l.budget, l.free, l.wait = b, free, wait
+	l.spent = 0
+}
+
+// grantBatch spends the batch's permits on jobs, in order, taking another
+// batch for those it has none left for; it reports which got one.
+func (l *stepLimiter) grantBatch(ctx context.Context, jobs []*job) []bool {
+	var sent time.Time // the latest the jobs were sent: none is begun before
+	for _, j := range jobs {
+		if t := dsat.StreamIDTime(j.m.ID); t.After(sent) {
+			sent = t
+		}
+	}
+	l.idle = false
+	ok := make([]bool, len(jobs))
+	done := 0
+	for try := 0; try < 2 && done < len(jobs); try++ {
+		if try > 0 {
+			l.take(ctx, len(jobs)-done)
+		}
+		k, at := l.budget.Use(len(jobs)-done, sent)
+		l.spent += k
+		for _, j := range jobs[done : done+k] {
+			j.grantAt, j.grantUntil = at, l.budget.Until
+			ok[done] = true
+			done++
+		}
+	}
+	return ok
 }
 
 // readable returns how many of n tokens the reader may read now: n, or
@@ -70,6 +162,25 @@ func newStepLimiter(r *stepRunner) *stepLimiter {
 // or when parkCap tokens are parked.
 func (l *stepLimiter) readable(ctx context.Context, n int) int {
 	if len(l.parked) >= parkCap {
+		l.r.markHeld()
+		l.pause(ctx)
+		return 0
+	}
+	if l.batch > 0 {
+		// A batch is taken when the one held cannot fill the read (its
+		// few permits left go back with it), but not ahead of a read that
+		// may block on an idle stream (the last read brought nothing): the
+		// tokens it brings take one (grantBatch).
+		if left := l.budget.Left(); left < n && (!l.idle && l.free != 0 || left == 0 && l.free == 0) {
+			l.take(ctx, n)
+		}
+		l.idle = true // until a read brings tokens
+		if left := l.budget.Left(); left > 0 {
+			return min(n, left)
+		}
+		if l.free != 0 {
+			return n
+		}
 		l.r.markHeld()
 		l.pause(ctx)
 		return 0
@@ -166,8 +277,13 @@ func (l *stepLimiter) readBlock(block time.Duration) time.Duration {
 }
 
 // grant asks for a permit for each job, in order, and returns which got
-// one and when: begin those at that time.
-func (l *stepLimiter) grant(jobs []*job) ([]bool, time.Time) {
+// one; it sets their grantAt and grantUntil: begin them then.
+func (l *stepLimiter) grant(jobs []*job) []bool {
+	ctx, cancel := context.WithTimeout(l.r.s.engineCtxOr(), 5*time.Second)
+	defer cancel()
+	if l.batch > 0 {
+		return l.grantBatch(ctx, jobs)
+	}
 	reqs := make([]dsat.LimitRequest, len(jobs))
 	for i, j := range jobs {
 		if k := l.r.step.Limits.Key; k != "" {
@@ -175,22 +291,21 @@ func (l *stepLimiter) grant(jobs []*job) ([]bool, time.Time) {
 		}
 		reqs[i] = dsat.LimitRequest{ID: j.m.LeaseID(), Key: j.limKey}
 	}
-	ctx, cancel := context.WithTimeout(l.r.s.engineCtxOr(), 5*time.Second)
-	defer cancel()
 	g, err := l.r.s.c.AcquireLimits(ctx, l.r.p, l.r.step.Name, reqs, l.r.vis)
 	if err != nil {
 		l.failed(err)
 		l.free, l.wait = 0, limitPoll
-		return make([]bool, len(jobs)), time.Time{}
+		return make([]bool, len(jobs))
 	}
 	l.free, l.wait = g.Free, g.Wait
 	lim := l.r.step.Limits
 	for i, j := range jobs {
 		if g.Granted[i] {
 			j.leased.Store(lim.Running > 0 || lim.Key != "" && lim.RunningPerKey > 0)
+			j.grantAt, j.grantUntil = g.At, g.At
 		}
 	}
-	return g.Granted, g.At
+	return g.Granted
 }
 
 // pause waits until a permit may have freed: the wait of the limiter's
@@ -263,18 +378,17 @@ func (l *stepLimiter) failed(err error) {
 }
 
 // limitGrant is the part of dispatch for a step with limits: the granted
-// jobs are begun, the others are parked (limiter.park) to be offered
-// again; at is the grant's time.
-func (r *stepRunner) limitGrant(jobs []*job) (granted []*job, at time.Time) {
+// jobs are begun (at their grants: beginAtGrant), the others are parked
+// (limiter.park) to be offered again.
+func (r *stepRunner) limitGrant(jobs []*job) (granted []*job) {
 	if r.lim == nil || len(jobs) == 0 {
-		return jobs, time.Time{}
+		return jobs
 	}
-	ok, at := r.lim.grant(jobs)
+	ok := r.lim.grant(jobs)
 	var parked []parkedRef
 	refused := map[string]bool{}
 	for i, j := range jobs {
 		if ok[i] {
-			j.grantAt = at
 			granted = append(granted, j)
 			continue
 		}
@@ -288,30 +402,52 @@ func (r *stepRunner) limitGrant(jobs []*job) (granted []*job, at time.Time) {
 		r.markHeld() // waiting for a permit does not count toward queue_timeout
 		r.lim.park(parked, refused)
 	}
-	return granted, at
+	return granted
 }
 
-// beginAtGrant begins jobs (a late begin) at their grants' times, or now
+// beginAtGrant begins jobs at their grants' times (grantGroups), or now
 // for a step without limits.
 func (r *stepRunner) beginAtGrant(jobs []*job) []dsat.Outcome {
 	if r.lim == nil {
 		return r.begin(jobs, time.Time{})
 	}
 	outs := make([]dsat.Outcome, len(jobs))
-	byAt := map[time.Time][]int{}
-	for i, j := range jobs {
-		byAt[j.grantAt] = append(byAt[j.grantAt], i)
-	}
-	for at, idx := range byAt {
+	groups, ats := grantGroups(jobs)
+	for g, idx := range groups {
 		sub := make([]*job, len(idx))
 		for k, i := range idx {
 			sub[k] = jobs[i]
 		}
-		for k, o := range r.begin(sub, at) {
+		for k, o := range r.begin(sub, ats[g]) {
 			outs[idx[k]] = o
 		}
 	}
 	return outs
+}
+
+// grantGroups splits jobs (by index) into as few groups as it can, each
+// begun at one time within the grant of every job in it (from grantAt to
+// grantUntil: a batch of rate permits lives a while, another grant is a
+// point in time): the jobs granted earliest while the latest grantAt among
+// them is within every one's grant, and so on.
+func grantGroups(jobs []*job) (groups [][]int, ats []time.Time) {
+	order := make([]int, len(jobs))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortStableFunc(order, func(a, b int) int { return jobs[a].grantAt.Compare(jobs[b].grantAt) })
+	for len(order) > 0 {
+		n, until := 1, jobs[order[0]].grantUntil
+		for ; n < len(order) && !jobs[order[n]].grantAt.After(until); n++ {
+			if u := jobs[order[n]].grantUntil; u.Before(until) {
+				until = u
+			}
+		}
+		groups = append(groups, order[:n:n])
+		ats = append(ats, jobs[order[n-1]].grantAt)
+		order = order[n:]
+	}
+	return groups, ats
 }
 
 // beginBatch begins ds at at, or now when at is zero.

@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -147,9 +148,15 @@ func TestLimitsRunning(t *testing.T) {
 		if n := most.Load(); n > 5 {
 			t.Fatalf("%d handlers ran at once, want at most 5", n)
 		}
-		u, err := b.c.LimitUsages(b.ctx, b.p)
-		if err != nil || u["call"].Running != 0 {
-			t.Fatalf("permits left after the drain: %+v %v", u, err)
+		// The permits go back just after the tasks end (batched releases).
+		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			u, err := b.c.LimitUsages(b.ctx, b.p)
+			if err == nil && u["call"].Running == 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("permits left 5s after the drain: %+v %v", u, err)
+			}
 		}
 	})
 }
@@ -260,4 +267,132 @@ func TestLimitsRunningPerKey(t *testing.T) {
 			t.Errorf("the small key ended at %s, the big one at %s: small should finish first", s, l)
 		}
 	})
+}
+
+// TestStepLimiterBatches: which steps take their rate permits in batches,
+// and how many a batch asks for at most: a step whose only limit is a rate
+// of at least rateBatchMin permits per batch life (a twentieth of its
+// period, at most rateBatchLife).
+func TestStepLimiterBatches(t *testing.T) {
+	t.Parallel()
+	rate := func(s string) dsat.Rate {
+		r, err := dsat.ParseRate(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	for _, c := range []struct {
+		lim   dsat.Limits
+		batch int
+	}{
+		{dsat.Limits{Rate: rate("100000/s")}, 256},
+		{dsat.Limits{Rate: rate("100000/m")}, 83},
+		{dsat.Limits{Rate: rate("320/s")}, 16},
+		{dsat.Limits{Rate: rate("319/s")}, 0},
+		{dsat.Limits{Rate: rate("20/s")}, 0},
+		{dsat.Limits{Rate: rate("100000/s"), Running: 5}, 0},
+		{dsat.Limits{Rate: rate("100000/s"), Key: "k", RatePerKey: rate("5/s")}, 0},
+		{dsat.Limits{Running: 5}, 0},
+	} {
+		r := &stepRunner{s: &Satellite{cfg: Config{ReadBatch: 64}}, step: &dsat.Step{Name: "s", Limits: &c.lim}}
+		if got := newStepLimiter(r).batch; got != c.batch {
+			t.Errorf("%+v: batch %d, want %d", c.lim, got, c.batch)
+		}
+	}
+}
+
+const rateBatchYAML = `
+name: rb
+version: 1.0.0
+partitions: 3
+steps:
+  first: {handler: echo, next: [call]}
+  call: {handler: echo, limits: {rate: 60/s}, concurrency: {min: 4, max: 16}}
+`
+
+// TestLimitsRateBatches: three satellites share rate: 60/s taking their
+// permits in batches (rateBatchMin lowered for the test: batches of 3):
+// no window of one second holds more than 60 ACKs, they keep up with it,
+// and no token is begun before it was sent (its ACK is not before the end
+// of the step that sent it). Not parallel: it sets rateBatchMin.
+func TestLimitsRateBatches(t *testing.T) {
+	defer func(m int) { rateBatchMin = m }(rateBatchMin)
+	rateBatchMin = 2
+	redistest.ForEachBackend(t, func(t *testing.T, be redistest.Backend) {
+		b := setup(t, be, rateBatchYAML)
+		m := NewMux()
+		m.HandleFunc("echo", Echo)
+		took := rateHolders.Load()
+		ids := b.submitAll(slices.Repeat([]string{`{}`}, 200)...)
+		b.startLimited(3, m)
+		b.wait(ids, 20*time.Second)
+		if rateHolders.Load() == took {
+			t.Fatal("no batch of rate permits was taken")
+		}
+		evs := b.limitEvents(ids, "call")
+		acks := eventcheck.ACKTimes(evs)
+		if most := eventcheck.MostInWindow(acks, time.Second); most > 60 {
+			t.Fatalf("%d ACKs in one second, want at most 60", most)
+		}
+		n := 0
+		for _, at := range acks {
+			if at.Sub(acks[0]) < 2*time.Second {
+				n++
+			}
+		}
+		// 60 + 57 at most (a batch's permits count a life longer); a
+		// loaded machine under -race is slower, miniredis more so.
+		if want := map[bool]int{true: 80, false: 40}[be.Real]; n < want {
+			t.Fatalf("%d ACKs within 2s of the first, want at least %d", n, want)
+		}
+		for _, id := range ids {
+			h, err := b.c.History(b.ctx, id, "", 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var sent time.Time
+			for _, e := range h {
+				switch {
+				case e.Step == "first" && e.Event == "END":
+					sent = e.At.Time
+				case e.Step == "call" && e.Event == "ACK" && e.At.Before(sent):
+					t.Fatalf("task %s: ACK of call at %s before first ended at %s", id, e.At.Format("05.000"), sent.Format("05.000"))
+				}
+			}
+		}
+	})
+}
+
+// TestGrantGroups: jobs are begun in as few calls as their grants allow,
+// each at a time within every one of its jobs' grants.
+func TestGrantGroups(t *testing.T) {
+	t.Parallel()
+	t0 := time.UnixMilli(1_000_000)
+	ms := func(n int) time.Time { return t0.Add(time.Duration(n) * time.Millisecond) }
+	j := func(at, until int) *job { return &job{grantAt: ms(at), grantUntil: ms(until)} }
+	for _, c := range []struct {
+		name   string
+		jobs   []*job
+		groups string
+	}{
+		{"one batch's permits", []*job{j(5, 50), j(0, 50), j(20, 50)}, "[[1 0 2]]@20"},
+		{"two batches that overlap", []*job{j(0, 50), j(40, 90), j(60, 90)}, "[[0 1]]@40 [[2]]@60"},
+		{"grants at points", []*job{j(10, 10), j(0, 0), j(10, 10)}, "[[1]]@0 [[0 2]]@10"},
+		{"a point within a batch", []*job{j(0, 50), j(30, 30), j(45, 45)}, "[[0 1]]@30 [[2]]@45"},
+	} {
+		groups, ats := grantGroups(c.jobs)
+		var got []string
+		for g, idx := range groups {
+			got = append(got, fmt.Sprintf("[%v]@%d", idx, ats[g].Sub(t0).Milliseconds()))
+			for _, i := range idx {
+				if ats[g].Before(c.jobs[i].grantAt) || ats[g].After(c.jobs[i].grantUntil) {
+					t.Errorf("%s: job %d begun at %s, outside its grant", c.name, i, ats[g])
+				}
+			}
+		}
+		if s := strings.Join(got, " "); s != c.groups {
+			t.Errorf("%s: %s, want %s", c.name, s, c.groups)
+		}
+	}
 }

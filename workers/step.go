@@ -205,7 +205,7 @@ func (r *stepRunner) readLoop(ctx context.Context) {
 		}
 		used := r.dispatch(msgs, reclaimed, fresh)
 		r.pool.unreserve(n - used)
-		if r.lim != nil && r.lim.free == 0 { // at the step's limits: wait for a permit
+		if r.lim.atLimit() { // at the step's limits: wait for a permit
 			r.lim.pause(ctx)
 			continue
 		}
@@ -316,14 +316,14 @@ func (r *stepRunner) dispatch(msgs []msgRef, reclaimed, fresh bool) int {
 	for _, j := range late {
 		r.start(j)
 	}
-	jobs, at := r.limitGrant(jobs)
+	jobs = r.limitGrant(jobs)
 	if len(jobs) == 0 {
 		return len(late)
 	}
 	lazy := r.s.cfg.BeginWindow > 0
 	var outs []dsat.Outcome
 	if !lazy {
-		outs = r.begin(jobs, at)
+		outs = r.beginAtGrant(jobs)
 	}
 	used := len(late)
 	for i, j := range jobs {
