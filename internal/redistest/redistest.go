@@ -163,8 +163,8 @@ func (s *Server) waitReady(limit time.Duration) error {
 			_ = c.SetReadDeadline(time.Now().Add(time.Second))
 			info := readInfo(bufio.NewReader(c))
 			c.Close()
-			if strings.Contains(info, fmt.Sprintf("\r\nprocess_id:%d\r\n", s.cmd.Process.Pid)) {
-				return nil
+			if pid := infoPID(info); pid == s.cmd.Process.Pid || pid > 0 && parentPID(pid) == s.cmd.Process.Pid {
+				return nil // ours, or started by ours (a wrapper script, e.g. valgrind's)
 			}
 			if strings.Contains(info, "\r\nprocess_id:") {
 				s.Stop()
@@ -179,6 +179,36 @@ func (s *Server) waitReady(limit time.Duration) error {
 
 // readInfo reads the bulk string reply of INFO (empty on an error reply
 // or a failed read).
+// infoPID is the process_id an INFO reply names (0 for none).
+func infoPID(info string) int {
+	_, rest, ok := strings.Cut(info, "\r\nprocess_id:")
+	if !ok {
+		return 0
+	}
+	v, _, _ := strings.Cut(rest, "\r\n")
+	n, _ := strconv.Atoi(v)
+	return n
+}
+
+// parentPID is the parent of process pid, from /proc (0 where unknown).
+func parentPID(pid int) int {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// pid (comm) state ppid ...: comm may hold spaces, so read after its ')'.
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 2 {
+		return 0
+	}
+	n, _ := strconv.Atoi(f[1])
+	return n
+}
+
 func readInfo(r *bufio.Reader) string {
 	head, err := r.ReadString('\n')
 	if err != nil || !strings.HasPrefix(head, "$") {
