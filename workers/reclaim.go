@@ -42,10 +42,7 @@ func (r *stepRunner) reclaim(ctx context.Context, n int, st *reclaimState) []msg
 			if dsat.IsNoGroup(err) {
 				// Often the reclaim scan meets a lost group before the
 				// reader's blocking read does: say so here too.
-				r.log.Warn().Err(err).Msg("consumer group missing (found by the reclaim scan); recreating it")
-				if gerr := r.ensureGroups(ctx); gerr != nil {
-					r.log.Warn().Err(gerr).Msg("recreate consumer group")
-				}
+				r.recreateGroups(ctx, r.log.Warn().Err(err), "consumer group missing (found by the reclaim scan); recreating it")
 			} else if ctx.Err() == nil {
 				r.s.logLimited(r.name()+"/reclaim", r.log.Warn().Err(err), "reclaim failed")
 			}

@@ -221,14 +221,20 @@ func (r *stepRunner) readLoop(ctx context.Context) {
 func (r *stepRunner) readFailed(ctx context.Context, err error) {
 	r.groupBackoff = min(max(2*r.groupBackoff, 100*time.Millisecond), 5*time.Second)
 	if dsat.IsNoGroup(err) {
-		r.log.Warn().Err(err).Dur("backoff", r.groupBackoff).Msg("consumer group missing; recreating it")
-		if gerr := r.ensureGroups(ctx); gerr != nil {
-			r.log.Warn().Err(gerr).Msg("recreate consumer group")
-		}
+		r.recreateGroups(ctx, r.log.Warn().Err(err).Dur("backoff", r.groupBackoff), "consumer group missing; recreating it")
 	} else {
 		r.s.logLimited(r.name()+"/read", r.log.Warn().Err(err).Dur("backoff", r.groupBackoff), "read failed")
 	}
 	wait.Sleep(ctx, r.groupBackoff)
+}
+
+// recreateGroups logs a lost consumer group (ev, msg) and creates the
+// step's groups again.
+func (r *stepRunner) recreateGroups(ctx context.Context, ev *zerolog.Event, msg string) {
+	ev.Msg(msg)
+	if err := r.ensureGroups(ctx); err != nil {
+		r.log.Warn().Err(err).Msg("recreate consumer group")
+	}
 }
 
 // ownCursor walks this consumer's pending entries, partition by partition.
