@@ -4,6 +4,7 @@ import (
 	"flag"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -20,16 +21,56 @@ func newFlagSet(name string, env *cliEnv) *flag.FlagSet {
 	return fs
 }
 
-// parse parses flags; -h prints the command's help.
+// parse parses flags; -h prints the command's help. Flags may also come
+// after the positional arguments ("dsat submit textstats --delay 10s
+// '{}'", "dsat pause textstats --step lang"), as most CLIs allow: an
+// argument after a positional one that starts with "-" is a flag, except
+// "-" and a negative number (payloads), and "--" ends the flags.
+// fs.Args() then holds the positional arguments in order.
 func parse(fs *flag.FlagSet, env *cliEnv, c string, args []string) error {
-	if err := fs.Parse(args); err != nil {
-		if err == flag.ErrHelp {
-			printHelp(env.stdout, lookup(c))
-			return err
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if err == flag.ErrHelp {
+				printHelp(env.stdout, lookup(c))
+				return err
+			}
+			return usagef("%v", err)
 		}
-		return usagef("%v", err)
+		rest := fs.Args()
+		if n := len(args) - len(rest); n > 0 && args[n-1] == "--" {
+			pos = append(pos, rest...)
+			break
+		}
+		i := 0
+		for i < len(rest) && !namesFlag(rest[i]) {
+			if rest[i] == "--" {
+				pos = append(pos, rest[i+1:]...)
+				i = len(rest)
+				break
+			}
+			pos = append(pos, rest[i])
+			i++
+		}
+		if i == len(rest) {
+			break
+		}
+		args = rest[i:]
 	}
-	return nil
+	if slices.Equal(pos, fs.Args()) {
+		return nil // no flag came after a positional argument, no "--" among them
+	}
+	// fs.Args() is what the last Parse left: set it to the positional
+	// arguments (every flag is already set).
+	return fs.Parse(append([]string{"--"}, pos...))
+}
+
+// namesFlag reports whether a (such as "--step", "-step=x", "-h", or an
+// unknown "--nope", which Parse then refuses) is meant as a flag: "-", "--"
+// and a negative number ("-5", a JSON payload) are arguments.
+func namesFlag(a string) bool {
+	name := strings.TrimPrefix(strings.TrimPrefix(a, "-"), "-")
+	return len(a) >= 2 && a[0] == '-' && a != "--" && name != "" && (name[0] < '0' || name[0] > '9') && name[0] != '.'
 }
 
 // envString is a string flag whose default comes from an environment

@@ -109,17 +109,10 @@ func runSchedule(ctx context.Context, env *cliEnv, args []string) error {
 // positional arguments ("set nightly --every 1m" and "set --every 1m
 // nightly"), which it returns.
 func parseInterspersed(fs *flag.FlagSet, env *cliEnv, args []string) ([]string, error) {
-	var pos []string
-	for {
-		if err := parse(fs, env, "schedule", args); err != nil {
-			return nil, err
-		}
-		if fs.NArg() == 0 {
-			return pos, nil
-		}
-		pos = append(pos, fs.Arg(0))
-		args = fs.Args()[1:]
+	if err := parse(fs, env, "schedule", args); err != nil {
+		return nil, err
 	}
+	return fs.Args(), nil
 }
 
 func setSchedule(ctx context.Context, env *cliEnv, c *apiClient, id string, so *scheduleOpts) error {

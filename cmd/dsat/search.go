@@ -230,7 +230,9 @@ func runBulk(ctx context.Context, env *cliEnv, action string, args []string) (bu
 		n, err = bulkAction(ctx, c, base+"/retry-failed", q, "cursor")
 		what = "retried"
 	}
-	fmt.Fprintf(env.stdout, "%s: %d tasks %s\n", *f.pipeline, n, what)
+	if err == nil || n > 0 { // after an error, only the calls that did act are worth a line
+		fmt.Fprintf(env.stdout, "%s: %d tasks %s\n", *f.pipeline, n, what)
+	}
 	return true, err
 }
 

@@ -70,6 +70,11 @@ func TestTasksAndBulkCLI(t *testing.T) {
 	if code, out, _ := runCLI(t, env, "", "cancel", "--pipeline", "demo"); code != 0 || out != "demo: 2 tasks cancelled\n" {
 		t.Fatalf("cancel the rest: exit %d %q", code, out)
 	}
+	// An unknown pipeline is an error alone, not "0 tasks cancelled" and
+	// then the error (review 8).
+	if code, out, errs := runCLI(t, env, "", "cancel", "--pipeline", "gone"); code != 1 || out != "" || !strings.Contains(errs, "pipeline not found") {
+		t.Fatalf("cancel --pipeline of an unknown pipeline: exit %d %q %s", code, out, errs)
+	}
 	for _, id := range ids {
 		if st, _ := c.Get(ctx, id); st.Status != dsat.StatusCancelled {
 			t.Errorf("%s: %s", id, st.Status)
