@@ -42,6 +42,12 @@ type Config struct {
 	// MaxBatchDecodes is how many batch bodies are read at once (default
 	// 4); more wait, up to the request timeout (then 503).
 	MaxBatchDecodes int
+	// MaxBodyBytes bounds the bytes of the other JSON bodies (a
+	// submission's payload, a schedule) being read at once, over every
+	// request (default 64 MiB, at least MaxPayload): a body reserves its
+	// Content-Length (twice its limit without one) before it is read;
+	// one that finds no room waits, up to the request timeout (then 503).
+	MaxBodyBytes int
 	// Heartbeat is the interval of SSE comment heartbeats (default 15s).
 	Heartbeat time.Duration
 	// WriteTimeout bounds each write to a client; a client that stops
@@ -85,6 +91,9 @@ func (c Config) withDefaults() Config {
 	if c.MaxBatchDecodes <= 0 {
 		c.MaxBatchDecodes = 4
 	}
+	if c.MaxBodyBytes <= 0 {
+		c.MaxBodyBytes = max(64<<20, c.MaxPayload)
+	}
 	if c.Heartbeat <= 0 {
 		c.Heartbeat = 15 * time.Second
 	}
@@ -118,16 +127,19 @@ type API struct {
 	limiter *streamLimiter
 	// batchSlots bounds the batch bodies being read at once.
 	batchSlots chan struct{}
-	closing    chan struct{}
-	once       sync.Once
-	tracer     trace.Tracer // nil: tracing off
+	// bodies bounds the other JSON bodies being read at once.
+	bodies  *bodyBudget
+	closing chan struct{}
+	once    sync.Once
+	tracer  trace.Tracer // nil: tracing off
 }
 
 // NewRouter returns the API for cfg.
 func NewRouter(cfg Config) *API {
 	cfg = cfg.withDefaults()
 	a := &API{cfg: cfg, c: cfg.Client, log: cfg.Logger, closing: make(chan struct{}),
-		limiter: newStreamLimiter(cfg.MaxStreams, cfg.MaxStreamsPerClient), batchSlots: make(chan struct{}, cfg.MaxBatchDecodes)}
+		limiter: newStreamLimiter(cfg.MaxStreams, cfg.MaxStreamsPerClient), batchSlots: make(chan struct{}, cfg.MaxBatchDecodes),
+		bodies: newBodyBudget(int64(cfg.MaxBodyBytes))}
 	a.tokens = tokenDigests(cfg.Tokens)
 	a.hubs = newHubs(cfg.Client, cfg.Logger, cfg.Metrics)
 	if cfg.TracerProvider != nil {

@@ -133,6 +133,62 @@ func TestBatchDecodesAreBounded(t *testing.T) {
 	}
 }
 
+// TestBodyBytesAreBounded: the submission and schedule bodies being read
+// at once hold at most MaxBodyBytes; a body that finds no room waits and
+// gets a 503 at the request timeout (review 8: 400 clients sending 1 MiB
+// bodies slowly held 480 MB of dsat serve), and a body announcing more
+// than the payload limit is a 413 before it is read.
+func TestBodyBytesAreBounded(t *testing.T) {
+	// Not parallel: its deadlines are short (a loaded machine misses them).
+	e := newEnv(t, redistest.Backends()[0], func(c *Config) {
+		c.MaxBodyBytes = 3000
+		c.RequestTimeout = 300 * time.Millisecond
+	})
+	slow := func(path, method string) (*io.PipeWriter, chan struct{}) {
+		pr, pw := io.Pipe()
+		go func() { _, _ = io.WriteString(pw, `{"slow":"`) }()
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			req, _ := http.NewRequest(method, e.srv.URL+path, pr)
+			req.ContentLength = 2000
+			req.Header.Set("Content-Type", "application/json")
+			if res, err := http.DefaultClient.Do(req); err == nil {
+				res.Body.Close()
+			}
+		}()
+		time.Sleep(100 * time.Millisecond) // the slow body holds 2000 bytes of the budget
+		return pw, done
+	}
+	for _, path := range []string{"/v1/pipelines/demo/tasks", "/v1/schedules/s"} {
+		method := "POST"
+		if path == "/v1/schedules/s" {
+			method = "PUT"
+		}
+		pw, done := slow(path, method)
+		r := e.do(method, path, "application/json", `{"pipeline":"demo","every":"1m"}`)
+		pw.Close()
+		<-done
+		if r.status != 503 || r.header.Get("Retry-After") == "" || !strings.Contains(r.raw, "too many request bodies") {
+			t.Fatalf("%s %s while the budget is held: %d %s", method, path, r.status, r.raw)
+		}
+		if r := e.do(method, path, "application/json", `{"pipeline":"demo","every":"1m"}`); r.status/100 != 2 {
+			t.Fatalf("%s %s after the budget is free: %d %s", method, path, r.status, r.raw)
+		}
+	}
+	// Announced past the limit: refused before the body is read.
+	req, _ := http.NewRequest("POST", e.srv.URL+"/v1/pipelines/demo/tasks", strings.NewReader(`{}`))
+	req.ContentLength = 2 << 20
+	req.Header.Set("Content-Type", "application/json")
+	if res, err := http.DefaultClient.Do(req); err == nil {
+		b, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if res.StatusCode != 413 || !strings.Contains(string(b), "larger than the limit") {
+			t.Fatalf("a Content-Length past the limit: %d %s", res.StatusCode, b)
+		}
+	}
+}
+
 // TestRefusedPayloads: invalid UTF-8 and JSON nested deeper than MaxDepth
 // are 400s at submit, single and batch; an Idempotency-Key on /batch is a
 // 400 that says what to do instead.

@@ -33,7 +33,7 @@ const scheduleBodyMargin = 16 << 10
 // putSchedule creates (201) or replaces (200) a schedule.
 func (a *API) putSchedule(w http.ResponseWriter, r *http.Request) {
 	id := chi.URLParam(r, "id")
-	body, ok := readJSONBody(w, r, a.cfg.MaxPayload+scheduleBodyMargin)
+	body, ok := a.readJSONBody(w, r, a.cfg.MaxPayload+scheduleBodyMargin)
 	if !ok {
 		return
 	}

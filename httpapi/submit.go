@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -99,18 +100,50 @@ func jsonDepth(b []byte) int {
 }
 
 // readJSONBody enforces the JSON content type and the size limit and
-// returns the body. It writes the problem and returns false on bad input.
-func readJSONBody(w http.ResponseWriter, r *http.Request, limit int) ([]byte, bool) {
+// returns the body, read within the API's body budget (a.bodies). It
+// writes the problem and returns false on bad input.
+func (a *API) readJSONBody(w http.ResponseWriter, r *http.Request, limit int) ([]byte, bool) {
 	if !checkContentType(w, r) {
 		return nil, false
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, int64(limit)))
-	var tooBig *http.MaxBytesError
-	switch {
-	case errors.As(err, &tooBig):
+	tooLarge := func() ([]byte, bool) {
 		writeProblem(w, r, http.StatusRequestEntityTooLarge, "payload-too-large",
 			fmt.Sprintf("the body is larger than the limit of %d bytes; send a smaller payload or raise the limit", limit))
 		return nil, false
+	}
+	// Reserve what the body will hold while it is read: its announced
+	// length, or without one (chunked) what a growing buffer may take.
+	want := 2 * int64(limit)
+	switch {
+	case r.ContentLength > int64(limit):
+		return tooLarge()
+	case r.ContentLength >= 0:
+		want = r.ContentLength + bytes.MinRead
+	}
+	got, ok := a.bodies.acquire(r.Context(), want)
+	if !ok {
+		w.Header().Set("Retry-After", "1")
+		writeProblem(w, r, http.StatusServiceUnavailable, "busy",
+			"too many request bodies are being received at once; retry later")
+		return nil, false
+	}
+	var buf bytes.Buffer
+	if r.ContentLength >= 0 {
+		buf.Grow(int(want))
+	}
+	_, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, int64(limit)))
+	if err != nil {
+		a.bodies.release(got)
+	} else {
+		// The body stays in memory until the request ends (the handler
+		// returns or times out), and so does its reservation.
+		context.AfterFunc(r.Context(), func() { a.bodies.release(got) })
+	}
+	body := buf.Bytes()
+	var tooBig *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooBig):
+		return tooLarge()
 	case err != nil:
 		writeProblem(w, r, http.StatusBadRequest, "bad-body", "could not read the body: "+err.Error())
 		return nil, false
@@ -144,7 +177,7 @@ func (a *API) submit(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
-	body, ok := readJSONBody(w, r, a.cfg.MaxPayload)
+	body, ok := a.readJSONBody(w, r, a.cfg.MaxPayload)
 	if !ok {
 		return
 	}
