@@ -81,6 +81,8 @@ type Client struct {
 	// entryBacklogs caches the entry step backlog of pipelines whose entry
 	// has a max_backlog (checkEntryBacklog).
 	entryBacklogs backlogCache
+	// historyChunk, when set (tests), replaces historyChunk.
+	historyChunk int64
 	// prio: which pipelines use priorities (priority.go).
 	prio priorityState
 	// serverClock: no clock was injected, so the limiters use Redis's

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -288,6 +289,84 @@ func TestEventsFollow(t *testing.T) {
 			if !errors.Is(err, dsat.ErrTaskNotFound) {
 				t.Fatalf("unknown task: %v", err)
 			}
+		}
+	})
+}
+
+// TestHistoryPages (review 8): a task's history is read a page at a time
+// (a feed replaying a long one held it whole: 5 feeds of a 15 MB log took
+// 1 GB), whatever the page boundaries cut, with resumes after any event;
+// LastEvent reads only the log's end.
+func TestHistoryPages(t *testing.T) {
+	t.Parallel()
+	redistest.ForEachBackend(t, func(t *testing.T, b redistest.Backend) {
+		h := newHarness(t, b, linearYAML)
+		id := h.submit(`{}`)
+		h.drain(nil)
+		all, err := h.c.History(h.ctx, id, "", 0)
+		if err != nil || len(all) < 5 {
+			t.Fatalf("history %v %v", names(all), err)
+		}
+		for _, chunk := range []int64{1, 7, 64, 100000} {
+			dsat.SetHistoryChunkForTest(h.c, chunk)
+			var got []dsat.Event
+			pages := 0
+			last, err := h.c.HistoryPages(h.ctx, id, "", func(p []dsat.Event) bool {
+				pages++
+				got = append(got, p...)
+				return true
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			eq(t, fmt.Sprintf("chunk %d: events", chunk), got, all)
+			eq(t, fmt.Sprintf("chunk %d: last", chunk), last, all[len(all)-1])
+			if chunk <= 64 && pages < len(all)/3 {
+				t.Fatalf("chunk %d: %d pages for %d events: the log was not read a part at a time", chunk, pages, len(all))
+			}
+			if chunk > 1000 && pages != 1 {
+				t.Fatalf("a short history: %d pages", pages)
+			}
+			var rest []dsat.Event
+			if _, err := h.c.HistoryPages(h.ctx, id, all[3].ID, func(p []dsat.Event) bool { rest = append(rest, p...); return true }); err != nil {
+				t.Fatal(err)
+			}
+			eq(t, fmt.Sprintf("chunk %d: after %s", chunk, all[3].ID), rest, all[4:])
+			// Stopping early stops the reads.
+			pages = 0
+			if _, err := h.c.HistoryPages(h.ctx, id, "", func([]dsat.Event) bool { pages++; return false }); err != nil || pages != 1 {
+				t.Fatalf("chunk %d: stop after the first page: %d pages, %v", chunk, pages, err)
+			}
+		}
+		last, err := h.c.LastEvent(h.ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		eq(t, "last event", last, all[len(all)-1])
+		// A last event longer than LastEvent's first read (the test's
+		// chunk, 64 bytes here; its DEAD carries a 2 KB error).
+		dsat.SetHistoryChunkForTest(h.c, 64)
+		long := h.submit(`{}`)
+		msg := strings.Repeat("x", 20000)
+		h.drain(map[string]handlerFunc{"b": func(dsat.Delivery) ([]byte, string, *dsat.Failure) {
+			return nil, "", &dsat.Failure{Message: msg, Final: true}
+		}})
+		longAll, err := h.c.History(h.ctx, long, "", 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if l := longAll[len(longAll)-1]; l.Event != "DEAD" || len(l.Detail) < 2000 {
+			t.Fatalf("the long task ends with %s %.80s", l.Event, l.Detail)
+		}
+		if last, err := h.c.LastEvent(h.ctx, long); err != nil || !reflect.DeepEqual(last, longAll[len(longAll)-1]) {
+			t.Fatalf("last event of the long task: %.100v %v", last, err)
+		}
+		unknown := dsat.NewTaskID(h.p.Partition(0), time.Now()).String()
+		if e, err := h.c.LastEvent(h.ctx, unknown); err != nil || e.Seq != 0 {
+			t.Fatalf("unknown task: %+v %v", e, err)
+		}
+		if e, err := h.c.HistoryPages(h.ctx, unknown, "", func([]dsat.Event) bool { t.Fatal("a page of an unknown task"); return false }); err != nil || e.Seq != 0 {
+			t.Fatalf("unknown task: %+v %v", e, err)
 		}
 	})
 }

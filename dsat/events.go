@@ -193,51 +193,151 @@ func EventsAfter(msgs []redis.XMessage, afterID string) ([]Event, error) {
 	return out, nil
 }
 
+// historyChunk is how many bytes of a task's event log one read takes
+// (HistoryPages): a feed replaying a long history holds about this much
+// of it at a time, not the whole log (review 8: a map of 55,000 items has
+// a 15 MB log, and each feed that replayed it whole held ~200 MB).
+const historyChunk = 256 << 10
+
 // History returns the task's events with a seq after afterID (a seq in
 // decimal, as History gives in Event.ID; "" for all), oldest first, at
-// most count (0 for all). An unknown task has no events.
+// most count (0 for all). An unknown task has no events. It holds the
+// whole history: HistoryPages reads a long one a page at a time.
 func (c *Client) History(ctx context.Context, id, afterID string, count int64) ([]Event, error) {
+	var out []Event
+	_, err := c.HistoryPages(ctx, id, afterID, func(page []Event) bool {
+		for _, e := range page {
+			if count > 0 && int64(len(out)) >= count {
+				return false
+			}
+			out = append(out, e)
+		}
+		return true
+	})
+	return out, err
+}
+
+// HistoryPages calls page with the task's events with a seq after afterID
+// (as History), oldest first, a page at a time: the events of one read of
+// 256 KiB of its log, so a long history is never held whole;
+// page returns false to stop. last is the last event read (whatever
+// afterID), Seq 0 for an unknown task. A short history is one round trip,
+// as History's always was.
+func (c *Client) HistoryPages(ctx context.Context, id, afterID string, page func([]Event) bool) (last Event, err error) {
 	tid, err := ParseTaskID(id)
 	if err != nil {
-		return nil, err
+		return Event{}, err
 	}
 	var after int64
 	if afterID != "" {
 		if after, err = strconv.ParseInt(afterID, 10, 64); err != nil || after < 0 {
-			return nil, fmt.Errorf("dsat: bad event position %q: want the seq of an event", afterID)
+			return Event{}, fmt.Errorf("dsat: bad event position %q: want the seq of an event", afterID)
 		}
+	}
+	logKey, chunkLen := c.keys.TaskLog(tid.Partition, id), int64(historyChunk)
+	if c.historyChunk > 0 {
+		chunkLen = c.historyChunk
 	}
 	var logCmd *redis.StringCmd
 	var oldCmd *redis.XMessageSliceCmd
 	_, err = c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		oldCmd = p.XRange(ctx, c.keys.taskEventsV1(tid.Partition, id), "-", "+")
-		logCmd = p.Get(ctx, c.keys.TaskLog(tid.Partition, id))
+		logCmd = p.GetRange(ctx, logKey, 0, chunkLen-1)
 		return nil
 	})
 	if err != nil && !errors.Is(err, redis.Nil) {
-		return nil, fmt.Errorf("dsat: read events: %w", err)
+		return Event{}, fmt.Errorf("dsat: read events: %w", err)
 	}
-	var all []Event
+	emit := func(evs []Event) bool {
+		out := evs[:0]
+		for _, e := range evs {
+			last = e
+			e.ID = strconv.FormatInt(e.Seq, 10)
+			if e.Seq > after {
+				out = append(out, e)
+			}
+		}
+		if len(evs) > 0 {
+			last.ID = strconv.FormatInt(last.Seq, 10)
+		}
+		return len(out) == 0 || page(out)
+	}
+	var old []Event
 	for _, m := range oldCmd.Val() { // written before the log (an older version)
 		evs, err := ParseEntry(m)
 		if err != nil {
-			return nil, err
+			return Event{}, err
 		}
-		all = append(all, evs...)
+		old = append(old, evs...)
 	}
-	logged, err := ParseLog(id, logCmd.Val())
+	if !emit(old) {
+		return last, nil
+	}
+	// The scripts append whole lines; a read may end inside one, which the
+	// next read completes.
+	chunk, off, pending := logCmd.Val(), int64(0), ""
+	for {
+		off += int64(len(chunk))
+		data := pending + chunk
+		cut := strings.LastIndexByte(data, '\n') + 1
+		pending = data[cut:]
+		evs, err := ParseLog(id, data[:cut])
+		if err != nil {
+			return Event{}, err
+		}
+		if !emit(evs) {
+			return last, nil
+		}
+		if int64(len(chunk)) < chunkLen {
+			return last, nil
+		}
+		if chunk, err = c.rdb.GetRange(ctx, logKey, off, off+chunkLen-1).Result(); err != nil && !errors.Is(err, redis.Nil) {
+			return Event{}, fmt.Errorf("dsat: read events: %w", err)
+		}
+	}
+}
+
+// LastEvent returns the task's latest event (Seq 0 for an unknown task),
+// reading only the end of its log: one round trip, whatever its length.
+func (c *Client) LastEvent(ctx context.Context, id string) (Event, error) {
+	tid, err := ParseTaskID(id)
 	if err != nil {
-		return nil, err
+		return Event{}, err
 	}
-	all = append(all, logged...)
-	out := all[:0]
-	for _, e := range all {
-		e.ID = strconv.FormatInt(e.Seq, 10)
-		if e.Seq > after && (count <= 0 || int64(len(out)) < count) {
-			out = append(out, e)
+	logKey := c.keys.TaskLog(tid.Partition, id)
+	first := int64(4096)
+	if c.historyChunk > 0 {
+		first = c.historyChunk
+	}
+	for n := first; ; n *= 4 {
+		var tailCmd *redis.StringCmd
+		var oldCmd *redis.XMessageSliceCmd
+		_, err = c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			tailCmd = p.GetRange(ctx, logKey, -n, -1)
+			oldCmd = p.XRevRangeN(ctx, c.keys.taskEventsV1(tid.Partition, id), "+", "-", 1)
+			return nil
+		})
+		if err != nil && !errors.Is(err, redis.Nil) {
+			return Event{}, fmt.Errorf("dsat: read events: %w", err)
 		}
+		var evs []Event
+		if s := tailCmd.Val(); s != "" {
+			body := strings.TrimSuffix(s, "\n")
+			i := strings.LastIndexByte(body, '\n')
+			if i < 0 && int64(len(s)) == n {
+				continue // the last line is longer than what was read
+			}
+			evs, err = ParseLog(id, body[i+1:]+"\n")
+		} else if old := oldCmd.Val(); len(old) > 0 { // only an older version's stream
+			evs, err = ParseEntry(old[0])
+		}
+		if err != nil || len(evs) == 0 {
+			return Event{}, err
+		}
+		e := evs[len(evs)-1]
+		e.ID = strconv.FormatInt(e.Seq, 10)
+		return e, nil
 	}
-	return out, nil
 }
 
 // Events yields the task's events after afterID (a seq, as History gives;
@@ -258,24 +358,32 @@ func (c *Client) Events(ctx context.Context, id, afterID string) iter.Seq2[Event
 			yield(Event{}, err)
 			return
 		}
-		evs, err := c.History(ctx, id, afterID, 0)
-		if err != nil {
-			yield(Event{}, err)
-			return
-		}
-		if len(evs) == 0 && afterID == "" {
-			yield(Event{}, fmt.Errorf("%w: %s", ErrTaskNotFound, id))
-			return
-		}
 		var seq int64
 		if afterID != "" {
 			seq, _ = strconv.ParseInt(afterID, 10, 64)
 		}
-		for i, e := range evs {
-			seq = e.Seq
-			if !yield(e, nil) || FinalEvent(e.Event) && i == len(evs)-1 {
-				return
+		stopped, yielded := false, false
+		tail, err := c.HistoryPages(ctx, id, afterID, func(page []Event) bool {
+			for _, e := range page {
+				seq, yielded = e.Seq, true
+				if !yield(e, nil) {
+					stopped = true
+					return false
+				}
 			}
+			return true
+		})
+		switch {
+		case stopped:
+			return
+		case err != nil:
+			yield(Event{}, err)
+			return
+		case tail.Seq == 0 && afterID == "":
+			yield(Event{}, fmt.Errorf("%w: %s", ErrTaskNotFound, id))
+			return
+		case yielded && tail.Seq == seq && FinalEvent(tail.Event):
+			return // what it yielded ends with the task's final event
 		}
 		key := c.keys.Firehose(tid.Partition)
 		for ctx.Err() == nil {

@@ -19,3 +19,7 @@ func UndeliveredForTest(f Failure) Failure {
 	f.undelivered = true
 	return f
 }
+
+// SetHistoryChunkForTest sets the bytes of a task's log that one read of
+// HistoryPages takes.
+func SetHistoryChunkForTest(c *Client, n int64) { c.historyChunk = n }

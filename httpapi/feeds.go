@@ -80,16 +80,15 @@ func (a *API) taskEvents(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer a.hubs.unsubscribe(tid.Partition, sub)
-	evs, err := a.c.History(ctx, id, "", 0)
+	tail, err := a.c.LastEvent(ctx, id)
 	if err != nil {
 		writeError(w, r, err)
 		return
 	}
-	if len(evs) == 0 {
+	if tail.Seq == 0 {
 		writeError(w, r, fmt.Errorf("%w: %s", dsat.ErrTaskNotFound, id))
 		return
 	}
-	tail := evs[len(evs)-1]
 	if last > tail.Seq {
 		writeProblem(w, r, http.StatusBadRequest, "bad-last-event-id",
 			fmt.Sprintf("Last-Event-ID %d is after the task's last event (%d); reconnect with an id this feed sent, or without one to replay from the start", last, tail.Seq))
@@ -117,19 +116,22 @@ func (a *API) taskEvents(w http.ResponseWriter, r *http.Request) {
 		sendState()
 		return
 	}
-	// Replay what is stored after last. A final event ends the feed only
-	// when it is the last one stored: a task that was retried after it went
-	// on, and so does its feed.
-	for _, e := range evs {
-		if e.Seq <= last {
-			continue
+	// Replay what is stored after last, a page at a time (a long history
+	// is never held whole). A final event ends the feed only when it is
+	// the last one stored: a task that was retried after it went on, and
+	// so does its feed.
+	broken := false
+	end, err := a.c.HistoryPages(ctx, id, strconv.FormatInt(last, 10), func(page []dsat.Event) bool {
+		for _, e := range page {
+			last = e.Seq
+			if sse.event(e.ID, e.Event, eventData(e)) != nil {
+				broken = true
+				return false
+			}
 		}
-		last = e.Seq
-		if sse.event(e.ID, e.Event, eventData(e)) != nil {
-			return
-		}
-	}
-	if dsat.FinalEvent(tail.Event) {
+		return true
+	})
+	if broken || err != nil || dsat.FinalEvent(end.Event) && end.Seq == last {
 		return
 	}
 	a.follow(r, sse, sub, func(e *dsat.Event) (bool, error) {
