@@ -41,20 +41,7 @@ func TestPauseHoldsStep(t *testing.T) {
 		cfg.FlowInterval = 50 * time.Millisecond
 		b.start(m, cfg)
 		ids := b.submit(5, `{}`)
-		deadline := time.Now().Add(15 * time.Second) // a loaded machine
-		for {
-			n, err := b.c.Backlog(b.ctx, b.p, "b")
-			if err != nil {
-				t.Fatal(err)
-			}
-			if n == 5 {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("step a did not go on while b was paused: b's backlog %d", n)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+		b.waitBacklog("b", 5, 15*time.Second, "step a did not go on while b was paused") // 15s: a loaded machine
 		time.Sleep(300 * time.Millisecond)
 		if n := runsB.Load(); n != 0 {
 			t.Fatalf("a paused step ran %d tokens", n)

@@ -118,6 +118,26 @@ func (b *bundle) wait(ids []string, limit time.Duration) []*dsat.TaskState {
 	}
 }
 
+// waitBacklog polls until step's backlog is n; after limit it fails with
+// what, the backlog last read.
+func (b *bundle) waitBacklog(step string, n int64, limit time.Duration, what string) {
+	b.t.Helper()
+	deadline := time.Now().Add(limit)
+	for {
+		got, err := b.c.Backlog(b.ctx, b.p, step)
+		if err != nil {
+			b.t.Fatal(err)
+		}
+		if got == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			b.t.Fatalf("%s: %s's backlog %d, want %d", what, step, got, n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 func tail(s string, n int) string {
 	if len(s) > n {
 		return s[len(s)-n:]
