@@ -19,3 +19,8 @@ func UndeliveredForTest(f Failure) Failure {
 	f.undelivered = true
 	return f
 }
+
+// BeforeBlockForTest makes f run when a reader by priority found nothing
+// in any level and is about to block on all of them (EnablePriorities
+// first).
+func BeforeBlockForTest(r *StepReader, f func()) { r.prio.beforeBlock = f }
