@@ -84,6 +84,7 @@ func TestBeginWindow(t *testing.T) {
 // a task cancelled meanwhile is cancelled by the late begin, and its
 // result is not recorded.
 func TestLateBeginDropsCancelled(t *testing.T) {
+	t.Parallel()
 	redistest.ForEachBackend(t, func(t *testing.T, be redistest.Backend) {
 		b := setup(t, be, beginYAML)
 		m := NewMux()

@@ -52,7 +52,7 @@ var rateBatchLife = 50 * time.Millisecond
 // rateBatchMin is the fewest permits per rateBatchLife for which a step
 // whose only limit is its rate takes its permits in batches; a lower rate
 // is granted per read (the limiter's call is then cheap beside the rate).
-var rateBatchMin = 16
+const rateBatchMin = 16
 
 // rateHolders numbers the batches of rate permits taken in this process.
 var rateHolders atomic.Int64
@@ -101,7 +101,11 @@ func newStepLimiter(r *stepRunner) *stepLimiter {
 	l := &stepLimiter{r: r, free: -1, wake: make(chan struct{}, 1), blocked: map[string]time.Time{}, freed: map[string]bool{}, idle: true}
 	if lim.Rate.Count > 0 && lim.Running == 0 && lim.Key == "" {
 		l.life = min(rateBatchLife, lim.Rate.Per/20)
-		if per := int(int64(lim.Rate.Count) * int64(l.life) / int64(lim.Rate.Per)); per >= rateBatchMin {
+		least := rateBatchMin
+		if m := r.s.cfg.rateBatchMin; m > 0 {
+			least = m
+		}
+		if per := int(int64(lim.Rate.Count) * int64(l.life) / int64(lim.Rate.Per)); per >= least {
 			l.batch = min(per, 4*r.s.cfg.ReadBatch, dsat.MaxRateBatch)
 		}
 	}

@@ -312,20 +312,24 @@ steps:
 `
 
 // TestLimitsRateBatches: three satellites share rate: 60/s taking their
-// permits in batches (rateBatchMin lowered for the test: batches of 3):
+// permits in batches (rateBatchMin lowered to 2 for these satellites:
+// batches of 3):
 // no window of one second holds more than 60 ACKs, they keep up with it,
 // and no token is begun before it was sent (its ACK is not before the end
-// of the step that sent it). Not parallel: it sets rateBatchMin.
+// of the step that sent it).
 func TestLimitsRateBatches(t *testing.T) {
-	defer func(m int) { rateBatchMin = m }(rateBatchMin)
-	rateBatchMin = 2
+	t.Parallel()
 	redistest.ForEachBackend(t, func(t *testing.T, be redistest.Backend) {
 		b := setup(t, be, rateBatchYAML)
 		m := NewMux()
 		m.HandleFunc("echo", Echo)
-		took := rateHolders.Load()
+		took := rateHolders.Load() // no other test's step takes batches
 		ids := b.submitAll(slices.Repeat([]string{`{}`}, 200)...)
-		b.startLimited(3, m)
+		for i := range 3 {
+			cfg := b.fast(fmt.Sprintf("s%d", i+1))
+			cfg.rateBatchMin = 2
+			b.start(m, cfg)
+		}
 		b.wait(ids, 20*time.Second)
 		if rateHolders.Load() == took {
 			t.Fatal("no batch of rate permits was taken")

@@ -105,6 +105,9 @@ type Config struct {
 	// tests and binaries built with the dsattest tag can set it
 	// (testhooks_dsattest.go).
 	beforeComplete func(t *dsat.Task)
+	// rateBatchMin, when positive, replaces rateBatchMin for this
+	// satellite (tests only: small rates taking their permits in batches).
+	rateBatchMin int
 }
 
 func (c Config) withDefaults() Config {

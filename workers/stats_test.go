@@ -19,6 +19,7 @@ steps:
 // TestStepStats: a satellite records each step's ended tokens, failed
 // attempts, dead tokens and latencies, and Stats reads them back.
 func TestStepStats(t *testing.T) {
+	t.Parallel()
 	redistest.ForEachBackend(t, func(t *testing.T, be redistest.Backend) {
 		b := setup(t, be, statsYAML)
 		m := NewMux()

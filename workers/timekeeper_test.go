@@ -215,6 +215,7 @@ func TestPausedStepDoesNotTimeOut(t *testing.T) {
 // member from the task index; the member of a task whose keys still exist
 // stays.
 func TestTimeKeeperPrunesTaskIndex(t *testing.T) {
+	t.Parallel()
 	redistest.ForEachBackend(t, func(t *testing.T, be redistest.Backend) {
 		b := setup(t, be, oneStep)
 		m := NewMux()

@@ -43,6 +43,7 @@ func spanAttr(s sdktrace.ReadOnlySpan, k attribute.Key) attribute.Value {
 // span; the join's span links the spans of the branches that fed it; a
 // handler sees its own span as its Trace.
 func TestStepSpans(t *testing.T) {
+	t.Parallel()
 	redistest.ForEachBackend(t, func(t *testing.T, be redistest.Backend) {
 		b := setup(t, be, tracedYAML)
 		exp := tracetest.NewInMemoryExporter()
