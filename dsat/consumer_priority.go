@@ -1,7 +1,9 @@
 package dsat
 
 import (
+	"cmp"
 	"context"
+	"slices"
 	"time"
 )
 
@@ -16,6 +18,9 @@ type levelReader struct {
 	turn    int                // position in priorityOrder
 	streams map[Priority][]int // the stream indexes of each level
 	rot     map[Priority]int   // cluster round-robin position per level
+	// beforeBlock, when set (tests only: export_test.go), runs after the
+	// reads of the levels found nothing, before the blocking read.
+	beforeBlock func()
 }
 
 // EnablePriorities makes the reader cover the high and low streams of its
@@ -63,7 +68,16 @@ func (l *levelReader) read(ctx context.Context, count int, block time.Duration) 
 	if len(out) > 0 {
 		return out, nil
 	}
-	return l.r.readAll(ctx, count, block)
+	if l.beforeBlock != nil {
+		l.beforeBlock()
+	}
+	out, err := l.r.readAll(ctx, count, block)
+	// The blocking read returns up to count entries of each stream, in the
+	// streams' order (normal, high, low): put them highest first, as the
+	// reads above do, so that the reader runs the high ones and keeps
+	// (spills) the lower ones when it has fewer slots than entries.
+	slices.SortStableFunc(out, func(a, b Entry) int { return cmp.Compare(b.Priority, a.Priority) })
+	return out, err
 }
 
 // levelOrder is start, then the other levels, highest first.

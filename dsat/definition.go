@@ -60,8 +60,16 @@ type Step struct {
 	Routes map[string][]string
 	// Join makes the step a synchronizing merge: it runs once, when every
 	// live token of the task is parked at it.
-	Join    bool
+	Join bool
+	// Timeout bounds one run of the step's handler. A sub-pipeline step
+	// runs no handler: its timeout, when given in YAML, is ChildTimeout.
 	Timeout time.Duration
+	// ChildTimeout, for a sub-pipeline step whose timeout was given, is
+	// the child task's deadline counted from its hand-off: a child still
+	// running then is cancelled (reason "deadline") and the step fails,
+	// retried with a new child by its retries. Zero: the child is not
+	// bounded (the default timeout does not apply to children).
+	ChildTimeout time.Duration
 	// QueueTimeout, when positive, bounds how long a token may wait in
 	// the step's stream before a worker picks it up: past it the token gets
 	// TIMEOUT (no ACK) and is retried or dead-lettered like a failed

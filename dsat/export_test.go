@@ -23,3 +23,8 @@ func UndeliveredForTest(f Failure) Failure {
 // SetHistoryChunkForTest sets the bytes of a task's log that one read of
 // HistoryPages takes.
 func SetHistoryChunkForTest(c *Client, n int64) { c.historyChunk = n }
+
+// BeforeBlockForTest makes f run when a reader by priority found nothing
+// in any level and is about to block on all of them (EnablePriorities
+// first).
+func BeforeBlockForTest(r *StepReader, f func()) { r.prio.beforeBlock = f }

@@ -272,6 +272,7 @@ func (l *loader) step(name string, n *yaml.Node) *Step {
 	l.mapFields(f, s)
 	if v, ok := f["timeout"]; ok {
 		s.Timeout = l.duration(v, name, "timeout")
+		l.childTimeout(s, v)
 	}
 	if v, ok := f["queue_timeout"]; ok {
 		s.QueueTimeout = l.duration(v, name, "queue_timeout")

@@ -192,6 +192,32 @@ func TestPriorityShares(t *testing.T) {
 	})
 }
 
+// TestPriorityBlockingReadOrder (issue 16): tokens of every level that
+// arrive while a reader by priority goes to block (it found every level
+// empty) come back from that one read highest first, so a reader with
+// fewer slots runs the high one and keeps the others.
+func TestPriorityBlockingReadOrder(t *testing.T) {
+	t.Parallel()
+	redistest.ForEachBackend(t, func(t *testing.T, b redistest.Backend) {
+		h := newHarness(t, b, onePartYAML)
+		r := priorityReader(t, h, 0, 0, 0)
+		dsat.BeforeBlockForTest(r, func() {
+			submitN(t, h, dsat.PriorityLow, 1)
+			submitN(t, h, dsat.PriorityNormal, 1)
+			submitN(t, h, dsat.PriorityHigh, 1)
+		})
+		es, err := r.ReadNew(h.ctx, 1, time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []dsat.Priority
+		for _, e := range es {
+			got = append(got, e.Priority)
+		}
+		eq(t, "levels of the blocking read", got, []dsat.Priority{dsat.PriorityHigh, dsat.PriorityNormal, dsat.PriorityLow})
+	})
+}
+
 // partitionedYAML: one step, four partitions.
 const partitionedYAML = `
 name: prio

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -51,7 +52,13 @@ func (c *Client) StartChild(ctx context.Context, d Delivery) (string, Outcome, e
 	if !ok || st.Pipeline == "" {
 		return "", 0, fmt.Errorf("%w: pipeline %s %s has no sub-pipeline step %q", ErrStepNotFound, p.Pipeline, p.API, d.Step)
 	}
-	sub, err := c.Submit(ctx, st.Pipeline, d.Payload, SubmitOptions{IdempotencyKey: ChildIdempotencyKey(d), Trace: d.Trace, Priority: d.Priority})
+	opts := SubmitOptions{IdempotencyKey: ChildIdempotencyKey(d), Trace: d.Trace, Priority: d.Priority}
+	if st.ChildTimeout > 0 {
+		// Counted from this hand-off; a repeated one (a reclaimed token)
+		// gets the first child back, with its first deadline.
+		opts.Deadline = c.cfg.Now().Add(st.ChildTimeout)
+	}
+	sub, err := c.Submit(ctx, st.Pipeline, d.Payload, opts)
 	if err != nil {
 		return "", 0, fmt.Errorf("dsat: submit the child task of %s/%s: %w", d.Task, d.Step, err)
 	}
@@ -109,6 +116,9 @@ type childView struct {
 	parentStatus, record string
 	status, err, result  string
 	input                []byte
+	// deadline is the child's deadline (ms; "" none): a sub-pipeline
+	// step's timeout (Step.ChildTimeout).
+	deadline string
 }
 
 // childBatch is how many waiting tokens a sweep reads per round trip.
@@ -184,7 +194,7 @@ func (c *Client) readChildren(ctx context.Context, p Partition, refs []childRef)
 			cs[i].input = pipe.Get(ctx, c.keys.ChildInput(p, ref.task, ref.token))
 			if ctid, err := ParseTaskID(ref.child); err == nil {
 				ck := c.keys.Task(ctid.Partition, ref.child)
-				cs[i].child = pipe.HMGet(ctx, ck, "status", "error")
+				cs[i].child = pipe.HMGet(ctx, ck, "status", "error", "deadline")
 				cs[i].res = pipe.Get(ctx, c.keys.TaskResult(ctid.Partition, ref.child))
 			}
 		}
@@ -207,6 +217,7 @@ func (c *Client) readChildren(ctx context.Context, p Partition, refs []childRef)
 		if cs[i].child != nil {
 			cv := cs[i].child.Val()
 			views[i].status, views[i].err, views[i].result = str(cv, 0), str(cv, 1), cs[i].res.Val()
+			views[i].deadline = str(cv, 2)
 		}
 	}
 	return views, nil
@@ -241,7 +252,7 @@ func (c *Client) settleChild(ctx context.Context, p Partition, ref childRef, v c
 			o, _, err = c.Fail(ctx, d, Failure{Message: err.Error(), Final: true})
 		}
 	} else {
-		o, _, err = c.Fail(ctx, d, Failure{Message: childFailure(ref.child, v)})
+		o, _, err = c.Fail(ctx, d, Failure{Message: childFailure(ref.child, v, c.cfg.Now())})
 	}
 	if err != nil {
 		return false, false, fmt.Errorf("dsat: end the sub-pipeline step %s/%s: %w", ref.task, ref.step, err)
@@ -251,8 +262,11 @@ func (c *Client) settleChild(ctx context.Context, p Partition, ref childRef, v c
 
 // childFailure is the error of a sub-pipeline step whose child did not
 // succeed.
-func childFailure(child string, v childView) string {
+func childFailure(child string, v childView, now time.Time) string {
+	dl, _ := strconv.ParseInt(v.deadline, 10, 64)
 	switch {
+	case v.status == StatusCancelled && dl > 0 && dl <= now.UnixMilli():
+		return fmt.Sprintf("child task %s cancelled: it ran past the step's timeout", child)
 	case v.status == "":
 		return fmt.Sprintf("child task %s not found (expired or purged)", child)
 	case v.err != "":

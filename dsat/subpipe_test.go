@@ -3,6 +3,7 @@ package dsat_test
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/dsat-dev/dsat/dsat"
 	"github.com/dsat-dev/dsat/internal/redistest"
@@ -30,7 +31,14 @@ steps:
 // child, sharing one client that knows both.
 func newSubHarness(t *testing.T, b redistest.Backend) (parent, child *harness) {
 	t.Helper()
-	parent = newHarness(t, b, subParentYAML)
+	return newSubHarnessOf(t, b, subParentYAML)
+}
+
+// newSubHarnessOf is newSubHarness with another parent pipeline (its
+// sub-pipeline step names the child pipeline).
+func newSubHarnessOf(t *testing.T, b redistest.Backend, parentYAML string) (parent, child *harness) {
+	t.Helper()
+	parent = newHarness(t, b, parentYAML)
 	cp, err := dsat.ParsePipeline("child.yaml", []byte(subChildYAML))
 	if err != nil {
 		t.Fatal(err)
@@ -103,6 +111,9 @@ func TestSubPipeline(t *testing.T) {
 			if cst.Parent == nil || cst.Parent.Task != id || cst.Parent.Step != "sub" {
 				t.Fatalf("child parent %+v", cst.Parent)
 			}
+			if cst.Deadline != nil {
+				t.Fatalf("a child of a step without a timeout of its own has a deadline: %v", cst.Deadline)
+			}
 			evs := ph.events(id)
 			last := evs[len(evs)-1]
 			eq(t, "SEND", last.Event+":"+last.Step, "SEND:sub")
@@ -166,6 +177,45 @@ func TestSubPipeline(t *testing.T) {
 				t.Fatal("the task's retry reused a child")
 			}
 			ph.checkInvariants(id)
+		})
+		t.Run("the step's timeout is the child's deadline", func(t *testing.T) {
+			ph, ch := newSubHarnessOf(t, b, strings.Replace(subParentYAML, "{pipeline: child, retries: 1,", "{pipeline: child, retries: 1, timeout: 1m,", 1))
+			id := ph.submit(`{}`)
+			ph.drain(nil)
+			handoff := ph.clock()
+			ph.startChildren("sub")
+			kid := ph.childOf(id, "sub")
+			if dl := ch.state(kid).Deadline; dl == nil || !dl.Time.Equal(handoff.Add(time.Minute).Truncate(time.Millisecond)) {
+				t.Fatalf("child deadline %v, want the hand-off %v + 1m", dl, handoff)
+			}
+			ph.advance(30 * time.Second)
+			if n, _, err := ph.c.CancelOverdue(ph.ctx, ch.p.Partition(0), 100); n != 0 || err != nil {
+				t.Fatalf("cancelled %d (%v) before the timeout", n, err)
+			}
+			ph.advance(31 * time.Second)
+			if n, _, err := ph.c.CancelOverdue(ph.ctx, ch.p.Partition(0), 100); n != 1 || err != nil {
+				t.Fatalf("cancelled %d (%v) past the timeout, want the child", n, err)
+			}
+			eq(t, "child", ch.state(kid).Status, dsat.StatusCancelled)
+			eq(t, "settled", ph.settle(), 1)
+			st := ph.state(id)
+			eq(t, "step", st.Steps["sub"].State, "retrying")
+			eq(t, "step error", st.Steps["sub"].Error, "child task "+kid+" cancelled: it ran past the step's timeout")
+			// The retry hands off a new child with a deadline of its own,
+			// which ends in time this once.
+			ph.advance(time.Hour)
+			ph.drain(nil)
+			ph.startChildren("sub")
+			kid2 := ph.childOf(id, "sub")
+			if kid2 == kid {
+				t.Fatal("the retry reused the cancelled child")
+			}
+			ch.drain(nil)
+			ph.settle()
+			ph.drain(nil)
+			eq(t, "status", ph.state(id).Status, dsat.StatusSucceeded)
+			ph.checkInvariants(id)
+			ch.checkInvariants(kid)
 		})
 		t.Run("the child inherits the parent's priority", func(t *testing.T) {
 			ph, ch := newSubHarness(t, b)

@@ -27,6 +27,19 @@ func (l *loader) subPipeline(s *Step, f map[string]*yaml.Node) {
 	}
 }
 
+// childTimeout makes a sub-pipeline step's timeout its child's deadline
+// (ChildTimeout), within what a submission's deadline may be.
+func (l *loader) childTimeout(s *Step, n *yaml.Node) {
+	if s.Pipeline == "" {
+		return
+	}
+	if s.Timeout > MaxDelay {
+		l.add(n.Line, s.Name, "timeout", fmt.Sprintf("bounds the child task, so it is at most %s (a task's deadline)", MaxDelay))
+		return
+	}
+	s.ChildTimeout = s.Timeout
+}
+
 // subPipelineChecks checks the sub-pipeline steps of pipelines loaded
 // together: each names a loaded pipeline (unknown=true), and no chain of
 // them leads back to a pipeline it started from (a cycle, across files).

@@ -4,6 +4,7 @@ import (
 	"strings"
 	"testing"
 	"testing/fstest"
+	"time"
 )
 
 // TestParseSubPipeline: a pipeline: step has no handler; its errors name
@@ -22,11 +23,23 @@ func TestParseSubPipeline(t *testing.T) {
 			`f.yaml:4: step "a": field "with": a sub-pipeline step has no handler`},
 		{"bad name", "name: p\nversion: '1.0'\nsteps:\n  a: {pipeline: Q!}\n",
 			`f.yaml:4: step "a": field "pipeline": "Q!" must be a pipeline name`},
+		{"timeout past a deadline's reach", "name: p\nversion: '1.0'\nsteps:\n  a: {pipeline: q, timeout: 9000h}\n",
+			`f.yaml:4: step "a": field "timeout": bounds the child task, so it is at most 8784h0m0s`},
 	} {
 		_, err := ParsePipeline("f.yaml", []byte(tc.yaml))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: error %v, want one containing %q", tc.name, err, tc.want)
 		}
+	}
+
+	// A given timeout bounds the child; the default timeout does not; a
+	// handler step's timeout is its handler's.
+	q, err := ParsePipeline("f.yaml", []byte("name: p\nversion: '1.0'\nsteps:\n  a: {pipeline: x, timeout: 2m, next: [b]}\n  b: {pipeline: y, next: [c]}\n  c: {handler: h, timeout: 1m}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a, b, c := q.Steps["a"], q.Steps["b"], q.Steps["c"]; a.ChildTimeout != 2*time.Minute || b.ChildTimeout != 0 || c.ChildTimeout != 0 || c.Timeout != time.Minute {
+		t.Errorf("child timeouts a %s, b %s, c %s (timeout %s)", a.ChildTimeout, b.ChildTimeout, c.ChildTimeout, c.Timeout)
 	}
 
 	fsys := fstest.MapFS{

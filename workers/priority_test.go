@@ -22,6 +22,12 @@ steps:
 // waiting, a satellite with one slot per step begins the 5 high ones
 // first, at both steps, and every task finishes, also a high task
 // submitted while it runs.
+//
+// Step b is paused until all of a's tokens wait there: tokens that trickle
+// into a step meet its reader's round robin wherever it stands (its reads
+// that found nothing took their turns too), so one read in 10, low's, may
+// begin a low token while high ones wait (README: priorities). Held, b's
+// reader reads nothing: its first read is the round robin's first.
 func TestSatellitePriorities(t *testing.T) {
 	t.Parallel()
 	redistest.ForEachBackend(t, func(t *testing.T, be redistest.Backend) {
@@ -49,6 +55,9 @@ func TestSatellitePriorities(t *testing.T) {
 		}
 		submit(30, dsat.PriorityLow)
 		submit(5, dsat.PriorityHigh)
+		if err := b.c.Pause(b.ctx, b.p.Name, "b"); err != nil {
+			t.Fatal(err)
+		}
 		cfg := b.fast("s1")
 		cfg.FlowInterval = 50 * time.Millisecond
 		cfg.ReadBatch = 1
@@ -56,6 +65,10 @@ func TestSatellitePriorities(t *testing.T) {
 		close(gate)
 		time.Sleep(100 * time.Millisecond)
 		submit(1, dsat.PriorityHigh)
+		b.waitBacklog("b", 36, 30*time.Second, "step a did not send its 36 tokens to the paused b")
+		if err := b.c.Resume(b.ctx, b.p.Name, "b"); err != nil {
+			t.Fatal(err)
+		}
 		for _, st := range b.wait(ids, 30*time.Second) {
 			if st.Status != dsat.StatusSucceeded {
 				t.Fatalf("task: %+v", st)

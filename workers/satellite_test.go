@@ -91,10 +91,12 @@ func (b *bundle) submit(n int, payload string) []string {
 	return ids
 }
 
-// wait polls until every task is final and returns their states.
+// wait polls until every task is final and returns their states. It
+// fails when no task became final for limit (stuck), or after 5 × limit in
+// all: a loaded machine slows the tasks down, a stall stops them.
 func (b *bundle) wait(ids []string, limit time.Duration) []*dsat.TaskState {
 	b.t.Helper()
-	deadline := time.Now().Add(limit)
+	deadline, hardStop, least := time.Now().Add(limit), time.Now().Add(5*limit), len(ids)+1
 	for {
 		var out []*dsat.TaskState
 		pending := 0
@@ -111,8 +113,35 @@ func (b *bundle) wait(ids []string, limit time.Duration) []*dsat.TaskState {
 		if pending == 0 {
 			return out
 		}
+		if pending < least {
+			least, deadline = pending, time.Now().Add(limit)
+			if deadline.After(hardStop) {
+				deadline = hardStop
+			}
+		}
 		if time.Now().After(deadline) {
-			b.t.Fatalf("%d of %d tasks not final after %s (first: %+v)\nlog:\n%s", pending, len(ids), limit, out[0], tail(b.log.String(), 3000))
+			b.t.Fatalf("%d of %d tasks not final, none ended for %s or %s in all (first: %+v)\nlog:\n%s",
+				pending, len(ids), limit, 5*limit, out[0], tail(b.log.String(), 3000))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// waitBacklog polls until step's backlog is n; after limit it fails with
+// what, the backlog last read.
+func (b *bundle) waitBacklog(step string, n int64, limit time.Duration, what string) {
+	b.t.Helper()
+	deadline := time.Now().Add(limit)
+	for {
+		got, err := b.c.Backlog(b.ctx, b.p, step)
+		if err != nil {
+			b.t.Fatal(err)
+		}
+		if got == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			b.t.Fatalf("%s: %s's backlog %d, want %d", what, step, got, n)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

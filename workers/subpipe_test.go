@@ -28,6 +28,21 @@ steps:
 `
 )
 
+// setupSub is setup for a parent pipeline whose client also knows the
+// child pipeline.
+func setupSub(t *testing.T, be redistest.Backend, parent string) *bundle {
+	t.Helper()
+	b := setup(t, be, parent)
+	child, err := dsat.ParsePipeline("child.yaml", []byte(subChild))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.c, err = dsat.NewClient(b.rdb, dsat.Config{}, b.p, child); err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
 // TestSubPipelineInASatellite: one satellite runs the parent pipeline and
 // its child: the sub-pipeline step submits the child, its time keeping
 // ends the step with the child's result (or its failure), and a parent
@@ -35,14 +50,7 @@ steps:
 func TestSubPipelineInASatellite(t *testing.T) {
 	t.Parallel()
 	redistest.ForEachBackend(t, func(t *testing.T, be redistest.Backend) {
-		b := setup(t, be, subParent)
-		child, err := dsat.ParsePipeline("child.yaml", []byte(subChild))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if b.c, err = dsat.NewClient(b.rdb, dsat.Config{}, b.p, child); err != nil {
-			t.Fatal(err)
-		}
+		b := setupSub(t, be, subParent)
 		m := NewMux()
 		RegisterBuiltins(m, 0)
 		m.HandleFunc("kid", func(ctx context.Context, task *dsat.Task) (dsat.Result, error) {
@@ -85,6 +93,44 @@ func TestSubPipelineInASatellite(t *testing.T) {
 		}
 		if st := b.wait([]string{kid}, 10*time.Second)[0]; st.Status != dsat.StatusCancelled || st.Parent == nil || st.Parent.Task != hang {
 			t.Fatalf("child of the cancelled parent: %s %+v", st.Status, st.Parent)
+		}
+	})
+}
+
+// TestSubPipelineTimeoutInASatellite: a sub-pipeline step with a timeout
+// of its own bounds its child: a child that hangs is cancelled at the
+// timeout (its handler sees its context end) and the parent's step fails
+// with that reason.
+func TestSubPipelineTimeoutInASatellite(t *testing.T) {
+	t.Parallel()
+	redistest.ForEachBackend(t, func(t *testing.T, be redistest.Backend) {
+		b := setupSub(t, be, strings.Replace(subParent, "{pipeline: child, retries: 0,", "{pipeline: child, retries: 0, timeout: 1s,", 1))
+		m := NewMux()
+		RegisterBuiltins(m, 0)
+		stopped := make(chan struct{}, 1)
+		m.HandleFunc("kid", func(ctx context.Context, task *dsat.Task) (dsat.Result, error) {
+			<-ctx.Done()
+			stopped <- struct{}{}
+			return dsat.Result{}, ctx.Err()
+		})
+		b.start(m, b.fast("s1"))
+		id := b.submit(1, `{}`)[0]
+		st := b.wait([]string{id}, 20*time.Second)[0]
+		kid := st.Steps["sub"].Child
+		if st.Status != dsat.StatusFailed || kid == "" || st.Error != "sub: child task "+kid+" cancelled: it ran past the step's timeout" {
+			t.Fatalf("parent: %s %q %+v", st.Status, st.Error, st.Steps["sub"])
+		}
+		kst, err := b.c.Get(b.ctx, kid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if kst.Status != dsat.StatusCancelled || kst.Deadline == nil {
+			t.Fatalf("child: %s deadline %v", kst.Status, kst.Deadline)
+		}
+		select {
+		case <-stopped:
+		case <-time.After(5 * time.Second):
+			t.Fatal("the child's handler did not see its context end")
 		}
 	})
 }
