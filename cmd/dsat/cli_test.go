@@ -34,6 +34,11 @@ func TestValidate(t *testing.T) {
 			t.Errorf("missing %q in:\n%s", want, errs)
 		}
 	}
+	one := filepath.Join(t.TempDir(), "one.yaml")
+	os.WriteFile(one, []byte("name: one\nversion: 1.0.0\nsteps:\n  a: {handler: echo}\n"), 0o644)
+	if code, out, errs := runCLI(t, nil, "", "validate", one); code != 0 || !strings.Contains(out, "ok (pipeline one 1.0.0, 1 step)") {
+		t.Fatalf("one step: exit %d %q %s", code, out, errs)
+	}
 	if code, _, _ := runCLI(t, nil, "", "validate"); code != 2 {
 		t.Fatalf("no files: exit %d", code)
 	}

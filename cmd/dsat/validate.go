@@ -59,7 +59,11 @@ func runValidate(ctx context.Context, env *cliEnv, args []string) error {
 			continue
 		}
 		loaded = append(loaded, p)
-		fmt.Fprintf(env.stdout, "%s: ok (pipeline %s %s, %d steps)\n", f, p.Name, p.Version, len(p.Order))
+		steps := "steps"
+		if len(p.Order) == 1 {
+			steps = "step"
+		}
+		fmt.Fprintf(env.stdout, "%s: ok (pipeline %s %s, %d %s)\n", f, p.Name, p.Version, len(p.Order), steps)
 	}
 	// Sub-pipelines may cross files: a cycle among the files given is an
 	// error (one named in none of them is not checked here).
