@@ -173,6 +173,11 @@ func limitKeyName(key string) string {
 // and closed (lua/breaker.lua; read for the Prometheus metrics).
 func (k Keys) BreakerTransitions() string { return k.prefix + ":{breakers}:transitions" }
 
+// Versions is the hash of the pipeline versions loaded by any process:
+// field "<pipeline>@<X.Y>", value its partitions (versions.go). One key
+// outside the partitions.
+func (k Keys) Versions() string { return k.prefix + ":versions" }
+
 // Paused is the hash of pauses (dsat.Paused): field "pipeline" or
 // "pipeline/step", value when it was paused (ms). One key outside the
 // partitions: every satellite reads it.

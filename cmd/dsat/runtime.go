@@ -65,6 +65,7 @@ func openServer(ctx context.Context, env *cliEnv, fs *flag.FlagSet, o *serverOpt
 		rdb.Close()
 		return nil, err
 	}
+	warnStranded(ctx, c, log)
 	tp, err := tracing.FromEnv(ctx, "dsat")
 	if err != nil {
 		rdb.Close()
@@ -74,6 +75,27 @@ func openServer(ctx context.Context, env *cliEnv, fs *flag.FlagSet, o *serverOpt
 		log.Info().Msg("OpenTelemetry tracing on (OTEL_EXPORTER_OTLP_ENDPOINT)")
 	}
 	return &server{log: log, ps: ps, rdb: rdb, c: c, tp: tp}, nil
+}
+
+// warnStranded records the pipeline versions this process loads and warns
+// about the unfinished tasks of recorded versions it does not load: their
+// file left the pipelines folder (or was edited to a new X.Y) before they
+// ended, so nothing runs them until it is back. A Redis error here is only
+// a warning: the process runs as before.
+func warnStranded(ctx context.Context, c *dsat.Client, log zerolog.Logger) {
+	if err := c.RecordVersions(ctx); err != nil {
+		log.Warn().Err(err).Msg("could not record the loaded pipeline versions")
+		return
+	}
+	vs, err := c.StrandedVersions(ctx)
+	if err != nil {
+		log.Warn().Err(err).Msg("could not look for tasks of pipeline versions not loaded")
+		return
+	}
+	for _, v := range vs {
+		log.Warn().Str("pipeline", v.Pipeline).Str("api", v.API).Int64("unfinished", v.Unfinished).
+			Msg("unfinished tasks of a pipeline version this process does not load: nothing runs them until its file is back in the pipelines folder (README: Upgrading or removing a pipeline)")
+	}
 }
 
 // close flushes the spans (up to 5s) and closes the Redis client.
