@@ -4,7 +4,6 @@ import (
 	"flag"
 	"io"
 	"os"
-	"slices"
 	"strings"
 	"time"
 
@@ -23,46 +22,46 @@ func newFlagSet(name string, env *cliEnv) *flag.FlagSet {
 
 // parse parses flags; -h prints the command's help. Flags may also come
 // after the positional arguments ("dsat submit textstats --delay 10s
-// '{}'", "dsat pause textstats --step lang"), as most CLIs allow: an
-// argument after a positional one that starts with "-" is a flag, except
-// "-" and a negative number (payloads), and "--" ends the flags.
-// fs.Args() then holds the positional arguments in order.
+// '{}'", "dsat pause textstats --step lang"), as most CLIs allow: a word
+// that starts with "-" is a flag, except "-" and a negative number
+// (payloads), and "--" ends the flags. Each flag is parsed with its value
+// (the next word, unless it is a bool flag or written --name=value), so a
+// payload after a flag is never taken for one. fs.Args() then holds the
+// positional arguments in order.
 func parse(fs *flag.FlagSet, env *cliEnv, c string, args []string) error {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
+	pos := []string{}
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			pos = append(pos, args[i+1:]...)
+			break
+		}
+		if !namesFlag(a) {
+			pos = append(pos, a)
+			continue
+		}
+		words := []string{a}
+		name, _, inline := strings.Cut(strings.TrimPrefix(strings.TrimPrefix(a, "-"), "-"), "=")
+		if f := fs.Lookup(name); f != nil && !inline && !isBoolFlag(f) && i+1 < len(args) {
+			i++
+			words = append(words, args[i])
+		}
+		if err := fs.Parse(words); err != nil {
 			if err == flag.ErrHelp {
 				printHelp(env.stdout, lookup(c))
 				return err
 			}
 			return usagef("%v", err)
 		}
-		rest := fs.Args()
-		if n := len(args) - len(rest); n > 0 && args[n-1] == "--" {
-			pos = append(pos, rest...)
-			break
-		}
-		i := 0
-		for i < len(rest) && !namesFlag(rest[i]) {
-			if rest[i] == "--" {
-				pos = append(pos, rest[i+1:]...)
-				i = len(rest)
-				break
-			}
-			pos = append(pos, rest[i])
-			i++
-		}
-		if i == len(rest) {
-			break
-		}
-		args = rest[i:]
 	}
-	if slices.Equal(pos, fs.Args()) {
-		return nil // no flag came after a positional argument, no "--" among them
-	}
-	// fs.Args() is what the last Parse left: set it to the positional
-	// arguments (every flag is already set).
+	// Every flag is set: leave the positional arguments in fs.Args().
 	return fs.Parse(append([]string{"--"}, pos...))
+}
+
+// isBoolFlag reports whether f takes no value (-v, not -v true).
+func isBoolFlag(f *flag.Flag) bool {
+	b, ok := f.Value.(interface{ IsBoolFlag() bool })
+	return ok && b.IsBoolFlag()
 }
 
 // namesFlag reports whether a (such as "--step", "-step=x", "-h", or an

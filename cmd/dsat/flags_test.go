@@ -32,6 +32,11 @@ func TestParseFlagsAfterArguments(t *testing.T) {
 		{args: []string{"p", "--delay", "1s", "--nope"}, wantError: "flag provided but not defined: -nope"},
 		{args: []string{"p", "-nope"}, wantError: "flag provided but not defined: -nope"},
 		{args: []string{"p", "-0.5"}, pos: []string{"p", "-0.5"}},
+		{args: []string{"p", "--delay", "1s", "-5"}, pos: []string{"p", "-5"}, delay: "1s"},
+		{args: []string{"p", "-v", "-0.5"}, pos: []string{"p", "-0.5"}, verbose: true},
+		{args: []string{"p", "--delay", "--", "x"}, pos: []string{"p", "x"}, delay: "--"},
+		{args: []string{"p", "-v=true", "x"}, pos: []string{"p", "x"}, verbose: true},
+		{args: []string{"p", "-h"}, wantError: "help requested"},
 		{args: nil, pos: []string{}},
 	} {
 		var out bytes.Buffer
