@@ -131,7 +131,10 @@ func (a *API) taskEvents(w http.ResponseWriter, r *http.Request) {
 		}
 		return true
 	})
-	if broken || err != nil || dsat.FinalEvent(end.Event) && end.Seq == last {
+	// Also the end: a task gone since the first look (expired, purged:
+	// no event read), or a read that failed (the client reconnects with
+	// Last-Event-ID and gets the error then).
+	if broken || err != nil || end.Seq == 0 || dsat.FinalEvent(end.Event) && end.Seq == last {
 		return
 	}
 	a.follow(r, sse, sub, func(e *dsat.Event) (bool, error) {
