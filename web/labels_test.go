@@ -37,10 +37,7 @@ func TestRetryDueAndFailedLabel(t *testing.T) {
 	if err != nil {
 		t.Fatalf("task page: %v", err)
 	}
-	detail, err := chromedp.Run(bctx, chromedp.TextContent(`table[data-role="timeline"] tr[data-event="RETRY"] td.detail`))
-	if err != nil {
-		t.Fatal(err)
-	}
+	detail := textOf(t, bctx, `table[data-role="timeline"] tr[data-event="RETRY"] td.detail`)
 	if regexp.MustCompile(`\d{13}`).MatchString(detail) || !regexp.MustCompile(`"due":"\d\d:\d\d:\d\d\.\d{3} \(in (3[0-9]{3}|[1-7][0-9]{3})\.\d s\)"`).MatchString(detail) {
 		t.Fatalf("RETRY detail %q", detail)
 	}
@@ -55,10 +52,7 @@ func TestRetryDueAndFailedLabel(t *testing.T) {
 	if _, err := chromedp.Run(bctx, chromedp.Poll[bool](`document.querySelector('g[data-step="a"] text.fail').textContent !== ""`)); err != nil {
 		t.Fatal(err)
 	}
-	counts, err := chromedp.Run(bctx, chromedp.TextContent(`g[data-step="a"] text.fail`))
-	if err != nil {
-		t.Fatal(err)
-	}
+	counts := textOf(t, bctx, `g[data-step="a"] text.fail`)
 	tip, err := chromedp.Run(bctx, chromedp.Evaluate[string](`document.querySelector('g[data-step="a"] [data-role="counts"] title').textContent`))
 	if err != nil {
 		t.Fatal(err)

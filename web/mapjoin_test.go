@@ -40,10 +40,9 @@ steps:
 	if err != nil {
 		t.Fatal(err)
 	}
-	count, err := chromedp.Run(bctx, chromedp.TextContent(`g[data-step="ocr"] text[data-role="items"]`))
-	if err != nil {
-		t.Fatal(err)
-	}
+	// Read in one evaluation (textOf): the page redraws live, and a node
+	// found by one call may be gone at the next.
+	count := textOf(t, bctx, `g[data-step="ocr"] text[data-role="items"]`)
 	edge, err := chromedp.Run(bctx, chromedp.Evaluate[string](`[...document.querySelectorAll('text.edge-label')].map((x) => x.textContent).join(",")`))
 	if err != nil {
 		t.Fatal(err)
@@ -51,10 +50,7 @@ steps:
 	if err := chromedp.Do(bctx, chromedp.Navigate(srv.URL+"/#/task/"+s.ID), chromedp.WaitVisible(`tr[data-step="ocr"]`)); err != nil {
 		t.Fatalf("task page: %v", err)
 	}
-	state, err := chromedp.Run(bctx, chromedp.TextContent(`tr[data-step="ocr"] td:nth-child(2)`))
-	if err != nil {
-		t.Fatal(err)
-	}
+	state := textOf(t, bctx, `tr[data-step="ocr"] td:nth-child(2)`)
 	if stacks != 2 || count != "×50 at once" || !strings.Contains(edge, "map pages") {
 		t.Fatalf("stack of %d cards, count %q, edge labels %q", stacks, count, edge)
 	}

@@ -43,8 +43,7 @@ func TestProgressBar(t *testing.T) {
 	if err := chromedp.Do(bctx, chromedp.WaitVisible(cell+` progress[value="0.75"]`)); err != nil {
 		t.Fatalf("live progress: %v", err)
 	}
-	text, err := chromedp.Run(bctx, chromedp.TextContent(cell))
-	if err != nil || !strings.Contains(text, "75% three quarters") {
-		t.Fatalf("live progress: %v %q", err, text)
+	if text := textOf(t, bctx, cell); !strings.Contains(text, "75% three quarters") {
+		t.Fatalf("live progress: %q", text)
 	}
 }

@@ -32,14 +32,8 @@ func TestSchedulesPage(t *testing.T) {
 	if err != nil {
 		t.Fatalf("schedules page: %v", err)
 	}
-	next, err := chromedp.Run(bctx, chromedp.TextContent(`tr[data-schedule="tick"] td[data-role="next-run"]`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	when, err := chromedp.Run(bctx, chromedp.TextContent(`tr[data-schedule="nightly"] td:nth-child(3)`))
-	if err != nil {
-		t.Fatal(err)
-	}
+	next := textOf(t, bctx, `tr[data-schedule="tick"] td[data-role="next-run"]`)
+	when := textOf(t, bctx, `tr[data-schedule="nightly"] td:nth-child(3)`)
 	if next == "" || next == "—" || next == "paused" || when != "cron 0 3 * * * (Europe/Paris)" {
 		t.Fatalf("next run %q, when %q", next, when)
 	}
