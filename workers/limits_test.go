@@ -2,6 +2,7 @@ package workers
 
 import (
 	"maps"
+	"math"
 
 	"context"
 	"fmt"
@@ -87,25 +88,13 @@ func TestLimitsRate(t *testing.T) {
 		if most := eventcheck.MostInWindow(eventcheck.ACKTimes(evs), time.Second); most > 20 {
 			t.Fatalf("%d ACKs in one second, want at most 20", most)
 		}
-		// Kept up: the ACKs of the first 3 seconds (from the first ACK, 70
-		// tokens waiting) are at least 18 a second.
-		var first time.Time
-		n := 0
-		for _, e := range evs {
-			if e.Event != "ACK" {
-				continue
-			}
-			if first.IsZero() {
-				first = e.At.Time
-			}
-			if e.At.Sub(first) < 3*time.Second {
-				n++
-			}
-		}
-		// 18/s in the integration test; a loaded machine under -race is
-		// slower, miniredis more so.
+		// Kept up: the busiest 3 seconds (70 tokens waiting) hold at least
+		// 18 ACKs a second in the integration test; a loaded machine under
+		// -race is slower, miniredis more so (the busiest window, not the
+		// first: a start slowed by the machine is not the limiter's).
+		n := eventcheck.MostInWindow(eventcheck.ACKTimes(evs), 3*time.Second)
 		if want := map[bool]int{true: 45, false: 30}[be.Real]; n < want {
-			t.Fatalf("%d ACKs within 3s of the first, want at least %d", n, want)
+			t.Fatalf("%d ACKs in the busiest 3 s, want at least %d", n, want)
 		}
 	})
 }
@@ -313,45 +302,47 @@ steps:
 
 // TestLimitsRateBatches: three satellites share rate: 60/s taking their
 // permits in batches (rateBatchMin lowered to 2 for these satellites:
-// batches of 3):
-// no window of one second holds more than 60 ACKs, they keep up with it,
-// and no token is begun before it was sent (its ACK is not before the end
-// of the step that sent it).
+// batches of 3): no window of one second holds more than 60 ACKs, no token
+// is begun before it was sent (its ACK is not before the end of the step
+// that sent it), and they keep up with the rate as well as three
+// satellites taking a permit per read do on another instance of the same
+// backend at the same time (a ratio, not a rate: a loaded machine under
+// -race slows both alike; CI once saw miniredis at 22 ACKs in 2 s).
 func TestLimitsRateBatches(t *testing.T) {
 	t.Parallel()
 	redistest.ForEachBackend(t, func(t *testing.T, be redistest.Backend) {
-		b := setup(t, be, rateBatchYAML)
+		took := rateHolders.Load() // no other test's step takes batches
+		batched, ref := setup(t, be, rateBatchYAML), setup(t, be, rateBatchYAML)
+		ids, refIDs := batched.submitAll(slices.Repeat([]string{`{}`}, 200)...), ref.submitAll(slices.Repeat([]string{`{}`}, 200)...)
 		m := NewMux()
 		m.HandleFunc("echo", Echo)
-		took := rateHolders.Load() // no other test's step takes batches
-		ids := b.submitAll(slices.Repeat([]string{`{}`}, 200)...)
 		for i := range 3 {
-			cfg := b.fast(fmt.Sprintf("s%d", i+1))
+			cfg := batched.fast(fmt.Sprintf("s%d", i+1))
 			cfg.rateBatchMin = 2
-			b.start(m, cfg)
+			batched.start(m, cfg)
+			cfg = ref.fast(fmt.Sprintf("s%d", i+1))
+			cfg.rateBatchMin = math.MaxInt // a permit per read
+			ref.start(m, cfg)
 		}
-		b.wait(ids, 20*time.Second)
+		batched.wait(ids, 20*time.Second)
+		ref.wait(refIDs, 20*time.Second)
 		if rateHolders.Load() == took {
 			t.Fatal("no batch of rate permits was taken")
 		}
-		evs := b.limitEvents(ids, "call")
-		acks := eventcheck.ACKTimes(evs)
+		acks := eventcheck.ACKTimes(batched.limitEvents(ids, "call"))
 		if most := eventcheck.MostInWindow(acks, time.Second); most > 60 {
 			t.Fatalf("%d ACKs in one second, want at most 60", most)
 		}
-		n := 0
-		for _, at := range acks {
-			if at.Sub(acks[0]) < 2*time.Second {
-				n++
-			}
-		}
-		// 60 + 57 at most (a batch's permits count a life longer); a
-		// loaded machine under -race is slower, miniredis more so.
-		if want := map[bool]int{true: 80, false: 40}[be.Real]; n < want {
-			t.Fatalf("%d ACKs within 2s of the first, want at least %d", n, want)
+		// At most 60 + 57 in two seconds taking batches (a batch's permits
+		// count a life longer), 120 per read.
+		got := eventcheck.MostInWindow(acks, 2*time.Second)
+		per := eventcheck.MostInWindow(eventcheck.ACKTimes(ref.limitEvents(refIDs, "call")), 2*time.Second)
+		t.Logf("most ACKs in 2 s: %d taking batches, %d taking a permit per read", got, per)
+		if 4*got < 3*per {
+			t.Fatalf("%d ACKs in the busiest 2 s taking batches, %d taking a permit per read: want at least 3/4 of it", got, per)
 		}
 		for _, id := range ids {
-			h, err := b.c.History(b.ctx, id, "", 0)
+			h, err := batched.c.History(batched.ctx, id, "", 0)
 			if err != nil {
 				t.Fatal(err)
 			}
