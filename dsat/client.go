@@ -83,6 +83,8 @@ type Client struct {
 	entryBacklogs backlogCache
 	// historyChunk, when set (tests), replaces historyChunk.
 	historyChunk int64
+	// taskPage, when set (tests), replaces taskPage.
+	taskPage int64
 	// prio: which pipelines use priorities (priority.go).
 	prio priorityState
 	// serverClock: no clock was injected, so the limiters use Redis's

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 
 	"github.com/redis/go-redis/v9"
@@ -373,32 +372,6 @@ func (n ItemCounts) settledByCancel() ItemCounts {
 	out := ItemCounts{}
 	for state, k := range n {
 		out[settledByCancel(state)] += k
-	}
-	return out
-}
-
-// itemCounts counts the token records of the mapped steps by state.
-func itemCounts(p *Pipeline, h map[string]string) map[string]ItemCounts {
-	out := map[string]ItemCounts{}
-	mapped := map[string]bool{}
-	for _, n := range p.Order {
-		mapped[n] = p.Mapped(n)
-	}
-	for f, v := range h {
-		if !strings.HasPrefix(f, "k:") {
-			continue
-		}
-		if _, err := strconv.Atoi(f[2:]); err != nil {
-			continue
-		}
-		rec, ok := parseTokenRecord(v)
-		if !ok || !mapped[rec.step] {
-			continue
-		}
-		if out[rec.step] == nil {
-			out[rec.step] = ItemCounts{}
-		}
-		out[rec.step][rec.state]++
 	}
 	return out
 }

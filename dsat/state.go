@@ -3,7 +3,6 @@ package dsat
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"math"
 	"strconv"
@@ -88,33 +87,32 @@ func (c *Client) Get(ctx context.Context, id string) (*TaskState, error) {
 	if err != nil {
 		return nil, err
 	}
-	var hcmd *redis.MapStringStringCmd
+	var mp *Pipeline // item counts are kept for the mapped steps of a pipeline with a map or join policy
+	if cp, err := c.pipelineFor(tid.Partition); err == nil && cp.failMapJoin != nil {
+		mp = cp.p
+	}
+	f := newTaskFold(mp)
 	var rcmd *redis.StringCmd
-	_, err = c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		hcmd = p.HGetAll(ctx, c.keys.Task(tid.Partition, id))
+	found, err := c.readTaskHash(ctx, c.keys.Task(tid.Partition, id), f, func(p redis.Pipeliner) {
 		rcmd = p.Get(ctx, c.keys.TaskResult(tid.Partition, id))
-		return nil
 	})
-	if err != nil && !errors.Is(err, redis.Nil) {
+	if err != nil {
 		return nil, fmt.Errorf("dsat: get task: %w", err)
 	}
-	h := hcmd.Val()
-	if len(h) == 0 {
+	if !found {
 		return nil, fmt.Errorf("%w: %s", ErrTaskNotFound, id)
 	}
-	st := stateFromHash(id, h)
-	if cp, err := c.pipelineFor(tid.Partition); err == nil && cp.failMapJoin != nil {
-		for step, n := range itemCounts(cp.p, h) {
-			if st.Status == StatusCancelled {
-				n = n.settledByCancel()
-			}
-			s := st.Steps[step]
-			s.Items = n
-			if n["retrying"]+n["dead"] == 0 {
-				s.Error = "" // every failed item has recovered since: stale
-			}
-			st.Steps[step] = s
+	st := stateFromHash(id, f.h)
+	for step, n := range f.items {
+		if st.Status == StatusCancelled {
+			n = n.settledByCancel()
 		}
+		s := st.Steps[step]
+		s.Items = n
+		if n["retrying"]+n["dead"] == 0 {
+			s.Error = "" // every failed item has recovered since: stale
+		}
+		st.Steps[step] = s
 	}
 	if r, err := rcmd.Result(); err == nil && r != "" {
 		st.Result = json.RawMessage(r)
