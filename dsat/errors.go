@@ -41,6 +41,9 @@ var (
 	ErrBacklogFull = errors.New("dsat: the entry step's backlog is full")
 	// ErrInvalidTrace means a trace context is not a W3C traceparent.
 	ErrInvalidTrace = errors.New("dsat: invalid traceparent")
+	// ErrInvalidIdempotencyKey means an idempotency key is longer than
+	// 255 bytes.
+	ErrInvalidIdempotencyKey = errors.New("dsat: invalid idempotency key")
 	// ErrInvalidPriority: a priority other than high, normal or low.
 	ErrInvalidPriority = errors.New("dsat: invalid priority")
 	// ErrIdempotencyConflict means an idempotency key was reused with a

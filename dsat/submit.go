@@ -85,7 +85,7 @@ func (c *Client) SubmitBatch(ctx context.Context, pipeline string, payloads [][]
 		o = opts[0]
 	}
 	if o.IdempotencyKey != "" {
-		return nil, fmt.Errorf("%w: an idempotency key names one task, not a batch", ErrInvalidPayload)
+		return nil, fmt.Errorf("%w: an idempotency key names one task, not a batch", ErrInvalidIdempotencyKey)
 	}
 	calls, err := c.submitCalls(pipeline, payloads, o)
 	if err != nil {
@@ -168,7 +168,7 @@ func (c *Client) submitCalls(pipeline string, payloads [][]byte, opts SubmitOpti
 		return nil, fmt.Errorf("%w: %d", ErrInvalidPriority, opts.Priority)
 	}
 	if len(opts.IdempotencyKey) > 255 {
-		return nil, fmt.Errorf("%w: idempotency key longer than 255 bytes", ErrInvalidPayload)
+		return nil, fmt.Errorf("%w: %d bytes, at most 255", ErrInvalidIdempotencyKey, len(opts.IdempotencyKey))
 	}
 	now := c.cfg.Now()
 	runAt := ""

@@ -90,6 +90,10 @@ func TestIdempotencyKey(t *testing.T) {
 		if r1.status != 202 || r2.status != 200 || r2.body["id"] != r1.body["id"] || r3.status != 409 {
 			t.Fatalf("statuses %d %d %d; ids %v %v; %s", r1.status, r2.status, r3.status, r1.body["id"], r2.body["id"], r3.raw)
 		}
+		long := e.do("POST", "/v1/pipelines/demo/tasks", "application/json", `{"n":1}`, "Idempotency-Key", strings.Repeat("k", 256))
+		if long.status != 400 || long.body["type"] != "https://dsat.dev/problems/invalid-idempotency-key" {
+			t.Fatalf("a 256-byte key: %d %s", long.status, long.raw)
+		}
 	})
 }
 

@@ -60,6 +60,8 @@ func writeError(w http.ResponseWriter, r *http.Request, err error) {
 		writeProblem(w, r, http.StatusBadRequest, "invalid-priority", "parameter priority: "+err.Error())
 	case errors.Is(err, dsat.ErrInvalidTrace):
 		writeProblem(w, r, http.StatusBadRequest, "invalid-traceparent", "header Traceparent: "+err.Error()+"; send a W3C traceparent or no header")
+	case errors.Is(err, dsat.ErrInvalidIdempotencyKey):
+		writeProblem(w, r, http.StatusBadRequest, "invalid-idempotency-key", "header Idempotency-Key: "+err.Error()+"; use a shorter key, such as a hash of it")
 	case errors.Is(err, dsat.ErrIdempotencyConflict):
 		writeProblem(w, r, http.StatusConflict, "idempotency-conflict", err.Error()+"; use a new Idempotency-Key for a different payload")
 	case errors.Is(err, dsat.ErrTaskFinal):
