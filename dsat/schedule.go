@@ -16,6 +16,10 @@ import (
 const (
 	// MaxSchedules is how many schedules may exist at once.
 	MaxSchedules = 1000
+	// MaxSchedulePayload bounds a schedule's payload (below a smaller
+	// payload limit of the process): 1000 schedules then hold at most
+	// 64 MiB of payloads in Redis, and a list of them as much in memory.
+	MaxSchedulePayload = 64 << 10
 	// MinEvery and MaxEvery bound an "every" interval.
 	MinEvery = time.Second
 	MaxEvery = 366 * 24 * time.Hour
@@ -79,7 +83,8 @@ type FieldProblem struct {
 
 // Normalize checks a definition and returns it in the stored form: every
 // default filled in, durations in Go's canonical form, the payload
-// compacted. maxPayload bounds the payload (0: DefaultMaxPayload). It does
+// compacted. maxPayload bounds the payload (0: DefaultMaxPayload), and
+// MaxSchedulePayload below it. It does
 // not check that the pipeline is loaded (Client.PutSchedule does).
 func (s ScheduleSpec) Normalize(maxPayload int) (ScheduleSpec, []FieldProblem) {
 	var ps []FieldProblem
@@ -93,6 +98,7 @@ func (s ScheduleSpec) Normalize(maxPayload int) (ScheduleSpec, []FieldProblem) {
 	if maxPayload <= 0 {
 		maxPayload = DefaultMaxPayload
 	}
+	maxPayload = min(maxPayload, MaxSchedulePayload)
 	s.Payload = bytes.TrimSpace(s.Payload)
 	switch {
 	case len(s.Payload) == 0 || string(s.Payload) == "null":

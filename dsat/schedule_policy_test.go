@@ -227,4 +227,13 @@ func TestNormalize(t *testing.T) {
 			t.Errorf("%+v: %v, want %s: %s", tc.s, ps, tc.field, tc.want)
 		}
 	}
+	// With the default payload limit (1 MiB), a schedule's is 64 KiB.
+	payload := func(n int) []byte { return []byte(`"` + strings.Repeat("x", n-2) + `"`) }
+	if _, ps := (ScheduleSpec{ID: "s", Pipeline: "p", Every: "1m", Payload: payload(MaxSchedulePayload)}).Normalize(0); len(ps) != 0 {
+		t.Errorf("a payload of %d bytes: %v", MaxSchedulePayload, ps)
+	}
+	_, ps = ScheduleSpec{ID: "s", Pipeline: "p", Every: "1m", Payload: payload(MaxSchedulePayload + 1)}.Normalize(0)
+	if len(ps) != 1 || ps[0].Field != "payload" || !strings.Contains(ps[0].Msg, "larger than the limit of 65536") {
+		t.Errorf("a payload of %d bytes: %v", MaxSchedulePayload+1, ps)
+	}
 }
