@@ -106,8 +106,8 @@ type compiled struct {
 }
 
 // NewClient returns a Client for the given pipelines. Several versions of a
-// pipeline may be given; Submit uses the newest, and tasks of every given
-// API version can be driven.
+// pipeline may be given; Submit uses the newest (that is not Draining),
+// and tasks of every given API version can be driven.
 func NewClient(rdb redis.UniversalClient, cfg Config, pipelines ...*Pipeline) (*Client, error) {
 	serverClock := cfg.Now == nil
 	cfg = cfg.withDefaults()
@@ -121,7 +121,9 @@ func NewClient(rdb redis.UniversalClient, cfg Config, pipelines ...*Pipeline) (*
 			return nil, fmt.Errorf("dsat: pipeline %s version %s given twice", p.Name, p.Version.API())
 		}
 		c.byAPI[api] = compile(p)
-		if cur, ok := c.latest[p.Name]; !ok || p.Version.Compare(cur.Version) > 0 {
+		// The newest version loaded from a file, else the newest draining.
+		if cur, ok := c.latest[p.Name]; !ok || cur.Draining && !p.Draining ||
+			cur.Draining == p.Draining && p.Version.Compare(cur.Version) > 0 {
 			c.latest[p.Name] = p
 		}
 	}
@@ -137,7 +139,8 @@ func (c *Client) Redis() redis.UniversalClient { return c.rdb }
 // Config returns the client's configuration with defaults applied.
 func (c *Client) Config() Config { return c.cfg }
 
-// Pipeline returns the newest loaded version of the named pipeline.
+// Pipeline returns the newest loaded version of the named pipeline (a
+// Draining one only when no other is loaded).
 func (c *Client) Pipeline(name string) (*Pipeline, error) {
 	p, ok := c.latest[name]
 	if !ok {

@@ -43,6 +43,14 @@ type Pipeline struct {
 	// when a task of this pipeline fails (on_failure in YAML; "" none).
 	// No step sends to it (onfailure.go).
 	OnFailure string
+
+	// Source is the YAML the definition was parsed from (ParsePipeline),
+	// recorded with the version (Client.RecordVersions).
+	Source []byte
+	// Draining marks a version loaded from its record, not from a file,
+	// to finish its unfinished tasks (Client.DrainingPipelines): its
+	// tasks run, but Submit refuses it.
+	Draining bool
 }
 
 // Step is one moving part of a pipeline.

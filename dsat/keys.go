@@ -178,6 +178,11 @@ func (k Keys) BreakerTransitions() string { return k.prefix + ":{breakers}:trans
 // outside the partitions.
 func (k Keys) Versions() string { return k.prefix + ":versions" }
 
+// VersionDefinitions is the hash of the recorded versions' definitions:
+// field "<pipeline>@<X.Y>", value the YAML last loaded for it
+// (versions.go). One key outside the partitions.
+func (k Keys) VersionDefinitions() string { return k.prefix + ":versions:def" }
+
 // Paused is the hash of pauses (dsat.Paused): field "pipeline" or
 // "pipeline/step", value when it was paused (ms). One key outside the
 // partitions: every satellite reads it.

@@ -34,6 +34,7 @@ func ParsePipeline(file string, data []byte) (*Pipeline, error) {
 		sort.SliceStable(l.errs, func(i, j int) bool { return l.errs[i].Line < l.errs[j].Line })
 		return nil, l.errs
 	}
+	p.Source = bytes.Clone(data)
 	return p, nil
 }
 

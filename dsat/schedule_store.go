@@ -94,7 +94,10 @@ func (c *Client) CheckSchedule(s ScheduleSpec) (ScheduleSpec, error) {
 		}
 		return s, fmt.Errorf("%w: %s", ErrInvalidSchedule, strings.Join(msgs, "; "))
 	}
-	if _, err := c.Pipeline(s.Pipeline); err != nil {
+	if p, err := c.Pipeline(s.Pipeline); err != nil || p.Draining {
+		if err == nil {
+			err = fmt.Errorf("%w: %q: only its draining version %s is loaded", ErrPipelineNotFound, s.Pipeline, p.Version)
+		}
 		return s, fmt.Errorf("%w (field \"pipeline\" of schedule %s)", err, s.ID)
 	}
 	return s, nil

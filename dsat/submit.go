@@ -153,6 +153,9 @@ func (c *Client) submitCalls(pipeline string, payloads [][]byte, opts SubmitOpti
 	if err != nil {
 		return nil, err
 	}
+	if p.Draining {
+		return nil, fmt.Errorf("%w: %q: only version %s is loaded, from its record, to finish its unfinished tasks (its file left the pipelines folder)", ErrPipelineNotFound, pipeline, p.Version)
+	}
 	for i, payload := range payloads {
 		if err := c.CheckPayload(payload); err != nil {
 			if len(payloads) > 1 {

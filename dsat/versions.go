@@ -2,6 +2,7 @@ package dsat
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strconv"
@@ -31,20 +32,74 @@ type StrandedVersion struct {
 	Unfinished int64 `json:"unfinished"`
 }
 
-// RecordVersions records every pipeline version this client loads (one
-// HSET; the record only grows, a field per X.Y ever loaded).
+// RecordVersions records every pipeline version this client loads from a
+// file, and its definition (one pipelined pair of HSETs; the record only
+// grows, a field per X.Y ever loaded, its definition the last loaded).
 func (c *Client) RecordVersions(ctx context.Context) error {
-	args := make([]any, 0, 2*len(c.byAPI))
+	var parts, defs []any
 	for _, p := range c.Pipelines() {
-		args = append(args, p.Name+"@"+p.Version.API(), strconv.Itoa(p.Partitions))
+		if p.Draining {
+			continue
+		}
+		field := p.Name + "@" + p.Version.API()
+		parts = append(parts, field, strconv.Itoa(p.Partitions))
+		if len(p.Source) > 0 {
+			defs = append(defs, field, p.Source)
+		}
 	}
-	if len(args) == 0 {
+	if len(parts) == 0 {
 		return nil
 	}
-	if err := c.rdb.HSet(ctx, c.keys.Versions(), args...).Err(); err != nil {
+	_, err := c.rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
+		pipe.HSet(ctx, c.keys.Versions(), parts...)
+		if len(defs) > 0 {
+			pipe.HSet(ctx, c.keys.VersionDefinitions(), defs...)
+		}
+		return nil
+	})
+	if err != nil {
 		return fmt.Errorf("dsat: record pipeline versions: %w", err)
 	}
 	return nil
+}
+
+// DrainingPipelines returns the recorded definitions of the stranded
+// versions vs (StrandedVersions), each marked Draining: a process that
+// loads them beside its files runs their unfinished tasks to their end,
+// and Submit refuses them. A version whose definition is not on record
+// (recorded by a dsat older than this one), or no longer parses, is left
+// out and its error joined in err; the others are returned anyway.
+func (c *Client) DrainingPipelines(ctx context.Context, vs []StrandedVersion) (ps []*Pipeline, err error) {
+	if len(vs) == 0 {
+		return nil, nil
+	}
+	fields := make([]string, len(vs))
+	for i, v := range vs {
+		fields[i] = v.Pipeline + "@" + v.API
+	}
+	defs, rerr := c.rdb.HMGet(ctx, c.keys.VersionDefinitions(), fields...).Result()
+	if rerr != nil {
+		return nil, fmt.Errorf("dsat: read recorded pipeline definitions: %w", rerr)
+	}
+	var errs []error
+	for i, d := range defs {
+		src, ok := d.(string)
+		if !ok {
+			errs = append(errs, fmt.Errorf("%w: %s: no definition on record (recorded by an older dsat)", ErrPipelineNotFound, fields[i]))
+			continue
+		}
+		p, perr := ParsePipeline("recorded "+fields[i], []byte(src))
+		if perr == nil && p.Name+"@"+p.Version.API() != fields[i] {
+			perr = fmt.Errorf("it defines %s@%s", p.Name, p.Version.API())
+		}
+		if perr != nil {
+			errs = append(errs, fmt.Errorf("dsat: recorded definition of %s: %w", fields[i], perr))
+			continue
+		}
+		p.Draining = true
+		ps = append(ps, p)
+	}
+	return ps, errors.Join(errs...)
 }
 
 // StrandedVersions returns the versions on record that this client does

@@ -2,6 +2,8 @@ package dsat_test
 
 import (
 	"context"
+	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -76,6 +78,68 @@ func TestStrandedVersions(t *testing.T) {
 		}
 		if s := stranded(v2); len(s) != 0 {
 			t.Fatalf("stranded once they ended: %+v", s)
+		}
+	})
+}
+
+// TestDrainingPipelines: the recorded definition of a stranded version
+// comes back parsed and Draining (with its partitions); a version whose
+// definition is not on record (an older dsat recorded it) is an error
+// wrapping ErrPipelineNotFound, and the others come back anyway. A client
+// that loads a draining version beside an older one from a file submits
+// to the file's; Submit refuses a pipeline loaded only draining.
+func TestDrainingPipelines(t *testing.T) {
+	t.Parallel()
+	redistest.ForEachBackend(t, func(t *testing.T, b redistest.Backend) {
+		ctx := context.Background()
+		rdb, _ := b.New(t)
+		yamls := []string{"name: a\nversion: 2.1.0\npartitions: 3\nsteps:\n  s: {handler: echo}\n",
+			"name: b\nversion: 1.0.0\nsteps:\n  s: {handler: echo}\n"}
+		var ps []*dsat.Pipeline
+		for _, y := range yamls {
+			p, err := dsat.ParsePipeline("p.yaml", []byte(y))
+			if err != nil {
+				t.Fatal(err)
+			}
+			ps = append(ps, p)
+		}
+		rec, err := dsat.NewClient(rdb, dsat.Config{}, ps...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := rec.RecordVersions(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := rdb.HDel(ctx, rec.Keys().VersionDefinitions(), "b@1.0").Err(); err != nil {
+			t.Fatal(err)
+		}
+		got, err := rec.DrainingPipelines(ctx, []dsat.StrandedVersion{{Pipeline: "a", API: "2.1"}, {Pipeline: "b", API: "1.0"}})
+		if !errors.Is(err, dsat.ErrPipelineNotFound) || !strings.Contains(err.Error(), "b@1.0") {
+			t.Fatalf("b without a recorded definition: %v", err)
+		}
+		if len(got) != 1 || got[0].Name != "a" || got[0].Version.String() != "2.1.0" || got[0].Partitions != 3 || !got[0].Draining {
+			t.Fatalf("draining: %+v", got)
+		}
+		older, err := dsat.ParsePipeline("p.yaml", []byte("name: a\nversion: 1.0.0\nsteps:\n  s: {handler: echo}\n"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := dsat.NewClient(rdb, dsat.Config{}, got[0], older)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sub, err := c.Submit(ctx, "a", []byte(`{}`), dsat.SubmitOptions{}); err != nil || !strings.HasSuffix(sub.ID, ".a.1.0.0") {
+			t.Fatalf("submit beside a draining 2.1: %+v %v, want a task of the file's 1.0", sub, err)
+		}
+		only, err := dsat.NewClient(rdb, dsat.Config{}, got[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := only.Submit(ctx, "a", []byte(`{}`), dsat.SubmitOptions{}); !errors.Is(err, dsat.ErrPipelineNotFound) {
+			t.Fatalf("submit to a pipeline loaded only draining: %v", err)
+		}
+		if _, _, err := only.PutSchedule(ctx, dsat.ScheduleSpec{ID: "s", Pipeline: "a", Every: "1m"}); !errors.Is(err, dsat.ErrPipelineNotFound) {
+			t.Fatalf("a schedule of a pipeline loaded only draining: %v", err)
 		}
 	})
 }

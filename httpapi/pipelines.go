@@ -84,11 +84,14 @@ type pipelineView struct {
 	Paused bool `json:"paused,omitempty"`
 	// OnFailure is the pipeline's failure handler step (absent: none).
 	OnFailure string `json:"on_failure,omitempty"`
+	// Draining: this version was loaded from its record, not a file, to
+	// finish its unfinished tasks; submissions go elsewhere or are refused.
+	Draining bool `json:"draining,omitempty"`
 }
 
 func viewOf(p *dsat.Pipeline, paused dsat.Paused) pipelineView {
 	_, all := paused[p.Name]
-	v := pipelineView{Name: p.Name, Version: p.Version.String(), Partitions: p.Partitions, Entry: p.Entry, Edges: p.Edges(), Paused: all, OnFailure: p.OnFailure}
+	v := pipelineView{Name: p.Name, Version: p.Version.String(), Partitions: p.Partitions, Entry: p.Entry, Edges: p.Edges(), Paused: all, OnFailure: p.OnFailure, Draining: p.Draining}
 	if v.Edges == nil {
 		v.Edges = []dsat.Edge{}
 	}

@@ -20,18 +20,7 @@ func apiOnMiniredis(t *testing.T, pipelineYAMLs ...string) (*dsat.Client, *redis
 	mr := miniredis.RunT(t)
 	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
 	t.Cleanup(func() { rdb.Close() })
-	var ps []*dsat.Pipeline
-	for _, y := range pipelineYAMLs {
-		p, err := dsat.ParsePipeline("p.yaml", []byte(y))
-		if err != nil {
-			t.Fatal(err)
-		}
-		ps = append(ps, p)
-	}
-	c, err := dsat.NewClient(rdb, dsat.Config{}, ps...)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := clientOf(t, rdb, pipelineYAMLs...)
 	api := httpapi.NewRouter(httpapi.Config{Client: c, Logger: zerolog.Nop()})
 	srv := httptest.NewServer(api)
 	t.Cleanup(func() { api.Close(); srv.Close() })

@@ -84,10 +84,13 @@ func envString(fs *flag.FlagSet, env *cliEnv, name, envVar, def, usage string) *
 // serverOpts are the flags of the commands that talk to Redis.
 type serverOpts struct {
 	redis, pipelines, logLevel, logFormat, prefix *string
+	// drain says which stranded pipeline versions the command loads
+	// (drainStranded).
+	drain drainPolicy
 }
 
-func addServerFlags(fs *flag.FlagSet, env *cliEnv, redisRequired bool) *serverOpts {
-	o := &serverOpts{}
+func addServerFlags(drain drainPolicy, fs *flag.FlagSet, env *cliEnv, redisRequired bool) *serverOpts {
+	o := &serverOpts{drain: drain}
 	usage := "Redis URL: redis://[user:pass@]host:port[/db], rediss:// for TLS, comma-separated addresses for a Redis Cluster"
 	if !redisRequired {
 		usage += "; empty: an embedded in-memory Redis"

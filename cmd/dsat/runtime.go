@@ -65,7 +65,7 @@ func openServer(ctx context.Context, env *cliEnv, fs *flag.FlagSet, o *serverOpt
 		rdb.Close()
 		return nil, err
 	}
-	warnStranded(ctx, c, log)
+	c = drainStranded(ctx, c, o.drain, log)
 	tp, err := tracing.FromEnv(ctx, "dsat")
 	if err != nil {
 		rdb.Close()
@@ -77,25 +77,81 @@ func openServer(ctx context.Context, env *cliEnv, fs *flag.FlagSet, o *serverOpt
 	return &server{log: log, ps: ps, rdb: rdb, c: c, tp: tp}, nil
 }
 
-// warnStranded records the pipeline versions this process loads and warns
-// about the unfinished tasks of recorded versions it does not load: their
-// file left the pipelines folder (or was edited to a new X.Y) before they
-// ended, so nothing runs them until it is back. A Redis error here is only
-// a warning: the process runs as before.
-func warnStranded(ctx context.Context, c *dsat.Client, log zerolog.Logger) {
+// drainPolicy says which stranded pipeline versions a process loads,
+// draining (drainStranded).
+type drainPolicy struct {
+	// removed: also the versions of pipelines the process loads no
+	// version of, their file removed (serve, dev: the API knows every
+	// pipeline); without it, only other versions of the pipelines it
+	// loads (worker: workers with different folders under one prefix must
+	// not run each other's pipelines).
+	removed bool
+	// runs: the process runs handlers: a version with a handler that is
+	// not built in is left out (worker, dev).
+	runs bool
+}
+
+// drainStranded records the pipeline versions this process loads, then
+// looks for recorded versions it does not load that have unfinished tasks
+// (their file left the pipelines folder, or was edited to a new X.Y,
+// before they ended). It loads those that pol allows from their recorded
+// definition, marked Draining, so that their tasks run to their end (and
+// can be searched and cancelled) while Submit refuses them, and warns
+// about the others. It returns the client to use: c, or a new one that
+// loads the draining versions too. A Redis error here is only a warning:
+// the process runs as before.
+func drainStranded(ctx context.Context, c *dsat.Client, pol drainPolicy, log zerolog.Logger) *dsat.Client {
 	if err := c.RecordVersions(ctx); err != nil {
 		log.Warn().Err(err).Msg("could not record the loaded pipeline versions")
-		return
+		return c
 	}
 	vs, err := c.StrandedVersions(ctx)
 	if err != nil {
 		log.Warn().Err(err).Msg("could not look for tasks of pipeline versions not loaded")
-		return
+		return c
 	}
+	var want []dsat.StrandedVersion
 	for _, v := range vs {
+		if _, err := c.Pipeline(v.Pipeline); err == nil || pol.removed {
+			want = append(want, v)
+			continue
+		}
 		log.Warn().Str("pipeline", v.Pipeline).Str("api", v.API).Int64("unfinished", v.Unfinished).
-			Msg("unfinished tasks of a pipeline version this process does not load: nothing runs them until its file is back in the pipelines folder (README: Upgrading or removing a pipeline)")
+			Msg("unfinished tasks of a pipeline this worker loads no version of: it leaves them to the workers that load it (dsat serve loads its version from the record to enforce their deadlines and let them be cancelled; README: Upgrading or removing a pipeline)")
 	}
+	ps, err := c.DrainingPipelines(ctx, want)
+	if err != nil {
+		log.Warn().Err(err).Msg("pipeline versions with unfinished tasks that this process cannot load from their record: nothing runs those tasks until the version's file is back in the pipelines folder (README: Upgrading or removing a pipeline)")
+	}
+	unfinished := map[string]int64{}
+	for _, v := range vs {
+		unfinished[v.Pipeline+"@"+v.API] = v.Unfinished
+	}
+	all, loaded := c.Pipelines(), 0
+	for _, p := range ps {
+		api := p.Version.API()
+		if pol.runs {
+			if err := checkHandlers([]*dsat.Pipeline{p}, ""); err != nil {
+				log.Warn().Err(err).Str("pipeline", p.Name).Str("api", api).Int64("unfinished", unfinished[p.Name+"@"+api]).
+					Msg("unfinished tasks of a pipeline version this process does not load, and cannot run from its record (a handler not built in): left to a worker binary that has it, or to the version's file put back (README: Upgrading or removing a pipeline)")
+				continue
+			}
+			workers.ResolveExecDirs([]*dsat.Pipeline{p}, "exec", "process")
+		}
+		all = append(all, p)
+		loaded++
+		log.Info().Str("pipeline", p.Name).Str("api", api).Int64("unfinished", unfinished[p.Name+"@"+api]).
+			Msg("loaded a pipeline version from its record to finish its unfinished tasks (draining: no new submission)")
+	}
+	if loaded == 0 {
+		return c
+	}
+	dc, err := dsat.NewClient(c.Redis(), c.Config(), all...)
+	if err != nil {
+		log.Warn().Err(err).Msg("could not load the draining pipeline versions")
+		return c
+	}
+	return dc
 }
 
 // close flushes the spans (up to 5s) and closes the Redis client.

@@ -34,7 +34,7 @@ type serveOpts struct {
 }
 
 func serveFlags(fs *flag.FlagSet, env *cliEnv) *serveOpts {
-	return &serveOpts{serverOpts: addServerFlags(fs, env, true),
+	return &serveOpts{serverOpts: addServerFlags(drainPolicy{removed: true}, fs, env, true),
 		addr:        envString(fs, env, "addr", "DSAT_ADDR", ":8080", "address to listen on"),
 		token:       envString(fs, env, "token", "DSAT_API_TOKEN", "", "comma-separated API tokens (empty: no auth)"),
 		metricsAuth: fs.Bool("metrics-auth", false, "require the API token on /metrics too"),

@@ -3,47 +3,148 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 
 	"github.com/dsat-dev/dsat/dsat"
 	"github.com/dsat-dev/dsat/internal/redistest"
+	"github.com/dsat-dev/dsat/workers"
 )
 
-// TestWarnStranded: a process that loads pipeline p 2.0 warns, at start,
-// about the unfinished tasks of p 1.0 that an earlier process loaded.
-func TestWarnStranded(t *testing.T) {
+// clientOf is a client of rdb loading the given pipeline files.
+func clientOf(t *testing.T, rdb redis.UniversalClient, yamls ...string) *dsat.Client {
+	t.Helper()
+	var ps []*dsat.Pipeline
+	for _, y := range yamls {
+		p, err := dsat.ParsePipeline("p.yaml", []byte(y))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ps = append(ps, p)
+	}
+	c, err := dsat.NewClient(rdb, dsat.Config{}, ps...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// TestDrainStranded: a process that loads pipeline p 2.0 (its file was
+// edited from 1.0) and no longer loads pipeline gone (its file removed)
+// loads, as dsat dev, both 1.0 versions from their record, draining: a
+// satellite of its runs their unfinished tasks to their end, a submission
+// to p goes to 2.0, one to gone is refused. As dsat worker it loads only
+// p 1.0 and warns about gone. Nothing is logged with nothing stranded.
+func TestDrainStranded(t *testing.T) {
 	t.Parallel()
 	redistest.ForEachBackend(t, func(t *testing.T, b redistest.Backend) {
 		ctx := context.Background()
 		rdb, _ := b.New(t)
-		client := func(version string) *dsat.Client {
-			p, err := dsat.ParsePipeline("p.yaml", []byte("name: p\nversion: "+version+"\nsteps:\n  a: {handler: echo}\n"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			c, err := dsat.NewClient(rdb, dsat.Config{}, p)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return c
-		}
 		var logs bytes.Buffer
-		old := client("1.0.0")
-		warnStranded(ctx, old, zerolog.New(&logs))
-		if _, err := old.Submit(ctx, "p", []byte(`{}`), dsat.SubmitOptions{}); err != nil {
-			t.Fatal(err)
+		old := clientOf(t, rdb, "name: p\nversion: 1.0.0\nsteps:\n  a: {handler: echo}\n",
+			"name: gone\nversion: 1.0.0\nsteps:\n  a: {handler: echo}\n")
+		if c := drainStranded(ctx, old, drainPolicy{removed: true, runs: true}, zerolog.New(&logs)); c != old || logs.Len() != 0 {
+			t.Fatalf("with nothing stranded: a new client %v, logs %s", c != old, logs.String())
 		}
-		if logs.Len() != 0 {
-			t.Fatalf("warned with nothing stranded: %s", logs.String())
+		var ids []string
+		for _, name := range []string{"p", "gone"} {
+			sub, err := old.Submit(ctx, name, []byte(`{"n":1}`), dsat.SubmitOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ids = append(ids, sub.ID)
 		}
-		warnStranded(ctx, client("2.0.0"), zerolog.New(&logs))
-		for _, want := range []string{`"level":"warn"`, `"pipeline":"p"`, `"api":"1.0"`, `"unfinished":1`, "does not load"} {
+		v2 := "name: p\nversion: 2.0.0\nsteps:\n  a: {handler: echo}\n"
+		var wlogs bytes.Buffer
+		w := drainStranded(ctx, clientOf(t, rdb, v2), drainPolicy{runs: true}, zerolog.New(&wlogs))
+		if ps := w.Pipelines(); len(ps) != 2 || ps[0].Name != "p" || !ps[0].Draining || ps[1].Draining {
+			t.Fatalf("a worker loads %+v, want p 1.0 draining and p 2.0", ps)
+		}
+		for _, want := range []string{`"level":"warn"`, `"pipeline":"gone"`, "loads no version of", `"level":"info"`, `"pipeline":"p"`} {
+			if !strings.Contains(wlogs.String(), want) {
+				t.Errorf("missing %s in the worker's %s", want, wlogs.String())
+			}
+		}
+		c := drainStranded(ctx, clientOf(t, rdb, v2), drainPolicy{removed: true, runs: true}, zerolog.New(&logs))
+		for _, want := range []string{`"pipeline":"p"`, `"pipeline":"gone"`, `"api":"1.0"`, `"unfinished":1`, "loaded a pipeline version from its record"} {
 			if !strings.Contains(logs.String(), want) {
 				t.Errorf("missing %s in %s", want, logs.String())
 			}
 		}
+		if n := len(c.Pipelines()); n != 3 {
+			t.Fatalf("%d pipeline versions loaded, want 3", n)
+		}
+		sub, err := c.Submit(ctx, "p", []byte(`{}`), dsat.SubmitOptions{})
+		if err != nil || !strings.HasSuffix(sub.ID, ".p.2.0.0") {
+			t.Fatalf("submit to p: %+v %v, want a task of 2.0.0", sub, err)
+		}
+		if _, err := c.Submit(ctx, "gone", []byte(`{}`), dsat.SubmitOptions{}); !errors.Is(err, dsat.ErrPipelineNotFound) {
+			t.Fatalf("submit to the removed pipeline: %v, want ErrPipelineNotFound", err)
+		}
+		sat, err := workers.New(c, builtinMux(0), workers.Config{ID: "s1", Logger: zerolog.Nop(), Block: 100 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := sat.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = sat.Stop(context.Background()) })
+		for _, id := range append(ids, sub.ID) {
+			waitSucceeded(t, c, id)
+		}
 	})
+}
+
+// TestDrainStrandedNeedsItsHandlers: a process that runs handlers only
+// warns about a recorded version with a handler that is not built in;
+// dsat serve, which runs none, loads it.
+func TestDrainStrandedNeedsItsHandlers(t *testing.T) {
+	t.Parallel()
+	redistest.ForEachBackend(t, func(t *testing.T, b redistest.Backend) {
+		ctx := context.Background()
+		rdb, _ := b.New(t)
+		old := clientOf(t, rdb, "name: mine\nversion: 1.0.0\nsteps:\n  a: {handler: custom}\n")
+		drainStranded(ctx, old, drainPolicy{removed: true}, zerolog.Nop())
+		if _, err := old.Submit(ctx, "mine", []byte(`{}`), dsat.SubmitOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		other := "name: q\nversion: 1.0.0\nsteps:\n  a: {handler: echo}\n"
+		var logs bytes.Buffer
+		if c := drainStranded(ctx, clientOf(t, rdb, other), drainPolicy{removed: true, runs: true}, zerolog.New(&logs)); len(c.Pipelines()) != 1 {
+			t.Fatalf("loaded %d pipeline versions without the handler, want 1", len(c.Pipelines()))
+		}
+		for _, want := range []string{`"level":"warn"`, `"pipeline":"mine"`, `"unfinished":1`, "cannot run from its record", "custom"} {
+			if !strings.Contains(logs.String(), want) {
+				t.Errorf("missing %s in %s", want, logs.String())
+			}
+		}
+		if c := drainStranded(ctx, clientOf(t, rdb, other), drainPolicy{removed: true}, zerolog.Nop()); len(c.Pipelines()) != 2 {
+			t.Fatalf("serve loaded %d pipeline versions, want 2", len(c.Pipelines()))
+		}
+	})
+}
+
+// waitSucceeded polls the task until it succeeded (fails on another final
+// status, or after 20 s).
+func waitSucceeded(t *testing.T, c *dsat.Client, id string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		st, err := c.Get(context.Background(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Status == dsat.StatusSucceeded {
+			return
+		}
+		if dsat.Final(st.Status) || time.Now().After(deadline) {
+			t.Fatalf("task %s: %s", id, st.Status)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }

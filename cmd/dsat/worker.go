@@ -41,7 +41,7 @@ type workerOpts struct {
 }
 
 func workerFlags(fs *flag.FlagSet, env *cliEnv) *workerOpts {
-	return &workerOpts{serverOpts: addServerFlags(fs, env, true),
+	return &workerOpts{serverOpts: addServerFlags(drainPolicy{runs: true}, fs, env, true),
 		steps:    envString(fs, env, "steps", "DSAT_STEPS", "", "serve only these steps: pipeline/step or pipeline, comma-separated (default: all)"),
 		addr:     envString(fs, env, "addr", "DSAT_ADDR", "", "serve /healthz and /metrics on this address (default: none)"),
 		id:       envString(fs, env, "id", "DSAT_SATELLITE_ID", "", "satellite id (default: host-pid-random)"),
