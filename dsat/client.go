@@ -136,7 +136,9 @@ func (c *Client) Keys() Keys { return c.keys }
 // Redis returns the Redis client given to NewClient.
 func (c *Client) Redis() redis.UniversalClient { return c.rdb }
 
-// Config returns the client's configuration with defaults applied.
+// Config returns the client's configuration with defaults applied. Its Now
+// is set: a client built from it (NewClient) has its clock injected, and
+// times its limiters by it instead of Redis's clock.
 func (c *Client) Config() Config { return c.cfg }
 
 // Pipeline returns the newest loaded version of the named pipeline (a

@@ -129,8 +129,8 @@ type claimed struct {
 // nil when nothing is due or another process came first.
 func (c *Client) claim(ctx context.Context, rec *scheduleRecord) (*claimed, error) {
 	s, id := rec.spec, rec.spec.ID
-	if _, err := c.Pipeline(s.Pipeline); err != nil {
-		return nil, nil // left to the processes that loaded the pipeline
+	if p, err := c.Pipeline(s.Pipeline); err != nil || p.Draining {
+		return nil, nil // left to the processes that loaded the pipeline (from a file: Submit refuses a draining one)
 	}
 	now := c.cfg.Now()
 	slots, f, err := c.planFiring(rec, now)

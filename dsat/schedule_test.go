@@ -282,7 +282,8 @@ func TestScheduleCatchupAfterOutage(t *testing.T) {
 }
 
 // TestScheduleOfAnUnloadedPipeline: a process that has not loaded the
-// schedule's pipeline leaves it to one that has.
+// schedule's pipeline, or has loaded it only draining (from its record:
+// Submit refuses it), leaves it to one that has.
 func TestScheduleOfAnUnloadedPipeline(t *testing.T) {
 	t.Parallel()
 	redistest.ForEachBackend(t, func(t *testing.T, b redistest.Backend) {
@@ -297,6 +298,15 @@ func TestScheduleOfAnUnloadedPipeline(t *testing.T) {
 		fs, err := e.client(other).FireSchedules(e.ctx)
 		if len(fs) != 0 || err != nil {
 			t.Fatalf("fired by a process without the pipeline: %+v %v", fs, err)
+		}
+		draining, _ := dsat.ParsePipeline("p.yaml", []byte("name: p\nversion: 1.0.0\npartitions: 3\nsteps:\n  a: {handler: echo}\n"))
+		draining.Draining = true
+		fs, err = e.client(draining).FireSchedules(e.ctx)
+		if len(fs) != 0 || err != nil {
+			t.Fatalf("fired by a process with the pipeline only draining: %+v %v", fs, err)
+		}
+		if info, _ := e.c.GetSchedule(e.ctx, "tick"); info.LastError != "" || info.LastTask != "" {
+			t.Fatalf("a firing recorded by a process with the pipeline only draining: %+v", info)
 		}
 		if fs := e.fire(1); len(fs) != 1 || len(fs[0].Tasks) != 1 {
 			t.Fatalf("not fired by the right process: %+v", fs)

@@ -73,18 +73,34 @@ type backlogCollector struct {
 
 func (b *backlogCollector) Describe(ch chan<- *prometheus.Desc) { ch <- b.desc; ch <- b.pendDesc }
 
+// Collect sums the versions of a pipeline loaded together (a draining one
+// beside its successor): a step's labels are its pipeline's name and its
+// own, and a registry refuses a metric collected twice.
 func (b *backlogCollector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
+	type ps struct{ pipeline, step string }
+	var steps []ps
+	sums := map[ps]dsat.StepLoad{}
 	for _, p := range b.c.Pipelines() {
 		loads, err := b.c.StepLoads(ctx, p)
 		if err != nil {
 			return
 		}
 		for _, s := range p.Order {
-			ch <- prometheus.MustNewConstMetric(b.desc, prometheus.GaugeValue, float64(loads[s].Backlog), p.Name, s)
-			ch <- prometheus.MustNewConstMetric(b.pendDesc, prometheus.GaugeValue, float64(loads[s].Pending), p.Name, s)
+			k := ps{p.Name, s}
+			sum, seen := sums[k]
+			if !seen {
+				steps = append(steps, k)
+			}
+			sum.Backlog += loads[s].Backlog
+			sum.Pending += loads[s].Pending
+			sums[k] = sum
 		}
+	}
+	for _, k := range steps {
+		ch <- prometheus.MustNewConstMetric(b.desc, prometheus.GaugeValue, float64(sums[k].Backlog), k.pipeline, k.step)
+		ch <- prometheus.MustNewConstMetric(b.pendDesc, prometheus.GaugeValue, float64(sums[k].Pending), k.pipeline, k.step)
 	}
 }
 
@@ -101,10 +117,12 @@ func (b *breakerCollector) Describe(ch chan<- *prometheus.Desc) { ch <- b.moves;
 func (b *breakerCollector) Collect(ch chan<- prometheus.Metric) {
 	type ps struct{ pipeline, step string }
 	var steps []ps
+	seen := map[ps]bool{} // a breaker is the step's, whichever version
 	for _, p := range b.c.Pipelines() {
 		for _, s := range p.Order {
-			if p.Steps[s].Breaker != nil {
-				steps = append(steps, ps{p.Name, s})
+			if k := (ps{p.Name, s}); p.Steps[s].Breaker != nil && !seen[k] {
+				seen[k] = true
+				steps = append(steps, k)
 			}
 		}
 	}

@@ -308,13 +308,22 @@ func (b *tailBuffer) Bytes() []byte { return b.buf }
 // pipelines loaded from files.
 func ResolveExecDirs(pipelines []*dsat.Pipeline, handlerNames ...string) {
 	for _, p := range pipelines {
-		if p.File == "" {
-			continue
+		if p.File != "" {
+			ResolveExecDirsIn(filepath.Dir(p.File), []*dsat.Pipeline{p}, handlerNames...)
 		}
-		base, err := filepath.Abs(filepath.Dir(p.File))
-		if err != nil {
-			continue
-		}
+	}
+}
+
+// ResolveExecDirsIn is ResolveExecDirs with dir as the folder of every
+// pipeline: for pipelines not loaded from a file of their own, such as a
+// version loaded from its record (Client.DrainingPipelines), whose file
+// was in the pipelines folder.
+func ResolveExecDirsIn(dir string, pipelines []*dsat.Pipeline, handlerNames ...string) {
+	base, err := filepath.Abs(dir)
+	if err != nil {
+		return
+	}
+	for _, p := range pipelines {
 		for _, s := range p.Steps {
 			if !slices.Contains(handlerNames, s.Handler) {
 				continue

@@ -160,7 +160,11 @@ func NewTimeKeeper(c *dsat.Client, log zerolog.Logger, interval time.Duration) *
 func (k *TimeKeeper) Run(ctx context.Context) {
 	var sweeps []timeSweep
 	anyQT := false
+	// by "name@X.Y": a partition's own version, whose steps it sweeps (a
+	// draining version may have a step its successor has not).
+	byAPI := map[string]*dsat.Pipeline{}
 	for _, p := range k.c.Pipelines() {
+		byAPI[p.Name+"@"+p.Version.API()] = p
 		steps := queueTimeoutSteps(p, func(string) bool { return true })
 		anyQT = anyQT || len(steps) > 0
 		for n := 0; n < p.Partitions; n++ {
@@ -179,11 +183,12 @@ func (k *TimeKeeper) Run(ctx context.Context) {
 			k.noteHolds(ctx, heldAt)
 		}
 		keepTime(ctx, k.c, sweeps, func(p dsat.Partition, step string) bool {
-			pipe, err := k.c.Pipeline(p.Pipeline)
-			if err != nil {
+			pipe := byAPI[p.Pipeline+"@"+p.API]
+			if pipe == nil || pipe.Steps[step] == nil {
 				return true
 			}
-			return k.c.Config().Now().Sub(heldAt[p.Pipeline+"/"+step]) < pipe.Steps[step].QueueTimeout
+			st := pipe.Steps[step]
+			return k.c.Config().Now().Sub(heldAt[p.Pipeline+"/"+step]) < st.QueueTimeout
 		}, func(p dsat.Partition, step string, failed, dead int) {
 			samples = append(samples, dsat.StepSample{Pipeline: p.Pipeline, Step: step, Failed: int64(failed), Dead: int64(dead)})
 		}, k.logs.write, &k.log)

@@ -251,3 +251,30 @@ func TestTimeKeeperPrunesTaskIndex(t *testing.T) {
 		}
 	})
 }
+
+// TestTimeKeeperTwoVersions: a time keeper of two versions of a pipeline
+// (a draining one beside its successor) sweeps each partition by its own
+// version's steps: 1.0's step a, gone from 2.0, still times out its
+// tokens by 1.0's queue_timeout (and the keeper does not crash on it).
+func TestTimeKeeperTwoVersions(t *testing.T) {
+	redistest.ForEachBackend(t, func(t *testing.T, be redistest.Backend) {
+		b := setup(t, be, queueTimeoutYAML)
+		late := b.submit(1, `{}`)[0]
+		v2, err := dsat.ParsePipeline("v2.yaml", []byte("name: qt\nversion: 2.0.0\nsteps:\n  z: {handler: count}\n"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ahead, err := dsat.NewClient(b.rdb, dsat.Config{Now: func() time.Time { return time.Now().Add(time.Hour) }}, b.p, v2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		stop := runTimeKeeper(b, ahead)
+		st := b.wait([]string{late}, 10*time.Second)[0]
+		if !stop() {
+			t.Fatal("the time keeper did not stop with its context")
+		}
+		if st.Status != dsat.StatusFailed || !strings.Contains(st.Error, "queue_timeout") {
+			t.Fatalf("1.0's task past its queue timeout: %+v", st)
+		}
+	})
+}

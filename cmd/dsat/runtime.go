@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -128,6 +129,16 @@ func drainStranded(ctx context.Context, c *dsat.Client, pol drainPolicy, log zer
 		unfinished[v.Pipeline+"@"+v.API] = v.Unfinished
 	}
 	all, loaded := c.Pipelines(), 0
+	// The pipelines folder (one, for every file loaded): a draining
+	// version's exec and process steps run there, next to where its file
+	// was, not in the process's working directory.
+	dir := ""
+	for _, p := range all {
+		if p.File != "" {
+			dir = filepath.Dir(p.File)
+			break
+		}
+	}
 	for _, p := range ps {
 		api := p.Version.API()
 		if pol.runs {
@@ -136,7 +147,9 @@ func drainStranded(ctx context.Context, c *dsat.Client, pol drainPolicy, log zer
 					Msg("unfinished tasks of a pipeline version this process does not load, and cannot run from its record (a handler not built in): left to a worker binary that has it, or to the version's file put back (README: Upgrading or removing a pipeline)")
 				continue
 			}
-			workers.ResolveExecDirs([]*dsat.Pipeline{p}, "exec", "process")
+			if dir != "" {
+				workers.ResolveExecDirsIn(dir, []*dsat.Pipeline{p}, "exec", "process")
+			}
 		}
 		all = append(all, p)
 		loaded++
@@ -146,7 +159,9 @@ func drainStranded(ctx context.Context, c *dsat.Client, pol drainPolicy, log zer
 	if loaded == 0 {
 		return c
 	}
-	dc, err := dsat.NewClient(c.Redis(), c.Config(), all...)
+	// newClient, not c.Config(): that has a clock filled in, and a client
+	// given a clock times its limiters by it instead of Redis's.
+	dc, err := newClient(c.Redis(), c.Config().Prefix, all)
 	if err != nil {
 		log.Warn().Err(err).Msg("could not load the draining pipeline versions")
 		return c

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -147,4 +148,58 @@ func waitSucceeded(t *testing.T, c *dsat.Client, id string) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// TestDrainStrandedRunsInThePipelinesFolder: a draining version's exec
+// and process steps run in the pipelines folder, where its file was (a
+// relative dir from there), not in the process's working directory; and
+// the client that loads it still times its limiters by Redis's clock (a
+// grant of rate permits is at Redis's time, not the process's).
+func TestDrainStrandedRunsInThePipelinesFolder(t *testing.T) {
+	t.Parallel()
+	redistest.ForEachBackend(t, func(t *testing.T, b redistest.Backend) {
+		ctx := context.Background()
+		rdb, mini := b.New(t)
+		v1 := "name: p\nversion: 1.0.0\nsteps:\n" +
+			"  a: {handler: exec, with: {command: [sh, run.sh]}, next: [b]}\n" +
+			"  b: {handler: process, with: {command: [sh, serve.sh], dir: sub}, next: [c]}\n" +
+			"  c: {handler: echo, limits: {rate: 10/s}}\n"
+		old := clientOf(t, rdb, v1)
+		drainStranded(ctx, old, drainPolicy{runs: true}, zerolog.Nop())
+		if _, err := old.Submit(ctx, "p", []byte(`{}`), dsat.SubmitOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		folder := t.TempDir()
+		v2, err := dsat.ParsePipeline("p.yaml", []byte(strings.Replace(v1, "1.0.0", "2.0.0", 1)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		v2.File = filepath.Join(folder, "p.yaml")
+		live, err := dsat.NewClient(rdb, dsat.Config{}, v2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := drainStranded(ctx, live, drainPolicy{runs: true}, zerolog.Nop())
+		ps := c.Pipelines()
+		if len(ps) != 2 || !ps[0].Draining {
+			t.Fatalf("loaded %+v, want p 1.0 draining", ps)
+		}
+		for step, want := range map[string]string{"a": folder, "b": filepath.Join(folder, "sub")} {
+			if got := ps[0].Steps[step].With["dir"]; got != want {
+				t.Errorf("draining step %s runs in %v, want %s", step, got, want)
+			}
+		}
+		if mini == nil {
+			return // a real Redis's clock cannot be moved
+		}
+		redisNow := time.Date(2001, 2, 3, 4, 5, 6, 0, time.UTC)
+		mini.SetTime(redisNow)
+		budget, _, _, err := c.TakeRateBudget(ctx, ps[0], "c", "h1", 2, time.Second, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := budget.At.Sub(redisNow); d < -time.Minute || d > time.Minute {
+			t.Fatalf("a grant at %s, want Redis's time %s", budget.At, redisNow)
+		}
+	})
 }
