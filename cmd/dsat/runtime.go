@@ -142,9 +142,13 @@ func drainStranded(ctx context.Context, c *dsat.Client, pol drainPolicy, log zer
 	for _, p := range ps {
 		api := p.Version.API()
 		if pol.runs {
-			if err := checkHandlers([]*dsat.Pipeline{p}, ""); err != nil {
+			err := checkHandlers([]*dsat.Pipeline{p}, "")
+			if err == nil {
+				err = childrenLoaded(c, p)
+			}
+			if err != nil {
 				log.Warn().Err(err).Str("pipeline", p.Name).Str("api", api).Int64("unfinished", unfinished[p.Name+"@"+api]).
-					Msg("unfinished tasks of a pipeline version this process does not load, and cannot run from its record (a handler not built in): left to a worker binary that has it, or to the version's file put back (README: Upgrading or removing a pipeline)")
+					Msg("unfinished tasks of a pipeline version this process does not load, and cannot run from its record (a handler not built in, or a sub-pipeline it does not load from a file): left to a process that has it, or to the version's file put back (README: Upgrading or removing a pipeline)")
 				continue
 			}
 			if dir != "" {
@@ -167,6 +171,20 @@ func drainStranded(ctx context.Context, c *dsat.Client, pol drainPolicy, log zer
 		return c
 	}
 	return dc
+}
+
+// childrenLoaded checks that c loads, from a file, the pipeline of each
+// sub-pipeline step of p: Submit refuses any other, so the step's tokens
+// would fail where they could wait for the file to come back.
+func childrenLoaded(c *dsat.Client, p *dsat.Pipeline) error {
+	for _, name := range p.Order {
+		if child := p.Steps[name].Pipeline; child != "" {
+			if _, err := c.Pipeline(child); err != nil {
+				return fmt.Errorf("pipeline %s: sub-pipeline step %q: %w", p.Name, name, err)
+			}
+		}
+	}
+	return nil
 }
 
 // close flushes the spans (up to 5s) and closes the Redis client.

@@ -203,3 +203,35 @@ func TestDrainStrandedRunsInThePipelinesFolder(t *testing.T) {
 		}
 	})
 }
+
+// TestDrainStrandedNeedsItsChildren: a process that runs handlers leaves
+// out (with a warning) a recorded version with a sub-pipeline step whose
+// pipeline it does not load from a file (Submit refuses it: the step's
+// tokens would fail instead of waiting), and loads it once it does.
+func TestDrainStrandedNeedsItsChildren(t *testing.T) {
+	t.Parallel()
+	redistest.ForEachBackend(t, func(t *testing.T, b redistest.Backend) {
+		ctx := context.Background()
+		rdb, _ := b.New(t)
+		kid := "name: kid\nversion: 1.0.0\nsteps:\n  a: {handler: echo}\n"
+		parent := "name: parent\nversion: 1.0.0\nsteps:\n  a: {pipeline: kid}\n"
+		old := clientOf(t, rdb, parent, kid)
+		drainStranded(ctx, old, drainPolicy{runs: true}, zerolog.Nop())
+		if _, err := old.Submit(ctx, "parent", []byte(`{}`), dsat.SubmitOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		v2 := strings.Replace(parent, "1.0.0", "2.0.0", 1)
+		var logs bytes.Buffer
+		if c := drainStranded(ctx, clientOf(t, rdb, v2), drainPolicy{runs: true}, zerolog.New(&logs)); len(c.Pipelines()) != 1 {
+			t.Fatalf("loaded %d pipeline versions without kid, want 1", len(c.Pipelines()))
+		}
+		for _, want := range []string{`"level":"warn"`, `"pipeline":"parent"`, "cannot run from its record", `sub-pipeline step \"a\"`, `\"kid\"`} {
+			if !strings.Contains(logs.String(), want) {
+				t.Errorf("missing %s in %s", want, logs.String())
+			}
+		}
+		if c := drainStranded(ctx, clientOf(t, rdb, v2, kid), drainPolicy{runs: true}, zerolog.Nop()); len(c.Pipelines()) != 3 {
+			t.Fatalf("loaded %d pipeline versions with kid, want 3", len(c.Pipelines()))
+		}
+	})
+}
