@@ -35,7 +35,7 @@ type devOpts struct {
 }
 
 func devFlags(fs *flag.FlagSet, env *cliEnv) *devOpts {
-	return &devOpts{serverOpts: addServerFlags(drainPolicy{removed: true, runs: true}, fs, env, false),
+	return &devOpts{serverOpts: addServerFlags(drainPolicy{runs: true}, fs, env, false),
 		addr:  envString(fs, env, "addr", "DSAT_ADDR", "127.0.0.1:8080", "address the HTTP API listens on"),
 		token: envString(fs, env, "token", "DSAT_API_TOKEN", "", "comma-separated API tokens (empty: no auth)")}
 }

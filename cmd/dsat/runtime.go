@@ -82,10 +82,11 @@ func openServer(ctx context.Context, env *cliEnv, fs *flag.FlagSet, o *serverOpt
 // draining (drainStranded).
 type drainPolicy struct {
 	// removed: also the versions of pipelines the process loads no
-	// version of, their file removed (serve, dev: the API knows every
-	// pipeline); without it, only other versions of the pipelines it
-	// loads (worker: workers with different folders under one prefix must
-	// not run each other's pipelines).
+	// version of, their file removed (serve: the API knows every
+	// pipeline, and runs no handler); without it, only other versions of
+	// the pipelines it loads (worker, dev: workers with different folders
+	// under one prefix must not run each other's pipelines, nor a dsat dev
+	// run on a shared Redis the pipelines of another deployment).
 	removed bool
 	// runs: the process runs handlers: a version with a handler that is
 	// not built in is left out (worker, dev).

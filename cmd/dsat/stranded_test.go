@@ -37,7 +37,8 @@ func clientOf(t *testing.T, rdb redis.UniversalClient, yamls ...string) *dsat.Cl
 
 // TestDrainStranded: a process that loads pipeline p 2.0 (its file was
 // edited from 1.0) and no longer loads pipeline gone (its file removed)
-// loads, as dsat dev, both 1.0 versions from their record, draining: a
+// loads, with a policy of both (removed and runs), both 1.0 versions from
+// their record, draining: a
 // satellite of its runs their unfinished tasks to their end, a submission
 // to p goes to 2.0, one to gone is refused. As dsat worker it loads only
 // p 1.0 and warns about gone. Nothing is logged with nothing stranded.
@@ -234,4 +235,23 @@ func TestDrainStrandedNeedsItsChildren(t *testing.T) {
 			t.Fatalf("loaded %d pipeline versions with kid, want 3", len(c.Pipelines()))
 		}
 	})
+}
+
+// TestDrainPolicies: dsat serve loads every stranded version and runs no
+// handler; dsat worker and dsat dev, which run handlers, load only other
+// versions of the pipelines in their folder: a dsat dev on a Redis shared
+// with another deployment never runs that deployment's pipelines.
+func TestDrainPolicies(t *testing.T) {
+	env := &cliEnv{getenv: func(string) string { return "" }}
+	got := map[string]drainPolicy{
+		"serve":  serveFlags(newFlagSet("serve", env), env).drain,
+		"worker": workerFlags(newFlagSet("worker", env), env).drain,
+		"dev":    devFlags(newFlagSet("dev", env), env).drain,
+	}
+	want := map[string]drainPolicy{"serve": {removed: true}, "worker": {runs: true}, "dev": {runs: true}}
+	for name, w := range want {
+		if got[name] != w {
+			t.Errorf("dsat %s drains %+v, want %+v", name, got[name], w)
+		}
+	}
 }
