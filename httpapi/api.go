@@ -45,8 +45,9 @@ type Config struct {
 	// MaxBodyBytes bounds the bytes of the other JSON bodies (a
 	// submission's payload, a schedule) being read at once, over every
 	// request (default 64 MiB, at least MaxPayload): a body reserves its
-	// Content-Length (twice its limit without one) before it is read;
-	// one that finds no room waits, up to the request timeout (then 503).
+	// Content-Length, up to 64 KiB, before it is read (waiting for room up
+	// to the request timeout), and the rest as its bytes arrive (waiting
+	// up to a second each time); one that finds no room gets a 503.
 	MaxBodyBytes int
 	// Heartbeat is the interval of SSE comment heartbeats (default 15s).
 	Heartbeat time.Duration

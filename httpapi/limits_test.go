@@ -134,8 +134,8 @@ func TestBatchDecodesAreBounded(t *testing.T) {
 }
 
 // TestBodyBytesAreBounded: the submission and schedule bodies being read
-// at once hold at most MaxBodyBytes; a body that finds no room waits and
-// gets a 503 at the request timeout (review 8: 400 clients sending 1 MiB
+// at once hold at most MaxBodyBytes; a body that finds no room for its
+// first reservation waits and gets a 503 at the request timeout (review 8: 400 clients sending 1 MiB
 // bodies slowly held 480 MB of dsat serve), and a body announcing more
 // than the payload limit is a 413 before it is read.
 func TestBodyBytesAreBounded(t *testing.T) {
@@ -186,6 +186,56 @@ func TestBodyBytesAreBounded(t *testing.T) {
 		if res.StatusCode != 413 || !strings.Contains(string(b), "larger than the limit") {
 			t.Fatalf("a Content-Length past the limit: %d %s", res.StatusCode, b)
 		}
+	}
+}
+
+// TestSlowBodyHoldsWhatItSent: clients that announce 1 MiB bodies and
+// send 100 bytes hold bodyFirstReserve of the budget each, not what they
+// announced, so a submission beside them is read at once; a body then
+// reserves the rest as it arrives, and one alone may hold the whole
+// budget (a 1 MiB payload with a 256 KiB budget is accepted).
+func TestSlowBodyHoldsWhatItSent(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, redistest.Backends()[0], func(c *Config) {
+		c.MaxBodyBytes = 256 << 10
+		c.RequestTimeout = 5 * time.Second
+	})
+	var done []chan struct{}
+	var pipes []*io.PipeWriter
+	t.Cleanup(func() { // before the server closes: it waits for the slow bodies
+		for _, pw := range pipes {
+			pw.CloseWithError(io.ErrUnexpectedEOF)
+		}
+	})
+	for range 3 {
+		pr, pw := io.Pipe()
+		pipes = append(pipes, pw)
+		go func() { _, _ = io.WriteString(pw, `{"slow":"`+strings.Repeat("x", 90)) }()
+		d := make(chan struct{})
+		done = append(done, d)
+		go func() {
+			defer close(d)
+			req, _ := http.NewRequest("POST", e.srv.URL+"/v1/pipelines/demo/tasks", pr)
+			req.ContentLength = 1 << 20
+			req.Header.Set("Content-Type", "application/json")
+			if res, err := http.DefaultClient.Do(req); err == nil {
+				res.Body.Close()
+			}
+		}()
+	}
+	time.Sleep(200 * time.Millisecond) // the slow bodies have begun
+	start := time.Now()
+	r := e.do("POST", "/v1/pipelines/demo/tasks", "application/json", `{"n":"`+strings.Repeat("y", 20<<10)+`"}`)
+	if r.status != 202 || time.Since(start) > 2*time.Second {
+		t.Fatalf("a 20 KiB submission beside 3 slow 1 MiB bodies: %d after %s: %s", r.status, time.Since(start), r.raw)
+	}
+	for i, pw := range pipes {
+		pw.Close()
+		<-done[i]
+	}
+	big := `{"n":"` + strings.Repeat("z", (1<<20)-16) + `"}`
+	if r := e.do("POST", "/v1/pipelines/demo/tasks", "application/json", big); r.status != 202 {
+		t.Fatalf("a %d-byte body alone with a 256 KiB budget: %d %s", len(big), r.status, r.raw)
 	}
 }
 

@@ -111,37 +111,22 @@ func (a *API) readJSONBody(w http.ResponseWriter, r *http.Request, limit int) ([
 			fmt.Sprintf("the body is larger than the limit of %d bytes; send a smaller payload or raise the limit", limit))
 		return nil, false
 	}
-	// Reserve what the body will hold while it is read: its announced
-	// length, or without one (chunked) what a growing buffer may take.
-	want := 2 * int64(limit)
-	switch {
-	case r.ContentLength > int64(limit):
+	if r.ContentLength > int64(limit) {
 		return tooLarge()
-	case r.ContentLength >= 0:
-		want = r.ContentLength + bytes.MinRead
 	}
-	got, ok := a.bodies.acquire(r.Context(), want)
-	if !ok {
+	body, held, err := a.bodies.read(r.Context(), http.MaxBytesReader(w, r.Body, int64(limit)), r.ContentLength, int64(limit))
+	if err == nil {
+		// The body stays in memory until the request ends (the handler
+		// returns or times out), and so does its reservation.
+		context.AfterFunc(r.Context(), func() { a.bodies.release(held) })
+	}
+	var tooBig *http.MaxBytesError
+	switch {
+	case errors.Is(err, errBudgetFull):
 		w.Header().Set("Retry-After", "1")
 		writeProblem(w, r, http.StatusServiceUnavailable, "busy",
 			"too many request bodies are being received at once; retry later")
 		return nil, false
-	}
-	var buf bytes.Buffer
-	if r.ContentLength >= 0 {
-		buf.Grow(int(want))
-	}
-	_, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, int64(limit)))
-	if err != nil {
-		a.bodies.release(got)
-	} else {
-		// The body stays in memory until the request ends (the handler
-		// returns or times out), and so does its reservation.
-		context.AfterFunc(r.Context(), func() { a.bodies.release(got) })
-	}
-	body := buf.Bytes()
-	var tooBig *http.MaxBytesError
-	switch {
 	case errors.As(err, &tooBig):
 		return tooLarge()
 	case err != nil:
