@@ -153,7 +153,9 @@ func stateFromHash(id string, h map[string]string) *TaskState {
 			if n, _ := strconv.Atoi(v); n > 0 {
 				name := f[3:]
 				s := st.Steps[name]
-				s.State, s.Token = "waiting", ""
+				// Whichever field comes first: an earlier run's record
+				// says nothing of the parked tokens.
+				s.State, s.Token, s.Attempts, s.Worker = "waiting", "", 0, ""
 				st.Steps[name] = s
 				latest[name] = math.MaxInt // parked tokens outrank any earlier run of the join
 			}

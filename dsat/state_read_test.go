@@ -43,6 +43,19 @@ func TestTaskFoldRepeatedFields(t *testing.T) {
 	}
 }
 
+// TestParkedJoinStateIsStable: a join step with parked tokens and the
+// record of an earlier run (a join re-parked after a retry) shows waiting
+// with no token, attempt or worker, in whatever order the fields come.
+func TestParkedJoinStateIsStable(t *testing.T) {
+	t.Parallel()
+	for range 50 {
+		st := stateFromHash("id", map[string]string{"status": "running", "k:3": "d|2|j|s1", "pk:j": "1", "k:1": "d|1|a|s1"})
+		if got := fmt.Sprintf("%+v", st.Steps["j"]); got != "{State:waiting Token: Attempts:0 Worker: Error: Progress:<nil> Child: Items:map[]}" {
+			t.Fatalf("join step %s", got)
+		}
+	}
+}
+
 // TestGetReadsABigMapInPages: a map's task hash of 9,000 token records
 // (and per-item fields the state does not show) is read 100 fields at a
 // time on real Redis (INFO commandstats counts the HSCANs), and the state
