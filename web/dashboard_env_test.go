@@ -3,6 +3,7 @@ package web_test
 import (
 	"context"
 	"net/http/httptest"
+	"strings"
 	"testing"
 
 	"github.com/alicebob/miniredis/v2"
@@ -39,6 +40,9 @@ func newDashboardEnv(t *testing.T, pipelineYAML string, more ...string) *dashboa
 		if err != nil {
 			t.Fatal(err)
 		}
+		// A file that begins "# draining" stands for a version loaded
+		// from its record (dsat.Client.DrainingPipelines).
+		q.Draining = strings.HasPrefix(y, "# draining\n")
 		ps = append(ps, q)
 	}
 	c, err := dsat.NewClient(rdb, dsat.Config{}, ps...)

@@ -107,13 +107,16 @@ function pipelineCard(p) {
   showPaused(!!p.paused);
   const charts = h("div", { class: "charts", "data-role": "charts" });
   const flow = h("div", { class: "table-wrap", "data-role": "flow" });
-  const card = h("section", { class: "card", "data-pipeline": p.name },
-    h("h2", {}, p.name, " ", h("span", { class: "muted" }, p.version + " · " + p.partitions + " partition" + (p.partitions > 1 ? "s" : "")), " ", pauseBtn),
-    graph, flow, charts, form);
+  // A draining version (loaded from its record to finish its tasks) takes
+  // no submission: no form.
+  const card = h("section", { class: "card", "data-pipeline": p.name, "data-version": p.version },
+    h("h2", {}, p.name, " ", h("span", { class: "muted" }, p.version + " · " + p.partitions + " partition" + (p.partitions > 1 ? "s" : "") +
+      (p.draining ? " · draining: finishing its tasks, no new ones" : "")), " ", pauseBtn),
+    graph, flow, charts, p.draining ? null : form);
   let drawn = null;
   every(1000, async () => {
     try {
-      const d = await api("GET", "/v1/pipelines/" + encodeURIComponent(p.name));
+      const d = await api("GET", "/v1/pipelines/" + encodeURIComponent(p.name) + "?version=" + encodeURIComponent(p.version));
       showPaused(!!d.pipeline.paused);
       if (!drawn) drawn = drawGraph(graph, d.pipeline);
       updateLoad(drawn, d.pipeline);
