@@ -46,11 +46,11 @@ func (s *Satellite) stepHeld(p dsat.Partition, step string) bool {
 	return r != nil && r.recentlyHeld(r.step.QueueTimeout)
 }
 
-// runnerOf returns the runner of a step of p's pipeline, nil if this
-// satellite runs none.
+// runnerOf returns the runner of a step of p's pipeline version, nil if
+// this satellite runs none (a draining version has runners of its own).
 func (s *Satellite) runnerOf(p dsat.Partition, step string) *stepRunner {
 	for _, r := range s.steps {
-		if r.p.Name == p.Pipeline && r.step.Name == step {
+		if r.p.Name == p.Pipeline && r.p.Version.API() == p.API && r.step.Name == step {
 			return r
 		}
 	}

@@ -6,6 +6,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/dsat-dev/dsat/dsat"
 )
 
 func TestRunnersReuseGoroutines(t *testing.T) {
@@ -56,5 +58,25 @@ func TestRunnersReuseGoroutines(t *testing.T) {
 	case <-exited:
 	case <-time.After(2 * time.Second):
 		t.Fatal("runner goroutines did not exit after done")
+	}
+}
+
+// TestRunnerOfVersion: with two versions of a pipeline loaded (one
+// draining), a partition's step is its own version's runner.
+func TestRunnerOfVersion(t *testing.T) {
+	t.Parallel()
+	var rs []*stepRunner
+	for _, y := range []string{"name: p\nversion: 1.0.0\nsteps:\n  a: {handler: echo}\n", "name: p\nversion: 2.0.0\nsteps:\n  a: {handler: echo}\n"} {
+		p, err := dsat.ParsePipeline("p.yaml", []byte(y))
+		if err != nil {
+			t.Fatal(err)
+		}
+		rs = append(rs, &stepRunner{p: p, step: p.Steps["a"]})
+	}
+	s := &Satellite{steps: rs}
+	for i, r := range rs {
+		if got := s.runnerOf(r.p.Partition(0), "a"); got != r {
+			t.Errorf("version %d.0: runner of %v", i+1, got.p.Version)
+		}
 	}
 }
