@@ -73,11 +73,18 @@ func TestLimitsInPipelineView(t *testing.T) {
 	// The busiest fairness keys, with their running permits.
 	p, _ := e.c.Pipeline("demo")
 	reqs := []dsat.LimitRequest{{ID: "1", Key: "zed"}, {ID: "2", Key: "acme"}, {ID: "3", Key: "acme"}}
+	granted := time.Now()
 	if _, err := e.c.AcquireLimits(context.Background(), p, "c", reqs, time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	if g = e.do("GET", "/v1/pipelines/demo", "", ""); !strings.Contains(g.raw, `"usage":{"running":0,"rate_used":3,"keys":[{"key":"acme","running":2},{"key":"zed","running":1}]}`) {
+	g = e.do("GET", "/v1/pipelines/demo", "", "")
+	if !strings.Contains(g.raw, `"keys":[{"key":"acme","running":2},{"key":"zed","running":1}]}`) {
 		t.Fatalf("busiest keys: %s", g.raw)
+	}
+	// The 3 rate grants count for the rate's period, a second: a loaded
+	// machine may answer later (CI once did).
+	if !strings.Contains(g.raw, `"usage":{"running":0,"rate_used":3,`) && time.Since(granted) < 900*time.Millisecond {
+		t.Fatalf("rate used: %s", g.raw)
 	}
 }
 
