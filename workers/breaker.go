@@ -28,6 +28,10 @@ func (s *Satellite) hasBreakers() bool {
 // applyBreakers holds or releases each step's reader by its breaker, and
 // claims the probe of an open breaker whose time is up.
 func (s *Satellite) applyBreakers(ctx context.Context) {
+	trips := make([]int64, len(s.steps))
+	for i, r := range s.steps {
+		trips[i] = r.trips.Load()
+	}
 	states, err := s.c.Breakers(ctx)
 	if err != nil {
 		if ctx.Err() == nil {
@@ -36,11 +40,14 @@ func (s *Satellite) applyBreakers(ctx context.Context) {
 		return
 	}
 	now := s.c.Config().Now()
-	for _, r := range s.steps {
+	for i, r := range s.steps {
 		if r.step.Breaker == nil {
 			continue
 		}
 		st, open := states[r.p.Name+"/"+r.step.Name]
+		if !open && r.trips.Load() != trips[i] {
+			continue // opened here by a failure since the read began: the read is stale
+		}
 		if r.tripped.Swap(open) != open && !open {
 			r.probe.Store(0)
 			r.log.Info().Msg("circuit breaker closed: tokens are begun again")
@@ -75,6 +82,7 @@ func (r *stepRunner) breakerOutcome(outcome string) {
 			r.s.logLimited(r.name()+"/breaker", r.log.Warn().Err(err), "count a failure for the circuit breaker failed")
 		}
 		if opened {
+			r.trips.Add(1)
 			r.tripped.Store(true)
 			r.probe.Store(0)
 			b := r.step.Breaker

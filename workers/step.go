@@ -36,6 +36,10 @@ type stepRunner struct {
 	// loop); the reader reads nothing then but probe tokens (0 or 1).
 	tripped atomic.Bool
 	probe   atomic.Int32
+	// trips counts the breaker openings this satellite's own failures
+	// caused: a read of the breakers begun before one is stale, and does
+	// not close the breaker here (applyBreakers).
+	trips atomic.Int64
 	// prio is set by the flow loop once the pipeline uses priorities:
 	// the reader then reads the step's three levels (priority.go).
 	prio atomic.Bool
