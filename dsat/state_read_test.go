@@ -2,6 +2,7 @@ package dsat
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"regexp"
 	"runtime"
@@ -40,6 +41,33 @@ func TestTaskFoldRepeatedFields(t *testing.T) {
 	}
 	if got := fmt.Sprint(f.h); got != "map[k:1:d|1|split|s1 k:7:d|1|work|s1 s:work:err:boom status:running]" {
 		t.Fatalf("fields kept %s", got)
+	}
+}
+
+// TestTaskFoldKeepsTheState: the fields the fold keeps give the state the
+// whole hash gives, for a hash with every kind of field the state shows
+// (and some it does not): a field stateFromHash starts to read must be
+// kept by the fold too.
+func TestTaskFoldKeepsTheState(t *testing.T) {
+	t.Parallel()
+	h := map[string]string{
+		"pipeline": "p", "pv": "1.0.0", "status": "running", "created": "1700000000000", "updated": "1700000001000",
+		"seq": "9", "error": "e", "run_at": "1700000002000", "deadline": "1700000003000", "pr": "high",
+		"parent": "06fa1bqk0c8m3pz4tq2hn6v1a8.q.1.0.0|s|3|1",
+		"k:1":    "d|1|a|w1", "k:2": "r|2|b|child:06fa1bqk0c8m3pz4tq2hn6v1a9.c.1.0.0", "k:3": "w|3|c|w2", "k:4": "d|1|c|w2",
+		"pk:j": "2", "p:b": "0.5|1700000001500|half", "s:c:err": "boom",
+		"mi:1": "x", "j:j:a": "{}", "ntok": "4", "live": "2",
+	}
+	f := newTaskFold(nil)
+	var kv []string
+	for k, v := range h {
+		kv = append(kv, k, v)
+	}
+	f.add(kv)
+	want, _ := json.Marshal(stateFromHash("id", h))
+	got, _ := json.Marshal(stateFromHash("id", f.h))
+	if string(got) != string(want) {
+		t.Fatalf("state from the fold:\n%s\nfrom the hash:\n%s", got, want)
 	}
 }
 

@@ -119,7 +119,7 @@ func drainStranded(ctx context.Context, c *dsat.Client, pol drainPolicy, log zer
 			continue
 		}
 		log.Warn().Str("pipeline", v.Pipeline).Str("api", v.API).Int64("unfinished", v.Unfinished).
-			Msg("unfinished tasks of a pipeline this worker loads no version of: it leaves them to the workers that load it (dsat serve loads its version from the record to enforce their deadlines and let them be cancelled; README: Upgrading or removing a pipeline)")
+			Msg("unfinished tasks of a pipeline this process loads no version of: it leaves them to the workers that load it (dsat serve loads its version from the record to enforce their deadlines and let them be cancelled; README: Upgrading or removing a pipeline)")
 	}
 	ps, err := c.DrainingPipelines(ctx, want)
 	if err != nil {
